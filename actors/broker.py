@@ -1,0 +1,64 @@
+"""Build the broker in one place and register the four actors on it, each on its own queue.
+
+Nothing connects at import: ``setup_broker`` is called by ``actors.app`` (the
+module the dramatiq CLI loads), by the CLI before sending, and by tests with
+a StubBroker. Retry policy is ours, not Dramatiq's defaults (20 retries,
+backoff up to a week): a person is waiting for the video.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.middleware import CurrentMessage
+
+from pipeline.errors import JobConflict, RequestInvalid, SourceUnavailable
+from pipeline.settings import Settings
+
+from . import names
+from .assemble import assemble_render
+from .clip import extract_clip, retry_when
+from .fallback import fallback_clip
+from .plan import plan_render
+
+#: No Dramatiq time limit interrupts our stages: every subprocess carries its own timeout.
+NO_TIME_LIMIT_MS = 24 * 3600 * 1000
+
+
+def _assemble_retry_when(retries: int, exc: Exception) -> bool:
+    return isinstance(exc, SourceUnavailable) and retries < 3
+
+
+def setup_broker(settings: Settings, broker: dramatiq.Broker | None = None) -> dramatiq.Broker:
+    if broker is None:
+        broker = RabbitmqBroker(url=settings.broker_url, confirm_delivery=True)
+    if not any(isinstance(m, CurrentMessage) for m in broker.middleware):
+        broker.add_middleware(CurrentMessage())
+    backoff: dict[str, Any] = {
+        "min_backoff": settings.retry_min_backoff_ms,
+        "max_backoff": settings.retry_max_backoff_ms,
+        "time_limit": NO_TIME_LIMIT_MS,
+    }
+    dramatiq.set_broker(broker)
+    _register(broker, names.PLAN, plan_render, max_retries=5, throws=(RequestInvalid, JobConflict), **backoff)
+    _register(
+        broker,
+        names.CLIP,
+        extract_clip,
+        max_retries=settings.clip_max_retries,
+        retry_when=retry_when,
+        **backoff,
+    )
+    _register(broker, names.FALLBACK, fallback_clip, max_retries=3, **backoff)
+    _register(broker, names.ASSEMBLE, assemble_render, retry_when=_assemble_retry_when, **backoff)
+    return broker
+
+
+def _register(broker: dramatiq.Broker, stage: str, fn: Callable[..., None], **options: Any) -> None:
+    decorate = dramatiq.actor(
+        actor_name=names.ACTOR[stage], queue_name=names.QUEUE[stage], broker=broker, **options
+    )
+    decorate(fn)

@@ -1,0 +1,49 @@
+"""extract_clip: cut one clip; transient failures retry with backoff, the rest go to fallback."""
+
+from __future__ import annotations
+
+import time
+
+import dramatiq
+from dramatiq.middleware import CurrentMessage
+
+from pipeline import clipstage
+from pipeline.logs import bind_job
+
+from . import names
+from .runtime import context
+from .send import send
+from .slots import CLIP_SLOTS
+
+
+class TransientClipError(Exception):
+    """Raised to make the broker retry a clip with backoff; wraps the real error."""
+
+
+def extract_clip(job_id: str, index: int, trace_id: str | None = None) -> None:
+    ctx = context()
+    message = CurrentMessage.get_current_message()
+    retries = int(message.options.get("retries", 0)) if message else 0
+    queue_wait_ms = (time.time() * 1000 - message.message_timestamp) if message and not retries else None
+    with bind_job(job_id, trace_id), CLIP_SLOTS.take() as slot:
+        step = clipstage.run_clip(
+            ctx,
+            job_id,
+            index,
+            attempt=retries + 1,
+            max_attempts=ctx.settings.clip_max_retries + 1,
+            queue_wait_ms=queue_wait_ms,
+            parallel_slot=slot,
+        )
+    match step:
+        case clipstage.Done(fire=True):
+            send(names.ASSEMBLE, job_id, trace_id)
+        case clipstage.Retry(error=error):
+            raise TransientClipError(str(error)) from error
+        case clipstage.Fallback(reason=reason):
+            send(names.FALLBACK, job_id, index, reason, trace_id)
+
+
+def retry_when(retries: int, exc: Exception) -> bool:
+    """Only errors the clip stage marked transient are retried; anything else is a bug, dead-lettered."""
+    return isinstance(exc, TransientClipError | dramatiq.RateLimitExceeded)

@@ -1,0 +1,59 @@
+"""clipline's Prometheus metrics (names prefixed ``clipline_``), fed through the domain's Observer hooks."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from pipeline.observe import Observer
+
+CLIPS_IN_FLIGHT = Gauge("clipline_clips_in_flight", "Clips being cut right now", multiprocess_mode="livesum")
+CLIP_OUTCOMES = Counter("clipline_clip_outcomes_total", "Clips that reached a final outcome", ["outcome"])
+CLIP_EXTRACT_SECONDS = Histogram(
+    "clipline_clip_extract_seconds",
+    "Time to cut one clip from its source",
+    buckets=(0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 45, 60, 120),
+)
+CLIP_QUEUE_WAIT_SECONDS = Histogram(
+    "clipline_clip_queue_wait_seconds",
+    "Time from enqueue to a clip starting",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
+)
+RETRIES = Counter("clipline_clip_retries_total", "Clip attempts that will be retried", ["reason"])
+SOURCE_RESOLUTIONS = Counter("clipline_source_resolutions_total", "Video API lookups", ["result"])
+BYTES_FETCHED = Counter("clipline_bytes_fetched_total", "Bytes read from the CDN")
+JOBS = Counter("clipline_jobs_total", "Jobs that reached a final status", ["status"])
+JOB_SECONDS = Histogram(
+    "clipline_job_duration_seconds",
+    "Submit to final status",
+    buckets=(10, 30, 60, 120, 180, 300, 600, 900, 1200, 1800, 3600),
+)
+CLIP_CONCURRENCY = Gauge("clipline_clip_concurrency", "Configured clip concurrency", multiprocess_mode="max")
+
+
+class PrometheusObserver(Observer):
+    def source_resolution(self, result: str) -> None:
+        SOURCE_RESOLUTIONS.labels(result).inc()
+
+    def bytes_fetched(self, nbytes: int) -> None:
+        if nbytes:
+            BYTES_FETCHED.inc(nbytes)
+
+    def clip_started(self, queue_wait_ms: float | None) -> None:
+        CLIPS_IN_FLIGHT.inc()
+        if queue_wait_ms is not None:
+            CLIP_QUEUE_WAIT_SECONDS.observe(queue_wait_ms / 1000)
+
+    def clip_finished(self) -> None:
+        CLIPS_IN_FLIGHT.dec()
+
+    def clip_outcome(self, outcome: str, extract_ms: float | None) -> None:
+        CLIP_OUTCOMES.labels(outcome).inc()
+        if extract_ms is not None and outcome == "ok":
+            CLIP_EXTRACT_SECONDS.observe(extract_ms / 1000)
+
+    def retry(self, reason: str) -> None:
+        RETRIES.labels(reason).inc()
+
+    def job_finished(self, status: str, duration_s: float) -> None:
+        JOBS.labels(status).inc()
+        JOB_SECONDS.observe(duration_s)

@@ -1,0 +1,33 @@
+"""The worker process's context, built on first use (never at import)."""
+
+from __future__ import annotations
+
+import threading
+
+from pipeline.context import Context
+from pipeline.observe import Observer
+from pipeline.settings import get_settings
+
+_ctx: Context | None = None
+_lock = threading.Lock()
+
+
+def context() -> Context:
+    global _ctx
+    if _ctx is None:
+        with _lock:
+            if _ctx is None:
+                _ctx = Context(get_settings(), observer=_observer())
+    return _ctx
+
+
+def set_context(ctx: Context | None) -> None:
+    """For tests: run actors against a context of their own."""
+    global _ctx
+    _ctx = ctx
+
+
+def _observer() -> Observer:
+    from .metrics import PrometheusObserver
+
+    return PrometheusObserver()

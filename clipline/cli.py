@@ -1,0 +1,191 @@
+"""The ``clipline`` command: worker, submit, status, demo, config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline import jobs
+from pipeline.context import Context
+from pipeline.errors import ClipLineError, FFmpegMissing, JobConflict, JobNotFound, RequestInvalid
+from pipeline.models import JobStatus
+from pipeline.settings import SettingsError, get_settings
+
+POLL_S = 0.5
+
+
+def _ctx() -> Context:
+    return Context(get_settings())
+
+
+def _enqueue_plan(request: dict[str, Any]) -> None:
+    from actors import names
+    from actors.broker import setup_broker
+    from actors.send import send
+
+    setup_broker(get_settings())
+    send(names.PLAN, request)
+
+
+def _print_json(obj: dict[str, Any]) -> None:
+    print(json.dumps(obj, ensure_ascii=False, default=str), flush=True)
+
+
+def wait_for(ctx: Context, job_id: str, *, show: bool) -> JobStatus:
+    """Poll the job until it is final; show a progress bar to a person on a terminal."""
+    if show and sys.stderr.isatty():
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, transient=False) as bar:
+            task = bar.add_task(job_id, total=100)
+            while True:
+                job = ctx.store.get(job_id)
+                done = (job.metrics or {}).get("render", {})
+                bar.update(
+                    task,
+                    completed=job.progress,
+                    description=f"{job_id} {job.status} {_clips(ctx, job_id, done)}",
+                )
+                if JobStatus(job.status).is_final:
+                    return JobStatus(job.status)
+                time.sleep(POLL_S)
+    last = None
+    while True:
+        job = ctx.store.get(job_id)
+        if show and (job.status, job.progress) != last:
+            print(f"{job_id} {job.status} {job.progress}%", file=sys.stderr, flush=True)
+            last = (job.status, job.progress)
+        if JobStatus(job.status).is_final:
+            return JobStatus(job.status)
+        time.sleep(POLL_S)
+
+
+def _clips(ctx: Context, job_id: str, _metrics: dict[str, Any]) -> str:
+    try:
+        done = ctx.completion.done_count(job_id)
+        total = len(ctx.view(job_id).slots)
+    except Exception:  # noqa: BLE001 - a progress label is best effort
+        return ""
+    return f"clips {done}/{total}"
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    ctx = _ctx()
+    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RequestInvalid(f"(body): not valid JSON: {exc}", field="(body)") from exc
+    submitted = jobs.submit(ctx, raw, _enqueue_plan)
+    job_id = submitted.job.id
+    if not args.json:
+        print(job_id, flush=True)
+    if not submitted.created:
+        print(f"job {job_id} already exists ({submitted.job.status}); not rendering again", file=sys.stderr)
+    code = 0
+    if args.wait:
+        status = wait_for(ctx, job_id, show=True)
+        code = jobs.exit_code(status)
+        if not args.json:
+            job = ctx.store.get(job_id)
+            print(f"{status.value}: video {job.output_path}\nreport {job.report_path}", file=sys.stderr)
+    if args.json:
+        _print_json(jobs.status_object(ctx.store.get(job_id)))
+    return code
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    ctx = _ctx()
+    if args.watch:
+        wait_for(ctx, args.job_id, show=True)
+    job = ctx.store.get(args.job_id)
+    obj = jobs.status_object(job)
+    if args.json:
+        _print_json(obj)
+    else:
+        for key in ("job_id", "status", "progress", "output_path", "report_path", "error"):
+            print(f"{key:12} {obj[key]}")
+    status = JobStatus(job.status)
+    return jobs.exit_code(status) if status.is_final else 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from actors import names
+
+    from . import worker
+
+    settings = get_settings()
+    stages = names.STAGES if args.stage == "all" else (args.stage,)
+    if worker.NEEDS_FFMPEG.intersection(stages):
+        settings.ffmpeg_path()
+        settings.ffprobe_path()
+    from pipeline import logs
+
+    logs.configure(settings.log_level)
+    return worker.run(worker.plan_commands(settings, args.stage, args.concurrency, args.processes))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from . import demo
+
+    return demo.main(lines=args.lines, concurrency=args.concurrency)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="clipline", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    w = sub.add_parser("worker", help="run stage workers until SIGTERM")
+    w.add_argument("--stage", choices=["plan", "clip", "fallback", "assemble", "all"], default="all")
+    w.add_argument("--concurrency", type=int, help="clip cap (default RENDER_CLIP_CONCURRENCY)")
+    w.add_argument("--processes", type=int, default=1, help="worker processes per stage")
+    w.set_defaults(func=cmd_worker)
+
+    s = sub.add_parser("submit", help="submit a render request (JSON file, - for stdin)")
+    s.add_argument("file")
+    s.add_argument("--wait", action="store_true", help="block until the job is final")
+    s.add_argument("--json", action="store_true", help="end with one JSON object on stdout")
+    s.set_defaults(func=cmd_submit)
+
+    st = sub.add_parser("status", help="show a job")
+    st.add_argument("job_id")
+    st.add_argument("--json", action="store_true")
+    st.add_argument("--watch", action="store_true", help="follow the job until it is final")
+    st.set_defaults(func=cmd_status)
+
+    d = sub.add_parser("demo", help="render a 60-line sample job end to end on this machine")
+    d.add_argument("--lines", type=int, default=60)
+    d.add_argument("--concurrency", type=int, default=None)
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (RequestInvalid, JobConflict) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return jobs.EXIT_INVALID
+    except (JobNotFound, FFmpegMissing, SettingsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return jobs.EXIT_INVALID
+    except ClipLineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return jobs.EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

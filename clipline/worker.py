@@ -1,0 +1,118 @@
+"""``clipline worker``: one dramatiq command per stage, each on its own queue with its own cap.
+
+One dramatiq process applies one prefetch to every queue it consumes, so
+stages with different caps need separate commands. ``--stage all`` starts
+all four and supervises them: a child that dies is restarted; SIGTERM stops
+them all.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import structlog
+
+from actors import names
+from pipeline.runner import spawn
+from pipeline.settings import Settings, clamp_concurrency
+
+log = structlog.get_logger("clipline.worker")
+
+#: Threads (= prefetch) of the stages whose cap is not the clip concurrency.
+OTHER_THREADS = {names.PLAN: 2, names.FALLBACK: 2, names.ASSEMBLE: 1}
+NEEDS_FFMPEG = {names.CLIP, names.FALLBACK, names.ASSEMBLE}
+RESTART_DELAY_S = 1.0
+
+
+@dataclass(frozen=True)
+class StageCommand:
+    stage: str
+    threads: int
+    processes: int
+
+    def argv(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "dramatiq",
+            "actors.app",
+            "--queues",
+            names.QUEUE[self.stage],
+            "--processes",
+            str(self.processes),
+            "--threads",
+            str(self.threads),
+            "--skip-logging",
+        ]
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        # The prefetch is the stage's local cap: a worker holds no more messages than it can run, so a
+        # free slot anywhere takes the next clip at once.
+        env["dramatiq_queue_prefetch"] = str(self.threads)
+        return env
+
+
+def plan_commands(
+    settings: Settings, stage: str, concurrency: int | None, processes: int
+) -> list[StageCommand]:
+    stages = names.STAGES if stage == "all" else (stage,)
+    requested = concurrency if concurrency is not None else settings.render_clip_concurrency
+    clip_cap, warning = clamp_concurrency(requested)
+    if warning:
+        log.warning(
+            "config.clamped",
+            key="render_clip_concurrency",
+            requested=requested,
+            effective=clip_cap,
+            message=warning,
+        )
+    return [StageCommand(s, clip_cap if s == names.CLIP else OTHER_THREADS[s], processes) for s in stages]
+
+
+def run(commands: list[StageCommand]) -> int:
+    """Start every command and keep them running until SIGTERM/SIGINT."""
+    stopping = False
+    children: dict[str, subprocess.Popen[bytes]] = {}
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for proc in children.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for cmd in commands:
+        children[cmd.stage] = spawn(cmd.argv(), env=cmd.env())
+        log.info(
+            "worker.started",
+            stage=cmd.stage,
+            queue=names.QUEUE[cmd.stage],
+            threads=cmd.threads,
+            processes=cmd.processes,
+            pid=children[cmd.stage].pid,
+        )
+    by_stage = {c.stage: c for c in commands}
+    while True:
+        time.sleep(0.2)
+        if stopping:
+            deadline = time.monotonic() + 30
+            for proc in children.values():
+                try:
+                    proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            return 0
+        for stage, proc in list(children.items()):
+            code = proc.poll()
+            if code is not None and not stopping:
+                log.error("worker.died", stage=stage, exit_code=code, restart_in_s=RESTART_DELAY_S)
+                time.sleep(RESTART_DELAY_S)
+                children[stage] = spawn(by_stage[stage].argv(), env=by_stage[stage].env())

@@ -1,0 +1,202 @@
+"""The assemble stage: concatenate the clips in slot order, mux the song, write final.mp4 and report.json.
+
+Idempotent: a job already final is left alone; a Redis lock keeps two
+deliveries from assembling at once; outputs are written to temporary names
+and renamed, so a reader never sees a torn file.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+
+from . import commands, cutting, fetch, files, keys
+from .context import Context, JobView
+from .errors import ClipLineError, SourceError
+from .models import ClipOutcome, ClipRecord, JobStatus
+from .report import build_report
+from .runner import run
+from .stats import clip_stats
+from .timeline import total_frames
+
+log = structlog.get_logger("clipline.assemble")
+
+
+def _records(ctx: Context, view: JobView) -> dict[int, ClipRecord]:
+    """Outcomes from Redis, filled in from the clips' sidecar files when Redis lost some."""
+    got = {i: ClipRecord.from_json(d) for i, d in ctx.completion.outcomes(view.job_id).items()}
+    for slot in view.slots:
+        if slot.index not in got:
+            data = files.read_json(files.clip_record_path(ctx.settings, view.job_id, slot.index))
+            if data is not None:
+                got[slot.index] = ClipRecord.from_json(data)
+    return got
+
+
+def _audio(ctx: Context, view: JobView) -> tuple[Path | None, int]:
+    audio = view.request.audio
+    if audio is None:
+        return None, 0
+    if audio.path is not None:
+        try:
+            path = files.under(ctx.settings.media_dir, audio.path)
+        except ValueError as exc:
+            raise ClipLineError(f"audio.path {audio.path!r} escapes the media directory") from exc
+        if not path.is_file():
+            raise ClipLineError(f"audio.path {audio.path!r} not found under {ctx.settings.media_dir}")
+        return path, 0
+    assert audio.url is not None
+    dest = files.job_work_dir(ctx.settings, view.job_id) / "audio" / "song"
+    nbytes = fetch.download(
+        audio.url,
+        dest,
+        timeout_s=ctx.settings.http_timeout_s * 6,
+        allowed_hosts=ctx.settings.allowed_host_set,
+    )
+    ctx.observer.bytes_fetched(nbytes)
+    return dest, nbytes
+
+
+def assemble(ctx: Context, job_id: str) -> JobStatus | None:
+    """Returns the final status, or None when there was nothing to do (already final or in progress).
+
+    Raises SourceUnavailable when the song could not be fetched for now (the actor retries).
+    """
+    s = ctx.settings
+    lock = ctx.redis.lock(
+        keys.job_lock(job_id, "assemble"), timeout=s.assemble_timeout_s + 120, blocking=False
+    )
+    if not lock.acquire():
+        log.info("assemble.skip", reason="another delivery holds the assembly lock")
+        return None
+    try:
+        job = ctx.store.get(job_id)
+        if JobStatus(job.status).is_final:
+            log.info("assemble.skip", reason=f"job is already {job.status}")
+            return None
+        view = ctx.view(job_id)
+        ctx.store.advance(job_id, status=JobStatus.ASSEMBLING, progress=90)
+        return _assemble(ctx, view, job.created_at)
+    finally:
+        try:
+            lock.release()
+        except Exception:  # noqa: BLE001 - an expired lock is not an error here
+            pass
+
+
+def _assemble(ctx: Context, view: JobView, created_at: datetime) -> JobStatus:
+    s, job_id = ctx.settings, view.job_id
+    started = time.monotonic()
+    records = _records(ctx, view)
+    expected = total_frames(view.request)
+    stats = clip_stats(
+        records.values(),
+        peak_concurrency=ctx.completion.peak(job_id),
+        configured_concurrency=s.render_clip_concurrency,
+        playlist_bytes=ctx.resolver.playlist_bytes(job_id, list(view.request.distinct_videos())),
+    )
+    out_dir = files.job_output_dir(s, job_id)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final, report_path = out_dir / "final.mp4", out_dir / "report.json"
+    missing = [i for i in range(len(view.slots)) if i not in records]
+    failed = [r.index for r in records.values() if r.outcome == ClipOutcome.FAILED.value]
+    error: str | None = None
+    measured: int | None = None
+    if missing or failed:
+        error = (f"slots without a clip: {missing}" if missing else "") + (
+            f"slots failed: {failed} ({records[failed[0]].reason})" if failed else ""
+        )
+        status = JobStatus.FAILED
+    else:
+        try:
+            audio, audio_bytes = _audio(ctx, view)
+            stats["bytes_fetched"] += audio_bytes
+            measured = _mux(ctx, view, records, final, audio, expected)
+            gaps = any(r.outcome != ClipOutcome.OK.value for r in records.values())
+            status = JobStatus.COMPLETED_WITH_GAPS if gaps else JobStatus.COMPLETED
+        except SourceError as exc:
+            if exc.transient:
+                raise
+            error, status = f"song could not be read: {exc}", JobStatus.FAILED
+        except (ClipLineError, OSError) as exc:
+            error, status = f"assembly failed: {type(exc).__name__}: {exc}", JobStatus.FAILED
+    stats["assembly_ms"] = round((time.monotonic() - started) * 1000, 1)
+    report = build_report(
+        view,
+        records,
+        status=status.value,
+        output_path=str(final) if measured else None,
+        total_frames=expected,
+        measured_frames=measured,
+        clip_stats=stats,
+        error=error,
+    )
+    try:
+        files.write_json_atomic(report_path, report)
+    except OSError as exc:
+        error, status = f"report could not be written: {exc}", JobStatus.FAILED
+    ctx.store.advance(
+        job_id,
+        status=status,
+        error=error,
+        metrics={"render": {"clip_stats": stats, "frames": measured, "expected_frames": expected}},
+        output_path=str(final) if measured else None,
+        report_path=str(report_path) if report_path.exists() else None,
+    )
+    duration_s = (datetime.now(UTC) - _aware(created_at)).total_seconds()
+    ctx.observer.job_finished(status.value, duration_s)
+    log.info(
+        "job.finished",
+        status=status.value,
+        frames=measured,
+        expected_frames=expected,
+        duration_s=round(duration_s, 3),
+        assembly_ms=stats["assembly_ms"],
+        **{k: stats[k] for k in ("succeeded", "fallback_local", "placeholder", "failed")},
+    )
+    cleanup(ctx, job_id)
+    return status
+
+
+def _mux(
+    ctx: Context,
+    view: JobView,
+    records: dict[int, ClipRecord],
+    final: Path,
+    audio: Path | None,
+    expected: int,
+) -> int:
+    work = files.job_work_dir(ctx.settings, view.job_id)
+    concat = work / "concat.txt"
+    clips = [Path(str(records[slot.index].path)) for slot in view.slots]
+    concat.write_text(commands.concat_list_text(clips))
+    tmp = files.temp_name(final)
+    try:
+        run(
+            commands.assemble_argv(
+                ctx.ffmpeg, concat, tmp, total_frames=expected, fps=view.request.output.fps, audio=audio
+            ),
+            timeout_s=ctx.settings.assemble_timeout_s,
+            tag=view.job_id,
+        )
+        measured = cutting.count_frames(ctx, tmp)
+        if measured != expected:
+            raise ClipLineError(f"final video has {measured} frames, expected {expected}")
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return measured
+
+
+def cleanup(ctx: Context, job_id: str) -> None:
+    if not ctx.settings.keep_work:
+        files.remove_tree(files.job_work_dir(ctx.settings, job_id))
+    ctx.completion.forget(job_id)
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)

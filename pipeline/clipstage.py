@@ -1,0 +1,248 @@
+"""The clip and fallback stages as plain functions that return what should happen next.
+
+``run_clip`` returns Done (outcome recorded; ``fire`` tells the one caller that
+must enqueue assembly), Retry (a transient error; the actor re-raises it so the
+broker retries with backoff), Fallback (permanent error or retries exhausted)
+or Skipped (the job is cancelled or finished). ``run_fallback`` always ends in
+Done or Skipped: every clip reaches a final outcome, so the job always ends.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from . import cutting, files
+from .context import Context, JobView
+from .errors import ClipLineError, FFmpegMissing, is_transient
+from .logs import clip_event
+from .models import ClipOutcome, ClipRecord, JobStatus
+
+log = structlog.get_logger("clipline.clip")
+
+#: Progress shares: planning up to 5, clips 5..90, assembly 90..100.
+PROGRESS_CLIPS_FROM, PROGRESS_CLIPS_TO = 5, 90
+
+_STATUS_OF = {
+    ClipOutcome.OK.value: "succeeded",
+    ClipOutcome.LOCAL.value: "fallback_local",
+    ClipOutcome.PLACEHOLDER.value: "placeholder",
+    ClipOutcome.FAILED.value: "failed",
+}
+
+
+@dataclass(frozen=True)
+class Done:
+    record: ClipRecord
+    fire: bool
+
+
+@dataclass(frozen=True)
+class Retry:
+    error: Exception
+
+
+@dataclass(frozen=True)
+class Fallback:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Skipped:
+    why: str
+
+
+Step = Done | Retry | Fallback | Skipped
+
+
+def _skip_reason(ctx: Context, view: JobView, index: int) -> str | None:
+    """Why this clip need not run: already recorded, or the job is over."""
+    if ctx.completion.has(view.job_id, index):
+        return "already recorded"
+    status = JobStatus(ctx.store.get(view.job_id).status)
+    if status.is_final:
+        return f"job is {status.value}"
+    return None
+
+
+def _recover(ctx: Context, view: JobView, index: int) -> Done | None:
+    """A clip finished earlier whose Redis record was lost (restart) is recorded again from its sidecar."""
+    data = files.read_json(files.clip_record_path(ctx.settings, view.job_id, index))
+    if data is None:
+        return None
+    record = ClipRecord.from_json(data)
+    if record.path and not Path(record.path).exists():
+        return None
+    return finish(ctx, view, record)
+
+
+def finish(ctx: Context, view: JobView, record: ClipRecord) -> Done:
+    """Persist the outcome (sidecar, then the atomic Redis record) and move progress."""
+    files.write_json_atomic(files.clip_record_path(ctx.settings, view.job_id, record.index), record.to_json())
+    total = len(view.slots)
+    rec = ctx.completion.record(view.job_id, record.index, total, record.to_json())
+    if rec.added:
+        ctx.observer.clip_outcome(record.outcome, record.extract_ms)
+        span = PROGRESS_CLIPS_TO - PROGRESS_CLIPS_FROM
+        ctx.store.advance(view.job_id, progress=PROGRESS_CLIPS_FROM + span * rec.done // total)
+    return Done(record, rec.fire)
+
+
+def run_clip(
+    ctx: Context,
+    job_id: str,
+    index: int,
+    *,
+    attempt: int,
+    max_attempts: int,
+    queue_wait_ms: float | None = None,
+    parallel_slot: int | None = None,
+) -> Step:
+    view = ctx.view(job_id)
+    clip = view.request.lines[index].clip
+    why = _skip_reason(ctx, view, index)
+    if why:
+        return Skipped(why)
+    recovered = _recover(ctx, view, index)
+    if recovered is not None:
+        return recovered
+    event: dict[str, Any] = {
+        "job_id": job_id,
+        "index": index,
+        "parallel_slot": parallel_slot,
+        "attempt": attempt,
+        "video_id": clip.video_id,
+    }
+    clip_event(log, status="started", **event)
+    ctx.store.advance(job_id, status=JobStatus.EXTRACTING, only_from=frozenset({JobStatus.PLANNING}))
+    attempts = ctx.completion.note_attempt(job_id, index)
+    ctx.observer.clip_started(queue_wait_ms if attempt == 1 else None)
+    ctx.completion.enter(job_id)
+    started = time.monotonic()
+    try:
+        record = cutting.cut_from_hls(ctx, view, index)
+    except FFmpegMissing as exc:
+        return _failed(ctx, view, index, attempts, f"ffmpeg is missing: {exc}", parallel_slot)
+    except Exception as exc:  # noqa: BLE001 - every failure ends in retry or fallback, never a lost clip
+        error = f"{type(exc).__name__}: {exc}"
+        ctx.completion.note_error(job_id, index, error)
+        elapsed = (time.monotonic() - started) * 1000
+        if is_transient(exc) and attempt < max_attempts:
+            ctx.observer.retry(type(exc).__name__)
+            clip_event(log, status="retrying", duration_ms=elapsed, error=error, **event)
+            return Retry(exc)
+        if not isinstance(exc, ClipLineError):
+            log.exception("clip.internal_error", clip_task_id=f"{job_id}:{index}")
+        prefix = f"retries exhausted after {attempt} attempts: " if is_transient(exc) else ""
+        return Fallback(prefix + error)
+    finally:
+        ctx.completion.leave(job_id)
+        ctx.observer.clip_finished()
+    record.attempts, record.queue_wait_ms = attempts, queue_wait_ms
+    done = finish(ctx, view, record)
+    clip_event(
+        log, status="succeeded", duration_ms=record.extract_ms, bytes_fetched=record.bytes_fetched, **event
+    )
+    return done
+
+
+def run_fallback(
+    ctx: Context, job_id: str, index: int, reason: str, *, parallel_slot: int | None = None
+) -> Step:
+    view = ctx.view(job_id)
+    clip = view.request.lines[index].clip
+    why = _skip_reason(ctx, view, index)
+    if why:
+        return Skipped(why)
+    recovered = _recover(ctx, view, index)
+    if recovered is not None:
+        return recovered
+    attempts, last_error = ctx.completion.attempts(job_id, index)
+    s = ctx.settings
+    notes = [reason]
+    record: ClipRecord | None = None
+    try:
+        if s.fallback_local:
+            try:
+                record = cutting.cut_from_local(ctx, view, index)
+                if record is None:
+                    notes.append(f"no local copy of {clip.video_id} in {s.media_dir}")
+            except FFmpegMissing:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a bad local copy falls through to the placeholder
+                notes.append(f"local copy failed: {type(exc).__name__}: {exc}")
+        else:
+            notes.append("local fallback disabled")
+        if record is None:
+            if not s.fallback_placeholder:
+                return _failed(
+                    ctx,
+                    view,
+                    index,
+                    attempts,
+                    "; ".join([*notes, "placeholder disabled"]),
+                    parallel_slot,
+                    last_error,
+                )
+            record = cutting.make_placeholder(ctx, view, index)
+    except Exception as exc:  # noqa: BLE001 - not even a placeholder: the slot fails, the job will fail
+        return _failed(
+            ctx,
+            view,
+            index,
+            attempts,
+            "; ".join([*notes, f"{type(exc).__name__}: {exc}"]),
+            parallel_slot,
+            last_error,
+        )
+    record.attempts, record.last_error, record.reason = attempts, last_error or reason, "; ".join(notes)
+    done = finish(ctx, view, record)
+    clip_event(
+        log,
+        job_id=job_id,
+        index=index,
+        status=_STATUS_OF[record.outcome],
+        parallel_slot=parallel_slot,
+        attempt=attempts,
+        video_id=clip.video_id,
+        duration_ms=record.extract_ms,
+        reason=record.reason,
+    )
+    return done
+
+
+def _failed(
+    ctx: Context,
+    view: JobView,
+    index: int,
+    attempts: int,
+    reason: str,
+    parallel_slot: int | None,
+    last_error: str | None = None,
+) -> Done:
+    clip = view.request.lines[index].clip
+    record = ClipRecord(
+        index=index,
+        outcome=ClipOutcome.FAILED.value,
+        video_id=clip.video_id,
+        attempts=attempts,
+        last_error=last_error or reason,
+        reason=reason,
+    )
+    ctx.store.advance(view.job_id, error=f"clip {index} ({clip.video_id}) failed: {reason}")
+    done = finish(ctx, view, record)
+    clip_event(
+        log,
+        job_id=view.job_id,
+        index=index,
+        status="failed",
+        parallel_slot=parallel_slot,
+        attempt=attempts,
+        video_id=clip.video_id,
+        reason=reason,
+    )
+    return done

@@ -1,0 +1,147 @@
+"""ffmpeg/ffprobe command lines, built as argv lists. Pure: nothing here runs anything.
+
+Every clip, whether cut from HLS segments, from a local copy or made as a black
+placeholder, goes through the same encoder settings (``EncodeProfile``), so
+the assembler can concatenate them with a stream copy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import ffmpeg  # ffmpeg-python: graph -> argv
+
+GLOBAL_ARGS = ["-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
+#: Inputs of clip cuts are local files we wrote ourselves: nothing else may be opened.
+LOCAL_PROTOCOLS = "file,concat"
+#: One timescale for every clip: divisible by all integer frame rates up to 60 in common use.
+TIMESCALE = 90000
+
+
+@dataclass(frozen=True)
+class EncodeProfile:
+    width: int
+    height: int
+    fps: int
+    preset: str = "veryfast"
+    crf: int = 20
+
+    def output_kwargs(self, frames: int) -> dict[str, object]:
+        return {
+            "frames:v": frames,
+            "c:v": "libx264",
+            "preset": self.preset,
+            "crf": self.crf,
+            "pix_fmt": "yuv420p",
+            "profile:v": "high",
+            "g": self.fps * 2,
+            "r": self.fps,
+            "video_track_timescale": TIMESCALE,
+            "an": None,
+            "sn": None,
+            "dn": None,
+            "map_metadata": -1,
+            "f": "mp4",
+        }
+
+
+def _with_globals(ffmpeg_bin: str, args: list[str]) -> list[str]:
+    """Global options first (ffmpeg-python appends them after the output), then inputs and outputs."""
+    return [ffmpeg_bin, *GLOBAL_ARGS, *args]
+
+
+def _normalise(stream: ffmpeg.nodes.FilterableStream, profile: EncodeProfile, frames: int) -> object:
+    """Frame rate, scale with aspect kept, pad to size, square pixels, yuv420p, hold the last frame."""
+    hold_s = frames / profile.fps + 1
+    return (
+        stream.filter("fps", fps=profile.fps)
+        .filter("scale", profile.width, profile.height, force_original_aspect_ratio="decrease")
+        .filter("pad", profile.width, profile.height, "(ow-iw)/2", "(oh-ih)/2", color="black")
+        .filter("setsar", 1)
+        .filter("format", "yuv420p")
+        .filter("tpad", stop_mode="clone", stop_duration=f"{hold_s:g}")
+    )
+
+
+def cut_argv(
+    ffmpeg_bin: str,
+    sources: list[Path],
+    out: Path,
+    *,
+    offset_s: float,
+    window_s: float,
+    frames: int,
+    profile: EncodeProfile,
+    indexed: bool = False,
+) -> list[str]:
+    """Cut ``window_s`` seconds starting ``offset_s`` into ``sources`` (segments read back to back).
+
+    Exactly ``frames`` frames come out: a longer window is cut, a shorter one
+    holds its last frame. Both ways are frame-accurate:
+
+    - ``indexed`` (a local MP4/MOV/MKV): ``-ss`` before ``-i`` seeks through the
+      container's index to the keyframe before the window and decodes from there;
+    - otherwise (HLS MPEG-TS segments, which have no index and where a seek is a
+      byte-position guess that can miss the keyframe): decode from the first
+      segment, which starts on a keyframe, and drop frames before the window
+      with ``trim``. The waste is at most one segment of decoding.
+    """
+    target = f"concat:{'|'.join(str(p) for p in sources)}" if len(sources) > 1 else str(sources[0])
+    if indexed:
+        inp = ffmpeg.input(target, ss=f"{offset_s:.6f}", t=f"{window_s:.6f}", protocol_whitelist=LOCAL_PROTOCOLS)
+        video = inp.video
+    else:
+        inp = ffmpeg.input(target, t=f"{offset_s + window_s:.6f}", protocol_whitelist=LOCAL_PROTOCOLS)
+        video = inp.video.filter("trim", start=f"{offset_s:.6f}").filter("setpts", "PTS-STARTPTS")
+    graph = ffmpeg.output(_normalise(video, profile, frames), str(out), **profile.output_kwargs(frames))
+    # -xerror: a corrupt segment is an error (the clip falls back), not silently garbled frames.
+    return _with_globals(ffmpeg_bin, ["-xerror", *graph.compile(cmd=ffmpeg_bin)[1:]])
+
+
+def placeholder_argv(ffmpeg_bin: str, out: Path, *, frames: int, profile: EncodeProfile) -> list[str]:
+    """A black clip of exactly ``frames`` frames with the same encoder settings as every cut."""
+    inp = ffmpeg.input(f"color=c=black:s={profile.width}x{profile.height}:r={profile.fps}", f="lavfi")
+    graph = ffmpeg.output(_normalise(inp.video, profile, frames), str(out), **profile.output_kwargs(frames))
+    return _with_globals(ffmpeg_bin, graph.compile(cmd=ffmpeg_bin)[1:])
+
+
+def assemble_argv(
+    ffmpeg_bin: str, concat_list: Path, out: Path, *, total_frames: int, fps: int, audio: Path | None
+) -> list[str]:
+    """Concatenate clips (stream copy) and mux the song as AAC, cut or padded to the video's length."""
+    duration = f"{total_frames / fps:.6f}"
+    argv = [ffmpeg_bin, *GLOBAL_ARGS, "-f", "concat", "-safe", "0", "-i", str(concat_list)]
+    if audio is not None:
+        argv += ["-i", str(audio)]
+    argv += ["-map", "0:v:0"]
+    if audio is not None:
+        argv += ["-map", "1:a:0", "-c:a", "aac", "-b:a", "192k", "-af", "apad"]
+    argv += ["-c:v", "copy", "-t", duration, "-movflags", "+faststart", "-f", "mp4", str(out)]
+    return argv
+
+
+def concat_list_text(clips: list[Path]) -> str:
+    """The concat demuxer's list file; paths are quoted per its rules."""
+
+    def quote(p: Path) -> str:
+        return "'" + str(p.resolve()).replace("'", "'\\''") + "'"
+
+    return "ffconcat version 1.0\n" + "".join(f"file {quote(p)}\n" for p in clips)
+
+
+def count_frames_argv(ffprobe_bin: str, video: Path) -> list[str]:
+    """ffprobe: the number of video packets (= frames for our constant-rate H.264 output)."""
+    return [
+        ffprobe_bin,
+        "-v",
+        "error",
+        "-select_streams",
+        "v:0",
+        "-count_packets",
+        "-show_entries",
+        "stream=nb_read_packets",
+        "-of",
+        "csv=p=0",
+        str(video),
+    ]

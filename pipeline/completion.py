@@ -1,0 +1,100 @@
+"""The fan-in: each clip outcome is recorded once; the recording that completes the set fires assembly.
+
+One Lua script does it atomically in Redis: HSETNX the outcome (a redelivered
+or duplicated clip message finds its field set and changes nothing), count
+the fields, and SET NX the fired flag when the count reaches the total. Only
+the caller that gets ``fire=True`` enqueues assembly.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from . import keys
+
+_RECORD = """
+local added = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+local n = redis.call('HLEN', KEYS[1])
+local fire = 0
+if n >= tonumber(ARGV[3]) then
+  if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[4]) then fire = 1 end
+end
+return {added, n, fire}
+"""
+
+_ENTER = """
+local n = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+local peak = tonumber(redis.call('GET', KEYS[2]) or '0')
+if n > peak then redis.call('SET', KEYS[2], n, 'EX', ARGV[1]) end
+return n
+"""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    added: bool  # False: this index already had an outcome (duplicate delivery)
+    done: int  # how many clips of the job have an outcome now
+    fire: bool  # True for exactly one caller: the one that completed the set
+
+
+class Completion:
+    def __init__(self, r: redis.Redis) -> None:
+        self.r = r
+        self._record = r.register_script(_RECORD)
+        self._enter = r.register_script(_ENTER)
+
+    def record(self, job_id: str, index: int, total: int, outcome: dict[str, Any]) -> Recorded:
+        added, done, fire = self._record(
+            keys=[keys.job_results(job_id), keys.job_assemble_fired(job_id)],
+            args=[str(index), json.dumps(outcome), total, keys.JOB_KEY_TTL_S],
+        )
+        return Recorded(bool(added), int(done), bool(fire))
+
+    def outcomes(self, job_id: str) -> dict[int, dict[str, Any]]:
+        raw = self.r.hgetall(keys.job_results(job_id))
+        return {int(k): json.loads(v) for k, v in raw.items()}
+
+    def has(self, job_id: str, index: int) -> bool:
+        return bool(self.r.hexists(keys.job_results(job_id), str(index)))
+
+    def done_count(self, job_id: str) -> int:
+        return int(self.r.hlen(keys.job_results(job_id)))
+
+    # Attempts and last error per clip, kept across retries for the report.
+    def note_attempt(self, job_id: str, index: int, error: str | None = None) -> int:
+        pipe = self.r.pipeline()
+        pipe.hincrby(keys.job_attempts(job_id), str(index), 1)
+        if error:
+            pipe.hset(keys.job_attempts(job_id), f"{index}:error", error[:500])
+        pipe.expire(keys.job_attempts(job_id), keys.JOB_KEY_TTL_S)
+        return int(pipe.execute()[0])
+
+    def note_error(self, job_id: str, index: int, error: str) -> None:
+        self.r.hset(keys.job_attempts(job_id), f"{index}:error", error[:500])
+
+    def attempts(self, job_id: str, index: int) -> tuple[int, str | None]:
+        n, err = self.r.hmget(keys.job_attempts(job_id), [str(index), f"{index}:error"])
+        return int(n or 0), (err.decode() if isinstance(err, bytes) else err)
+
+    # Clips of a job running right now, and the peak, measured (not configured).
+    def enter(self, job_id: str) -> int:
+        return int(
+            self._enter(keys=[keys.job_inflight(job_id), keys.job_peak(job_id)], args=[keys.JOB_KEY_TTL_S])
+        )
+
+    def leave(self, job_id: str) -> None:
+        self.r.decr(keys.job_inflight(job_id))
+
+    def peak(self, job_id: str) -> int:
+        return int(self.r.get(keys.job_peak(job_id)) or 0)
+
+    def forget(self, job_id: str) -> None:
+        """Drop the job's coordination keys (after it ended)."""
+        for key in self.r.scan_iter(match=keys.job_pattern(job_id), count=500):
+            self.r.delete(key)

@@ -1,0 +1,91 @@
+"""What a worker process needs to run any stage, built once per process (never at import)."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import redis
+
+from .commands import EncodeProfile
+from .completion import Completion
+from .models import RenderRequest
+from .observe import NULL_OBSERVER, Observer
+from .segments import SegmentCache
+from .settings import Settings
+from .sources import SourceResolver
+from .store import JobStore
+from .timeline import Slot, build_slots
+
+_REQUEST_CACHE_SIZE = 64
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job's immutable plan: the request and its slots."""
+
+    request: RenderRequest
+    slots: list[Slot]
+
+    @property
+    def job_id(self) -> str:
+        return self.request.job_id
+
+
+@dataclass
+class Context:
+    settings: Settings
+    observer: Observer = NULL_OBSERVER
+    _views: OrderedDict[str, JobView] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.settings.redis_url, health_check_interval=30)
+
+    @cached_property
+    def store(self) -> JobStore:
+        return JobStore(self.settings.database_url)
+
+    @cached_property
+    def completion(self) -> Completion:
+        return Completion(self.redis)
+
+    @cached_property
+    def resolver(self) -> SourceResolver:
+        return SourceResolver(self.settings, self.redis, self.observer)
+
+    @cached_property
+    def segments(self) -> SegmentCache:
+        return SegmentCache(self.settings, self.redis)
+
+    @cached_property
+    def ffmpeg(self) -> str:
+        return self.settings.ffmpeg_path()
+
+    @cached_property
+    def ffprobe(self) -> str:
+        return self.settings.ffprobe_path()
+
+    def profile(self, request: RenderRequest) -> EncodeProfile:
+        out = request.output
+        return EncodeProfile(
+            out.width, out.height, out.fps, self.settings.x264_preset, self.settings.x264_crf
+        )
+
+    def view(self, job_id: str) -> JobView:
+        """The job's request and slots; cached, since a job's request never changes."""
+        with self._lock:
+            hit = self._views.get(job_id)
+            if hit is not None:
+                self._views.move_to_end(job_id)
+                return hit
+        request = self.store.get(job_id).render_request()
+        v = JobView(request, build_slots(request))
+        with self._lock:
+            self._views[job_id] = v
+            while len(self._views) > _REQUEST_CACHE_SIZE:
+                self._views.popitem(last=False)
+        return v

@@ -1,0 +1,117 @@
+"""Errors raised by clipline's domain.
+
+Callers branch on types, never on message strings. Third-party failures
+(httpx, ffmpeg exit codes, SQL integrity errors) are translated at the
+boundary into the most specific class here and chained with ``from``.
+
+    ClipLineError
+    ├── RequestInvalid          request failed validation (names the field)
+    ├── JobConflict             same job_id, different request body
+    ├── JobNotFound             no job with that id
+    ├── SourceError             a source video could not be read
+    │   ├── SourceUnavailable   transient: 5xx, 429, timeout, refused (retry)
+    │   ├── SourceNotFound      permanent: 404/410, video gone (fallback now)
+    │   ├── SourceForbidden     permanent: 401/403 (fallback now)
+    │   └── SourceInvalid       permanent: malformed playlist, bad scheme, corrupt media
+    └── FFmpegError             ffmpeg could not do its job
+        ├── FFmpegMissing       the binary is not there (fatal for the stage)
+        ├── FFmpegTimeout       it ran past its timeout and was killed (transient)
+        └── FFmpegFailed        it exited non-zero (stderr tail attached)
+"""
+
+from __future__ import annotations
+
+
+class ClipLineError(Exception):
+    """Root of every error clipline raises on purpose."""
+
+
+class RequestInvalid(ClipLineError):
+    """The render request failed validation; ``field`` names where."""
+
+    def __init__(self, message: str, *, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class JobConflict(ClipLineError):
+    """A job with this id exists with a different request body."""
+
+
+class JobNotFound(ClipLineError):
+    """No job record has this id."""
+
+
+class SourceError(ClipLineError):
+    """A source video (playlist, segment, API record) could not be read."""
+
+    transient = False
+
+    def __init__(self, message: str, *, video_id: str = "", url: str = "") -> None:
+        super().__init__(message)
+        self.video_id = video_id
+        self.url = url
+
+
+class SourceUnavailable(SourceError):
+    """Transient: 5xx, 429, timeout or refused connection; worth a retry."""
+
+    transient = True
+
+    def __init__(
+        self, message: str, *, video_id: str = "", url: str = "", retry_after_s: float | None = None
+    ):
+        super().__init__(message, video_id=video_id, url=url)
+        self.retry_after_s = retry_after_s
+
+
+class SourceNotFound(SourceError):
+    """Permanent: the source answered 404/410 or the API has no such video."""
+
+
+class SourceForbidden(SourceError):
+    """Permanent: the source answered 401/403."""
+
+
+class SourceInvalid(SourceError):
+    """Permanent: malformed playlist, forbidden scheme or host, corrupt media."""
+
+
+class FFmpegError(ClipLineError):
+    """ffmpeg (or ffprobe) did not produce what was asked."""
+
+    transient = False
+
+    def __init__(self, message: str, *, argv: list[str] | None = None, stderr_tail: str = "") -> None:
+        super().__init__(message)
+        self.argv = argv or []
+        self.stderr_tail = stderr_tail
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        return f"{base}: {self.stderr_tail}" if self.stderr_tail else base
+
+
+class FFmpegMissing(FFmpegError):
+    """The ffmpeg binary is not installed or not executable."""
+
+
+class FFmpegTimeout(FFmpegError):
+    """ffmpeg ran past its timeout and was killed."""
+
+    transient = True
+
+
+class FFmpegFailed(FFmpegError):
+    """ffmpeg exited non-zero."""
+
+    def __init__(
+        self, message: str, *, argv: list[str] | None = None, stderr_tail: str = "", returncode: int = 1
+    ) -> None:
+        super().__init__(message, argv=argv, stderr_tail=stderr_tail)
+        self.returncode = returncode
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures worth retrying (network blips, timeouts)."""
+    return bool(getattr(exc, "transient", False))

@@ -1,0 +1,59 @@
+"""Every Redis key clipline uses, built in one place. Job-scoped keys expire with JOB_KEY_TTL_S."""
+
+from __future__ import annotations
+
+PREFIX = "clipline"
+JOB_KEY_TTL_S = 7 * 24 * 3600
+
+
+def video_hls(video_id: str) -> str:
+    """Cross-job cache: video_id -> HLS URL from the video API."""
+    return f"{PREFIX}:video:{video_id}:hls"
+
+
+def job_source(job_id: str, video_id: str) -> str:
+    """The job's resolved source for one video (parsed playlist or 'gone')."""
+    return f"{PREFIX}:job:{job_id}:source:{video_id}"
+
+
+def job_source_lock(job_id: str, video_id: str) -> str:
+    return f"{PREFIX}:job:{job_id}:source:{video_id}:lock"
+
+
+def segment_lock(job_id: str, video_id: str, seq: int) -> str:
+    return f"{PREFIX}:job:{job_id}:seg:{video_id}:{seq}:lock"
+
+
+def job_results(job_id: str) -> str:
+    """Hash: clip index -> final outcome JSON. Its size is the completion count."""
+    return f"{PREFIX}:job:{job_id}:results"
+
+
+def job_attempts(job_id: str) -> str:
+    """Hash: '{index}' -> attempts so far, '{index}:error' -> last error."""
+    return f"{PREFIX}:job:{job_id}:attempts"
+
+
+def job_assemble_fired(job_id: str) -> str:
+    return f"{PREFIX}:job:{job_id}:assemble-fired"
+
+
+def job_inflight(job_id: str) -> str:
+    return f"{PREFIX}:job:{job_id}:inflight"
+
+
+def job_peak(job_id: str) -> str:
+    return f"{PREFIX}:job:{job_id}:peak"
+
+
+def job_lock(job_id: str, stage: str) -> str:
+    return f"{PREFIX}:job:{job_id}:{stage}:lock"
+
+
+def job_pattern(job_id: str) -> str:
+    return f"{PREFIX}:job:{job_id}:*"
+
+
+def config_hash() -> str:
+    """Hash of live settings (``clipline config set``)."""
+    return f"{PREFIX}:config"

@@ -1,0 +1,284 @@
+"""Plain records: the render request (validated at the edge), job states, clip outcomes.
+
+``parse_request`` is the single validation gate used by the CLI, the HTTP API
+and the plan actor. Errors name the field, e.g. ``lines[3].clip.hls_url``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import PurePosixPath
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from .errors import RequestInvalid
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+_ID_RE = re.compile(ID_PATTERN)
+
+Id = Annotated[str, Field(pattern=ID_PATTERN)]
+Ms = Annotated[int, Field(ge=0, strict=False)]
+
+
+class JobStatus(StrEnum):
+    PENDING = "PENDING"
+    PLANNING = "PLANNING"
+    EXTRACTING = "EXTRACTING"
+    ASSEMBLING = "ASSEMBLING"
+    COMPLETED = "COMPLETED"
+    COMPLETED_WITH_GAPS = "COMPLETED_WITH_GAPS"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset(
+    {JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_GAPS, JobStatus.FAILED, JobStatus.CANCELLED}
+)
+
+
+class ClipOutcome(StrEnum):
+    OK = "ok"
+    LOCAL = "local"
+    PLACEHOLDER = "placeholder"
+    FAILED = "failed"
+
+
+def _check_url(value: str | None, info: ValidationInfo) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"URL scheme must be http or https, got {parts.scheme or 'none'!r}")
+    if not parts.hostname:
+        raise ValueError("URL has no host")
+    allowed: frozenset[str] = (info.context or {}).get("allowed_hosts") or frozenset()
+    if allowed and parts.hostname.lower() not in allowed:
+        raise ValueError(f"host {parts.hostname!r} is not in CLIPLINE_ALLOWED_HOSTS")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OutputProfile(_Strict):
+    width: int = Field(1280, ge=16, le=3840, multiple_of=2)
+    height: int = Field(720, ge=16, le=2160, multiple_of=2)
+    fps: int = Field(30, ge=1, le=60)
+
+
+class Audio(_Strict):
+    url: str | None = None
+    path: str | None = None
+
+    _url = field_validator("url")(_check_url)
+
+    @field_validator("path")
+    @classmethod
+    def _relative_path(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        p = PurePosixPath(value)
+        if p.is_absolute() or ".." in p.parts or "\\" in value or not p.parts:
+            raise ValueError("must be a relative path under CLIPLINE_MEDIA_DIR without '..'")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Audio:
+        if (self.url is None) == (self.path is None):
+            raise ValueError("give exactly one of audio.url or audio.path")
+        return self
+
+
+class ClipWindow(_Strict):
+    video_id: Id
+    start_ms: Ms
+    end_ms: Ms
+    hls_url: str | None = None
+
+    _url = field_validator("hls_url")(_check_url)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ClipWindow:
+        if self.end_ms <= self.start_ms:
+            raise ValueError(f"clip end_ms ({self.end_ms}) must be greater than start_ms ({self.start_ms})")
+        return self
+
+    @property
+    def duration_ms(self) -> int:
+        return self.end_ms - self.start_ms
+
+
+class Line(_Strict):
+    text: str = Field("", max_length=1000)
+    start_ms: Ms
+    end_ms: Ms
+    clip: ClipWindow
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Line:
+        if self.end_ms <= self.start_ms:
+            raise ValueError(f"end_ms ({self.end_ms}) must be greater than start_ms ({self.start_ms})")
+        return self
+
+
+class RenderRequest(_Strict):
+    job_id: Id
+    mix_request_id: str | None = Field(None, max_length=128)
+    trace_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    output: OutputProfile = Field(default_factory=lambda: OutputProfile(width=1280, height=720, fps=30))
+    audio: Audio | None = None
+    callback_url: str | None = None
+    lines: list[Line] = Field(min_length=1)
+
+    _url = field_validator("callback_url")(_check_url)
+
+    @field_validator("lines")
+    @classmethod
+    def _limits(cls, lines: list[Line], info: ValidationInfo) -> list[Line]:
+        ctx = info.context or {}
+        max_lines = int(ctx.get("max_lines", 500))
+        if len(lines) > max_lines:
+            raise ValueError(
+                f"{len(lines)} lines is more than the maximum of {max_lines} (CLIPLINE_MAX_LINES)"
+            )
+        max_ms = int(ctx.get("max_time_ms", 4 * 3600 * 1000))
+        for i, line in enumerate(lines):
+            for name, value in (("end_ms", line.end_ms), ("clip.end_ms", line.clip.end_ms)):
+                if value > max_ms:
+                    raise ValueError(f"lines[{i}].{name} = {value} is beyond the maximum of {max_ms} ms")
+            if i and line.start_ms < lines[i - 1].end_ms:
+                raise ValueError(
+                    f"lines[{i}] starts at {line.start_ms} ms, before lines[{i - 1}] ends at "
+                    f"{lines[i - 1].end_ms} ms: lines must be in order and must not overlap"
+                )
+        return lines
+
+    @model_validator(mode="after")
+    def _every_slot_has_a_frame(self) -> RenderRequest:
+        from .timeline import build_slots
+
+        for slot in build_slots(self):
+            if slot.frames < 1:
+                raise ValueError(
+                    f"lines[{slot.index}] gets no frame at {self.output.fps} fps "
+                    f"(slot {slot.start_ms}-{slot.end_ms} ms)"
+                )
+        return self
+
+    def fingerprint(self) -> str:
+        """Stable hash of the request body: same job_id + other body = conflict."""
+        body = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(body.encode()).hexdigest()
+
+    def distinct_videos(self) -> dict[str, str | None]:
+        """video_id -> hls_url given in the request (first one wins), in first-use order."""
+        seen: dict[str, str | None] = {}
+        for line in self.lines:
+            if line.clip.video_id not in seen or (seen[line.clip.video_id] is None and line.clip.hls_url):
+                seen[line.clip.video_id] = line.clip.hls_url
+        return seen
+
+
+def new_job_id(now: datetime | None = None) -> str:
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d")
+    return f"job-{stamp}-{secrets.token_hex(6)}"
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def parse_request(
+    data: Any,
+    *,
+    max_lines: int = 500,
+    max_time_ms: int = 4 * 3600 * 1000,
+    allowed_hosts: frozenset[str] = frozenset(),
+) -> RenderRequest:
+    """Validate a raw request (dict) into a RenderRequest or raise RequestInvalid naming the field.
+
+    A missing job_id or trace_id is generated here, so the result is complete.
+    """
+    if not isinstance(data, dict):
+        raise RequestInvalid("the request must be a JSON object", field="(body)")
+    data = dict(data)
+    if data.get("job_id") is None:
+        data["job_id"] = new_job_id()
+    if data.get("trace_id") is None:
+        data["trace_id"] = secrets.token_hex(8)
+    # Large inputs are refused before the per-line work.
+    lines = data.get("lines")
+    if isinstance(lines, list) and len(lines) > max_lines:
+        raise RequestInvalid(
+            f"lines: {len(lines)} lines is more than the maximum of {max_lines} (CLIPLINE_MAX_LINES)",
+            field="lines",
+        )
+    ctx = {"max_lines": max_lines, "max_time_ms": max_time_ms, "allowed_hosts": allowed_hosts}
+    try:
+        return RenderRequest.model_validate(data, context=ctx)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        first = errors[0]
+        field = _field_path(tuple(first["loc"])) or "(body)"
+        msg = str(first["msg"]).removeprefix("Value error, ")
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        raise RequestInvalid(f"{field}: {msg}{more}", field=field) from exc
+
+
+def is_valid_id(value: str) -> bool:
+    return bool(_ID_RE.match(value))
+
+
+@dataclass
+class ClipRecord:
+    """A clip's final outcome: beside the clip file and in Redis; read by assembly and the report."""
+
+    index: int
+    outcome: str
+    path: str | None = None
+    video_id: str = ""
+    attempts: int = 0
+    last_error: str | None = None
+    reason: str | None = None
+    bytes_fetched: int = 0
+    segments_fetched: int = 0
+    segments_shared: int = 0
+    extract_ms: float | None = None
+    queue_wait_ms: float | None = None
+    frames: int = 0
+    drift_ms: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ClipRecord:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,76 @@
+"""The plan stage: validate, record the job, resolve each distinct video once, say what to fan out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from . import files, keys
+from .context import Context
+from .models import JobStatus, RenderRequest, parse_request
+
+log = structlog.get_logger("clipline.plan")
+
+PLAN_LOCK_S = 600
+
+
+@dataclass(frozen=True)
+class Plan:
+    request: RenderRequest
+    fan_out: bool  # False: another delivery planned (or is planning) this job
+    reason: str = ""
+
+    @property
+    def job_id(self) -> str:
+        return self.request.job_id
+
+    @property
+    def total(self) -> int:
+        return len(self.request.lines)
+
+
+def validate(ctx: Context, raw: Any) -> RenderRequest:
+    s = ctx.settings
+    return parse_request(
+        raw, max_lines=s.max_lines, max_time_ms=s.max_time_ms, allowed_hosts=s.allowed_host_set
+    )
+
+
+def plan(ctx: Context, raw: Any) -> Plan:
+    """Raises RequestInvalid or JobConflict for a message that can never succeed."""
+    request = validate(ctx, raw)
+    job, _ = ctx.store.create_or_get(request)
+    status = JobStatus(job.status)
+    if status not in (JobStatus.PENDING, JobStatus.PLANNING):
+        return Plan(request, False, f"job is already {status.value}")
+    lock = keys.job_lock(request.job_id, "plan")
+    if not ctx.redis.set(lock, "1", nx=True, ex=PLAN_LOCK_S):
+        return Plan(request, False, "another delivery is planning this job")
+    ctx.store.advance(
+        request.job_id,
+        status=JobStatus.PLANNING,
+        progress=1,
+        only_from=frozenset({JobStatus.PENDING, JobStatus.PLANNING}),
+    )
+    files.job_work_dir(ctx.settings, request.job_id).mkdir(parents=True, exist_ok=True)
+    resolved = ctx.resolver.prewarm(request.job_id, request.distinct_videos(), request.output.height)
+    for video_id, result in resolved.items():
+        if result != "ok":
+            log.warning("plan.source_unresolved", video_id=video_id, error=result)
+    log.info(
+        "plan.ready",
+        lines=len(request.lines),
+        videos=len(resolved),
+        unresolved=sum(1 for r in resolved.values() if r != "ok"),
+    )
+    return Plan(request, True)
+
+
+def fanned_out(ctx: Context, job_id: str) -> None:
+    """All clip messages are sent: the job is extracting (unless clips already moved it further)."""
+    ctx.store.advance(
+        job_id, status=JobStatus.EXTRACTING, progress=5, only_from=frozenset({JobStatus.PLANNING})
+    )
+    ctx.redis.delete(keys.job_lock(job_id, "plan"))

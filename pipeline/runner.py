@@ -1,0 +1,133 @@
+"""The one way clipline runs a subprocess.
+
+Argument lists only (never a shell), stdin closed, a timeout always, the
+command logged with ``shlex.join``, and the tail of stderr kept in the raised
+error. On timeout the whole process group is killed so no ffmpeg is orphaned.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import structlog
+
+from .errors import FFmpegFailed, FFmpegMissing, FFmpegTimeout
+
+log = structlog.get_logger(__name__)
+
+STDERR_TAIL_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: list[str]
+    returncode: int
+    stdout: bytes
+    stderr: str
+
+
+# Processes started by run(), keyed by a caller-chosen tag (the job id), so a
+# cancelled job's ffmpeg can be stopped from another thread.
+_live: dict[str, set[subprocess.Popen[bytes]]] = {}
+_live_lock = threading.Lock()
+
+
+@contextmanager
+def _tracked(tag: str | None, proc: subprocess.Popen[bytes]) -> Iterator[None]:
+    if tag is None:
+        yield
+        return
+    with _live_lock:
+        _live.setdefault(tag, set()).add(proc)
+    try:
+        yield
+    finally:
+        with _live_lock:
+            procs = _live.get(tag)
+            if procs is not None:
+                procs.discard(proc)
+                if not procs:
+                    del _live[tag]
+
+
+def kill_tagged(tag: str) -> int:
+    """Kill every live process started with ``tag``; returns how many."""
+    with _live_lock:
+        procs = list(_live.get(tag, ()))
+    for proc in procs:
+        _kill_group(proc)
+    return len(procs)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run(argv: list[str], *, timeout_s: float, tag: str | None = None, check: bool = True) -> Completed:
+    """Run ``argv`` with stdin closed and a hard timeout.
+
+    Raises FFmpegMissing when the binary is absent, FFmpegTimeout when the
+    timeout fires (the process group is killed first), FFmpegFailed on a
+    non-zero exit when ``check`` is true.
+    """
+    log.debug("subprocess.start", cmd=shlex.join(argv), timeout_s=timeout_s)
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        raise FFmpegMissing(f"{argv[0]} not found: install ffmpeg or set CLIPLINE_FFMPEG", argv=argv) from exc
+    except PermissionError as exc:
+        raise FFmpegMissing(f"{argv[0]} is not executable", argv=argv) from exc
+    with _tracked(tag, proc):
+        try:
+            out, err = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired as exc:
+            _kill_group(proc)
+            out, err = proc.communicate()
+            tail = err.decode("utf-8", "replace")[-STDERR_TAIL_CHARS:]
+            raise FFmpegTimeout(
+                f"{argv[0]} timed out after {timeout_s:g}s", argv=argv, stderr_tail=tail
+            ) from exc
+        except BaseException:
+            _kill_group(proc)
+            proc.wait()
+            raise
+    stderr = err.decode("utf-8", "replace")
+    if check and proc.returncode != 0:
+        tail = stderr.strip()[-STDERR_TAIL_CHARS:]
+        if proc.returncode < 0:
+            msg = f"{os.path.basename(argv[0])} was killed by signal {-proc.returncode}"
+        else:
+            msg = f"{os.path.basename(argv[0])} exited {proc.returncode}"
+        raise FFmpegFailed(msg, argv=argv, stderr_tail=tail, returncode=proc.returncode)
+    return Completed(argv=argv, returncode=proc.returncode, stdout=out, stderr=stderr)
+
+
+Runner = Callable[..., Completed]
+
+
+def spawn(argv: list[str], *, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start a long-lived child (a worker process): argv only, stdin closed, its own process group.
+
+    Its output goes to ours. The caller owns its lifetime (``terminate``/``wait``).
+    """
+    log.info("subprocess.spawn", cmd=shlex.join(argv))
+    try:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    except FileNotFoundError as exc:
+        raise FFmpegMissing(f"{argv[0]} not found", argv=argv) from exc

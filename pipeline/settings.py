@@ -1,0 +1,135 @@
+"""One settings object, read from the environment once (``get_settings()``).
+
+Variable names are the contract in DESIGN.md. A ``CLIPLINE_*`` variable that
+is not a known setting is an error, so a misspelt name never goes unnoticed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ClipLineError, FFmpegMissing
+
+#: A hard ceiling on clip concurrency, whatever the machine (spec 000 assumes <= 16).
+MAX_CLIP_CONCURRENCY = 16
+
+
+def _env(name: str, default: Any = None, **kw: Any) -> Any:
+    return Field(default, validation_alias=AliasChoices(name), **kw)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=False, frozen=True)
+
+    broker_url: str = _env("CLIPLINE_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+    redis_url: str = _env("CLIPLINE_REDIS_URL", "redis://127.0.0.1:6379/0")
+    database_url: str = _env("CLIPLINE_DATABASE_URL", "sqlite:///./clipline.db")
+    work_dir: Path = _env("CLIPLINE_WORK_DIR", Path("./work"))
+    output_dir: Path = _env("CLIPLINE_OUTPUT_DIR", Path("./output"))
+    media_dir: Path = _env("CLIPLINE_MEDIA_DIR", Path("./media"))
+    twelvelabs_api_url: str = _env("TWELVELABS_API_URL", "https://api.twelvelabs.io/v1.3")
+    twelvelabs_api_key: str | None = _env("TWELVELABS_API_KEY")
+    twelvelabs_index_id: str | None = _env("TWELVELABS_INDEX_ID")
+    render_clip_concurrency: int = _env("RENDER_CLIP_CONCURRENCY", 4, ge=1)
+    ffmpeg: str = _env("CLIPLINE_FFMPEG", "ffmpeg")
+
+    # Retries of the clip stage: attempts = 1 + clip_max_retries.
+    clip_max_retries: int = _env("CLIPLINE_CLIP_MAX_RETRIES", 3, ge=0, le=10)
+    retry_min_backoff_ms: int = _env("CLIPLINE_RETRY_MIN_BACKOFF_MS", 500, ge=10)
+    retry_max_backoff_ms: int = _env("CLIPLINE_RETRY_MAX_BACKOFF_MS", 10_000, ge=10)
+    ffmpeg_timeout_s: float = _env("CLIPLINE_FFMPEG_TIMEOUT_S", 120.0, gt=0)
+    assemble_timeout_s: float = _env("CLIPLINE_ASSEMBLE_TIMEOUT_S", 600.0, gt=0)
+    http_timeout_s: float = _env("CLIPLINE_HTTP_TIMEOUT_S", 10.0, gt=0)
+    api_max_retry_after_s: float = _env("CLIPLINE_API_MAX_RETRY_AFTER_S", 30.0, ge=0)
+    max_lines: int = _env("CLIPLINE_MAX_LINES", 500, ge=1)
+    max_time_ms: int = _env("CLIPLINE_MAX_TIME_MS", 4 * 3600 * 1000, ge=1000)
+    allowed_hosts: str = _env("CLIPLINE_ALLOWED_HOSTS", "")
+    api_token: str | None = _env("CLIPLINE_API_TOKEN")
+    source_cache_ttl_s: int = _env("CLIPLINE_SOURCE_CACHE_TTL_S", 3600, ge=0)
+    keep_work: bool = _env("CLIPLINE_KEEP_WORK", False)
+    x264_preset: str = _env("CLIPLINE_X264_PRESET", "veryfast")
+    x264_crf: int = _env("CLIPLINE_X264_CRF", 20, ge=0, le=51)
+    fallback_local: bool = _env("CLIPLINE_FALLBACK_LOCAL", True)
+    fallback_placeholder: bool = _env("CLIPLINE_FALLBACK_PLACEHOLDER", True)
+    metrics_port: int = _env("CLIPLINE_METRICS_PORT", 9191)
+    log_level: str = _env("CLIPLINE_LOG_LEVEL", "INFO")
+
+    @property
+    def allowed_host_set(self) -> frozenset[str]:
+        return frozenset(h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip())
+
+    def ffmpeg_path(self) -> str:
+        """The ffmpeg binary, resolved once; FFmpegMissing names what to do."""
+        found = shutil.which(self.ffmpeg)
+        if not found:
+            raise FFmpegMissing(
+                f"ffmpeg not found ({self.ffmpeg!r}): install it (apt-get install -y ffmpeg) "
+                "or point CLIPLINE_FFMPEG at the binary"
+            )
+        return found
+
+    def ffprobe_path(self) -> str:
+        ffmpeg = self.ffmpeg_path()
+        sibling = os.path.join(os.path.dirname(ffmpeg), "ffprobe")
+        found = shutil.which(sibling) or shutil.which("ffprobe")
+        if not found:
+            raise FFmpegMissing("ffprobe not found next to ffmpeg: install the ffmpeg package")
+        return found
+
+
+def concurrency_ceiling(cpus: int | None = None) -> int:
+    """The most clips one worker may cut at once: 4 per CPU (cutting is part network wait), at most 16."""
+    return max(1, min(MAX_CLIP_CONCURRENCY, 4 * (cpus or os.cpu_count() or 1)))
+
+
+def clamp_concurrency(requested: int, cpus: int | None = None) -> tuple[int, str | None]:
+    """(effective value, warning or None) for a requested clip concurrency."""
+    ceiling = concurrency_ceiling(cpus)
+    if requested > ceiling:
+        return ceiling, (
+            f"clip concurrency {requested} is above the safe ceiling {ceiling} "
+            f"(4 x {cpus or os.cpu_count()} CPUs, at most {MAX_CLIP_CONCURRENCY}); using {ceiling}"
+        )
+    return max(1, requested), None
+
+
+class SettingsError(ClipLineError):
+    """An environment variable is misspelt or holds a bad value."""
+
+
+def _known_env_names() -> set[str]:
+    names: set[str] = set()
+    for field in Settings.model_fields.values():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.update(str(c) for c in alias.choices)
+    return names
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if environ is None else environ)
+    unknown = sorted(k for k in env if k.startswith("CLIPLINE_") and k not in _known_env_names())
+    if unknown:
+        raise SettingsError(f"unknown setting(s) {', '.join(unknown)}; known: {sorted(_known_env_names())}")
+    if environ is None:
+        return Settings()
+    saved = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        return Settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,56 @@
+"""clip_stats (FR-005): what the clip stage did, from the clips' records. Pure."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from .models import ClipOutcome, ClipRecord
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 1) if values else None
+
+
+def clip_stats(
+    records: Iterable[ClipRecord],
+    *,
+    peak_concurrency: int,
+    configured_concurrency: int,
+    playlist_bytes: int = 0,
+) -> dict[str, Any]:
+    recs = list(records)
+    by = {o.value: sum(1 for r in recs if r.outcome == o.value) for o in ClipOutcome}
+    extract = [r.extract_ms for r in recs if r.extract_ms is not None and r.outcome == ClipOutcome.OK.value]
+    waits = [r.queue_wait_ms for r in recs if r.queue_wait_ms is not None]
+    drifts = [abs(r.drift_ms) for r in recs if r.outcome != ClipOutcome.FAILED.value]
+    p95 = percentile(extract, 95)
+    return {
+        "total": len(recs),
+        "succeeded": by[ClipOutcome.OK.value],
+        "fallback_local": by[ClipOutcome.LOCAL.value],
+        "placeholder": by[ClipOutcome.PLACEHOLDER.value],
+        "failed": by[ClipOutcome.FAILED.value],
+        "retries": sum(max(0, r.attempts - 1) for r in recs),
+        "avg_extract_ms": _mean(extract),
+        "p95_extract_ms": round(p95, 1) if p95 is not None else None,
+        "max_extract_ms": round(max(extract), 1) if extract else None,
+        "avg_queue_wait_ms": _mean(waits),
+        "peak_concurrency": peak_concurrency,
+        "configured_concurrency": configured_concurrency,
+        "bytes_fetched": sum(r.bytes_fetched for r in recs) + playlist_bytes,
+        "segments_fetched": sum(r.segments_fetched for r in recs),
+        "duplicate_segments": sum(r.segments_shared for r in recs),
+        "max_drift_ms": round(max(drifts), 3) if drifts else 0.0,
+        "total_drift_ms": round(sum(drifts), 3),
+    }
