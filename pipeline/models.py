@@ -187,8 +187,12 @@ class RenderRequest(_Strict):
         return self
 
     def fingerprint(self) -> str:
-        """Stable hash of the request body: same job_id + other body = conflict."""
-        body = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+        """Stable hash of the request body: same job_id + other body = conflict.
+
+        trace_id is left out: it describes the delivery, not the video, and is
+        generated when absent, so a plain resubmission must still match.
+        """
+        body = json.dumps(self.model_dump(mode="json", exclude={"trace_id"}), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(body.encode()).hexdigest()
 
     def distinct_videos(self) -> dict[str, str | None]:
@@ -227,7 +231,7 @@ def parse_request(
     A missing job_id or trace_id is generated here, so the result is complete.
     """
     if not isinstance(data, dict):
-        raise RequestInvalid("the request must be a JSON object", field="(body)")
+        raise RequestInvalid("(body): the request must be a JSON object", field="(body)")
     data = dict(data)
     if data.get("job_id") is None:
         data["job_id"] = new_job_id()

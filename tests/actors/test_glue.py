@@ -1,0 +1,95 @@
+"""Actor glue on a StubBroker: wire names, retry policy, and what each step sends next.
+
+The stage logic is stubbed here; the integration tests run the real thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import dramatiq
+import pytest
+from dramatiq.brokers.stub import StubBroker
+
+from actors import clip as clip_actor
+from actors import names
+from actors.broker import setup_broker
+from pipeline import clipstage
+from pipeline.models import ClipRecord
+from pipeline.settings import load_settings
+
+
+@pytest.fixture
+def broker() -> Iterator[StubBroker]:
+    settings = load_settings({"CLIPLINE_CLIP_MAX_RETRIES": "2", "CLIPLINE_RETRY_MIN_BACKOFF_MS": "10",
+                              "CLIPLINE_RETRY_MAX_BACKOFF_MS": "20"})
+    b = StubBroker()
+    setup_broker(settings, b)
+    b.emit_after("process_boot")
+    yield b
+    b.flush_all()
+    b.close()
+
+
+def run_worker(broker: StubBroker, queue: str) -> None:
+    worker = dramatiq.Worker(broker, queues={queue}, worker_timeout=50, worker_threads=1)
+    worker.start()
+    try:
+        broker.join(queue, fail_fast=False)
+        worker.join()
+    finally:
+        worker.stop()
+
+
+def test_four_actors_on_four_queues_with_our_retry_policy(broker: StubBroker) -> None:
+    got = {n: (broker.get_actor(n).queue_name) for n in broker.get_declared_actors()}
+    assert got == {"plan_render": "render.plan", "extract_clip": "render.clip",
+                   "fallback_clip": "render.fallback", "assemble_render": "render.assemble"}
+    opts = broker.get_actor("extract_clip").options
+    assert (opts["max_retries"], opts["min_backoff"], opts["max_backoff"]) == (2, 10, 20)
+    assert broker.get_actor("plan_render").options["max_retries"] == 5  # never Dramatiq's 20
+
+
+def _stub_run_clip(monkeypatch: pytest.MonkeyPatch, steps: list[Any], seen: list[dict[str, Any]]) -> None:
+    def fake(ctx: Any, job_id: str, index: int, **kw: Any) -> Any:
+        seen.append({"job_id": job_id, "index": index, **kw})
+        return steps.pop(0)
+
+    monkeypatch.setattr(clip_actor.clipstage, "run_clip", fake)
+    monkeypatch.setattr(clip_actor, "context", lambda: type("Ctx", (), {"settings": load_settings(
+        {"CLIPLINE_CLIP_MAX_RETRIES": "2"})})())
+
+
+def test_permanent_failure_goes_to_fallback_with_its_reason(broker: StubBroker, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    seen: list[dict[str, Any]] = []
+    _stub_run_clip(monkeypatch, [clipstage.Fallback("SourceNotFound: 404")], seen)
+    broker.get_actor("extract_clip").send("job-a", 3, "trace-1")
+    run_worker(broker, names.QUEUE[names.CLIP])
+    msgs = broker.queues[names.QUEUE[names.FALLBACK]]
+    assert msgs.qsize() == 1
+    msg = dramatiq.Message.decode(msgs.get())
+    assert (msg.actor_name, msg.args) == ("fallback_clip", ("job-a", 3, "SourceNotFound: 404", "trace-1"))
+    assert seen[0]["attempt"] == 1 and seen[0]["max_attempts"] == 3
+
+
+def test_transient_failures_retry_with_growing_attempt_numbers(broker: StubBroker, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    seen: list[dict[str, Any]] = []
+    record = ClipRecord(0, "ok")
+    _stub_run_clip(monkeypatch, [clipstage.Retry(OSError("503")), clipstage.Retry(OSError("503")),
+                                 clipstage.Done(record, fire=True)], seen)
+    broker.get_actor("extract_clip").send("job-b", 0, "t")
+    run_worker(broker, names.QUEUE[names.CLIP])
+    assert [s["attempt"] for s in seen] == [1, 2, 3]
+    assert seen[0]["queue_wait_ms"] is not None and seen[1]["queue_wait_ms"] is None
+    assemble = broker.queues[names.QUEUE[names.ASSEMBLE]]
+    assert assemble.qsize() == 1  # the clip that completed the set fires assembly once
+
+
+def test_done_without_fire_sends_nothing(broker: StubBroker, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    _stub_run_clip(monkeypatch, [clipstage.Done(ClipRecord(1, "ok"), fire=False), clipstage.Skipped("dup")], [])
+    broker.get_actor("extract_clip").send("job-c", 1, "t")
+    broker.get_actor("extract_clip").send("job-c", 1, "t")
+    run_worker(broker, names.QUEUE[names.CLIP])
+    assert broker.queues[names.QUEUE[names.ASSEMBLE]].qsize() == 0
+    assert broker.queues[names.QUEUE[names.FALLBACK]].qsize() == 0

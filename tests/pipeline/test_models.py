@@ -1,0 +1,119 @@
+"""Request validation at the edge: every rule of DESIGN.md, each error naming its field."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from pipeline.errors import RequestInvalid
+from pipeline.models import parse_request
+
+
+def line(start: int, end: int, video: str = "v1", cs: int = 0, ce: int = 1000, **clip: Any) -> dict[str, Any]:
+    return {"text": "歌词", "start_ms": start, "end_ms": end,
+            "clip": {"video_id": video, "start_ms": cs, "end_ms": ce, **clip}}
+
+
+def request(**over: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"job_id": "mix-1", "lines": [line(0, 1000), line(1000, 2500)]}
+    base.update(over)
+    return base
+
+
+def field_of(data: Any, **kw: Any) -> str:
+    with pytest.raises(RequestInvalid) as err:
+        parse_request(data, **kw)
+    assert err.value.field in str(err.value)
+    return err.value.field
+
+
+def test_minimal_request_gets_defaults_and_generated_ids() -> None:
+    req = parse_request({"lines": [line(0, 1000)]})
+    assert req.job_id.startswith("job-") and len(req.trace_id) == 16
+    assert (req.output.width, req.output.height, req.output.fps) == (1280, 720, 30)
+    assert req.audio is None
+
+
+def test_design_example_is_valid() -> None:
+    req = parse_request({
+        "job_id": "mix-20261122-0001", "mix_request_id": "req-778", "trace_id": "4bf92f3577b34da6",
+        "output": {"width": 1280, "height": 720, "fps": 30},
+        "audio": {"url": "http://cdn.example/songs/778.m4a"},
+        "callback_url": "http://scheduler.internal/render-callbacks",
+        "lines": [line(0, 3200, "v_91f", 61300, 64500),
+                  line(3200, 7050, "v_17a", 1000, 4850, hls_url="http://cdn.example/v_17a/index.m3u8")],
+    })
+    assert req.distinct_videos() == {"v_91f": None, "v_17a": "http://cdn.example/v_17a/index.m3u8"}
+
+
+@pytest.mark.parametrize("job_id", ["../etc", "a/b", "..", "", "-lead", "x" * 65, "a b", "ü"])
+def test_ids_that_could_escape_a_directory_are_refused(job_id: str) -> None:
+    assert field_of(request(job_id=job_id)) == "job_id"
+
+
+@pytest.mark.parametrize("video_id", ["../x", "a/b", "a\\b", "."])
+def test_video_ids_are_refused_too(video_id: str) -> None:
+    assert field_of(request(lines=[line(0, 1000, video_id)])) == "lines[0].clip.video_id"
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://h/x.m3u8", "gopher://h", "http://", "javascript:x"])
+def test_non_http_urls_are_refused(url: str) -> None:
+    assert field_of(request(lines=[line(0, 1000, hls_url=url)])) == "lines[0].clip.hls_url"
+    assert field_of(request(audio={"url": url})) == "audio.url"
+    assert field_of(request(callback_url=url)) == "callback_url"
+
+
+def test_hosts_outside_the_allowlist_are_refused() -> None:
+    data = request(lines=[line(0, 1000, hls_url="http://evil.example/a.m3u8")])
+    assert field_of(data, allowed_hosts=frozenset({"cdn.example"})) == "lines[0].clip.hls_url"
+    ok = request(lines=[line(0, 1000, hls_url="http://cdn.example/a.m3u8")])
+    assert parse_request(ok, allowed_hosts=frozenset({"cdn.example"}))
+
+
+def test_no_lines_and_too_many_lines() -> None:
+    assert field_of(request(lines=[])) == "lines"
+    many = [line(i * 100, i * 100 + 100) for i in range(10_000)]
+    with pytest.raises(RequestInvalid, match="10000 lines is more than the maximum of 500"):
+        parse_request(request(lines=many))
+
+
+@pytest.mark.parametrize(
+    ("lines", "field"),
+    [
+        ([line(1000, 1000)], "lines[0]"),
+        ([line(1000, 500)], "lines[0]"),
+        ([line(0, 1000, cs=500, ce=500)], "lines[0].clip"),
+        ([line(0, 1000), line(900, 2000)], "lines"),  # overlapping
+        ([line(1000, 2000), line(0, 900)], "lines"),  # out of order
+        ([line(-5, 1000)], "lines[0].start_ms"),
+        ([line(0, 10**12)], "lines"),  # absurd
+        ([line(0, 1000, cs=-1)], "lines[0].clip.start_ms"),
+        ([line(0, 10)], "(body)"),  # shorter than a frame at 30 fps: no frame for the slot
+    ],
+)
+def test_time_rules(lines: list[dict[str, Any]], field: str) -> None:
+    assert field_of(request(lines=lines)) == field
+
+
+def test_audio_needs_exactly_one_source_and_a_safe_path() -> None:
+    assert field_of(request(audio={})) == "audio"
+    assert field_of(request(audio={"url": "http://a/b.m4a", "path": "b.m4a"})) == "audio"
+    assert field_of(request(audio={"path": "../secret.m4a"})) == "audio.path"
+    assert field_of(request(audio={"path": "/etc/passwd"})) == "audio.path"
+    assert parse_request(request(audio={"path": "songs/778.m4a"})).audio is not None
+
+
+def test_unknown_fields_and_bad_output_are_refused() -> None:
+    assert field_of(request(colour="red")) == "colour"
+    assert field_of(request(output={"width": 1281, "height": 720, "fps": 30})) == "output.width"
+    assert field_of(request(output={"width": 1280, "height": 720, "fps": 0})) == "output.fps"
+    assert field_of(["not", "an", "object"]) == "(body)"
+
+
+def test_fingerprint_tracks_the_body() -> None:
+    a = parse_request(request())
+    b = parse_request(copy.deepcopy(request()))
+    c = parse_request(request(lines=[line(0, 1000), line(1000, 2600)]))
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
