@@ -13,7 +13,6 @@ from pipeline.logs import bind_job
 from . import names
 from .runtime import context
 from .send import send
-from .slots import CLIP_SLOTS
 
 
 class TransientClipError(Exception):
@@ -24,8 +23,8 @@ def extract_clip(job_id: str, index: int, trace_id: str | None = None) -> None:
     ctx = context()
     message = CurrentMessage.get_current_message()
     retries = int(message.options.get("retries", 0)) if message else 0
-    queue_wait_ms = (time.time() * 1000 - message.message_timestamp) if message and not retries else None
-    with bind_job(job_id, trace_id), CLIP_SLOTS.take() as slot:
+    with bind_job(job_id, trace_id), ctx.limit.slot() as slot:
+        queue_wait_ms = (time.time() * 1000 - message.message_timestamp) if message and not retries else None
         step = clipstage.run_clip(
             ctx,
             job_id,

@@ -8,12 +8,12 @@ from pipeline.logs import bind_job
 from . import names
 from .runtime import context
 from .send import send
-from .slots import CLIP_SLOTS
 
 
 def fallback_clip(job_id: str, index: int, reason: str, trace_id: str | None = None) -> None:
     ctx = context()
-    with bind_job(job_id, trace_id), CLIP_SLOTS.take() as slot:
+    # Fallback cuts count against the same cluster-wide clip cap as HLS cuts.
+    with bind_job(job_id, trace_id), ctx.limit.slot() as slot:
         step = clipstage.run_fallback(ctx, job_id, index, reason, parallel_slot=slot)
     if isinstance(step, clipstage.Done) and step.fire:
         send(names.ASSEMBLE, job_id, trace_id)

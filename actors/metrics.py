@@ -27,7 +27,9 @@ JOB_SECONDS = Histogram(
     "Submit to final status",
     buckets=(10, 30, 60, 120, 180, 300, 600, 900, 1200, 1800, 3600),
 )
-CLIP_CONCURRENCY = Gauge("clipline_clip_concurrency", "Configured clip concurrency", multiprocess_mode="max")
+CLIP_CONCURRENCY = Gauge(
+    "clipline_clip_concurrency", "Effective cluster-wide clip concurrency", multiprocess_mode="mostrecent"
+)
 
 
 class PrometheusObserver(Observer):
@@ -57,3 +59,7 @@ class PrometheusObserver(Observer):
     def job_finished(self, status: str, duration_s: float) -> None:
         JOBS.labels(status).inc()
         JOB_SECONDS.observe(duration_s)
+
+    def config_changed(self, key: str, old: object, new: object) -> None:
+        if key == "render_clip_concurrency" and isinstance(new, int):
+            CLIP_CONCURRENCY.set(new)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from pipeline.errors import ClipLineError, FFmpegMissing, JobConflict, JobNotFou
 from pipeline.models import JobStatus
 from pipeline.settings import SettingsError, get_settings
 
-POLL_S = 0.5
+from .progress import wait_for
 
 
 def _ctx() -> Context:
@@ -33,50 +32,6 @@ def _enqueue_plan(request: dict[str, Any]) -> None:
 
 def _print_json(obj: dict[str, Any]) -> None:
     print(json.dumps(obj, ensure_ascii=False, default=str), flush=True)
-
-
-def wait_for(ctx: Context, job_id: str, *, show: bool) -> JobStatus:
-    """Poll the job until it is final; show a progress bar to a person on a terminal."""
-    if show and sys.stderr.isatty():
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.percentage:>3.0f}%"),
-            TimeElapsedColumn(),
-        )
-        with Progress(*columns, transient=False) as bar:
-            task = bar.add_task(job_id, total=100)
-            while True:
-                job = ctx.store.get(job_id)
-                done = (job.metrics or {}).get("render", {})
-                bar.update(
-                    task,
-                    completed=job.progress,
-                    description=f"{job_id} {job.status} {_clips(ctx, job_id, done)}",
-                )
-                if JobStatus(job.status).is_final:
-                    return JobStatus(job.status)
-                time.sleep(POLL_S)
-    last = None
-    while True:
-        job = ctx.store.get(job_id)
-        if show and (job.status, job.progress) != last:
-            print(f"{job_id} {job.status} {job.progress}%", file=sys.stderr, flush=True)
-            last = (job.status, job.progress)
-        if JobStatus(job.status).is_final:
-            return JobStatus(job.status)
-        time.sleep(POLL_S)
-
-
-def _clips(ctx: Context, job_id: str, _metrics: dict[str, Any]) -> str:
-    try:
-        done = ctx.completion.done_count(job_id)
-        total = len(ctx.view(job_id).slots)
-    except Exception:  # noqa: BLE001 - a progress label is best effort
-        return ""
-    return f"clips {done}/{total}"
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -129,10 +84,42 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if worker.NEEDS_FFMPEG.intersection(stages):
         settings.ffmpeg_path()
         settings.ffprobe_path()
-    from pipeline import logs
-
-    logs.configure(settings.log_level)
     return worker.run(worker.plan_commands(settings, args.stage, args.concurrency, args.processes))
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from pipeline.liveconfig import LIVE_KEYS, UnknownKey
+
+    ctx = _ctx()
+    live = ctx.live
+    try:
+        if args.action == "set":
+            if args.key is None or args.value is None:
+                raise RequestInvalid("config set needs KEY and VALUE", field="value")
+            value = live.set(args.key, args.value)
+            print(f"{args.key} = {value} (workers pick it up within a few seconds)")
+        elif args.action == "unset":
+            if args.key is None:
+                raise RequestInvalid("config unset needs KEY", field="key")
+            live.unset(args.key)
+            print(f"{args.key} back to its environment value")
+        else:
+            values, stored = live.refresh(force=True), live.stored()
+            shown = [args.key] if args.key else list(LIVE_KEYS)
+            for key in shown:
+                if key not in LIVE_KEYS:
+                    raise UnknownKey(f"{key!r} is not a live setting; live settings: {', '.join(LIVE_KEYS)}")
+                source = "redis" if key in stored else "environment"
+                if args.action == "get":
+                    print(values[key])
+                else:
+                    print(f"{key:24} {str(values[key]):8} ({source}) {LIVE_KEYS[key].help}")
+            if args.action == "list":
+                print(f"{'effective clip cap':24} {live.clip_concurrency()}")
+    except (UnknownKey, ValueError) as exc:
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return jobs.EXIT_INVALID
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -163,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--watch", action="store_true", help="follow the job until it is final")
     st.set_defaults(func=cmd_status)
 
+    c = sub.add_parser("config", help="read or change live settings (no restart needed)")
+    c.add_argument("action", choices=["get", "set", "unset", "list"])
+    c.add_argument("key", nargs="?")
+    c.add_argument("value", nargs="?")
+    c.set_defaults(func=cmd_config)
+
     d = sub.add_parser("demo", help="render a 60-line sample job end to end on this machine")
     d.add_argument("--lines", type=int, default=60)
     d.add_argument("--concurrency", type=int, default=None)
@@ -172,7 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from pipeline import logs
+
     try:
+        logs.configure(get_settings().log_level)
         return int(args.func(args))
     except (RequestInvalid, JobConflict) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -96,7 +96,7 @@ def _assemble(ctx: Context, view: JobView, created_at: datetime) -> JobStatus:
     stats = clip_stats(
         records.values(),
         peak_concurrency=ctx.completion.peak(job_id),
-        configured_concurrency=s.render_clip_concurrency,
+        configured_concurrency=ctx.live.clip_concurrency(),
         playlist_bytes=ctx.resolver.playlist_bytes(job_id, list(view.request.distinct_videos())),
     )
     out_dir = files.job_output_dir(s, job_id)

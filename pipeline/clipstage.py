@@ -39,6 +39,7 @@ _STATUS_OF = {
 class Done:
     record: ClipRecord
     fire: bool
+    added: bool = True  # False: a duplicate delivery; the outcome was already recorded
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,11 @@ def _recover(ctx: Context, view: JobView, index: int) -> Done | None:
     return finish(ctx, view, record)
 
 
-def finish(ctx: Context, view: JobView, record: ClipRecord) -> Done:
-    """Persist the outcome (sidecar, then the atomic Redis record) and move progress."""
+def finish(ctx: Context, view: JobView, record: ClipRecord, parallel_slot: int | None = None) -> Done:
+    """Persist the outcome (sidecar, then the atomic Redis record), move progress, log the final status.
+
+    Only the delivery whose record counted logs and counts it: a duplicate changes nothing.
+    """
     files.write_json_atomic(files.clip_record_path(ctx.settings, view.job_id, record.index), record.to_json())
     total = len(view.slots)
     rec = ctx.completion.record(view.job_id, record.index, total, record.to_json())
@@ -89,7 +93,20 @@ def finish(ctx: Context, view: JobView, record: ClipRecord) -> Done:
         ctx.observer.clip_outcome(record.outcome, record.extract_ms)
         span = PROGRESS_CLIPS_TO - PROGRESS_CLIPS_FROM
         ctx.store.advance(view.job_id, progress=PROGRESS_CLIPS_FROM + span * rec.done // total)
-    return Done(record, rec.fire)
+        extra = {"bytes_fetched": record.bytes_fetched} if record.outcome == ClipOutcome.OK.value else {}
+        clip_event(
+            log,
+            job_id=view.job_id,
+            index=record.index,
+            status=_STATUS_OF[record.outcome],
+            parallel_slot=parallel_slot,
+            attempt=record.attempts,
+            video_id=record.video_id,
+            duration_ms=record.extract_ms,
+            reason=record.reason,
+            **extra,
+        )
+    return Done(record, rec.fire, rec.added)
 
 
 def run_clip(
@@ -143,11 +160,7 @@ def run_clip(
         ctx.completion.leave(job_id)
         ctx.observer.clip_finished()
     record.attempts, record.queue_wait_ms = attempts, queue_wait_ms
-    done = finish(ctx, view, record)
-    clip_event(
-        log, status="succeeded", duration_ms=record.extract_ms, bytes_fetched=record.bytes_fetched, **event
-    )
-    return done
+    return finish(ctx, view, record, parallel_slot)
 
 
 def run_fallback(
@@ -163,10 +176,11 @@ def run_fallback(
         return recovered
     attempts, last_error = ctx.completion.attempts(job_id, index)
     s = ctx.settings
+    policy = ctx.live.refresh()
     notes = [reason]
     record: ClipRecord | None = None
     try:
-        if s.fallback_local:
+        if policy["fallback_local"]:
             try:
                 record = cutting.cut_from_local(ctx, view, index)
                 if record is None:
@@ -178,7 +192,7 @@ def run_fallback(
         else:
             notes.append("local fallback disabled")
         if record is None:
-            if not s.fallback_placeholder:
+            if not policy["fallback_placeholder"]:
                 return _failed(
                     ctx,
                     view,
@@ -200,19 +214,7 @@ def run_fallback(
             last_error,
         )
     record.attempts, record.last_error, record.reason = attempts, last_error or reason, "; ".join(notes)
-    done = finish(ctx, view, record)
-    clip_event(
-        log,
-        job_id=job_id,
-        index=index,
-        status=_STATUS_OF[record.outcome],
-        parallel_slot=parallel_slot,
-        attempt=attempts,
-        video_id=clip.video_id,
-        duration_ms=record.extract_ms,
-        reason=record.reason,
-    )
-    return done
+    return finish(ctx, view, record, parallel_slot)
 
 
 def _failed(
@@ -234,15 +236,4 @@ def _failed(
         reason=reason,
     )
     ctx.store.advance(view.job_id, error=f"clip {index} ({clip.video_id}) failed: {reason}")
-    done = finish(ctx, view, record)
-    clip_event(
-        log,
-        job_id=view.job_id,
-        index=index,
-        status="failed",
-        parallel_slot=parallel_slot,
-        attempt=attempts,
-        video_id=clip.video_id,
-        reason=reason,
-    )
-    return done
+    return finish(ctx, view, record, parallel_slot)

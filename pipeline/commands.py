@@ -89,7 +89,9 @@ def cut_argv(
     """
     target = f"concat:{'|'.join(str(p) for p in sources)}" if len(sources) > 1 else str(sources[0])
     if indexed:
-        inp = ffmpeg.input(target, ss=f"{offset_s:.6f}", t=f"{window_s:.6f}", protocol_whitelist=LOCAL_PROTOCOLS)
+        inp = ffmpeg.input(
+            target, ss=f"{offset_s:.6f}", t=f"{window_s:.6f}", protocol_whitelist=LOCAL_PROTOCOLS
+        )
         video = inp.video
     else:
         inp = ffmpeg.input(target, t=f"{offset_s + window_s:.6f}", protocol_whitelist=LOCAL_PROTOCOLS)

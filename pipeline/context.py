@@ -11,6 +11,8 @@ import redis
 
 from .commands import EncodeProfile
 from .completion import Completion
+from .limits import ClusterLimit
+from .liveconfig import LiveConfig
 from .models import RenderRequest
 from .observe import NULL_OBSERVER, Observer
 from .segments import SegmentCache
@@ -60,6 +62,15 @@ class Context:
     @cached_property
     def segments(self) -> SegmentCache:
         return SegmentCache(self.settings, self.redis)
+
+    @cached_property
+    def live(self) -> LiveConfig:
+        return LiveConfig(self.settings, self.redis, on_change=self.observer.config_changed)
+
+    @cached_property
+    def limit(self) -> ClusterLimit:
+        """The cluster-wide cap on clips cut at once (live ``render_clip_concurrency``)."""
+        return ClusterLimit(self.redis, self.live.clip_concurrency)
 
     @cached_property
     def ffmpeg(self) -> str:

@@ -57,3 +57,8 @@ def job_pattern(job_id: str) -> str:
 def config_hash() -> str:
     """Hash of live settings (``clipline config set``)."""
     return f"{PREFIX}:config"
+
+
+def clip_slots() -> str:
+    """Hash: parallel slot number -> 'holder-token expiry-ms' for clips running cluster-wide."""
+    return f"{PREFIX}:clip-slots"

@@ -192,7 +192,9 @@ class RenderRequest(_Strict):
         trace_id is left out: it describes the delivery, not the video, and is
         generated when absent, so a plain resubmission must still match.
         """
-        body = json.dumps(self.model_dump(mode="json", exclude={"trace_id"}), sort_keys=True, ensure_ascii=False)
+        body = json.dumps(
+            self.model_dump(mode="json", exclude={"trace_id"}), sort_keys=True, ensure_ascii=False
+        )
         return hashlib.sha256(body.encode()).hexdigest()
 
     def distinct_videos(self) -> dict[str, str | None]:

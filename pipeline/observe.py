@@ -29,5 +29,8 @@ class Observer:
     def job_finished(self, status: str, duration_s: float) -> None:
         """A job reached a final status."""
 
+    def config_changed(self, key: str, old: object, new: object) -> None:
+        """A live setting changed (``clipline config set``)."""
+
 
 NULL_OBSERVER = Observer()

@@ -19,13 +19,17 @@ def test_pipeline_sources_never_import_dramatiq() -> None:
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
-            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in ("dramatiq", "actors", "clipline")]
+            offenders += [
+                f"{path.name}: {n}" for n in names if n.split(".")[0] in ("dramatiq", "actors", "clipline")
+            ]
     assert offenders == []
 
 
 def test_importing_pipeline_loads_no_broker() -> None:
-    code = "import sys, pipeline.assembly, pipeline.clipstage, pipeline.planning, pipeline.jobs; " \
-           "print('dramatiq' in sys.modules, 'prometheus_client' in sys.modules)"
+    code = (
+        "import sys, pipeline.assembly, pipeline.clipstage, pipeline.planning, pipeline.jobs; "
+        "print('dramatiq' in sys.modules, 'prometheus_client' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.split() == ["False", "False"]
 
@@ -34,6 +38,18 @@ def test_public_api_is_pinned() -> None:
     import pipeline
 
     assert sorted(pipeline.__all__) == [
-        "ClipLineError", "ClipOutcome", "ClipRecord", "JobConflict", "JobNotFound", "JobStatus", "RenderRequest",
-        "RequestInvalid", "Settings", "Slot", "build_slots", "get_settings", "parse_request", "total_frames",
+        "ClipLineError",
+        "ClipOutcome",
+        "ClipRecord",
+        "JobConflict",
+        "JobNotFound",
+        "JobStatus",
+        "RenderRequest",
+        "RequestInvalid",
+        "Settings",
+        "Slot",
+        "build_slots",
+        "get_settings",
+        "parse_request",
+        "total_frames",
     ]

@@ -6,6 +6,7 @@ The stage logic is stubbed here; the integration tests run the real thing.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import dramatiq
@@ -22,8 +23,13 @@ from pipeline.settings import load_settings
 
 @pytest.fixture
 def broker() -> Iterator[StubBroker]:
-    settings = load_settings({"CLIPLINE_CLIP_MAX_RETRIES": "2", "CLIPLINE_RETRY_MIN_BACKOFF_MS": "10",
-                              "CLIPLINE_RETRY_MAX_BACKOFF_MS": "20"})
+    settings = load_settings(
+        {
+            "CLIPLINE_CLIP_MAX_RETRIES": "2",
+            "CLIPLINE_RETRY_MIN_BACKOFF_MS": "10",
+            "CLIPLINE_RETRY_MAX_BACKOFF_MS": "20",
+        }
+    )
     b = StubBroker()
     setup_broker(settings, b)
     b.emit_after("process_boot")
@@ -44,8 +50,12 @@ def run_worker(broker: StubBroker, queue: str) -> None:
 
 def test_four_actors_on_four_queues_with_our_retry_policy(broker: StubBroker) -> None:
     got = {n: (broker.get_actor(n).queue_name) for n in broker.get_declared_actors()}
-    assert got == {"plan_render": "render.plan", "extract_clip": "render.clip",
-                   "fallback_clip": "render.fallback", "assemble_render": "render.assemble"}
+    assert got == {
+        "plan_render": "render.plan",
+        "extract_clip": "render.clip",
+        "fallback_clip": "render.fallback",
+        "assemble_render": "render.assemble",
+    }
     opts = broker.get_actor("extract_clip").options
     assert (opts["max_retries"], opts["min_backoff"], opts["max_backoff"]) == (2, 10, 20)
     assert broker.get_actor("plan_render").options["max_retries"] == 5  # never Dramatiq's 20
@@ -57,8 +67,18 @@ def _stub_run_clip(monkeypatch: pytest.MonkeyPatch, steps: list[Any], seen: list
         return steps.pop(0)
 
     monkeypatch.setattr(clip_actor.clipstage, "run_clip", fake)
-    monkeypatch.setattr(clip_actor, "context", lambda: type("Ctx", (), {"settings": load_settings(
-        {"CLIPLINE_CLIP_MAX_RETRIES": "2"})})())
+    monkeypatch.setattr(clip_actor, "context", lambda: FakeCtx())
+
+
+class FakeLimit:
+    @contextmanager
+    def slot(self) -> Iterator[int]:
+        yield 0
+
+
+class FakeCtx:
+    settings = load_settings({"CLIPLINE_CLIP_MAX_RETRIES": "2"})
+    limit = FakeLimit()
 
 
 def test_permanent_failure_goes_to_fallback_with_its_reason(broker: StubBroker, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -76,8 +96,11 @@ def test_permanent_failure_goes_to_fallback_with_its_reason(broker: StubBroker, 
 def test_transient_failures_retry_with_growing_attempt_numbers(broker: StubBroker, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     seen: list[dict[str, Any]] = []
     record = ClipRecord(0, "ok")
-    _stub_run_clip(monkeypatch, [clipstage.Retry(OSError("503")), clipstage.Retry(OSError("503")),
-                                 clipstage.Done(record, fire=True)], seen)
+    _stub_run_clip(
+        monkeypatch,
+        [clipstage.Retry(OSError("503")), clipstage.Retry(OSError("503")), clipstage.Done(record, fire=True)],
+        seen,
+    )
     broker.get_actor("extract_clip").send("job-b", 0, "t")
     run_worker(broker, names.QUEUE[names.CLIP])
     assert [s["attempt"] for s in seen] == [1, 2, 3]
@@ -87,7 +110,9 @@ def test_transient_failures_retry_with_growing_attempt_numbers(broker: StubBroke
 
 
 def test_done_without_fire_sends_nothing(broker: StubBroker, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    _stub_run_clip(monkeypatch, [clipstage.Done(ClipRecord(1, "ok"), fire=False), clipstage.Skipped("dup")], [])
+    _stub_run_clip(
+        monkeypatch, [clipstage.Done(ClipRecord(1, "ok"), fire=False), clipstage.Skipped("dup")], []
+    )
     broker.get_actor("extract_clip").send("job-c", 1, "t")
     broker.get_actor("extract_clip").send("job-c", 1, "t")
     run_worker(broker, names.QUEUE[names.CLIP])

@@ -15,9 +15,33 @@ from pipeline.commands import (
 
 PROFILE = EncodeProfile(1280, 720, 30, "veryfast", 20)
 ENCODE = [
-    "-map", "[s6]", "-f", "mp4", "-an", "-c:v", "libx264", "-crf", "20", "-dn", "-frames:v", "96", "-g", "60",
-    "-map_metadata", "-1", "-pix_fmt", "yuv420p", "-preset", "veryfast", "-profile:v", "high", "-r", "30",
-    "-sn", "-video_track_timescale", "90000",
+    "-map",
+    "[s6]",
+    "-f",
+    "mp4",
+    "-an",
+    "-c:v",
+    "libx264",
+    "-crf",
+    "20",
+    "-dn",
+    "-frames:v",
+    "96",
+    "-g",
+    "60",
+    "-map_metadata",
+    "-1",
+    "-pix_fmt",
+    "yuv420p",
+    "-preset",
+    "veryfast",
+    "-profile:v",
+    "high",
+    "-r",
+    "30",
+    "-sn",
+    "-video_track_timescale",
+    "90000",
 ]
 NORMALISE = (
     "fps=fps=30[s{a}];[s{a}]scale=1280:720:force_original_aspect_ratio=decrease[s{b}];"
@@ -27,28 +51,68 @@ NORMALISE = (
 
 
 def test_hls_cut_decodes_from_the_segment_start_and_trims() -> None:
-    argv = cut_argv("/usr/bin/ffmpeg", [Path("/w/a.ts"), Path("/w/b.ts")], Path("/w/o.mp4"),
-                    offset_s=1.5, window_s=3.2, frames=96, profile=PROFILE)
+    argv = cut_argv(
+        "/usr/bin/ffmpeg",
+        [Path("/w/a.ts"), Path("/w/b.ts")],
+        Path("/w/o.mp4"),
+        offset_s=1.5,
+        window_s=3.2,
+        frames=96,
+        profile=PROFILE,
+    )
     chain = "[0:v]trim=start=1.500000[s0];[s0]setpts=PTS-STARTPTS[s1];[s1]" + NORMALISE.format(
-        a=2, b=3, c=4, d=5, e=6, f=7)
+        a=2, b=3, c=4, d=5, e=6, f=7
+    )
     assert argv == [
-        "/usr/bin/ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-xerror",
-        "-protocol_whitelist", "file,concat", "-t", "4.700000", "-i", "concat:/w/a.ts|/w/b.ts",
-        "-filter_complex", chain, *[x.replace("[s6]", "[s7]") for x in ENCODE], "/w/o.mp4",
+        "/usr/bin/ffmpeg",
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-xerror",
+        "-protocol_whitelist",
+        "file,concat",
+        "-t",
+        "4.700000",
+        "-i",
+        "concat:/w/a.ts|/w/b.ts",
+        "-filter_complex",
+        chain,
+        *[x.replace("[s6]", "[s7]") for x in ENCODE],
+        "/w/o.mp4",
     ]
 
 
 def test_local_cut_seeks_through_the_index() -> None:
-    argv = cut_argv("ffmpeg", [Path("/m/v.mp4")], Path("/w/o.mp4"), offset_s=61.3, window_s=3.2, frames=96,
-                    profile=PROFILE, indexed=True)
+    argv = cut_argv(
+        "ffmpeg",
+        [Path("/m/v.mp4")],
+        Path("/w/o.mp4"),
+        offset_s=61.3,
+        window_s=3.2,
+        frames=96,
+        profile=PROFILE,
+        indexed=True,
+    )
     i = argv.index("-i")
-    assert argv[i - 6 : i + 2] == ["-protocol_whitelist", "file,concat", "-ss", "61.300000", "-t", "3.200000",
-                                   "-i", "/m/v.mp4"]
+    assert argv[i - 6 : i + 2] == [
+        "-protocol_whitelist",
+        "file,concat",
+        "-ss",
+        "61.300000",
+        "-t",
+        "3.200000",
+        "-i",
+        "/m/v.mp4",
+    ]
     assert "trim" not in " ".join(argv)
 
 
 def test_every_clip_kind_uses_identical_encoder_settings() -> None:
-    cut = cut_argv("ffmpeg", [Path("a.ts")], Path("o.mp4"), offset_s=0, window_s=1, frames=96, profile=PROFILE)
+    cut = cut_argv(
+        "ffmpeg", [Path("a.ts")], Path("o.mp4"), offset_s=0, window_s=1, frames=96, profile=PROFILE
+    )
     black = placeholder_argv("ffmpeg", Path("o.mp4"), frames=96, profile=PROFILE)
     tail = lambda argv: argv[argv.index("-f", argv.index("-map")) :]  # noqa: E731
     assert tail(cut) == tail(black)
@@ -57,8 +121,9 @@ def test_every_clip_kind_uses_identical_encoder_settings() -> None:
 
 
 def test_assembly_is_a_stream_copy_with_the_song_cut_to_length() -> None:
-    argv = assemble_argv("ffmpeg", Path("/w/list.txt"), Path("/o/final.mp4"), total_frames=5400, fps=30,
-                         audio=Path("/w/song"))
+    argv = assemble_argv(
+        "ffmpeg", Path("/w/list.txt"), Path("/o/final.mp4"), total_frames=5400, fps=30, audio=Path("/w/song")
+    )
     assert argv[argv.index("-c:v") + 1] == "copy"
     assert argv[argv.index("-t") + 1] == "180.000000"
     assert argv[argv.index("-c:a") + 1] == "aac"

@@ -33,8 +33,10 @@ def media() -> MediaPlaylist:
 def test_media_playlist_absolute_uris_and_times() -> None:
     p = media()
     assert [s.uri for s in p.segments] == [
-        "http://cdn.example/v1/seg_000.ts", "http://cdn.example/v1/seg_001.ts",
-        "http://cdn.example/abs/seg_002.ts", "http://other.example/seg_003.ts",
+        "http://cdn.example/v1/seg_000.ts",
+        "http://cdn.example/v1/seg_001.ts",
+        "http://cdn.example/abs/seg_002.ts",
+        "http://other.example/seg_003.ts",
     ]
     assert [s.start_s for s in p.segments] == [0.0, 2.0, 4.0, 6.0]
     assert p.duration_s == 7.5 and p.ended
@@ -43,8 +45,14 @@ def test_media_playlist_absolute_uris_and_times() -> None:
 
 @pytest.mark.parametrize(
     ("start", "end", "seqs"),
-    [(0, 900, [0]), (700, 1900, [0]), (1400, 2900, [0, 1]), (2000, 4000, [1]), (3999, 4001, [1, 2]),
-     (6000, 9000, [3])],
+    [
+        (0, 900, [0]),
+        (700, 1900, [0]),
+        (1400, 2900, [0, 1]),
+        (2000, 4000, [1]),
+        (3999, 4001, [1, 2]),
+        (6000, 9000, [3]),
+    ],
 )
 def test_only_overlapping_segments_are_selected(start: int, end: int, seqs: list[int]) -> None:
     assert [s.seq for s in select_segments(media(), start, end)] == seqs
@@ -76,7 +84,7 @@ def test_master_playlist_picks_the_smallest_variant_tall_enough() -> None:
         ("not a playlist", "no #EXTM3U"),
         ("#EXTM3U\n#EXTINF:2,\nfile:///etc/passwd\n", "file URI"),
         ("#EXTM3U\n#EXTINF:2,\nftp://h/x.ts\n", "ftp URI"),
-        ("#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"k\"\n#EXTINF:2,\na.ts\n", "encrypted"),
+        ('#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI="k"\n#EXTINF:2,\na.ts\n', "encrypted"),
         ("#EXTM3U\n#EXT-X-ENDLIST\n", "no segments"),
         ("#EXTM3U\n#EXTINF:abc,\na.ts\n", "bad #EXTINF"),
     ],

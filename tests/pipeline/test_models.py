@@ -12,8 +12,12 @@ from pipeline.models import parse_request
 
 
 def line(start: int, end: int, video: str = "v1", cs: int = 0, ce: int = 1000, **clip: Any) -> dict[str, Any]:
-    return {"text": "歌词", "start_ms": start, "end_ms": end,
-            "clip": {"video_id": video, "start_ms": cs, "end_ms": ce, **clip}}
+    return {
+        "text": "歌词",
+        "start_ms": start,
+        "end_ms": end,
+        "clip": {"video_id": video, "start_ms": cs, "end_ms": ce, **clip},
+    }
 
 
 def request(**over: Any) -> dict[str, Any]:
@@ -37,14 +41,20 @@ def test_minimal_request_gets_defaults_and_generated_ids() -> None:
 
 
 def test_design_example_is_valid() -> None:
-    req = parse_request({
-        "job_id": "mix-20261122-0001", "mix_request_id": "req-778", "trace_id": "4bf92f3577b34da6",
-        "output": {"width": 1280, "height": 720, "fps": 30},
-        "audio": {"url": "http://cdn.example/songs/778.m4a"},
-        "callback_url": "http://scheduler.internal/render-callbacks",
-        "lines": [line(0, 3200, "v_91f", 61300, 64500),
-                  line(3200, 7050, "v_17a", 1000, 4850, hls_url="http://cdn.example/v_17a/index.m3u8")],
-    })
+    req = parse_request(
+        {
+            "job_id": "mix-20261122-0001",
+            "mix_request_id": "req-778",
+            "trace_id": "4bf92f3577b34da6",
+            "output": {"width": 1280, "height": 720, "fps": 30},
+            "audio": {"url": "http://cdn.example/songs/778.m4a"},
+            "callback_url": "http://scheduler.internal/render-callbacks",
+            "lines": [
+                line(0, 3200, "v_91f", 61300, 64500),
+                line(3200, 7050, "v_17a", 1000, 4850, hls_url="http://cdn.example/v_17a/index.m3u8"),
+            ],
+        }
+    )
     assert req.distinct_videos() == {"v_91f": None, "v_17a": "http://cdn.example/v_17a/index.m3u8"}
 
 
@@ -58,7 +68,9 @@ def test_video_ids_are_refused_too(video_id: str) -> None:
     assert field_of(request(lines=[line(0, 1000, video_id)])) == "lines[0].clip.video_id"
 
 
-@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://h/x.m3u8", "gopher://h", "http://", "javascript:x"])
+@pytest.mark.parametrize(
+    "url", ["file:///etc/passwd", "ftp://h/x.m3u8", "gopher://h", "http://", "javascript:x"]
+)
 def test_non_http_urls_are_refused(url: str) -> None:
     assert field_of(request(lines=[line(0, 1000, hls_url=url)])) == "lines[0].clip.hls_url"
     assert field_of(request(audio={"url": url})) == "audio.url"

@@ -17,8 +17,14 @@ def test_defaults_follow_design() -> None:
 
 
 def test_contract_names_are_read() -> None:
-    s = load_settings({"RENDER_CLIP_CONCURRENCY": "6", "TWELVELABS_INDEX_ID": "idx", "CLIPLINE_WORK_DIR": "/w",
-                       "CLIPLINE_ALLOWED_HOSTS": "CDN.example, api.example"})
+    s = load_settings(
+        {
+            "RENDER_CLIP_CONCURRENCY": "6",
+            "TWELVELABS_INDEX_ID": "idx",
+            "CLIPLINE_WORK_DIR": "/w",
+            "CLIPLINE_ALLOWED_HOSTS": "CDN.example, api.example",
+        }
+    )
     assert s.render_clip_concurrency == 6 and s.twelvelabs_index_id == "idx" and str(s.work_dir) == "/w"
     assert s.allowed_host_set == {"cdn.example", "api.example"}
 

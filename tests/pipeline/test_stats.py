@@ -16,9 +16,19 @@ def test_percentile_nearest_rank() -> None:
 
 def test_stats_count_outcomes_retries_bytes_and_drift() -> None:
     recs = [
-        ClipRecord(0, "ok", attempts=1, extract_ms=100, queue_wait_ms=10, bytes_fetched=1000, segments_fetched=2,
-                   drift_ms=-16.667),
-        ClipRecord(1, "ok", attempts=3, extract_ms=300, queue_wait_ms=30, bytes_fetched=500, segments_shared=1),
+        ClipRecord(
+            0,
+            "ok",
+            attempts=1,
+            extract_ms=100,
+            queue_wait_ms=10,
+            bytes_fetched=1000,
+            segments_fetched=2,
+            drift_ms=-16.667,
+        ),
+        ClipRecord(
+            1, "ok", attempts=3, extract_ms=300, queue_wait_ms=30, bytes_fetched=500, segments_shared=1
+        ),
         ClipRecord(2, "local", attempts=4, extract_ms=50, drift_ms=10.0),
         ClipRecord(3, "placeholder", attempts=1, extract_ms=20),
         ClipRecord(4, "failed", attempts=2),

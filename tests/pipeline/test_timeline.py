@@ -10,8 +10,10 @@ from pipeline.timeline import build_slots, frame_at, total_frames
 
 
 def req(bounds: list[tuple[int, int]], fps: int = 30):  # type: ignore[no-untyped-def]
-    lines = [{"start_ms": s, "end_ms": e, "clip": {"video_id": "v", "start_ms": 0, "end_ms": 1000}}
-             for s, e in bounds]
+    lines = [
+        {"start_ms": s, "end_ms": e, "clip": {"video_id": "v", "start_ms": 0, "end_ms": 1000}}
+        for s, e in bounds
+    ]
     return parse_request({"job_id": "t", "output": {"width": 320, "height": 180, "fps": fps}, "lines": lines})
 
 

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# clipline's front door on a fresh Debian machine (run as root, or with sudo rights):
+#   ./dev.sh demo    install what is missing, start RabbitMQ/Redis, render the 60-line sample job
+#   ./dev.sh test    install what is missing, start the services, run ruff, mypy and the test suite
+set -euo pipefail
+cd "$(dirname "$0")"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+APT_UPDATED=0
+apt_install() {
+  if [ "$APT_UPDATED" -eq 0 ]; then as_root apt-get update -qq; APT_UPDATED=1; fi
+  say "installing $*"
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+ensure_packages() {
+  local want=()
+  command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || want+=(ffmpeg)
+  command -v redis-server >/dev/null || want+=(redis-server)
+  command -v rabbitmq-server >/dev/null || want+=(rabbitmq-server)
+  command -v python3 >/dev/null || want+=(python3 python3-venv)
+  if [ "${1:-}" = test ]; then
+    command -v promtool >/dev/null || want+=(prometheus)
+    command -v docker-compose >/dev/null || want+=(docker-compose)
+    command -v pg_ctlcluster >/dev/null || want+=(postgresql)
+  fi
+  if [ "${#want[@]}" -gt 0 ]; then apt_install "${want[@]}"; fi
+}
+
+ensure_services() {
+  if ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; then
+    say "starting Redis"
+    as_root redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+  fi
+  if ! as_root rabbitmqctl -q status >/dev/null 2>&1; then
+    say "starting RabbitMQ"
+    as_root rabbitmq-server -detached
+  fi
+  as_root rabbitmqctl -q await_startup --timeout 120 >/dev/null
+  if [ "${1:-}" = test ] && command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1; then
+    say "starting PostgreSQL"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+  fi
+  for _ in $(seq 1 60); do redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && return 0; sleep 0.5; done
+  say "Redis did not come up"; return 1
+}
+
+ensure_venv() {
+  local py=python3.11
+  command -v "$py" >/dev/null || py=python3
+  if [ ! -x .venv/bin/python ]; then say "creating .venv"; "$py" -m venv .venv; fi
+  local stamp=.venv/.clipline-installed
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    say "installing clipline into .venv"
+    .venv/bin/pip install -q --upgrade pip >/dev/null
+    .venv/bin/pip install -q -e '.[dev]'
+    touch "$stamp"
+  fi
+}
+
+cmd="${1:-}"
+case "$cmd" in
+  demo)
+    ensure_packages demo; ensure_services demo; ensure_venv
+    shift; exec .venv/bin/clipline demo "$@"
+    ;;
+  test)
+    ensure_packages test; ensure_services test; ensure_venv
+    shift
+    say "ruff"; .venv/bin/ruff check .
+    say "mypy"; .venv/bin/mypy
+    say "pytest"; exec .venv/bin/pytest "$@"
+    ;;
+  *)
+    echo "usage: ./dev.sh demo | ./dev.sh test [pytest args]" >&2; exit 2
+    ;;
+esac

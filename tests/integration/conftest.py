@@ -1,0 +1,203 @@
+"""Real services for integration tests: RabbitMQ (a vhost per run), Redis (a db per run), ffmpeg media,
+a loopback CDN + video API, and `clipline worker` processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from clipline.devserver import LoopbackCDN
+from clipline.samples import SampleSet, SourceSpec, build_sample_set
+
+ROOT = Path(__file__).resolve().parents[2]
+CACHE = Path(os.environ.get("CLIPLINE_TEST_CACHE", ROOT / ".cache" / "test-media"))
+API_KEY, INDEX_ID = "test-key", "test-index"
+
+#: Sources of the test job: two HLS videos, one only on local disk, one gone everywhere.
+SOURCES = [
+    SourceSpec("v_a", duration_s=20.0),
+    SourceSpec("v_b", duration_s=12.0),
+    SourceSpec("v_local", duration_s=10.0, hls=False, local=True),
+    SourceSpec("v_gone", duration_s=10.0, hls=False, local=False),
+]
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def vhost() -> Iterator[str]:
+    name = f"clipline-test-{secrets.token_hex(4)}"
+    rabbitmqctl("add_vhost", name)
+    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    yield name
+    rabbitmqctl("delete_vhost", name)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    # A db of its own per run (runs on one machine rarely overlap; keys are job-scoped anyway).
+    db = 1 + os.getpid() % 15
+    url = f"redis://127.0.0.1:6379/{db}"
+    r = redis.Redis.from_url(url)
+    r.flushdb()
+    yield url
+    r.flushdb()
+
+
+@pytest.fixture(scope="session")
+def samples() -> SampleSet:
+    return build_sample_set(CACHE, SOURCES, song_s=40.0, width=320, height=180, fps=30, segment_s=2.0)
+
+
+@pytest.fixture(scope="session")
+def cdn(samples: SampleSet) -> Iterator[LoopbackCDN]:
+    with LoopbackCDN(samples.root, api_key=API_KEY, index_id=INDEX_ID) as server:
+        yield server
+
+
+@dataclass
+class Stack:
+    """Environment of one test's pipeline: its own dirs and database, the run's vhost and Redis db."""
+
+    env: dict[str, str]
+    tmp: Path
+    cdn: LoopbackCDN
+    samples: SampleSet
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    logs: list[Path] = field(default_factory=list)
+
+    def start_workers(self, *args: str, name: str = "worker") -> subprocess.Popen[bytes]:
+        log = self.tmp / f"{name}-{len(self.procs)}.log"
+        fh = open(log, "wb")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "clipline.cli", "worker", *args],
+            env=self.env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.procs.append(proc)
+        self.logs.append(log)
+        return proc
+
+    def stop_workers(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        self.procs.clear()
+
+    def cli(
+        self, *args: str, input_json: Any = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "clipline.cli", *args],
+            env=self.env,
+            text=True,
+            capture_output=True,
+            input=json.dumps(input_json) if input_json is not None else None,
+            timeout=timeout,
+        )
+
+    def events(self, event: str) -> list[dict[str, Any]]:
+        out = []
+        for log in self.logs:
+            for ln in log.read_text(errors="replace").splitlines():
+                if ln.startswith("{") and f'"{event}"' in ln:
+                    rec = json.loads(ln)
+                    if rec.get("event") == event:
+                        out.append(rec)
+        return out
+
+
+@pytest.fixture
+def stack(
+    tmp_path: Path, vhost: str, redis_url: str, cdn: LoopbackCDN, samples: SampleSet
+) -> Iterator[Stack]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLIPLINE_", "TWELVELABS_", "RENDER_"))}
+    env.update(
+        {
+            "CLIPLINE_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+            "CLIPLINE_REDIS_URL": redis_url,
+            "CLIPLINE_DATABASE_URL": f"sqlite:///{tmp_path}/clipline.db",
+            "CLIPLINE_WORK_DIR": str(tmp_path / "work"),
+            "CLIPLINE_OUTPUT_DIR": str(tmp_path / "output"),
+            "CLIPLINE_MEDIA_DIR": str(samples.media_dir),
+            "TWELVELABS_API_URL": cdn.api_url,
+            "TWELVELABS_API_KEY": API_KEY,
+            "TWELVELABS_INDEX_ID": INDEX_ID,
+            "CLIPLINE_RETRY_MIN_BACKOFF_MS": "100",
+            "CLIPLINE_RETRY_MAX_BACKOFF_MS": "400",
+            "CLIPLINE_HTTP_TIMEOUT_S": "5",
+            "CLIPLINE_SOURCE_CACHE_TTL_S": "0",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    s = Stack(env, tmp_path, cdn, samples)
+    yield s
+    s.stop_workers()
+    cdn.reset_faults()
+
+
+def new_job_id(prefix: str = "it") -> str:
+    return f"{prefix}-{secrets.token_hex(5)}"
+
+
+def clip(video_id: str, start_ms: int, end_ms: int, cdn: LoopbackCDN | None = None) -> dict[str, Any]:
+    c: dict[str, Any] = {"video_id": video_id, "start_ms": start_ms, "end_ms": end_ms}
+    if cdn is not None:
+        c["hls_url"] = cdn.hls_url(video_id)
+    return c
+
+
+def build_request(
+    job_id: str,
+    cdn: LoopbackCDN,
+    picks: list[tuple[str, int, int, bool]],
+    *,
+    line_ms: Callable[[int], int],
+    audio: bool = True,
+) -> dict[str, Any]:
+    """picks: (video_id, source start ms, source end ms, give hls_url) per line; line i lasts line_ms(i)."""
+    lines, t = [], 0
+    for i, (vid, cs, ce, direct) in enumerate(picks):
+        d = line_ms(i)
+        lines.append(
+            {
+                "text": f"第{i + 1}句 line {i + 1}",
+                "start_ms": t,
+                "end_ms": t + d,
+                "clip": clip(vid, cs, ce, cdn if direct else None),
+            }
+        )
+        t += d
+    req: dict[str, Any] = {
+        "job_id": job_id,
+        "mix_request_id": f"req-{job_id}",
+        "trace_id": secrets.token_hex(8),
+        "output": {"width": 320, "height": 180, "fps": 30},
+        "lines": lines,
+    }
+    if audio:
+        req["audio"] = {"url": cdn.url("audio/song.m4a")}
+    return req

@@ -1,0 +1,108 @@
+"""Live config and the cluster-wide clip cap, against a real Redis."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from pipeline import keys
+from pipeline.limits import ClusterLimit, SlotTimeout
+from pipeline.liveconfig import LiveConfig, UnknownKey
+from pipeline.settings import load_settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def r(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    client.delete(keys.clip_slots(), keys.config_hash())
+    yield client
+    client.delete(keys.clip_slots(), keys.config_hash())
+
+
+def test_no_more_than_the_limit_run_at_once_and_slots_are_numbered(r: redis.Redis) -> None:
+    limit = ClusterLimit(r, lambda: 2, poll_s=0.02)
+    running, peak, slots = 0, 0, set()
+    lock = threading.Lock()
+
+    def work() -> None:
+        nonlocal running, peak
+        with limit.slot(timeout_s=20) as slot:
+            with lock:
+                running += 1
+                peak = max(peak, running)
+                slots.add(slot)
+            time.sleep(0.15)
+            with lock:
+                running -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak == 2 and slots == {0, 1}
+    assert limit.running() == 0
+
+
+def test_lowering_the_limit_holds_new_clips_until_running_ones_finish(r: redis.Redis) -> None:
+    cap = {"n": 3}
+    limit = ClusterLimit(r, lambda: cap["n"], poll_s=0.02)
+    release = threading.Event()
+    started = threading.Barrier(4)
+
+    def hold() -> None:
+        with limit.slot(timeout_s=5):
+            started.wait()
+            release.wait(5)
+
+    holders = [threading.Thread(target=hold) for _ in range(3)]
+    for t in holders:
+        t.start()
+    started.wait()
+    cap["n"] = 1
+    with pytest.raises(SlotTimeout):
+        with limit.slot(timeout_s=0.3):
+            pass
+    release.set()
+    for t in holders:
+        t.join()
+    with limit.slot(timeout_s=2) as slot:
+        assert slot == 0
+
+
+def test_a_dead_holder_frees_its_slot_when_its_lease_ends(r: redis.Redis) -> None:
+    limit = ClusterLimit(r, lambda: 1, lease_s=0.5, poll_s=0.02)
+    assert limit.try_acquire("dead-worker") == 0  # taken and never released nor renewed
+    assert limit.try_acquire("other") is None
+    t0 = time.monotonic()
+    with limit.slot(timeout_s=5) as slot:
+        waited = time.monotonic() - t0
+    assert slot == 0 and 0.2 < waited < 2.0
+
+
+def test_live_config_reloads_and_reports_changes(r: redis.Redis) -> None:
+    seen: list[tuple[str, Any, Any]] = []
+    live = LiveConfig(load_settings({"RENDER_CLIP_CONCURRENCY": "4"}), r, on_change=lambda *a: seen.append(a))
+    assert live.refresh(force=True)["render_clip_concurrency"] == 4
+    other = LiveConfig(load_settings({}), r)
+    assert other.set("render_clip_concurrency", "2") == 2
+    assert other.set("fallback_local", "off") is False
+    values = live.refresh(force=True)
+    assert values["render_clip_concurrency"] == 2 and values["fallback_local"] is False
+    assert ("render_clip_concurrency", 4, 2) in seen and ("fallback_local", True, False) in seen
+    other.set("render_clip_concurrency", "500")
+    live.refresh(force=True)
+    assert live.clip_concurrency() <= 16  # clamped to the safe ceiling
+    with pytest.raises(UnknownKey):
+        other.set("render_clip_concurency", "3")
+    with pytest.raises(ValueError, match="at least 1"):
+        other.set("render_clip_concurrency", "0")
+    other.unset("render_clip_concurrency")
+    assert live.refresh(force=True)["render_clip_concurrency"] == 4

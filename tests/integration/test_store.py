@@ -1,0 +1,98 @@
+"""RenderJob records on SQLite and on the machine's PostgreSQL."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+
+from pipeline.errors import JobConflict, JobNotFound
+from pipeline.models import JobStatus, parse_request
+from pipeline.store import JobStore
+
+pytestmark = pytest.mark.integration
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
+    if request.param == "sqlite":
+        yield JobStore(f"sqlite:///{tmp_path}/jobs.db")
+        return
+    name = f"clipline_test_{secrets.token_hex(4)}"
+    admin = sqlalchemy.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    s = JobStore(url)
+    yield s
+    s.engine.dispose()
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def req(job_id: str = "job-1", end: int = 1000):  # type: ignore[no-untyped-def]
+    return parse_request(
+        {
+            "job_id": job_id,
+            "mix_request_id": "req-9",
+            "lines": [
+                {
+                    "text": "a",
+                    "start_ms": 0,
+                    "end_ms": end,
+                    "clip": {"video_id": "v", "start_ms": 0, "end_ms": 1000},
+                }
+            ],
+        }
+    )
+
+
+def test_create_is_idempotent_and_conflicts_on_another_body(store: JobStore) -> None:
+    job, created = store.create_or_get(req())
+    assert created and job.status == "PENDING" and job.progress == 0 and job.mix_request_id == "req-9"
+    again, created = store.create_or_get(req())
+    assert not created and again.id == job.id
+    with pytest.raises(JobConflict, match="different request body"):
+        store.create_or_get(req(end=2000))
+    with pytest.raises(JobNotFound):
+        store.get("nope")
+
+
+def test_five_concurrent_submissions_make_one_record(store: JobStore) -> None:
+    with ThreadPoolExecutor(5) as pool:
+        results = list(pool.map(lambda _: store.create_or_get(req("same")), range(5)))
+    assert sum(created for _, created in results) == 1
+    assert {j.id for j, _ in results} == {"same"}
+
+
+def test_progress_never_goes_back_and_final_states_stick(store: JobStore) -> None:
+    store.create_or_get(req())
+    assert store.advance("job-1", status=JobStatus.EXTRACTING, progress=40, error="clip 3 failed: 404")
+    assert store.advance("job-1", progress=10)
+    job = store.get("job-1")
+    assert (job.status, job.progress) == ("EXTRACTING", 40)
+    # A compare-and-set from a state the job is not in changes nothing.
+    assert not store.advance("job-1", status=JobStatus.PLANNING, only_from=frozenset({JobStatus.PENDING}))
+    assert store.advance(
+        "job-1", status=JobStatus.COMPLETED, metrics={"render": {"clip_stats": {"total": 1}}}
+    )
+    assert not store.advance("job-1", status=JobStatus.FAILED)
+    job = store.get("job-1")
+    assert (job.status, job.progress) == ("COMPLETED", 100)
+    assert job.finished_at is not None and job.metrics["render"]["clip_stats"]["total"] == 1
+    assert "clip 3 failed: 404" in job.error_log
+    assert job.render_request().job_id == "job-1"
+
+
+def test_list_newest_first(store: JobStore) -> None:
+    for i in range(3):
+        store.create_or_get(req(f"j{i}"))
+    assert [j.id for j in store.list(limit=2)] == ["j2", "j1"]
+    assert [j.id for j in store.list(status=JobStatus.PENDING, limit=5, offset=2)] == ["j0"]
