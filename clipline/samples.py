@@ -13,8 +13,10 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 from pipeline.runner import run
@@ -252,33 +254,25 @@ def build_sample_set(
         return result
     base.mkdir(parents=True, exist_ok=True)
     jobs = []
+    size = {"width": width, "height": height, "fps": fps, "ffmpeg": ffmpeg}
+    jobs: list[Callable[[], Path]] = []
     for s in sources:
         if s.hls:
             jobs.append(
-                lambda s=s: make_hls_source(
+                partial(
+                    make_hls_source,
                     result.root,
                     s.video_id,
                     duration_s=s.duration_s,
-                    width=width,
-                    height=height,
-                    fps=fps,
                     segment_s=segment_s,
-                    ffmpeg=ffmpeg,
+                    **size,
                 )
             )
         if s.local:
             jobs.append(
-                lambda s=s: make_local_copy(
-                    result.media_dir,
-                    s.video_id,
-                    duration_s=s.duration_s,
-                    width=width,
-                    height=height,
-                    fps=fps,
-                    ffmpeg=ffmpeg,
-                )
+                partial(make_local_copy, result.media_dir, s.video_id, duration_s=s.duration_s, **size)
             )
-    jobs.append(lambda: make_song(result.song, duration_s=song_s, ffmpeg=ffmpeg))
+    jobs.append(partial(make_song, result.song, duration_s=song_s, ffmpeg=ffmpeg))
     result.media_dir.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=2) as pool:
         for f in [pool.submit(j) for j in jobs]:
