@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from pipeline.runner import run
 
@@ -253,8 +254,7 @@ def build_sample_set(
     if marker.exists():
         return result
     base.mkdir(parents=True, exist_ok=True)
-    jobs = []
-    size = {"width": width, "height": height, "fps": fps, "ffmpeg": ffmpeg}
+    size: dict[str, Any] = {"width": width, "height": height, "fps": fps, "ffmpeg": ffmpeg}
     jobs: list[Callable[[], Path]] = []
     for s in sources:
         if s.hls:
