@@ -223,3 +223,39 @@ def test_clip_worker_refuses_to_start_without_ffmpeg(stack: Stack) -> None:
     stack.env["CLIPLINE_FFMPEG"] = "/nonexistent/ffmpeg"
     res = stack.cli("worker", "--stage", "clip", timeout=60)
     assert res.returncode == 2 and "ffmpeg not found" in res.stderr and "CLIPLINE_FFMPEG" in res.stderr
+
+
+def test_a_job_on_postgresql_with_the_song_from_the_media_dir(stack: Stack, pg_url: str) -> None:
+    stack.env["CLIPLINE_DATABASE_URL"] = pg_url
+    stack.start_workers("--stage", "all", "--concurrency", "2")
+    job_id = new_job_id("pg")
+    picks = [("v_a", 2000 * i + 100, 2000 * i + 1500, True) for i in range(4)]
+    request = build_request(job_id, stack.cdn, picks, line_ms=lambda i: 1100, audio=False)
+    song = stack.samples.media_dir / "songs"
+    song.mkdir(exist_ok=True)
+    (song / "song.m4a").write_bytes(stack.samples.song.read_bytes())
+    request["audio"] = {"path": "songs/song.m4a"}
+    code, result = submit_and_wait(stack, request)
+    assert code == 0 and result["status"] == "COMPLETED", result
+    final = Path(result["output_path"])
+    assert count_frames(final) == 4 * 33
+    probe = json.loads(stack.cli("status", job_id, "--json").stdout.splitlines()[-1])
+    assert probe["status"] == "COMPLETED" and probe["clip_stats"]["succeeded"] == 4
+    from pipeline.runner import run
+
+    streams = run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type,codec_name,duration",
+            "-of",
+            "json",
+            str(final),
+        ],
+        timeout_s=30,
+    ).stdout
+    kinds = {s["codec_type"]: s for s in json.loads(streams)["streams"]}
+    assert kinds["audio"]["codec_name"] == "aac" and kinds["video"]["codec_name"] == "h264"
+    assert abs(float(kinds["audio"]["duration"]) - 4 * 1.1) < 0.1

@@ -1,0 +1,73 @@
+"""The loopback CDN other tests stand on: ranges, faults, the video API, accounting."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from clipline.devserver import LoopbackCDN
+
+
+@pytest.fixture
+def cdn(tmp_path: Path) -> Iterator[LoopbackCDN]:
+    seg = tmp_path / "hls" / "v1"
+    seg.mkdir(parents=True)
+    (seg / "index.m3u8").write_text("#EXTM3U\n#EXTINF:2,\nseg_00000.ts\n#EXT-X-ENDLIST\n")
+    (seg / "seg_00000.ts").write_bytes(bytes(range(256)) * 40)
+    with LoopbackCDN(tmp_path, api_key="k", index_id="idx") as server:
+        yield server
+
+
+def test_ranges_and_accounting(cdn: LoopbackCDN) -> None:
+    url = cdn.url("hls/v1/seg_00000.ts")
+    full = httpx.get(url)
+    assert full.status_code == 200 and len(full.content) == 10240
+    part = httpx.get(url, headers={"Range": "bytes=10-19"})
+    assert part.status_code == 206 and part.content == bytes(range(10, 20))
+    assert part.headers["content-range"] == "bytes 10-19/10240"
+    tail = httpx.get(url, headers={"Range": "bytes=-6"})
+    assert tail.content == bytes(range(250, 256))
+    assert httpx.get(url, headers={"Range": "bytes=99999-"}).status_code == 416
+    assert cdn.total_bytes("/hls/v1/seg") == 10240 + 10 + 6
+    assert httpx.get(cdn.url("hls/../../etc/passwd")).status_code == 404
+
+
+def test_video_api_needs_the_key_and_counts_calls(cdn: LoopbackCDN) -> None:
+    url = f"{cdn.api_url}/indexes/idx/videos/v1"
+    assert httpx.get(url).status_code == 401
+    ok = httpx.get(url, headers={"x-api-key": "k"})
+    assert ok.json()["hls"]["video_url"] == cdn.hls_url("v1")
+    assert httpx.get(f"{cdn.api_url}/indexes/idx/videos/v9", headers={"x-api-key": "k"}).status_code == 404
+    cdn.set_gone("v1")
+    assert httpx.get(url, headers={"x-api-key": "k"}).status_code == 404
+    assert httpx.get(cdn.hls_url("v1")).status_code == 404
+    assert cdn.api_calls["v1"] == 3
+
+
+def test_injected_faults(cdn: LoopbackCDN) -> None:
+    cdn.fail_next("/hls/v1/", 503, times=2)
+    assert [httpx.get(cdn.hls_url("v1")).status_code for _ in range(3)] == [503, 503, 200]
+    cdn.fail_next("/v1.3/", 429, times=1, retry_after_s=1.5)
+    limited = httpx.get(f"{cdn.api_url}/indexes/idx/videos/v1", headers={"x-api-key": "k"})
+    assert limited.status_code == 429 and limited.headers["retry-after"] == "1.5"
+    cdn.corrupt("/hls/v1/seg")
+    body = httpx.get(cdn.url("hls/v1/seg_00000.ts")).content
+    assert len(body) == 10240 and body != bytes(range(256)) * 40
+    cdn.reset_faults()
+    cdn.stall("/hls/v1/seg", 5)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.get(cdn.url("hls/v1/seg_00000.ts"), timeout=0.3)
+
+
+def test_peak_concurrency_is_measured(cdn: LoopbackCDN) -> None:
+    cdn.latency_ms = 200
+    threads = [threading.Thread(target=httpx.get, args=(cdn.hls_url("v1"),)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert cdn.peak_in_flight_for("/hls/") == 3
