@@ -9,4 +9,4 @@ from .broker import setup_broker
 
 _settings = get_settings()
 logs.configure(_settings.log_level)
-broker = setup_broker(_settings)
+broker = setup_broker(_settings, with_worker_middleware=True)

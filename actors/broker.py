@@ -22,6 +22,7 @@ from . import names
 from .assemble import assemble_render
 from .clip import extract_clip, retry_when
 from .fallback import fallback_clip
+from .middleware import LiveSettings, WorkerPrometheus, metrics_enabled
 from .plan import plan_render
 
 #: No Dramatiq time limit interrupts our stages: every subprocess carries its own timeout.
@@ -32,11 +33,17 @@ def _assemble_retry_when(retries: int, exc: Exception) -> bool:
     return isinstance(exc, SourceUnavailable) and retries < 3
 
 
-def setup_broker(settings: Settings, broker: dramatiq.Broker | None = None) -> dramatiq.Broker:
+def setup_broker(
+    settings: Settings, broker: dramatiq.Broker | None = None, *, with_worker_middleware: bool = False
+) -> dramatiq.Broker:
     if broker is None:
         broker = RabbitmqBroker(url=settings.broker_url, confirm_delivery=True)
     if not any(isinstance(m, CurrentMessage) for m in broker.middleware):
         broker.add_middleware(CurrentMessage())
+    if with_worker_middleware:
+        broker.add_middleware(LiveSettings())
+        if metrics_enabled():
+            broker.add_middleware(WorkerPrometheus())
     backoff: dict[str, Any] = {
         "min_backoff": settings.retry_min_backoff_ms,
         "max_backoff": settings.retry_max_backoff_ms,

@@ -28,7 +28,9 @@ JOB_SECONDS = Histogram(
     buckets=(10, 30, 60, 120, 180, 300, 600, 900, 1200, 1800, 3600),
 )
 CLIP_CONCURRENCY = Gauge(
-    "clipline_clip_concurrency", "Effective cluster-wide clip concurrency", multiprocess_mode="mostrecent"
+    "clipline_clip_concurrency",
+    "Clips this worker may cut at once: its own cap, lowered by a cluster-wide cap",
+    multiprocess_mode="mostrecent",
 )
 
 
@@ -61,5 +63,7 @@ class PrometheusObserver(Observer):
         JOB_SECONDS.observe(duration_s)
 
     def config_changed(self, key: str, old: object, new: object) -> None:
-        if key == "render_clip_concurrency" and isinstance(new, int):
-            CLIP_CONCURRENCY.set(new)
+        if key == "render_clip_concurrency":
+            from .runtime import context
+
+            CLIP_CONCURRENCY.set(context().live.clip_concurrency())

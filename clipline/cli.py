@@ -84,7 +84,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if worker.NEEDS_FFMPEG.intersection(stages):
         settings.ffmpeg_path()
         settings.ffprobe_path()
-    return worker.run(worker.plan_commands(settings, args.stage, args.concurrency, args.processes))
+    from .metrics_server import MetricsServer
+
+    port = settings.metrics_port if args.metrics_port is None else args.metrics_port
+    metrics = MetricsServer(port) if port else None
+    try:
+        if metrics is not None:
+            metrics.start()
+        commands = worker.plan_commands(
+            settings, args.stage, args.concurrency, args.processes, metrics.env() if metrics else None
+        )
+        return worker.run(commands)
+    finally:
+        if metrics is not None:
+            metrics.stop()
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -115,7 +128,9 @@ def cmd_config(args: argparse.Namespace) -> int:
                 else:
                     print(f"{key:24} {str(values[key]):8} ({source}) {LIVE_KEYS[key].help}")
             if args.action == "list":
-                print(f"{'effective clip cap':24} {live.clip_concurrency()}")
+                cap = live.cluster_cap()
+                shown_cap = cap if cap is not None else "none (each worker its own cap)"
+                print(f"{'cluster-wide clip cap':24} {shown_cap}")
     except (UnknownKey, ValueError) as exc:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return jobs.EXIT_INVALID
@@ -136,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--stage", choices=["plan", "clip", "fallback", "assemble", "all"], default="all")
     w.add_argument("--concurrency", type=int, help="clip cap (default RENDER_CLIP_CONCURRENCY)")
     w.add_argument("--processes", type=int, default=1, help="worker processes per stage")
+    w.add_argument("--metrics-port", type=int, help="Prometheus port (default CLIPLINE_METRICS_PORT; 0: off)")
     w.set_defaults(func=cmd_worker)
 
     s = sub.add_parser("submit", help="submit a render request (JSON file, - for stdin)")

@@ -34,6 +34,7 @@ class StageCommand:
     stage: str
     threads: int
     processes: int
+    extra_env: tuple[tuple[str, str], ...] = ()
 
     def argv(self) -> list[str]:
         return [
@@ -55,11 +56,16 @@ class StageCommand:
         # The prefetch is the stage's local cap: a worker holds no more messages than it can run, so a
         # free slot anywhere takes the next clip at once.
         env["dramatiq_queue_prefetch"] = str(self.threads)
+        env.update(self.extra_env)
         return env
 
 
 def plan_commands(
-    settings: Settings, stage: str, concurrency: int | None, processes: int
+    settings: Settings,
+    stage: str,
+    concurrency: int | None,
+    processes: int,
+    extra_env: dict[str, str] | None = None,
 ) -> list[StageCommand]:
     stages = names.STAGES if stage == "all" else (stage,)
     requested = concurrency if concurrency is not None else settings.render_clip_concurrency
@@ -72,7 +78,11 @@ def plan_commands(
             effective=clip_cap,
             message=warning,
         )
-    return [StageCommand(s, clip_cap if s == names.CLIP else OTHER_THREADS[s], processes) for s in stages]
+    # Every stage learns the clip cap: clip workers run that many threads, and the assembler reports it.
+    env = tuple(sorted({**(extra_env or {}), "RENDER_CLIP_CONCURRENCY": str(clip_cap)}.items()))
+    return [
+        StageCommand(s, clip_cap if s == names.CLIP else OTHER_THREADS[s], processes, env) for s in stages
+    ]
 
 
 def run(commands: list[StageCommand]) -> int:

@@ -69,8 +69,8 @@ class Context:
 
     @cached_property
     def limit(self) -> ClusterLimit:
-        """The cluster-wide cap on clips cut at once (live ``render_clip_concurrency``)."""
-        return ClusterLimit(self.redis, self.live.clip_concurrency)
+        """Numbered, leased clip slots, capped cluster-wide when ``render_clip_concurrency`` is set live."""
+        return ClusterLimit(self.redis, self.live.cluster_cap)
 
     @cached_property
     def ffmpeg(self) -> str:

@@ -3,7 +3,9 @@
 Each running clip holds one field of a hash: slot number -> holder token and
 lease expiry. Acquiring counts the live holders (expired leases are dropped),
 and when fewer than the current limit are running takes the lowest free slot
-number, which is the ``parallel_slot`` of the logs. The limit is read at every
+number, which is the ``parallel_slot`` of the logs (unique cluster-wide; within
+0..cap-1 while a cap is set). With no cap set (``limit()`` returns None) slots
+are still numbered and leased but never refused. The limit is read at every
 attempt, so a change applies within seconds: raising it lets waiting clips
 start, lowering it lets running clips finish and holds new ones. A holder
 renews its lease while it works; one that dies stops renewing and its slot
@@ -67,9 +69,13 @@ class SlotTimeout(TimeoutError):
     """No clip slot became free in time."""
 
 
+#: The limit used while no cluster-wide cap is set: slots are still numbered and leased, never refused.
+UNLIMITED = 1_000_000
+
+
 class ClusterLimit:
     def __init__(
-        self, r: redis.Redis, limit: Callable[[], int], *, lease_s: float = 30.0, poll_s: float = 0.1
+        self, r: redis.Redis, limit: Callable[[], int | None], *, lease_s: float = 30.0, poll_s: float = 0.1
     ) -> None:
         self.r = r
         self.limit = limit
@@ -84,9 +90,9 @@ class ClusterLimit:
         return int(time.time() * 1000)
 
     def try_acquire(self, token: str) -> int | None:
-        slot = int(
-            self._acquire(keys=[keys.clip_slots()], args=[self._now_ms(), self.limit(), token, self.lease_ms])
-        )
+        limit = self.limit()
+        args = [self._now_ms(), UNLIMITED if limit is None else limit, token, self.lease_ms]
+        slot = int(self._acquire(keys=[keys.clip_slots()], args=args))
         return None if slot < 0 else slot
 
     def running(self) -> int:

@@ -3,7 +3,12 @@
 ``clipline config set render_clip_concurrency 2`` writes the hash; every
 worker re-reads it at most every ``REFRESH_S`` seconds and logs
 ``config.reloaded`` with the old and new values when something changed.
-A key not in the hash falls back to the environment's setting.
+
+``render_clip_concurrency`` set here is a cluster-wide cap: it limits the clips
+running across all clip and fallback workers together. Unset, each worker is
+limited only by its own cap (``RENDER_CLIP_CONCURRENCY`` / ``--concurrency``:
+its threads and prefetch), so adding worker processes adds capacity. The
+fallback policy keys fall back to the environment's settings when unset.
 """
 
 from __future__ import annotations
@@ -55,8 +60,8 @@ LIVE_KEYS: dict[str, LiveKey] = {
         LiveKey(
             "render_clip_concurrency",
             _concurrency,
-            lambda s: s.render_clip_concurrency,
-            "clips cut at once across all clip workers (clamped to the safe ceiling)",
+            lambda s: None,
+            "cluster-wide cap on clips cut at once (unset: each worker's own cap only)",
         ),
         LiveKey(
             "fallback_local", _bool, lambda s: s.fallback_local, "cut from the local copy when HLS fails"
@@ -143,10 +148,13 @@ class LiveConfig:
     def get(self, key: str) -> Any:
         return self.refresh()[key]
 
-    def clip_concurrency(self) -> int:
-        """The effective cluster-wide clip cap: the live value, clamped to the safe ceiling."""
-        requested = int(self.get("render_clip_concurrency"))
-        value, warning = clamp_concurrency(requested)
+    def cluster_cap(self) -> int | None:
+        """The cluster-wide clip cap set with ``clipline config set``, clamped; None when not set."""
+        requested = self.get("render_clip_concurrency")
+        if requested is None:
+            self._warned_for = None
+            return None
+        value, warning = clamp_concurrency(int(requested))
         if warning and self._warned_for != requested:
             log.warning(
                 "config.clamped",
@@ -157,3 +165,9 @@ class LiveConfig:
             )
         self._warned_for = requested if warning else None
         return value
+
+    def clip_concurrency(self) -> int:
+        """What this worker can run at once: its own cap, lowered by any cluster-wide cap."""
+        local = clamp_concurrency(self.settings.render_clip_concurrency)[0]
+        cap = self.cluster_cap()
+        return local if cap is None else min(local, cap)

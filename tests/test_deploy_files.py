@@ -80,3 +80,59 @@ def test_rabbitmq_definitions_declare_no_queues_and_timeout_covers_retries() -> 
     ) * s.ffmpeg_timeout_s * 1000 + s.clip_max_retries * s.retry_max_backoff_ms
     assert timeout_ms > max(longest_clip_ms, s.assemble_timeout_s * 1000)
     assert "rabbitmq_prometheus" in (ROOT / "rabbitmq" / "enabled_plugins").read_text()
+
+
+#: RabbitMQ prometheus-plugin metrics the dashboard and alerts use (per-object metrics: rabbitmq.conf).
+RABBITMQ_METRICS = {
+    "rabbitmq_queue_messages",
+    "rabbitmq_queue_messages_ready",
+    "rabbitmq_queue_messages_unacked",
+    "rabbitmq_queue_consumers",
+}
+NAME_RE = re.compile(r"\b((?:clipline|dramatiq|rabbitmq)_[a-z0-9_]+)\b")
+
+
+def _known_metric_names() -> set[str]:
+    """Sample names our code can expose: clipline's registry, Dramatiq's middleware, RabbitMQ's plugin."""
+    from prometheus_client import REGISTRY
+
+    import actors.metrics  # noqa: F401 - registers clipline's metrics
+    from actors import middleware
+
+    names: set[str] = set(RABBITMQ_METRICS)
+    for family in REGISTRY.collect():
+        if family.name.startswith("clipline_"):
+            names |= {
+                family.name,
+                f"{family.name}_total",
+                f"{family.name}_bucket",
+                f"{family.name}_sum",
+                f"{family.name}_count",
+            }
+    import dramatiq.middleware.prometheus as dp
+
+    source = Path(dp.__file__).read_text() + Path(middleware.__file__).read_text()
+    for name in re.findall(r'"(dramatiq_[a-z_]+)"', source):
+        names |= {name, f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+    return names
+
+
+def test_dashboard_and_alerts_query_metrics_that_exist() -> None:
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "clipline.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    alerts = yaml.safe_load((ROOT / "deploy" / "alerts.yml").read_text())
+    exprs += [r["expr"] for g in alerts["groups"] for r in g["rules"]]
+    used = {n for e in exprs for n in NAME_RE.findall(e)}
+    assert used - _known_metric_names() == set()
+    titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
+    for needed in (
+        "in flight",
+        "outcomes",
+        "extract p95",
+        "queue wait p95",
+        "queue depth",
+        "job duration",
+        "placeholder ratio",
+    ):
+        assert needed in titles
+    assert all("runbook" in r["annotations"] for g in alerts["groups"] for r in g["rules"])

@@ -26,6 +26,11 @@ def r(redis_url: str) -> Iterator[redis.Redis]:
     client.delete(keys.clip_slots(), keys.config_hash())
 
 
+def test_without_a_cap_slots_are_numbered_but_never_refused(r: redis.Redis) -> None:
+    limit = ClusterLimit(r, lambda: None)
+    assert [limit.try_acquire(f"t{i}") for i in range(20)] == list(range(20))
+
+
 def test_no_more_than_the_limit_run_at_once_and_slots_are_numbered(r: redis.Redis) -> None:
     limit = ClusterLimit(r, lambda: 2, poll_s=0.02)
     running, peak, slots = 0, 0, set()
@@ -90,19 +95,22 @@ def test_a_dead_holder_frees_its_slot_when_its_lease_ends(r: redis.Redis) -> Non
 def test_live_config_reloads_and_reports_changes(r: redis.Redis) -> None:
     seen: list[tuple[str, Any, Any]] = []
     live = LiveConfig(load_settings({"RENDER_CLIP_CONCURRENCY": "4"}), r, on_change=lambda *a: seen.append(a))
-    assert live.refresh(force=True)["render_clip_concurrency"] == 4
+    assert live.refresh(force=True)["render_clip_concurrency"] is None  # no cluster-wide cap by default
+    assert live.cluster_cap() is None and live.clip_concurrency() == 4
     other = LiveConfig(load_settings({}), r)
     assert other.set("render_clip_concurrency", "2") == 2
     assert other.set("fallback_local", "off") is False
     values = live.refresh(force=True)
     assert values["render_clip_concurrency"] == 2 and values["fallback_local"] is False
-    assert ("render_clip_concurrency", 4, 2) in seen and ("fallback_local", True, False) in seen
+    assert ("render_clip_concurrency", None, 2) in seen and ("fallback_local", True, False) in seen
+    assert live.cluster_cap() == 2 and live.clip_concurrency() == 2
     other.set("render_clip_concurrency", "500")
     live.refresh(force=True)
-    assert live.clip_concurrency() <= 16  # clamped to the safe ceiling
+    cap = live.cluster_cap()
+    assert cap is not None and cap <= 16 and live.clip_concurrency() == 4  # clamped to the safe ceiling
     with pytest.raises(UnknownKey):
         other.set("render_clip_concurency", "3")
     with pytest.raises(ValueError, match="at least 1"):
         other.set("render_clip_concurrency", "0")
     other.unset("render_clip_concurrency")
-    assert live.refresh(force=True)["render_clip_concurrency"] == 4
+    assert live.refresh(force=True)["render_clip_concurrency"] is None
