@@ -1,4 +1,4 @@
-"""plan_render: validate, record the job, resolve each distinct video once, fan out a clip per line."""
+"""plan_render: validate, record the job, fan out a clip per line, resolve each distinct video once."""
 
 from __future__ import annotations
 
@@ -37,4 +37,4 @@ def plan_render(request: dict[str, Any]) -> None:
                     attempt=0,
                     video_id=line.clip.video_id,
                 )
-            planning.fanned_out(ctx, plan.job_id)
+            planning.fanned_out(ctx, plan)

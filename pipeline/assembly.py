@@ -79,6 +79,7 @@ def assemble(ctx: Context, job_id: str) -> JobStatus | None:
             log.info("assemble.skip", reason=f"job is already {job.status}")
             return None
         view = ctx.view(job_id)
+        log.info("assemble.started", clips=len(view.slots))
         ctx.store.advance(job_id, status=JobStatus.ASSEMBLING, progress=90)
         return _assemble(ctx, view, job.created_at)
     finally:

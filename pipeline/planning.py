@@ -55,22 +55,24 @@ def plan(ctx: Context, raw: Any) -> Plan:
         only_from=frozenset({JobStatus.PENDING, JobStatus.PLANNING}),
     )
     files.job_work_dir(ctx.settings, request.job_id).mkdir(parents=True, exist_ok=True)
+    return Plan(request, True)
+
+
+def fanned_out(ctx: Context, plan: Plan) -> None:
+    """All clip messages are sent: resolve each distinct video once, then the job is extracting.
+
+    Resolution runs after the fan-out so the first clips start at once; a clip
+    that needs a video still being resolved waits for that one resolution
+    (a per-video lock), it never asks again.
+    """
+    request = plan.request
     resolved = ctx.resolver.prewarm(request.job_id, request.distinct_videos(), request.output.height)
     for video_id, result in resolved.items():
         if result != "ok":
             log.warning("plan.source_unresolved", video_id=video_id, error=result)
-    log.info(
-        "plan.ready",
-        lines=len(request.lines),
-        videos=len(resolved),
-        unresolved=sum(1 for r in resolved.values() if r != "ok"),
-    )
-    return Plan(request, True)
-
-
-def fanned_out(ctx: Context, job_id: str) -> None:
-    """All clip messages are sent: the job is extracting (unless clips already moved it further)."""
+    unresolved = sum(1 for r in resolved.values() if r != "ok")
+    log.info("plan.ready", lines=len(request.lines), videos=len(resolved), unresolved=unresolved)
     ctx.store.advance(
-        job_id, status=JobStatus.EXTRACTING, progress=5, only_from=frozenset({JobStatus.PLANNING})
+        plan.job_id, status=JobStatus.EXTRACTING, progress=5, only_from=frozenset({JobStatus.PLANNING})
     )
-    ctx.redis.delete(keys.job_lock(job_id, "plan"))
+    ctx.redis.delete(keys.job_lock(plan.job_id, "plan"))

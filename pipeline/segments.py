@@ -7,6 +7,7 @@ a single download instead of fetching the same bytes twice.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,9 @@ import redis
 from . import fetch, keys
 from .hls import MediaPlaylist, Segment
 from .settings import Settings
+
+#: Segments of one clip fetched at once.
+PARALLEL_SEGMENTS = 4
 
 
 @dataclass(frozen=True)
@@ -41,8 +45,14 @@ class SegmentCache:
             items.insert(0, (playlist.init_uri, "init.mp4", -1))
             for i in range(1, len(items)):
                 items[i] = (items[i][0], f"{items[i][2]:06d}.m4s", items[i][2])
-        for uri, name, seq in items:
-            path, got = self._one(job_id, video_id, uri, name, seq)
+        # A clip's segments download side by side: on a CDN with latency the clip waits for one
+        # round trip instead of one per segment.
+        if len(items) == 1:
+            results = [self._one(job_id, video_id, *items[0])]
+        else:
+            with ThreadPoolExecutor(max_workers=min(PARALLEL_SEGMENTS, len(items))) as pool:
+                results = list(pool.map(lambda item: self._one(job_id, video_id, *item), items))
+        for path, got in results:
             paths.append(path)
             nbytes += got
             if got:

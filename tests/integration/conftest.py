@@ -136,6 +136,17 @@ class Stack:
             timeout=timeout,
         )
 
+    def actor_errors(self) -> list[str]:
+        """Log lines where an actor raised (Dramatiq logs these as errors or retries)."""
+        bad = []
+        for log in self.logs:
+            for ln in log.read_text(errors="replace").splitlines():
+                if ln.startswith("{") and (
+                    '"level": "error"' in ln or "Traceback" in ln or '"Retrying message' in ln
+                ):
+                    bad.append(ln)
+        return bad
+
     def events(self, event: str) -> list[dict[str, Any]]:
         out = []
         for log in self.logs:

@@ -140,6 +140,7 @@ def test_mixed_job_renders_with_gaps_exact_frames_and_minimal_bytes(stack: Stack
     assert sorted(int(e["clip_task_id"].split(":")[1]) for e in finals) == list(range(24))
     assert all(e["trace_id"] == request["trace_id"] for e in finals)
     assert len([e for e in stack.events("job.finished") if e["job_id"] == job_id]) == 1
+    assert stack.actor_errors() == []
 
 
 def test_duplicate_clip_messages_neither_count_twice_nor_assemble_twice(stack: Stack) -> None:
