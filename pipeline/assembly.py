@@ -14,7 +14,7 @@ from pathlib import Path
 
 import structlog
 
-from . import commands, cutting, fetch, files, keys
+from . import audio, commands, cutting, files, keys
 from .context import Context, JobView
 from .errors import ClipLineError, SourceError
 from .models import ClipOutcome, ClipRecord, JobStatus
@@ -35,30 +35,6 @@ def _records(ctx: Context, view: JobView) -> dict[int, ClipRecord]:
             if data is not None:
                 got[slot.index] = ClipRecord.from_json(data)
     return got
-
-
-def _audio(ctx: Context, view: JobView) -> tuple[Path | None, int]:
-    audio = view.request.audio
-    if audio is None:
-        return None, 0
-    if audio.path is not None:
-        try:
-            path = files.under(ctx.settings.media_dir, audio.path)
-        except ValueError as exc:
-            raise ClipLineError(f"audio.path {audio.path!r} escapes the media directory") from exc
-        if not path.is_file():
-            raise ClipLineError(f"audio.path {audio.path!r} not found under {ctx.settings.media_dir}")
-        return path, 0
-    assert audio.url is not None
-    dest = files.job_work_dir(ctx.settings, view.job_id) / "audio" / "song"
-    nbytes = fetch.download(
-        audio.url,
-        dest,
-        timeout_s=ctx.settings.http_timeout_s * 6,
-        allowed_hosts=ctx.settings.allowed_host_set,
-    )
-    ctx.observer.bytes_fetched(nbytes)
-    return dest, nbytes
 
 
 def assemble(ctx: Context, job_id: str) -> JobStatus | None:
@@ -114,9 +90,9 @@ def _assemble(ctx: Context, view: JobView, created_at: datetime) -> JobStatus:
         status = JobStatus.FAILED
     else:
         try:
-            audio, audio_bytes = _audio(ctx, view)
-            stats["bytes_fetched"] += audio_bytes
-            measured = _mux(ctx, view, records, final, audio, expected)
+            track = audio.prepare(ctx, view)
+            stats["bytes_fetched"] += track.fetched_bytes if track else 0
+            measured = _mux(ctx, view, records, final, track.path if track else None, expected)
             gaps = any(r.outcome != ClipOutcome.OK.value for r in records.values())
             status = JobStatus.COMPLETED_WITH_GAPS if gaps else JobStatus.COMPLETED
         except SourceError as exc:

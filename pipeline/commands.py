@@ -111,14 +111,14 @@ def placeholder_argv(ffmpeg_bin: str, out: Path, *, frames: int, profile: Encode
 def assemble_argv(
     ffmpeg_bin: str, concat_list: Path, out: Path, *, total_frames: int, fps: int, audio: Path | None
 ) -> list[str]:
-    """Concatenate clips (stream copy) and mux the song as AAC, cut or padded to the video's length."""
+    """Concatenate clips and mux the prepared AAC track, both as stream copies, cut to the video's length."""
     duration = f"{total_frames / fps:.6f}"
     argv = [ffmpeg_bin, *GLOBAL_ARGS, "-f", "concat", "-safe", "0", "-i", str(concat_list)]
     if audio is not None:
         argv += ["-i", str(audio)]
     argv += ["-map", "0:v:0"]
     if audio is not None:
-        argv += ["-map", "1:a:0", "-c:a", "aac", "-b:a", "192k", "-af", "apad"]
+        argv += ["-map", "1:a:0", "-c:a", "copy"]
     argv += ["-c:v", "copy", "-t", duration, "-movflags", "+faststart", "-f", "mp4", str(out)]
     return argv
 

@@ -7,8 +7,9 @@ from typing import Any
 
 import structlog
 
-from . import files, keys
+from . import audio, files, keys
 from .context import Context
+from .errors import ClipLineError
 from .models import JobStatus, RenderRequest, parse_request
 
 log = structlog.get_logger("clipline.plan")
@@ -76,3 +77,7 @@ def fanned_out(ctx: Context, plan: Plan) -> None:
         plan.job_id, status=JobStatus.EXTRACTING, progress=5, only_from=frozenset({JobStatus.PLANNING})
     )
     ctx.redis.delete(keys.job_lock(plan.job_id, "plan"))
+    try:
+        audio.prepare(ctx, ctx.view(plan.job_id))  # while the clips are cut, not after
+    except (ClipLineError, OSError) as exc:
+        log.warning("plan.audio_not_prepared", error=f"{type(exc).__name__}: {exc}", retry="at assembly")

@@ -37,6 +37,8 @@ def slot_rows(view: JobView, records: dict[int, ClipRecord]) -> list[dict[str, A
                 "last_error": rec.last_error,
                 "reason": rec.reason,
                 "bytes_fetched": rec.bytes_fetched,
+                "extract_ms": rec.extract_ms,
+                "queue_wait_ms": rec.queue_wait_ms,
                 "measured_frames": rec.frames,
                 "measured_ms": round(rec.frames * 1000 / slot.fps, 3),
                 "drift_ms": rec.drift_ms,

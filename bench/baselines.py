@@ -1,0 +1,127 @@
+"""What clipline is compared with: a bare parallel-ffmpeg script and a download-everything-first script.
+
+Both cut the same clips with the same encoder settings (pipeline.commands) and
+assemble them the same way; neither has a queue, retries or fallbacks.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from pipeline import commands
+from pipeline.commands import EncodeProfile
+from pipeline.models import parse_request
+from pipeline.runner import run
+from pipeline.timeline import build_slots, total_frames
+
+
+def _assemble(ffmpeg: str, clips: list[Path], work: Path, audio_url: str, frames: int, fps: int) -> None:
+    song = work / "song.m4a"
+    song.write_bytes(httpx.get(audio_url, timeout=60).content)
+    listing = work / "list.txt"
+    listing.write_text(commands.concat_list_text(clips))
+    run(
+        commands.assemble_argv(ffmpeg, listing, work / "final.mp4", total_frames=frames, fps=fps, audio=song),
+        timeout_s=600,
+    )
+
+
+def bare_parallel_ffmpeg(
+    req_data: dict[str, Any], hls_url_of: dict[str, str], work: Path, cap: int, ffmpeg: str = "ffmpeg"
+) -> float:
+    """ffmpeg -ss T -i playlist.m3u8 per clip, ``cap`` at a time, then the same assembly. Returns seconds."""
+    req = parse_request(req_data)
+    profile = EncodeProfile(req.output.width, req.output.height, req.output.fps)
+    slots = build_slots(req)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    started = time.monotonic()
+
+    def cut(i: int) -> Path:
+        slot, clip = slots[i], req.lines[i].clip
+        need_s = min(clip.duration_ms, math.ceil(slot.frames * 1000 / slot.fps)) / 1000
+        out = work / f"{i:04d}.mp4"
+        argv = commands.cut_argv(
+            ffmpeg,
+            [Path("IN")],
+            out,
+            offset_s=clip.start_ms / 1000,
+            window_s=need_s,
+            frames=slot.frames,
+            profile=profile,
+            indexed=True,
+        )
+        i_in = argv.index("IN")
+        argv[i_in] = hls_url_of[clip.video_id]
+        argv[argv.index("-protocol_whitelist") + 1] = "file,http,tcp,crypto,hls"  # a bare script reads HTTP
+        run(argv, timeout_s=300)
+        return out
+
+    with ThreadPoolExecutor(cap) as pool:
+        clips = list(pool.map(cut, range(len(slots))))
+    _assemble(ffmpeg, clips, work, str(req.audio.url if req.audio else ""), total_frames(req), req.output.fps)
+    return time.monotonic() - started
+
+
+def download_everything_first(
+    req_data: dict[str, Any], hls_url_of: dict[str, str], work: Path, cap: int, ffmpeg: str = "ffmpeg"
+) -> float:
+    """Download every segment of every source (``cap`` at a time), remux to MP4, cut locally, assemble."""
+    req = parse_request(req_data)
+    profile = EncodeProfile(req.output.width, req.output.height, req.output.fps)
+    slots = build_slots(req)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    started = time.monotonic()
+    videos = sorted({line.clip.video_id for line in req.lines})
+
+    def fetch(video_id: str) -> Path:
+        base = hls_url_of[video_id]
+        text = httpx.get(base, timeout=60).text
+        names = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+        ts = work / f"{video_id}.ts"
+        with open(ts, "wb") as fh, httpx.Client(timeout=60) as client:
+            for name in names:
+                fh.write(client.get(base.rsplit("/", 1)[0] + "/" + name).content)
+        mp4 = work / f"{video_id}.mp4"
+        run(
+            [ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-i", str(ts), "-c", "copy", str(mp4)],
+            timeout_s=300,
+        )
+        os.unlink(ts)
+        return mp4
+
+    with ThreadPoolExecutor(cap) as pool:
+        local = dict(zip(videos, pool.map(fetch, videos), strict=True))
+
+    def cut(i: int) -> Path:
+        slot, clip = slots[i], req.lines[i].clip
+        need_s = min(clip.duration_ms, math.ceil(slot.frames * 1000 / slot.fps)) / 1000
+        out = work / f"{i:04d}.mp4"
+        run(
+            commands.cut_argv(
+                ffmpeg,
+                [local[clip.video_id]],
+                out,
+                offset_s=clip.start_ms / 1000,
+                window_s=need_s,
+                frames=slot.frames,
+                profile=profile,
+                indexed=True,
+            ),
+            timeout_s=300,
+        )
+        return out
+
+    with ThreadPoolExecutor(cap) as pool:
+        clips = list(pool.map(cut, range(len(slots))))
+    _assemble(ffmpeg, clips, work, str(req.audio.url if req.audio else ""), total_frames(req), req.output.fps)
+    return time.monotonic() - started

@@ -1,0 +1,249 @@
+"""Running clipline for a benchmark: its own vhost, Redis db and directories; workers; a job; the figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+VHOST = "clipline-bench"
+REDIS_URL = "redis://127.0.0.1:6379/14"
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=False, capture_output=True, timeout=60)
+
+
+def fresh_vhost() -> None:
+    rabbitmqctl("delete_vhost", VHOST)
+    rabbitmqctl("add_vhost", VHOST)
+    rabbitmqctl("set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*")
+
+
+def _ts(value: str) -> float:
+    return datetime.fromisoformat(value).timestamp()
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+class RssSampler:
+    """Peak resident memory of a process and all its descendants (the worker command and its children)."""
+
+    def __init__(self, root_pid: int) -> None:
+        self.root_pid, self.peak_total_kb, self.peak_one_kb = root_pid, 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+    @staticmethod
+    def _table() -> dict[int, tuple[int, int]]:
+        """pid -> (parent pid, RSS kB) for every process."""
+        out = {}
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            rss = int(fields.get("VmRSS", "0 kB").split()[0])
+            out[int(pid)] = (int(fields.get("PPid", "0").strip()), rss)
+        return out
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.25):
+            table = self._table()
+            tree, changed = {self.root_pid}, True
+            while changed:
+                grown = {pid for pid, (ppid, _) in table.items() if ppid in tree} | tree
+                changed, tree = grown != tree, grown
+            rss = [table[p][1] for p in tree if p in table]
+            self.peak_total_kb = max(self.peak_total_kb, sum(rss))
+            self.peak_one_kb = max([self.peak_one_kb, *rss])
+
+
+@dataclass
+class Env:
+    root: Path
+    api_url: str
+    media_dir: Path
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def vars(self) -> dict[str, str]:
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("CLIPLINE_", "TWELVELABS_", "RENDER_"))
+        }
+        env.update(
+            {
+                "CLIPLINE_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{VHOST}",
+                "CLIPLINE_REDIS_URL": REDIS_URL,
+                "CLIPLINE_DATABASE_URL": f"sqlite:///{self.root / 'bench.db'}",
+                "CLIPLINE_WORK_DIR": str(self.root / "work"),
+                "CLIPLINE_OUTPUT_DIR": str(self.root / "output"),
+                "CLIPLINE_MEDIA_DIR": str(self.media_dir),
+                "TWELVELABS_API_URL": self.api_url,
+                "TWELVELABS_API_KEY": "bench-key",
+                "TWELVELABS_INDEX_ID": "bench-index",
+                "CLIPLINE_SOURCE_CACHE_TTL_S": "0",
+                "CLIPLINE_LOG_LEVEL": "INFO",
+                "PYTHONPATH": str(ROOT),
+                **self.extra,
+            }
+        )
+        return env
+
+
+class Workers:
+    """``clipline worker`` commands started for one measurement, logs kept for the figures."""
+
+    def __init__(self, env: Env) -> None:
+        self.env = env
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Path] = []
+
+    def start(self, *args: str) -> subprocess.Popen[bytes]:
+        log = self.env.root / f"worker-{len(self.procs)}.log"
+        fh = open(log, "wb")  # noqa: SIM115 - lives as long as the worker
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "clipline.cli", "worker", *args, "--metrics-port", "0"],
+            env=self.env.vars(),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs.append(proc)
+        self.logs.append(log)
+        return proc
+
+    def wait_ready(self, consumers: int, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            ready = sum(p.read_text(errors="replace").count("Worker process is ready") for p in self.logs)
+            if ready >= consumers:
+                return
+            time.sleep(0.2)
+        raise TimeoutError("workers did not start")
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+    def events(self) -> list[dict[str, Any]]:
+        out = []
+        for log in self.logs:
+            for ln in log.read_text(errors="replace").splitlines():
+                if ln.startswith("{"):
+                    try:
+                        out.append(json.loads(ln))
+                    except json.JSONDecodeError:
+                        pass
+        return out
+
+
+def reset_state(env: Env) -> None:
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    fresh_vhost()
+    for sub in ("work", "output"):
+        subprocess.run(["rm", "-rf", str(env.root / sub)], check=False)
+    (env.root / "bench.db").unlink(missing_ok=True)
+
+
+def submit(env: Env, request: dict[str, Any]) -> None:
+    os.environ.update({k: v for k, v in env.vars().items() if k.startswith(("CLIPLINE_", "TWELVELABS_"))})
+    from pipeline.settings import get_settings
+
+    get_settings.cache_clear()
+    from clipline.cli import _enqueue_plan
+    from pipeline import jobs
+    from pipeline.context import Context
+
+    jobs.submit(Context(get_settings()), request, _enqueue_plan)
+
+
+def wait_final(env: Env, job_id: str, timeout_s: float = 1800) -> Any:
+    from pipeline.settings import get_settings
+    from pipeline.store import JobStore
+
+    store = JobStore(get_settings().database_url)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = store.get(job_id)
+        if job.finished_at is not None:
+            return job
+        time.sleep(0.05)
+    raise TimeoutError(job_id)
+
+
+def job_figures(job: Any, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Wall time, latencies and clip figures of one finished job, from its record, report and logs."""
+    created = (
+        job.created_at.replace(tzinfo=UTC).timestamp()
+        if job.created_at.tzinfo is None
+        else (job.created_at.timestamp())
+    )
+    finished = (
+        job.finished_at.replace(tzinfo=UTC).timestamp()
+        if job.finished_at.tzinfo is None
+        else (job.finished_at.timestamp())
+    )
+    mine = [e for e in events if e.get("job_id") == job.id]
+    clip = [e for e in mine if e.get("event") == "twelvelabs.video_clip"]
+    started = [_ts(e["ts"]) for e in clip if e["clip_status"] == "started"]
+    finals = [
+        _ts(e["ts"])
+        for e in clip
+        if e["clip_status"] in ("succeeded", "fallback_local", "placeholder", "failed")
+    ]
+    assemble = [_ts(e["ts"]) for e in mine if e.get("event") == "assemble.started"]
+    report = json.loads(Path(job.report_path).read_text())
+    extract = [
+        s["extract_ms"] for s in report["slots"] if s["extract_ms"] is not None and s["outcome"] == "ok"
+    ]
+    stats = report["clip_stats"]
+    return {
+        "status": job.status,
+        "wall_s": round(finished - created, 2),
+        "submit_to_first_clip_ms": round((min(started) - created) * 1000, 1) if started else None,
+        "last_clip_to_assembly_ms": round((min(assemble) - max(finals)) * 1000, 1)
+        if assemble and finals
+        else None,
+        "extract_p50_ms": percentile(extract, 50),
+        "extract_p95_ms": percentile(extract, 95),
+        "assembly_ms": stats.get("assembly_ms"),
+        "peak_in_flight": stats.get("peak_concurrency"),
+        "bytes_fetched": stats.get("bytes_fetched"),
+        "outcomes": report["summary"]["ok"],
+        "gaps": report["summary"]["local"] + report["summary"]["placeholder"],
+        "frames": report["output"]["measured_frames"],
+        "expected_frames": report["output"]["expected_frames"],
+    }

@@ -1,0 +1,252 @@
+"""clipline benchmarks, side by side on this machine in one run.
+
+    .venv/bin/python -m bench.run                  # everything (about 10 minutes on 2 cores)
+    .venv/bin/python -m bench.run --profiles network --caps 1,4 --skip-throughput
+
+Prints a table per profile and writes bench/results/latest.json. Needs the
+services ./dev.sh starts (RabbitMQ, Redis) and ffmpeg.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from clipline.devserver import LoopbackCDN
+
+from . import baselines, job
+from .harness import Env, RssSampler, Workers, job_figures, reset_state, submit, wait_final
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "network": {"latency_ms": 300, "bandwidth_bps": 1_500_000},
+    "cpu": {"latency_ms": 0, "bandwidth_bps": None},
+}
+CACHE = Path(".cache/bench-media")
+RUN_ROOT = Path("/tmp/clipline-bench")
+
+
+def pipeline_run(env: Env, cdn: LoopbackCDN, cap: int, label: str) -> dict[str, Any]:
+    reset_state(env)
+    cdn.reset_counters()
+    workers = Workers(env)
+    proc = workers.start("--stage", "all", "--concurrency", str(cap))
+    try:
+        workers.wait_ready(4)
+        job_id = f"bench-{label}-c{cap}-{int(time.time())}"
+        req = job.request(job_id, cdn)
+        with RssSampler(proc.pid) as rss:
+            submit(env, req)
+            record = wait_final(env, job_id)
+        figures = job_figures(record, workers.events())
+        figures["cdn_bytes_hls"] = cdn.total_bytes("/hls/")
+        figures["needed_segment_bytes"] = job.needed_segment_bytes(samples_cache[0], req)
+        figures["bytes_ratio"] = round(figures["cdn_bytes_hls"] / figures["needed_segment_bytes"], 3)
+        figures["worker_rss_mb_total"] = round(rss.peak_total_kb / 1024, 1)
+        figures["worker_rss_mb_max_process"] = round(rss.peak_one_kb / 1024, 1)
+        return figures
+    finally:
+        workers.stop()
+
+
+def baseline_runs(cdn: LoopbackCDN, cap: int, label: str) -> dict[str, Any]:
+    req = job.request(f"bench-{label}-baseline", cdn)
+    urls = {s.video_id: cdn.hls_url(s.video_id) for s in job.SOURCES}
+    out: dict[str, Any] = {}
+    for name, fn in (
+        ("bare_parallel_ffmpeg", baselines.bare_parallel_ffmpeg),
+        ("download_everything_first", baselines.download_everything_first),
+    ):
+        cdn.reset_counters()
+        seconds = fn(req, urls, RUN_ROOT / name, cap)
+        out[name] = {"wall_s": round(seconds, 2), "cdn_bytes_hls": cdn.total_bytes("/hls/")}
+    return out
+
+
+def throughput_and_fairness(env: Env, cdn: LoopbackCDN) -> dict[str, Any]:
+    """5 jobs of 20 lines at once on 2 clip worker processes; then a 5-line job behind a 70-line job."""
+    reset_state(env)
+    workers = Workers(env)
+    workers.start("--stage", "clip", "--concurrency", "4", "--processes", "2")
+    for stage in ("plan", "fallback", "assemble"):
+        workers.start("--stage", stage)
+    try:
+        workers.wait_ready(5)
+        t0 = time.time()
+        ids = [f"thr-{i}-{int(t0)}" for i in range(5)]
+        for i, job_id in enumerate(ids):
+            submit(env, job.request(job_id, cdn, lines=20, seed=100 + i))
+        done = [wait_final(env, j) for j in ids]
+        last = max(
+            d.finished_at.timestamp()
+            if d.finished_at.tzinfo
+            else d.finished_at.replace(tzinfo=__import__("datetime").UTC).timestamp()
+            for d in done
+        )
+        jobs_per_min = round(5 / (last - t0) * 60, 2)
+        big, small = f"big-{int(time.time())}", f"small-{int(time.time())}"
+        submit(env, job.request(big, cdn, lines=70, seed=7))
+        submit(env, job.request(small, cdn, lines=5, seed=8))
+        small_rec = wait_final(env, small)
+        big_rec = wait_final(env, big)
+        ev = workers.events()
+        return {
+            "jobs_per_minute_5x20": jobs_per_min,
+            "small_behind_big_wall_s": job_figures(small_rec, ev)["wall_s"],
+            "big_wall_s": job_figures(big_rec, ev)["wall_s"],
+        }
+    finally:
+        workers.stop()
+
+
+def live_config_reaction(env: Env, cdn: LoopbackCDN) -> dict[str, Any]:
+    """Seconds from `clipline config set render_clip_concurrency 1` to workers obeying it."""
+    import subprocess
+    import sys
+
+    reset_state(env)
+    workers = Workers(env)
+    workers.start("--stage", "all", "--concurrency", "4")
+    try:
+        workers.wait_ready(4)
+        job_id = f"live-{int(time.time())}"
+        submit(env, job.request(job_id, cdn, lines=40, seed=21))
+        time.sleep(4)
+        t_set = time.time()
+        subprocess.run(
+            [sys.executable, "-m", "clipline.cli", "config", "set", "render_clip_concurrency", "1"],
+            env=env.vars(),
+            check=True,
+            capture_output=True,
+        )
+        wait_final(env, job_id)
+        subprocess.run(
+            [sys.executable, "-m", "clipline.cli", "config", "unset", "render_clip_concurrency"],
+            env=env.vars(),
+            check=True,
+            capture_output=True,
+        )
+        ev = workers.events()
+        reload_ts = [
+            datetime.fromisoformat(e["ts"]).timestamp()
+            for e in ev
+            if e.get("event") == "config.reloaded"
+            and e.get("key") == "render_clip_concurrency"
+            and e.get("new") == 1
+        ]
+        edges: list[tuple[float, int]] = []
+        for e in ev:
+            if e.get("event") == "twelvelabs.video_clip" and e.get("job_id") == job_id:
+                ts = datetime.fromisoformat(e["ts"]).timestamp()
+                if e["clip_status"] == "started":
+                    edges.append((ts, 1))
+                elif e["clip_status"] in ("succeeded", "fallback_local", "placeholder", "failed"):
+                    edges.append((ts, -1))
+        running, obeyed_at, peak_after = 0, None, 0
+        for ts, step in sorted(edges):
+            running += step
+            if ts >= t_set and obeyed_at is None and running <= 1:
+                obeyed_at = ts
+            if obeyed_at is not None:
+                peak_after = max(peak_after, running)
+        return {
+            "reload_logged_after_s": round(min(reload_ts) - t_set, 2) if reload_ts else None,
+            "in_flight_at_most_1_after_s": round(obeyed_at - t_set, 2) if obeyed_at else None,
+            "peak_in_flight_after_obeyed": peak_after,
+        }
+    finally:
+        workers.stop()
+
+
+samples_cache: list[Any] = []
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profiles", default="network,cpu")
+    ap.add_argument("--caps", default="1,2,4,8")
+    ap.add_argument("--baseline-cap", type=int, default=4)
+    ap.add_argument("--skip-baselines", action="store_true")
+    ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--out", default="bench/results/latest.json")
+    args = ap.parse_args()
+    samples = job.media(CACHE)
+    samples_cache.append(samples)
+    results: dict[str, Any] = {
+        "machine": {
+            "cpus": __import__("os").cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "started": datetime.now().isoformat(timespec="seconds"),
+        "profiles": {},
+    }
+    RUN_ROOT.mkdir(parents=True, exist_ok=True)
+    for name in args.profiles.split(","):
+        shape = PROFILES[name]
+        with LoopbackCDN(samples.root, api_key=job.API_KEY, index_id=job.INDEX_ID, **shape) as cdn:
+            env = Env(RUN_ROOT / name, cdn.api_url, samples.media_dir)
+            env.root.mkdir(parents=True, exist_ok=True)
+            prof: dict[str, Any] = {"shape": shape, "pipeline": {}}
+            for cap in [int(c) for c in args.caps.split(",")]:
+                prof["pipeline"][cap] = pipeline_run(env, cdn, cap, name)
+                print(f"[{name}] cap {cap}: {json.dumps(prof['pipeline'][cap])}", flush=True)
+            if 1 in prof["pipeline"]:
+                for fig in prof["pipeline"].values():
+                    fig["speedup_vs_cap1"] = round(prof["pipeline"][1]["wall_s"] / fig["wall_s"], 2)
+            if not args.skip_baselines:
+                prof["baselines"] = baseline_runs(cdn, args.baseline_cap, name)
+                ref = prof["pipeline"].get(args.baseline_cap)
+                if ref:
+                    for b in prof["baselines"].values():
+                        b["pipeline_over_baseline"] = round(ref["wall_s"] / b["wall_s"], 2)
+                        b["baseline_bytes_ratio"] = round(b["cdn_bytes_hls"] / ref["needed_segment_bytes"], 3)
+                print(
+                    f"[{name}] baselines at cap {args.baseline_cap}: {json.dumps(prof['baselines'])}",
+                    flush=True,
+                )
+            if name == "network" and not args.skip_throughput:
+                prof["throughput"] = throughput_and_fairness(env, cdn)
+                print(f"[{name}] throughput: {json.dumps(prof['throughput'])}", flush=True)
+                prof["live_config"] = live_config_reaction(env, cdn)
+                print(f"[{name}] live config: {json.dumps(prof['live_config'])}", flush=True)
+            results["profiles"][name] = prof
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str))
+    print_table(results)
+    print(f"\nwritten to {out}")
+
+
+def print_table(results: dict[str, Any]) -> None:
+    cols = (
+        "cap",
+        "wall_s",
+        "speedup_vs_cap1",
+        "bytes_ratio",
+        "extract_p50_ms",
+        "extract_p95_ms",
+        "assembly_ms",
+        "submit_to_first_clip_ms",
+        "last_clip_to_assembly_ms",
+        "peak_in_flight",
+        "worker_rss_mb_total",
+    )
+    for name, prof in results["profiles"].items():
+        print(f"\n== {name} profile {prof['shape']}")
+        print(" | ".join(cols))
+        for cap, fig in prof["pipeline"].items():
+            print(" | ".join(str(cap if c == "cap" else fig.get(c)) for c in cols))
+        for bname, b in prof.get("baselines", {}).items():
+            print(f"{bname}: {b}")
+        for extra in ("throughput", "live_config"):
+            if extra in prof:
+                print(f"{extra}: {prof[extra]}")
+
+
+if __name__ == "__main__":
+    main()
