@@ -92,6 +92,7 @@ class Env:
     api_url: str
     media_dir: Path
     extra: dict[str, str] = field(default_factory=dict)
+    run_id: int = 0  # each measurement gets a database file of its own
 
     def vars(self) -> dict[str, str]:
         env = {
@@ -101,7 +102,7 @@ class Env:
             {
                 "CLIPLINE_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{VHOST}",
                 "CLIPLINE_REDIS_URL": REDIS_URL,
-                "CLIPLINE_DATABASE_URL": f"sqlite:///{self.root / 'bench.db'}",
+                "CLIPLINE_DATABASE_URL": f"sqlite:///{self.root / f'bench-{self.run_id}.db'}",
                 "CLIPLINE_WORK_DIR": str(self.root / "work"),
                 "CLIPLINE_OUTPUT_DIR": str(self.root / "output"),
                 "CLIPLINE_MEDIA_DIR": str(self.media_dir),
@@ -175,7 +176,7 @@ def reset_state(env: Env) -> None:
     fresh_vhost()
     for sub in ("work", "output"):
         subprocess.run(["rm", "-rf", str(env.root / sub)], check=False)
-    (env.root / "bench.db").unlink(missing_ok=True)
+    env.run_id += 1
 
 
 def submit(env: Env, request: dict[str, Any]) -> None:
@@ -190,7 +191,7 @@ def submit(env: Env, request: dict[str, Any]) -> None:
     jobs.submit(Context(get_settings()), request, _enqueue_plan)
 
 
-def wait_final(env: Env, job_id: str, timeout_s: float = 1800) -> Any:
+def wait_final(env: Env, job_id: str, timeout_s: float = 600) -> Any:
     from pipeline.settings import get_settings
     from pipeline.store import JobStore
 

@@ -174,6 +174,9 @@ def main() -> None:
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--out", default="bench/results/latest.json")
     args = ap.parse_args()
+    from pipeline import logs
+
+    logs.configure("WARNING", json_output=False)
     samples = job.media(CACHE)
     samples_cache.append(samples)
     results: dict[str, Any] = {

@@ -85,17 +85,23 @@ def cmd_worker(args: argparse.Namespace) -> int:
         settings.ffmpeg_path()
         settings.ffprobe_path()
     from .metrics_server import MetricsServer
+    from .sweeper import Sweeper
 
     port = settings.metrics_port if args.metrics_port is None else args.metrics_port
     metrics = MetricsServer(port) if port else None
+    sweeper = Sweeper(settings) if names.ASSEMBLE in stages else None
     try:
         if metrics is not None:
             metrics.start()
+        if sweeper is not None:
+            sweeper.start()
         commands = worker.plan_commands(
             settings, args.stage, args.concurrency, args.processes, metrics.env() if metrics else None
         )
         return worker.run(commands)
     finally:
+        if sweeper is not None:
+            sweeper.stop()
         if metrics is not None:
             metrics.stop()
 
@@ -137,6 +143,20 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from pipeline import reconcile
+
+    from .sweeper import broker_send
+
+    settings = get_settings()
+    stale = settings.reconcile_after_s if args.stale_after is None else args.stale_after
+    repairs = reconcile.sweep(_ctx(), broker_send(settings), stale_s=stale)
+    for r in repairs:
+        print(f"{r.job_id}: {r.action} ({r.detail})")
+    print(f"{len(repairs)} repair(s)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from . import demo
 
@@ -171,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("key", nargs="?")
     c.add_argument("value", nargs="?")
     c.set_defaults(func=cmd_config)
+
+    r = sub.add_parser("reconcile", help="repair unfinished jobs whose coordination state was lost")
+    r.add_argument(
+        "--stale-after", type=float, help="seconds without progress (default CLIPLINE_RECONCILE_AFTER_S)"
+    )
+    r.set_defaults(func=cmd_reconcile)
 
     d = sub.add_parser("demo", help="render a 60-line sample job end to end on this machine")
     d.add_argument("--lines", type=int, default=60)

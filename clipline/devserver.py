@@ -89,7 +89,7 @@ class LoopbackCDN:
         class Handler(_Handler):
             server_cdn = cdn
 
-        self._server = ThreadingHTTPServer((self._host, self._port), Handler)
+        self._server = _QuietServer((self._host, self._port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="loopback-cdn", daemon=True)
         self._thread.start()
@@ -194,6 +194,16 @@ class LoopbackCDN:
             self._state.api_calls.clear()
             self._state.peak_in_flight = self._state.in_flight
             self._state.peak_hls_in_flight = self._state.hls_in_flight
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """Clients that hang up early (ffmpeg does, after reading what it needs) are normal here, not errors."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def _video_of(path: str) -> str | None:

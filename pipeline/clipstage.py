@@ -60,14 +60,14 @@ class Skipped:
 Step = Done | Retry | Fallback | Skipped
 
 
-def _skip_reason(ctx: Context, view: JobView, index: int) -> str | None:
-    """Why this clip need not run: already recorded, or the job is over."""
+def _skip_reason(ctx: Context, view: JobView, index: int) -> tuple[str | None, JobStatus | None]:
+    """(why this clip need not run, or None; the job's status when it was read)."""
     if ctx.completion.has(view.job_id, index):
-        return "already recorded"
+        return "already recorded", None
     status = JobStatus(ctx.store.get(view.job_id).status)
     if status.is_final:
-        return f"job is {status.value}"
-    return None
+        return f"job is {status.value}", status
+    return None, status
 
 
 def _recover(ctx: Context, view: JobView, index: int) -> Done | None:
@@ -121,7 +121,7 @@ def run_clip(
 ) -> Step:
     view = ctx.view(job_id)
     clip = view.request.lines[index].clip
-    why = _skip_reason(ctx, view, index)
+    why, status = _skip_reason(ctx, view, index)
     if why:
         return Skipped(why)
     recovered = _recover(ctx, view, index)
@@ -135,7 +135,8 @@ def run_clip(
         "video_id": clip.video_id,
     }
     clip_event(log, status="started", **event)
-    ctx.store.advance(job_id, status=JobStatus.EXTRACTING, only_from=frozenset({JobStatus.PLANNING}))
+    if status == JobStatus.PLANNING:  # the first clips can start before planning has finished
+        ctx.store.advance(job_id, status=JobStatus.EXTRACTING, only_from=frozenset({JobStatus.PLANNING}))
     attempts = ctx.completion.note_attempt(job_id, index)
     ctx.observer.clip_started(queue_wait_ms if attempt == 1 else None)
     ctx.completion.enter(job_id)
@@ -168,7 +169,7 @@ def run_fallback(
 ) -> Step:
     view = ctx.view(job_id)
     clip = view.request.lines[index].clip
-    why = _skip_reason(ctx, view, index)
+    why, status = _skip_reason(ctx, view, index)
     if why:
         return Skipped(why)
     recovered = _recover(ctx, view, index)

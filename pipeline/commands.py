@@ -13,6 +13,9 @@ from pathlib import Path
 import ffmpeg  # ffmpeg-python: graph -> argv
 
 GLOBAL_ARGS = ["-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
+#: Clip encodes report their own progress on stdout; its last ``frame=`` is the frame count written,
+#: which saves an ffprobe per clip (about 90 ms of CPU each on this class of machine).
+PROGRESS_ARGS = ["-progress", "pipe:1", "-nostats"]
 #: Inputs of clip cuts are local files we wrote ourselves: nothing else may be opened.
 LOCAL_PROTOCOLS = "file,concat"
 #: One timescale for every clip: divisible by all integer frame rates up to 60 in common use.
@@ -98,14 +101,14 @@ def cut_argv(
         video = inp.video.filter("trim", start=f"{offset_s:.6f}").filter("setpts", "PTS-STARTPTS")
     graph = ffmpeg.output(_normalise(video, profile, frames), str(out), **profile.output_kwargs(frames))
     # -xerror: a corrupt segment is an error (the clip falls back), not silently garbled frames.
-    return _with_globals(ffmpeg_bin, ["-xerror", *graph.compile(cmd=ffmpeg_bin)[1:]])
+    return _with_globals(ffmpeg_bin, ["-xerror", *PROGRESS_ARGS, *graph.compile(cmd=ffmpeg_bin)[1:]])
 
 
 def placeholder_argv(ffmpeg_bin: str, out: Path, *, frames: int, profile: EncodeProfile) -> list[str]:
     """A black clip of exactly ``frames`` frames with the same encoder settings as every cut."""
     inp = ffmpeg.input(f"color=c=black:s={profile.width}x{profile.height}:r={profile.fps}", f="lavfi")
     graph = ffmpeg.output(_normalise(inp.video, profile, frames), str(out), **profile.output_kwargs(frames))
-    return _with_globals(ffmpeg_bin, graph.compile(cmd=ffmpeg_bin)[1:])
+    return _with_globals(ffmpeg_bin, [*PROGRESS_ARGS, *graph.compile(cmd=ffmpeg_bin)[1:]])
 
 
 def assemble_argv(
@@ -130,6 +133,18 @@ def concat_list_text(clips: list[Path]) -> str:
         return "'" + str(p.resolve()).replace("'", "'\\''") + "'"
 
     return "ffconcat version 1.0\n" + "".join(f"file {quote(p)}\n" for p in clips)
+
+
+def frames_from_progress(stdout: bytes) -> int | None:
+    """The frame count in ffmpeg's ``-progress`` output (its last ``frame=`` line), None if absent."""
+    frames = None
+    for line in stdout.decode("ascii", "replace").splitlines():
+        if line.startswith("frame="):
+            try:
+                frames = int(line[6:].strip())
+            except ValueError:
+                continue
+    return frames
 
 
 def count_frames_argv(ffprobe_bin: str, video: Path) -> list[str]:

@@ -36,8 +36,10 @@ def _encode(
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = files.temp_name(final)
     try:
-        run(argv_for(tmp), timeout_s=ctx.settings.ffmpeg_timeout_s, tag=view.job_id)
-        frames = count_frames(ctx, tmp)
+        done = run(argv_for(tmp), timeout_s=ctx.settings.ffmpeg_timeout_s, tag=view.job_id)
+        frames = commands.frames_from_progress(done.stdout)
+        if frames is None:  # no progress report: ask ffprobe
+            frames = count_frames(ctx, tmp)
         if frames != slot.frames:
             raise FFmpegFailed(f"clip {slot.index} came out with {frames} frames, expected {slot.frames}")
         os.replace(tmp, final)

@@ -58,7 +58,11 @@ def configure(level: str = "INFO", *, json_output: bool = True) -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,  # tracebacks of stdlib records (Dramatiq) as text
+                renderer,
+            ],
             foreign_pre_chain=[*pre_chain, structlog.stdlib.ExtraAdder()],
         )
     )

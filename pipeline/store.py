@@ -167,6 +167,14 @@ class JobStore:
             s.commit()
             return bool(getattr(result, "rowcount", 0))
 
+    def unfinished(self, *, updated_before: datetime) -> list[RenderJob]:
+        """Jobs not in a final status whose record has not changed since ``updated_before``."""
+        stmt = select(RenderJob).where(
+            RenderJob.status.not_in([s.value for s in FINAL_STATUSES]), RenderJob.updated_at < updated_before
+        )
+        with self.session() as s:
+            return list(s.scalars(stmt))
+
     def list(self, *, status: JobStatus | None = None, limit: int = 50, offset: int = 0) -> list[RenderJob]:
         stmt = (
             select(RenderJob).order_by(RenderJob.created_at.desc(), RenderJob.id).limit(limit).offset(offset)

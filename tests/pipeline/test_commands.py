@@ -10,6 +10,7 @@ from pipeline.commands import (
     concat_list_text,
     count_frames_argv,
     cut_argv,
+    frames_from_progress,
     placeholder_argv,
 )
 
@@ -71,6 +72,9 @@ def test_hls_cut_decodes_from_the_segment_start_and_trims() -> None:
         "error",
         "-y",
         "-xerror",
+        "-progress",
+        "pipe:1",
+        "-nostats",
         "-protocol_whitelist",
         "file,concat",
         "-t",
@@ -141,3 +145,9 @@ def test_concat_list_quotes_paths(tmp_path: Path) -> None:
 def test_frame_count_probe() -> None:
     assert count_frames_argv("ffprobe", Path("x.mp4"))[-1] == "x.mp4"
     assert "-count_packets" in count_frames_argv("ffprobe", Path("x.mp4"))
+
+
+def test_frame_count_from_progress_output() -> None:
+    out = b"frame=10\nfps=0.0\nprogress=continue\nframe=96\nprogress=end\n"
+    assert frames_from_progress(out) == 96
+    assert frames_from_progress(b"") is None

@@ -1,0 +1,56 @@
+"""The periodic reconcile sweep run by ``clipline worker`` (assemble stage or all).
+
+One sweeper acts per interval across the cluster (a Redis lock with the
+interval as its lifetime), so running several worker commands is safe.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import structlog
+
+from pipeline import keys, reconcile
+from pipeline.context import Context
+from pipeline.settings import Settings
+
+log = structlog.get_logger("clipline.reconcile")
+
+
+def broker_send(settings: Settings) -> reconcile.Send:
+    from actors.broker import setup_broker
+    from actors.send import send
+
+    setup_broker(settings)
+
+    def _send(stage: str, *args: Any) -> None:
+        send(stage, *args)
+
+    return _send
+
+
+class Sweeper:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="clipline-reconcile", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        ctx = Context(self.settings)
+        send = broker_send(self.settings)
+        interval = self.settings.reconcile_interval_s
+        while not self._stop.wait(interval):
+            try:
+                if ctx.redis.set(
+                    keys.job_lock("_cluster", "reconcile"), "1", nx=True, ex=max(1, int(interval))
+                ):
+                    reconcile.sweep(ctx, send, stale_s=self.settings.reconcile_after_s)
+            except Exception as exc:  # noqa: BLE001 - the sweep must outlive a broken Redis or database
+                log.warning("reconcile.failed", error=f"{type(exc).__name__}: {exc}")

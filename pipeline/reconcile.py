@@ -1,0 +1,95 @@
+"""Repair jobs whose coordination state was lost: Redis restarted, a message dropped, a fan-in never fired.
+
+Redis holds the completion sets; the clips' sidecar files (``{index}.json``
+beside each clip) and the job record are the durable truth. A sweep looks at
+every unfinished job that has made no progress for ``stale_s`` seconds and:
+
+- PENDING, or PLANNING with no planner holding the plan lock: re-sends the plan;
+- EXTRACTING: re-records every clip outcome found on disk (idempotent, so
+  nothing counts twice; the recording that completes the set fires assembly as
+  usual), re-sends the clips that have no outcome anywhere, and re-sends
+  assembly when every outcome is recorded but the job never moved on;
+- ASSEMBLING with no assembler holding the lock: re-sends assembly.
+
+Every message it sends is idempotent at its stage, so a repair that races the
+real thing costs work, never correctness. A repaired job's ``updated_at`` is
+touched, so the next sweep waits another ``stale_s`` before acting again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from . import files, keys
+from .context import Context
+from .models import ClipRecord, JobStatus
+
+log = structlog.get_logger("clipline.reconcile")
+
+Send = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Repair:
+    job_id: str
+    action: str
+    detail: str = ""
+
+
+def sweep(ctx: Context, send: Send, *, stale_s: float, now: datetime | None = None) -> list[Repair]:
+    """One pass over unfinished jobs idle for ``stale_s``; ``send(stage, *args)`` enqueues a message."""
+    cutoff = (now or datetime.now(UTC)) - timedelta(seconds=stale_s)
+    repairs: list[Repair] = []
+    for job in ctx.store.unfinished(updated_before=cutoff):
+        status = JobStatus(job.status)
+        trace_id = job.trace_id
+        done: list[Repair] = []
+        if status == JobStatus.PENDING or (
+            status == JobStatus.PLANNING and not ctx.redis.exists(keys.job_lock(job.id, "plan"))
+        ):
+            send("plan", job.request)
+            done.append(Repair(job.id, "plan re-sent", status.value))
+        elif status == JobStatus.EXTRACTING:
+            done += _extracting(ctx, send, job.id, trace_id)
+        elif status == JobStatus.ASSEMBLING and not ctx.redis.exists(keys.job_lock(job.id, "assemble")):
+            send("assemble", job.id, trace_id)
+            done.append(Repair(job.id, "assembly re-sent", "no assembler holds the lock"))
+        if done:
+            ctx.store.advance(job.id)  # touch updated_at: the next sweep gives the repair time to work
+            for r in done:
+                log.warning("reconcile.repaired", job_id=r.job_id, action=r.action, detail=r.detail)
+            repairs += done
+    return repairs
+
+
+def _extracting(ctx: Context, send: Send, job_id: str, trace_id: str) -> list[Repair]:
+    view = ctx.view(job_id)
+    total = len(view.slots)
+    recorded = set(ctx.completion.outcomes(job_id))
+    restored, missing, fired = 0, [], False
+    for slot in view.slots:
+        if slot.index in recorded:
+            continue
+        data = files.read_json(files.clip_record_path(ctx.settings, job_id, slot.index))
+        if data is None:
+            missing.append(slot.index)
+            continue
+        rec = ctx.completion.record(job_id, slot.index, total, ClipRecord.from_json(data).to_json())
+        restored += 1
+        fired = fired or rec.fire
+    out: list[Repair] = []
+    if restored:
+        out.append(Repair(job_id, "outcomes restored from disk", f"{restored} clip(s)"))
+    for index in missing:
+        send("clip", job_id, index, trace_id)
+    if missing:
+        out.append(Repair(job_id, "clips re-sent", f"slots {missing}"))
+    if fired or (not missing and not restored and len(recorded) == total):
+        send("assemble", job_id, trace_id)
+        out.append(Repair(job_id, "assembly sent", "every slot has its outcome"))
+    return out

@@ -1,0 +1,98 @@
+"""The reconciler repairs jobs whose Redis state was lost or whose messages were dropped."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from clipline.samples import count_frames
+from pipeline import assembly, clipstage, planning, reconcile
+from pipeline.models import JobStatus, parse_request
+
+from .conftest import Stack, build_request, new_job_id
+from .test_stages import make_ctx
+
+pytestmark = pytest.mark.integration
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[tuple[Any, ...]] = []
+
+    def __call__(self, stage: str, *args: Any) -> None:
+        self.sent.append((stage, *args))
+
+
+def test_lost_outcomes_are_restored_from_disk_and_lost_clips_re_sent(stack: Stack) -> None:
+    ctx = make_ctx(stack)
+    job_id = new_job_id("rec")
+    request = build_request(
+        job_id,
+        stack.cdn,
+        [("v_a", 1000 * i, 1000 * i + 900, True) for i in range(4)],
+        line_ms=lambda i: 1000,
+        audio=False,
+    )
+    plan = planning.plan(ctx, request)
+    planning.fanned_out(ctx, plan)
+    for i in (0, 1):
+        assert isinstance(clipstage.run_clip(ctx, job_id, i, attempt=1, max_attempts=3), clipstage.Done)
+    # Given Redis lost the job's state, clip 2 finished after that, and clip 3's message was dropped
+    ctx.completion.forget(job_id)
+    assert isinstance(clipstage.run_clip(ctx, job_id, 2, attempt=1, max_attempts=3), clipstage.Done)
+
+    # When a sweep runs
+    send = Recorder()
+    repairs = reconcile.sweep(ctx, send, stale_s=0)
+
+    # Then the outcomes on disk are counted again and only the lost clip is re-sent
+    assert [r.action for r in repairs] == ["outcomes restored from disk", "clips re-sent"]
+    assert send.sent == [("clip", job_id, 3, request["trace_id"])]
+    assert ctx.completion.done_count(job_id) == 3
+    last = clipstage.run_clip(ctx, job_id, 3, attempt=1, max_attempts=3)
+    assert isinstance(last, clipstage.Done) and last.fire  # the set completes once, as usual
+    assert assembly.assemble(ctx, job_id) == JobStatus.COMPLETED
+    assert reconcile.sweep(ctx, Recorder(), stale_s=0) == []  # a finished job needs nothing
+
+
+def test_a_job_whose_plan_message_was_lost_is_planned_again(stack: Stack) -> None:
+    ctx = make_ctx(stack)
+    job_id = new_job_id("lostplan")
+    request = build_request(job_id, stack.cdn, [("v_a", 0, 900, True)], line_ms=lambda i: 1000, audio=False)
+    ctx.store.create_or_get(parse_request(request))
+    send = Recorder()
+    assert reconcile.sweep(ctx, send, stale_s=60) == []  # fresh: give the real message time
+    repairs = reconcile.sweep(ctx, send, stale_s=0)
+    assert [r.action for r in repairs] == ["plan re-sent"] and send.sent[0][0] == "plan"
+    assert send.sent[0][1]["job_id"] == job_id
+
+
+def test_redis_state_lost_mid_job_the_sweeper_finishes_it(stack: Stack) -> None:
+    stack.env.update({"CLIPLINE_RECONCILE_INTERVAL_S": "1", "CLIPLINE_RECONCILE_AFTER_S": "3"})
+    stack.cdn.latency_ms = 150
+    stack.start_workers("--stage", "all", "--concurrency", "2")
+    job_id = new_job_id("flush")
+    picks = [("v_a", 600 * i, 600 * i + 900, True) for i in range(12)]
+    request = build_request(job_id, stack.cdn, picks, line_ms=lambda i: 1000, audio=False)
+    path = stack.tmp / "flush.json"
+    path.write_text(json.dumps(request))
+    r = redis.Redis.from_url(stack.env["CLIPLINE_REDIS_URL"])
+    try:
+        assert stack.cli("submit", str(path)).returncode == 0
+        deadline = time.monotonic() + 60
+        while r.hlen(f"clipline:job:{job_id}:results") < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        r.flushdb()  # Redis restarted: every completion record so far is gone
+        done = stack.cli("status", job_id, "--watch", "--json", timeout=120)
+    finally:
+        stack.cdn.latency_ms = 0
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["status"] == "COMPLETED", result
+    assert count_frames(Path(result["output_path"])) == 12 * 30
+    assert len([e for e in stack.events("job.finished") if e["job_id"] == job_id]) == 1
+    assert any(e["job_id"] == job_id for e in stack.events("reconcile.repaired"))
