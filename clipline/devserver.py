@@ -253,7 +253,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _respond(self, path: str, head: bool) -> tuple[int, int]:
         cdn, st = self.server_cdn, self.server_cdn._state
+        api = API_RE.match(path)
         with st.lock:
+            if api:  # every call to the video API counts, answered or refused
+                st.api_calls[api.group(2)] += 1
             fault = next((f for p, f in st.fail.items() if path.startswith(p) and f.times > 0), None)
             if fault is not None:
                 fault.times -= 1
@@ -263,7 +266,6 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None:
             headers = {"Retry-After": f"{fault.retry_after_s:g}"} if fault.retry_after_s is not None else {}
             return self._json(fault.status, {"error": f"injected {fault.status}"}, head, headers)
-        api = API_RE.match(path)
         if api:
             return self._api(api.group(1), api.group(2), head)
         if gone:
@@ -321,7 +323,6 @@ class _Handler(BaseHTTPRequestHandler):
     def _api(self, index_id: str, video_id: str, head: bool) -> tuple[int, int]:
         cdn = self.server_cdn
         with cdn._state.lock:
-            cdn._state.api_calls[video_id] += 1
             gone = video_id in cdn._state.gone
         if self.headers.get("x-api-key") != cdn.api_key:
             return self._json(401, {"code": "api_key_invalid", "message": "bad or missing x-api-key"}, head)

@@ -59,7 +59,8 @@ class Settings(BaseSettings):
     fallback_local: bool = _env("CLIPLINE_FALLBACK_LOCAL", True)
     fallback_placeholder: bool = _env("CLIPLINE_FALLBACK_PLACEHOLDER", True)
     metrics_port: int = _env("CLIPLINE_METRICS_PORT", 9191)
-    reconcile_after_s: float = _env("CLIPLINE_RECONCILE_AFTER_S", 120.0, gt=0)
+    # A job idle this long is checked; with a sweep every 30 s a stuck job is repaired within 2 minutes.
+    reconcile_after_s: float = _env("CLIPLINE_RECONCILE_AFTER_S", 90.0, gt=0)
     reconcile_interval_s: float = _env("CLIPLINE_RECONCILE_INTERVAL_S", 30.0, gt=0)
     log_level: str = _env("CLIPLINE_LOG_LEVEL", "INFO")
 
