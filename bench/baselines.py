@@ -10,6 +10,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -34,16 +35,23 @@ def _assemble(ffmpeg: str, clips: list[Path], work: Path, audio_url: str, frames
     )
 
 
-def bare_parallel_ffmpeg(
-    req_data: dict[str, Any], hls_url_of: dict[str, str], work: Path, cap: int, ffmpeg: str = "ffmpeg"
+def _cut_and_assemble(
+    req_data: dict[str, Any],
+    work: Path,
+    cap: int,
+    ffmpeg: str,
+    *,
+    protocols: str,
+    prepare: Callable[[list[str]], dict[str, str]],
 ) -> float:
-    """ffmpeg -ss T -i playlist.m3u8 per clip, ``cap`` at a time, then the same assembly. Returns seconds."""
+    """prepare(video ids) -> ffmpeg input per video; then every clip (``cap`` at a time) and the assembly."""
     req = parse_request(req_data)
     profile = EncodeProfile(req.output.width, req.output.height, req.output.fps)
     slots = build_slots(req)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     started = time.monotonic()
+    inputs = prepare(sorted({line.clip.video_id for line in req.lines}))
 
     def cut(i: int) -> Path:
         slot, clip = slots[i], req.lines[i].clip
@@ -59,9 +67,8 @@ def bare_parallel_ffmpeg(
             profile=profile,
             indexed=True,
         )
-        i_in = argv.index("IN")
-        argv[i_in] = hls_url_of[clip.video_id]
-        argv[argv.index("-protocol_whitelist") + 1] = "file,http,tcp,crypto,hls"  # a bare script reads HTTP
+        argv[argv.index("IN")] = inputs[clip.video_id]
+        argv[argv.index("-protocol_whitelist") + 1] = protocols
         run(argv, timeout_s=300)
         return out
 
@@ -71,19 +78,26 @@ def bare_parallel_ffmpeg(
     return time.monotonic() - started
 
 
+def bare_parallel_ffmpeg(
+    req_data: dict[str, Any], hls_url_of: dict[str, str], work: Path, cap: int, ffmpeg: str = "ffmpeg"
+) -> float:
+    """``ffmpeg -ss T -i playlist.m3u8`` per clip, ``cap`` at a time, then the same assembly (seconds)."""
+    return _cut_and_assemble(
+        req_data,
+        work,
+        cap,
+        ffmpeg,
+        protocols="file,http,tcp,crypto,hls",
+        prepare=lambda videos: {v: hls_url_of[v] for v in videos},
+    )
+
+
 def download_everything_first(
     req_data: dict[str, Any], hls_url_of: dict[str, str], work: Path, cap: int, ffmpeg: str = "ffmpeg"
 ) -> float:
     """Download every segment of every source (``cap`` at a time), remux to MP4, cut locally, assemble."""
-    req = parse_request(req_data)
-    profile = EncodeProfile(req.output.width, req.output.height, req.output.fps)
-    slots = build_slots(req)
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    started = time.monotonic()
-    videos = sorted({line.clip.video_id for line in req.lines})
 
-    def fetch(video_id: str) -> Path:
+    def fetch(video_id: str) -> str:
         base = hls_url_of[video_id]
         text = httpx.get(base, timeout=60).text
         names = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
@@ -97,31 +111,10 @@ def download_everything_first(
             timeout_s=300,
         )
         os.unlink(ts)
-        return mp4
+        return str(mp4)
 
-    with ThreadPoolExecutor(cap) as pool:
-        local = dict(zip(videos, pool.map(fetch, videos), strict=True))
+    def prepare(videos: list[str]) -> dict[str, str]:
+        with ThreadPoolExecutor(cap) as pool:
+            return dict(zip(videos, pool.map(fetch, videos), strict=True))
 
-    def cut(i: int) -> Path:
-        slot, clip = slots[i], req.lines[i].clip
-        need_s = min(clip.duration_ms, math.ceil(slot.frames * 1000 / slot.fps)) / 1000
-        out = work / f"{i:04d}.mp4"
-        run(
-            commands.cut_argv(
-                ffmpeg,
-                [local[clip.video_id]],
-                out,
-                offset_s=clip.start_ms / 1000,
-                window_s=need_s,
-                frames=slot.frames,
-                profile=profile,
-                indexed=True,
-            ),
-            timeout_s=300,
-        )
-        return out
-
-    with ThreadPoolExecutor(cap) as pool:
-        clips = list(pool.map(cut, range(len(slots))))
-    _assemble(ffmpeg, clips, work, str(req.audio.url if req.audio else ""), total_frames(req), req.output.fps)
-    return time.monotonic() - started
+    return _cut_and_assemble(req_data, work, cap, ffmpeg, protocols=commands.LOCAL_PROTOCOLS, prepare=prepare)

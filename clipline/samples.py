@@ -20,6 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from pipeline.commands import count_frames_argv
 from pipeline.runner import run
 
 QUIET = ["-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
@@ -69,6 +70,29 @@ def _pattern_input(duration_s: float, width: int, height: int, fps: int) -> list
     ]
 
 
+def _encode_pattern(
+    ffmpeg: str, duration_s: float, width: int, height: int, fps: int, tail: list[str]
+) -> None:
+    """Encode the frame-coded pattern with the samples' H.264 settings; ``tail`` names the output."""
+    run(
+        [
+            ffmpeg,
+            *QUIET,
+            *_pattern_input(duration_s, width, height, fps),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-crf",
+            "23",
+            "-r",
+            str(fps),
+            *tail,
+        ],
+        timeout_s=TIMEOUT_S,
+    )
+
+
 def make_hls_source(
     root: Path,
     video_id: str,
@@ -84,35 +108,22 @@ def make_hls_source(
     tmp = root / "hls" / f".{video_id}.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    run(
-        [
-            ffmpeg,
-            *QUIET,
-            *_pattern_input(duration_s, width, height, fps),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-crf",
-            "23",
-            "-r",
-            str(fps),
-            "-force_key_frames",
-            f"expr:gte(t,n_forced*{segment_s:g})",
-            "-sc_threshold",
-            "0",
-            "-f",
-            "hls",
-            "-hls_time",
-            f"{segment_s:g}",
-            "-hls_playlist_type",
-            "vod",
-            "-hls_segment_filename",
-            str(tmp / "seg_%05d.ts"),
-            str(tmp / "index.m3u8"),
-        ],
-        timeout_s=TIMEOUT_S,
-    )
+    hls = [
+        "-force_key_frames",
+        f"expr:gte(t,n_forced*{segment_s:g})",
+        "-sc_threshold",
+        "0",
+        "-f",
+        "hls",
+        "-hls_time",
+        f"{segment_s:g}",
+        "-hls_playlist_type",
+        "vod",
+        "-hls_segment_filename",
+        str(tmp / "seg_%05d.ts"),
+        str(tmp / "index.m3u8"),
+    ]
+    _encode_pattern(ffmpeg, duration_s, width, height, fps, hls)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     return final / "index.m3u8"
@@ -131,26 +142,8 @@ def make_local_copy(
     media_dir.mkdir(parents=True, exist_ok=True)
     final = media_dir / f"{video_id}.mp4"
     tmp = media_dir / f".{video_id}.{os.getpid()}.tmp.mp4"
-    run(
-        [
-            ffmpeg,
-            *QUIET,
-            *_pattern_input(duration_s, width, height, fps),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-crf",
-            "23",
-            "-r",
-            str(fps),
-            "-g",
-            str(fps * 2),
-            "-movflags",
-            "+faststart",
-            str(tmp),
-        ],
-        timeout_s=TIMEOUT_S,
+    _encode_pattern(
+        ffmpeg, duration_s, width, height, fps, ["-g", str(fps * 2), "-movflags", "+faststart", str(tmp)]
     )
     os.replace(tmp, final)
     return final
@@ -207,22 +200,7 @@ def measure_code(video: Path, frame_index: int, *, ffmpeg: str = "ffmpeg") -> in
 
 
 def count_frames(video: Path, *, ffprobe: str = "ffprobe") -> int:
-    out = run(
-        [
-            ffprobe,
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-count_packets",
-            "-show_entries",
-            "stream=nb_read_packets",
-            "-of",
-            "csv=p=0",
-            str(video),
-        ],
-        timeout_s=120,
-    ).stdout
+    out = run(count_frames_argv(ffprobe, video), timeout_s=120).stdout
     return int(out.decode().strip().splitlines()[0])
 
 

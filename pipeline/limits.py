@@ -91,7 +91,7 @@ class ClusterLimit:
 
     def try_acquire(self, token: str) -> int | None:
         limit = self.limit()
-        args = [self._now_ms(), UNLIMITED if limit is None else limit, token, self.lease_ms]
+        args: list[int | str] = [self._now_ms(), UNLIMITED if limit is None else limit, token, self.lease_ms]
         slot = int(self._acquire(keys=[keys.clip_slots()], args=args))
         return None if slot < 0 else slot
 
