@@ -21,12 +21,6 @@ def context() -> Context:
     return _ctx
 
 
-def set_context(ctx: Context | None) -> None:
-    """For tests: run actors against a context of their own."""
-    global _ctx
-    _ctx = ctx
-
-
 def _observer() -> Observer:
     from .metrics import PrometheusObserver
 

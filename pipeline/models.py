@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import secrets
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -30,7 +29,6 @@ from pydantic import (
 from .errors import RequestInvalid
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-_ID_RE = re.compile(ID_PATTERN)
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
 Ms = Annotated[int, Field(ge=0, strict=False)]
@@ -256,10 +254,6 @@ def parse_request(
         msg = str(first["msg"]).removeprefix("Value error, ")
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
         raise RequestInvalid(f"{field}: {msg}{more}", field=field) from exc
-
-
-def is_valid_id(value: str) -> bool:
-    return bool(_ID_RE.match(value))
 
 
 @dataclass

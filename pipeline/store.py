@@ -125,10 +125,6 @@ class JobStore:
             raise JobNotFound(f"no job {job_id!r}")
         return job
 
-    def find(self, job_id: str) -> RenderJob | None:
-        with self.session() as s:
-            return s.get(RenderJob, job_id)
-
     def advance(
         self,
         job_id: str,

@@ -33,11 +33,6 @@ class Slot:
     def duration_ms(self) -> int:
         return self.end_ms - self.start_ms
 
-    @property
-    def frames_duration_s(self) -> float:
-        """The slot's exact length in seconds, as the output will hold it."""
-        return self.frames / self.fps
-
 
 def build_slots(request: RenderRequest) -> list[Slot]:
     fps = request.output.fps

@@ -109,7 +109,6 @@ def test_live_limit_caps_clips_across_two_clip_processes(stack: Stack) -> None:
     # Given two clip worker processes of cap 4 (plus the other stages), all running
     stack.env["RENDER_CLIP_CONCURRENCY"] = "4"
     stack.cdn.latency_ms = 150
-    stack.cdn.reset_counters()
     stack.start_workers("--stage", "clip", "--concurrency", "4", "--processes", "2", "--metrics-port", "0")
     for stage in ("plan", "fallback", "assemble"):
         stack.start_workers("--stage", stage, "--metrics-port", "0", name=stage)
@@ -140,10 +139,12 @@ def test_live_limit_caps_clips_across_two_clip_processes(stack: Stack) -> None:
         elif e["clip_status"] == "succeeded":
             spans.append((start[e["clip_task_id"]], ts))
     assert len(spans) == 16
+    # Concurrent CDN requests are no measure of clips here: planning resolves playlists outside any clip
+    # slot, and one clip fetches its segments side by side. Clips in flight come from the logs (started to
+    # final, both inside the slot) and from the Redis-measured peak in clip_stats.
     peak_logs = _peak(spans)
-    peak_cdn = stack.cdn.peak_in_flight_for("/hls/")
-    print(f"\npeak clips from logs {peak_logs}, peak CDN requests {peak_cdn}, limit 2")
-    assert 1 <= peak_logs <= 2 and peak_cdn <= 2
+    print(f"\npeak clips from logs {peak_logs}, limit 2")
+    assert 1 <= peak_logs <= 2
     assert {e["parallel_slot"] for e in events if e["clip_status"] == "started"} <= {0, 1}
     assert result["clip_stats"]["peak_concurrency"] <= 2
     reloads = [e for e in stack.events("config.reloaded") if e.get("key") == "render_clip_concurrency"]
