@@ -157,6 +157,12 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_api(args: argparse.Namespace) -> int:
+    from .api import serve
+
+    return serve(get_settings(), args.host, args.port)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from . import demo
 
@@ -197,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--stale-after", type=float, help="seconds without progress (default CLIPLINE_RECONCILE_AFTER_S)"
     )
     r.set_defaults(func=cmd_reconcile)
+
+    a = sub.add_parser("api", help="serve the HTTP API")
+    a.add_argument("--host", default="127.0.0.1")
+    a.add_argument("--port", type=int, default=8080)
+    a.set_defaults(func=cmd_api)
 
     d = sub.add_parser("demo", help="render a 60-line sample job end to end on this machine")
     d.add_argument("--lines", type=int, default=60)

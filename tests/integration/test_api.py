@@ -1,0 +1,123 @@
+"""The HTTP API through a real uvicorn on 127.0.0.1, with real workers, broker, Redis and ffmpeg."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from .conftest import Stack, build_request, new_job_id
+from .test_observability import free_port
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture
+def api(stack: Stack) -> Iterator[httpx.Client]:
+    port = free_port()
+    env = dict(stack.env, CLIPLINE_API_TOKEN=TOKEN, CLIPLINE_API_MAX_BODY_BYTES="200000")
+    log = open(stack.tmp / "api.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clipline.cli", "api", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz").status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as client:
+        yield client
+    proc.terminate()
+    proc.wait(10)
+    log.close()
+
+
+def test_submit_poll_report_and_errors(stack: Stack, api: httpx.Client) -> None:
+    stack.start_workers("--stage", "all", "--concurrency", "2")
+    job_id = new_job_id("api")
+    body = build_request(
+        job_id,
+        stack.cdn,
+        [("v_a", 1000 * i, 1000 * i + 900, True) for i in range(3)] + [("v_gone", 0, 900, False)],
+        line_ms=lambda i: 1000,
+        audio=False,
+    )
+
+    created = api.post("/jobs", json=body)
+    assert created.status_code == 202 and created.json()["job_id"] == job_id
+    seen = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        job = api.get(f"/jobs/{job_id}").json()
+        seen.append(job["progress"])
+        if job["status"] in ("COMPLETED", "COMPLETED_WITH_GAPS", "FAILED"):
+            break
+        time.sleep(0.2)
+    assert job["status"] == "COMPLETED_WITH_GAPS" and job["progress"] == 100
+    assert seen == sorted(seen)  # progress never goes backwards
+    assert job["clips"] == {"total": 4, "succeeded": 3, "fallback_local": 0, "placeholder": 1, "failed": 0}
+    report = api.get(f"/jobs/{job_id}/report").json()
+    assert [s["outcome"] for s in report["slots"]] == ["ok", "ok", "ok", "placeholder"]
+    assert api.get("/jobs", params={"status": "COMPLETED_WITH_GAPS"}).json()["jobs"][0]["job_id"] == job_id
+
+    # Idempotency and conflicts
+    again = api.post("/jobs", json=body)
+    assert again.status_code == 200 and again.json()["job_id"] == job_id
+    other = dict(body, lines=body["lines"][:2])
+    assert api.post("/jobs", json=other).status_code == 409
+    bad = api.post("/jobs", json=dict(body, job_id="../etc"))
+    assert bad.status_code == 422 and bad.json()["field"] == "job_id"
+    assert api.get("/jobs/nope").status_code == 404
+    assert api.get("/jobs/nope/report").status_code == 404
+    huge = dict(body, job_id=new_job_id("huge"), lines=body["lines"] * 3000)
+    assert api.post("/jobs", json=huge).status_code == 413
+
+    # Auth: everything but health and metrics needs the token
+    anonymous = httpx.Client(base_url=str(api.base_url))
+    assert anonymous.get(f"/jobs/{job_id}").status_code == 401
+    assert anonymous.post("/jobs", json=body).status_code == 401
+    wrong = anonymous.get(f"/jobs/{job_id}", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    assert anonymous.get("/healthz").status_code == 200
+    assert anonymous.get("/metrics").status_code == 200
+    ready = anonymous.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["down"] == []
+    assert "/jobs/{job_id}/report" in anonymous.get("/openapi.json").json()["paths"]
+
+
+def test_readyz_names_what_is_down(stack: Stack, api: httpx.Client) -> None:
+    port = free_port()
+    env = dict(
+        stack.env, CLIPLINE_BROKER_URL="amqp://guest:guest@127.0.0.1:1/%2F", CLIPLINE_FFMPEG="/nope/ffmpeg"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clipline.cli", "api", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline, res = time.monotonic() + 30, None
+        while time.monotonic() < deadline:
+            try:
+                res = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=30)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert res is not None and res.status_code == 503
+        assert sorted(res.json()["down"]) == ["broker", "ffmpeg"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
