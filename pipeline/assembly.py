@@ -116,7 +116,7 @@ def _assemble(ctx: Context, view: JobView, created_at: datetime) -> JobStatus:
         files.write_json_atomic(report_path, report)
     except OSError as exc:
         error, status = f"report could not be written: {exc}", JobStatus.FAILED
-    ctx.store.advance(
+    won = ctx.store.advance(
         job_id,
         status=status,
         error=error,
@@ -124,6 +124,9 @@ def _assemble(ctx: Context, view: JobView, created_at: datetime) -> JobStatus:
         output_path=str(final) if measured else None,
         report_path=str(report_path) if report_path.exists() else None,
     )
+    if not won:  # another assembly finished the job first (its lock was lost with Redis): it counted
+        log.warning("assemble.superseded", status=status.value)
+        return JobStatus(ctx.store.get(job_id).status)
     duration_s = (datetime.now(UTC) - _aware(created_at)).total_seconds()
     ctx.observer.job_finished(status.value, duration_s)
     log.info(

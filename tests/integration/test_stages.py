@@ -107,3 +107,29 @@ def test_gone_source_goes_straight_to_fallback_and_plan_is_idempotent(stack: Sta
     assert isinstance(step, clipstage.Fallback)
     done = clipstage.run_fallback(ctx, job_id, 1, step.reason)
     assert isinstance(done, clipstage.Done) and done.record.outcome == "local" and done.fire
+
+
+def test_two_assemblies_racing_count_the_job_once(stack: Stack) -> None:
+    from pipeline.assembly import _assemble
+    from pipeline.observe import Observer
+
+    finished: list[str] = []
+
+    class Recording(Observer):
+        def job_finished(self, status: str, duration_s: float) -> None:
+            finished.append(status)
+
+    ctx = make_ctx(stack)
+    ctx.observer = Recording()
+    job_id = new_job_id("race")
+    request = build_request(job_id, stack.cdn, [("v_b", 0, 900, False)], line_ms=lambda i: 1000, audio=False)
+    planning.plan(ctx, request)
+    assert isinstance(clipstage.run_clip(ctx, job_id, 0, attempt=1, max_attempts=3), clipstage.Done)
+    view, created = ctx.view(job_id), ctx.store.get(job_id).created_at
+    ctx_keep = make_ctx(stack, CLIPLINE_KEEP_WORK="1")
+    ctx_keep.observer = ctx.observer
+    # Given the lock was lost (Redis restarted), so both deliveries got past it
+    assert _assemble(ctx_keep, view, created) == JobStatus.COMPLETED
+    assert _assemble(ctx_keep, view, created) == JobStatus.COMPLETED
+    # Then the job is final once and counted once
+    assert finished == ["COMPLETED"]
