@@ -22,7 +22,7 @@ from . import names
 from .assemble import assemble_render
 from .clip import extract_clip, retry_when
 from .fallback import fallback_clip
-from .middleware import LiveSettings, WorkerPrometheus, metrics_enabled
+from .middleware import CancelWatcher, LiveSettings, WorkerPrometheus, metrics_enabled
 from .plan import plan_render
 
 #: No Dramatiq time limit interrupts our stages: every subprocess carries its own timeout.
@@ -42,6 +42,7 @@ def setup_broker(
         broker.add_middleware(CurrentMessage())
     if with_worker_middleware:
         broker.add_middleware(LiveSettings())
+        broker.add_middleware(CancelWatcher())
         if metrics_enabled():
             broker.add_middleware(WorkerPrometheus())
     backoff: dict[str, Any] = {

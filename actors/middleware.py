@@ -88,5 +88,32 @@ class LiveSettings(dramatiq.Middleware):
         self._stop.set()
 
 
+class CancelWatcher(dramatiq.Middleware):
+    """Stops the running ffmpeg of cancelled jobs in this process (polls the cancelled set every second)."""
+
+    POLL_S = 1.0
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        threading.Thread(target=self._loop, name="clipline-cancel-watch", daemon=True).start()
+
+    def _loop(self) -> None:
+        from pipeline import keys
+        from pipeline.runner import kill_tagged
+
+        ctx = context()
+        while not self._stop.wait(self.POLL_S):
+            try:
+                for raw in ctx.redis.smembers(keys.cancelled()):
+                    kill_tagged(raw.decode() if isinstance(raw, bytes) else str(raw))
+            except Exception:  # noqa: BLE001 - a Redis hiccup must not end the watcher
+                pass
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self._stop.set()
+
+
 def metrics_enabled() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))

@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline import jobs
 from pipeline.context import Context
-from pipeline.errors import JobConflict, JobNotFound, RequestInvalid
+from pipeline.errors import JobConflict, JobFinished, JobNotFound, RequestInvalid
 from pipeline.models import JobStatus
 from pipeline.settings import Settings
 
@@ -93,6 +93,10 @@ def create_app(settings: Settings) -> FastAPI:
     async def not_found(_: Request, exc: JobNotFound) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
 
+    @app.exception_handler(JobFinished)
+    async def finished(_: Request, exc: JobFinished) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
     @app.exception_handler(JobConflict)
     async def conflict(_: Request, exc: JobConflict) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
@@ -116,6 +120,10 @@ def create_app(settings: Settings) -> FastAPI:
         if not job.report_path or not Path(job.report_path).is_file():
             raise HTTPException(404, f"job {job_id} has no report yet (status {job.status})")
         return json.loads(Path(job.report_path).read_text())
+
+    @app.post("/jobs/{job_id}/cancel", dependencies=guarded, summary="Cancel a job that has not ended")
+    def cancel(job_id: str) -> dict[str, Any]:
+        return job_view(jobs.cancel(ctx, job_id))
 
     @app.get("/jobs", dependencies=guarded, summary="Jobs, newest first")
     def list_jobs(

@@ -10,7 +10,14 @@ from typing import Any
 
 from pipeline import jobs
 from pipeline.context import Context
-from pipeline.errors import ClipLineError, FFmpegMissing, JobConflict, JobNotFound, RequestInvalid
+from pipeline.errors import (
+    ClipLineError,
+    FFmpegMissing,
+    JobConflict,
+    JobFinished,
+    JobNotFound,
+    RequestInvalid,
+)
 from pipeline.models import JobStatus
 from pipeline.settings import SettingsError, get_settings
 
@@ -72,6 +79,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"{key:12} {obj[key]}")
     status = JobStatus(job.status)
     return jobs.exit_code(status) if status.is_final else 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    job = jobs.cancel(_ctx(), args.job_id)
+    print(f"{job.id} {job.status}")
+    return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -192,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--watch", action="store_true", help="follow the job until it is final")
     st.set_defaults(func=cmd_status)
 
+    k = sub.add_parser("cancel", help="cancel a job that has not ended")
+    k.add_argument("job_id")
+    k.set_defaults(func=cmd_cancel)
+
     c = sub.add_parser("config", help="read or change live settings (no restart needed)")
     c.add_argument("action", choices=["get", "set", "unset", "list"])
     c.add_argument("key", nargs="?")
@@ -226,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RequestInvalid, JobConflict) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return jobs.EXIT_INVALID
-    except (JobNotFound, FFmpegMissing, SettingsError) as exc:
+    except (JobNotFound, JobFinished, FFmpegMissing, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return jobs.EXIT_INVALID
     except ClipLineError as exc:

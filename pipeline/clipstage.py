@@ -66,6 +66,8 @@ def _skip_reason(ctx: Context, view: JobView, index: int) -> tuple[str | None, J
         return "already recorded", None
     status = JobStatus(ctx.store.get(view.job_id).status)
     if status.is_final:
+        if status == JobStatus.CANCELLED:  # sweep up what a clip still running at the cancel left behind
+            files.remove_tree(files.job_work_dir(ctx.settings, view.job_id))
         return f"job is {status.value}", status
     return None, status
 
@@ -146,6 +148,9 @@ def run_clip(
     except FFmpegMissing as exc:
         return _failed(ctx, view, index, attempts, f"ffmpeg is missing: {exc}", parallel_slot)
     except Exception as exc:  # noqa: BLE001 - every failure ends in retry or fallback, never a lost clip
+        why, _ = _skip_reason(ctx, view, index)
+        if why:  # the job ended (cancelled) while this clip was cut: its ffmpeg was stopped on purpose
+            return Skipped(why)
         error = f"{type(exc).__name__}: {exc}"
         ctx.completion.note_error(job_id, index, error)
         elapsed = (time.monotonic() - started) * 1000
@@ -160,6 +165,9 @@ def run_clip(
     finally:
         ctx.completion.leave(job_id)
         ctx.observer.clip_finished()
+    why, _ = _skip_reason(ctx, view, index)
+    if why:  # cancelled while this clip was being cut: drop it (the skip swept the job's files)
+        return Skipped(why)
     record.attempts, record.queue_wait_ms = attempts, queue_wait_ms
     return finish(ctx, view, record, parallel_slot)
 

@@ -8,6 +8,7 @@ boundary into the most specific class here and chained with ``from``.
     ├── RequestInvalid          request failed validation (names the field)
     ├── JobConflict             same job_id, different request body
     ├── JobNotFound             no job with that id
+    ├── JobFinished             the job already ended (cannot be cancelled)
     ├── SourceError             a source video could not be read
     │   ├── SourceUnavailable   transient: 5xx, 429, timeout, refused (retry)
     │   ├── SourceNotFound      permanent: 404/410, video gone (fallback now)
@@ -40,6 +41,10 @@ class JobConflict(ClipLineError):
 
 class JobNotFound(ClipLineError):
     """No job record has this id."""
+
+
+class JobFinished(ClipLineError):
+    """The job is already in a final state; it cannot be cancelled."""
 
 
 class SourceError(ClipLineError):

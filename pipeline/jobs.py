@@ -6,7 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import files, keys
 from .context import Context
+from .errors import JobFinished
 from .models import JobStatus
 from .planning import validate
 from .store import RenderJob
@@ -34,6 +36,23 @@ def submit(ctx: Context, raw: Any, enqueue_plan: Enqueue) -> Submitted:
     if JobStatus(job.status) == JobStatus.PENDING:
         enqueue_plan(request.model_dump(mode="json"))
     return Submitted(job, created)
+
+
+def cancel(ctx: Context, job_id: str) -> RenderJob:
+    """Cancel a job that has not ended: no further clip starts, running ffmpeg is stopped, no assembly runs.
+
+    Workers poll the cancelled set and kill the job's processes; the job's
+    temporary files are removed here. Raises JobNotFound or JobFinished.
+    """
+    job = ctx.store.get(job_id)
+    if JobStatus(job.status).is_final or not ctx.store.advance(
+        job_id, status=JobStatus.CANCELLED, error="cancelled on request"
+    ):
+        raise JobFinished(f"job {job_id} already ended ({ctx.store.get(job_id).status}); nothing to cancel")
+    ctx.redis.sadd(keys.cancelled(), job_id)
+    ctx.redis.expire(keys.cancelled(), keys.JOB_KEY_TTL_S)
+    files.remove_tree(files.job_work_dir(ctx.settings, job_id))
+    return ctx.store.get(job_id)
 
 
 def status_object(job: RenderJob) -> dict[str, Any]:

@@ -54,6 +54,11 @@ def job_pattern(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:*"
 
 
+def cancelled() -> str:
+    """Set of job ids cancelled recently: workers stop their running ffmpeg."""
+    return f"{PREFIX}:cancelled"
+
+
 def config_hash() -> str:
     """Hash of live settings (``clipline config set``)."""
     return f"{PREFIX}:config"

@@ -121,3 +121,50 @@ def test_readyz_names_what_is_down(stack: Stack, api: httpx.Client) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def _ffmpeg_running_for(job_id: str) -> list[str]:
+    found = []
+    for pid in filter(str.isdigit, __import__("os").listdir("/proc")):
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "ffmpeg" in cmd and job_id in cmd:
+            found.append(cmd)
+    return found
+
+
+def test_cancel_mid_job_stops_everything(stack: Stack, api: httpx.Client) -> None:
+    stack.cdn.latency_ms = 300
+    stack.start_workers("--stage", "all", "--concurrency", "2")
+    job_id = new_job_id("cancel")
+    body = build_request(
+        job_id,
+        stack.cdn,
+        [("v_a", 500 * i, 500 * i + 1500, True) for i in range(16)],
+        line_ms=lambda i: 1500,
+        audio=False,
+    )
+    try:
+        assert api.post("/jobs", json=body).status_code == 202
+        deadline = time.monotonic() + 60
+        while api.get(f"/jobs/{job_id}").json()["progress"] < 15 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        cancelled = api.post(f"/jobs/{job_id}/cancel")
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "CANCELLED"
+        # Nothing keeps running for it, nothing is assembled, its temporary files go away
+        deadline = time.monotonic() + 20
+        work = stack.tmp / "work" / job_id
+        while (work.exists() or _ffmpeg_running_for(job_id)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stack.cdn.latency_ms = 0
+    assert not work.exists() and _ffmpeg_running_for(job_id) == []
+    job = api.get(f"/jobs/{job_id}").json()
+    assert job["status"] == "CANCELLED" and job["output_path"] is None
+    assert not (stack.tmp / "output" / job_id / "final.mp4").exists()
+    assert not [e for e in stack.events("assemble.started") if e["job_id"] == job_id]
+    again = api.post(f"/jobs/{job_id}/cancel")
+    assert again.status_code == 409 and "already ended" in again.json()["detail"]
+    assert stack.cli("cancel", job_id).returncode == 2
