@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 import yaml
@@ -24,6 +27,32 @@ def _known_env() -> set[str]:
     return out
 
 
+def _compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def _clipline_services() -> dict[str, dict[str, Any]]:
+    """Every service that runs the clipline image (the stage workers and the API)."""
+    return {
+        name: svc
+        for name, svc in _compose()["services"].items()
+        if isinstance(svc.get("command"), list) and svc["command"][:1] == ["clipline"]
+    }
+
+
+def _workers() -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in _clipline_services().items() if v["command"][1] == "worker"}
+
+
+def _hermetic_env() -> dict[str, str]:
+    """The caller's environment without the variables compose interpolates, so its defaults are tested."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CLIPLINE_", "TWELVELABS_", "RENDER_", "POSTGRES_", "COMPOSE_"))
+    } | {"COMPOSE_PROJECT_NAME": "clipline-test"}
+
+
 @pytest.mark.skipif(
     shutil.which("docker-compose") is None, reason="docker-compose (Debian package) not installed"
 )
@@ -31,11 +60,14 @@ def test_compose_file_is_valid() -> None:
     res = subprocess.run(
         ["docker-compose", "-f", "docker-compose.yml", "config", "-q"],
         cwd=ROOT,
+        env=_hermetic_env(),
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert res.returncode == 0, res.stderr
+    # Every interpolated variable has a default (nothing is truly required to start the stack).
+    assert "is not set" not in res.stderr, res.stderr
 
 
 @pytest.mark.skipif(
@@ -53,33 +85,110 @@ def test_prometheus_config_is_valid() -> None:
 
 
 def test_compose_workers_use_real_stages_and_real_settings() -> None:
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    workers = {k: v for k, v in compose["services"].items() if k.startswith("worker-")}
-    assert {w["command"][3] for w in workers.values()} == set(names.STAGES)
-    for svc in workers.values():
-        assert svc["restart"] == "unless-stopped" and "container_name" not in svc
+    workers = _workers()
+    assert set(workers) == {f"worker-{s}" for s in names.STAGES}
+    for name, svc in workers.items():
+        assert svc["command"] == ["clipline", "worker", "--stage", name.removeprefix("worker-")]
+    for name, svc in _clipline_services().items():
+        assert svc["restart"] == "unless-stopped", name
         env = {
             k: v
             for k, v in svc["environment"].items()
             if k.startswith(("CLIPLINE_", "RENDER_", "TWELVELABS_"))
         }
-        assert set(env) <= _known_env(), set(env) - _known_env()
+        assert set(env) <= _known_env(), (name, set(env) - _known_env())
         load_settings({k: str(v) for k, v in env.items() if "${" not in str(v)})
+
+
+def test_every_clipline_variable_named_in_compose_is_a_setting() -> None:
+    """Workers refuse to start on an unknown CLIPLINE_* name; this includes interpolated host variables."""
+    used = set(re.findall(r"\bCLIPLINE_[A-Z0-9_]+", (ROOT / "docker-compose.yml").read_text()))
+    assert used and used <= _known_env(), used - _known_env()
+
+
+def test_workers_are_scalable_share_storage_and_wait_for_healthy_infra() -> None:
+    compose = _compose()
+    services, volumes = compose["services"], compose.get("volumes") or {}
+    mounts: dict[str, set[str]] = {}
+    for name, svc in _workers().items():
+        # `docker-compose up --scale worker-X=N` needs no fixed name and no fixed host port.
+        assert "container_name" not in svc and "ports" not in svc, name
+        for infra, dep in svc["depends_on"].items():
+            assert dep == {"condition": "service_healthy"}, (name, infra)
+            assert "healthcheck" in services[infra], infra
+        assert set(svc["depends_on"]) >= {"rabbitmq", "redis", "postgres"}
+        env = svc["environment"]
+        targets = {m.split(":")[1]: m.split(":")[0] for m in svc["volumes"]}
+        for var in ("CLIPLINE_WORK_DIR", "CLIPLINE_OUTPUT_DIR"):
+            source = targets[env[var]]
+            assert source in volumes, f"{name}: {var} must be on a shared named volume, not {source}"
+            mounts.setdefault(var, set()).add(source)
+        assert env["CLIPLINE_MEDIA_DIR"] in targets, name
+    # One work volume and one output volume for all stages: a clip cut by one worker is assembled by another.
+    assert all(len(sources) == 1 for sources in mounts.values()), mounts
+
+
+def test_image_prepares_writable_volume_mount_points() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.M)
+    assert "--no-install-recommends ffmpeg" in dockerfile
+    user = re.findall(r"^USER\s+(\S+)", dockerfile, re.M)
+    assert user and user[-1] not in ("root", "0")
+    chowned = " ".join(line for line in dockerfile.splitlines() if "chown" in line)
+    for name, svc in _workers().items():
+        for mount in svc["volumes"]:
+            source, target = mount.split(":")[:2]
+            if not source.startswith((".", "/")):  # named volume: takes its owner from the image
+                assert target in chowned, f"{name}: {target} is not created for the non-root user"
+
+
+def test_prometheus_scrapes_every_worker_and_rabbitmq() -> None:
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    static = {
+        t for job in config["scrape_configs"] for sc in job.get("static_configs", []) for t in sc["targets"]
+    }
+    assert "rabbitmq:15692" in static
+    dns = [sd for job in config["scrape_configs"] for sd in job.get("dns_sd_configs", [])]
+    ports = {int(svc["environment"]["CLIPLINE_METRICS_PORT"]) for svc in _workers().values()}
+    scraped = {(n, sd["port"]) for sd in dns if sd.get("type") == "A" for n in sd["names"]}
+    # DNS (type A) finds every replica of a scaled service, not only the first.
+    assert {(n, p) for n in _workers() for p in ports} <= scraped
 
 
 def test_rabbitmq_definitions_declare_no_queues_and_timeout_covers_retries() -> None:
     definitions = json.loads((ROOT / "rabbitmq" / "definitions.json").read_text())
+    # Dramatiq declares its queues (and .DQ/.XQ) with its own arguments; predeclared ones fail with
+    # PRECONDITION_FAILED. Only the vhost, users and permissions belong here.
+    assert set(definitions) <= {"users", "vhosts", "permissions", "rabbit_version", "rabbitmq_version"}
     assert (
         not definitions.get("queues") and not definitions.get("exchanges") and not definitions.get("bindings")
     )
     conf = (ROOT / "rabbitmq" / "rabbitmq.conf").read_text()
     timeout_ms = int(re.search(r"^consumer_timeout\s*=\s*(\d+)", conf, re.M).group(1))  # type: ignore[union-attr]
+    assert re.search(r"^load_definitions\s*=\s*/etc/rabbitmq/definitions\.json", conf, re.M)
     s = load_settings({})
     longest_clip_ms = (
         s.clip_max_retries + 1
     ) * s.ffmpeg_timeout_s * 1000 + s.clip_max_retries * s.retry_max_backoff_ms
+    assert longest_clip_ms >= (120 * 4 + 10 * 3) * 1000  # the defaults this file was sized for
     assert timeout_ms > max(longest_clip_ms, s.assemble_timeout_s * 1000)
-    assert "rabbitmq_prometheus" in (ROOT / "rabbitmq" / "enabled_plugins").read_text()
+    plugins = (ROOT / "rabbitmq" / "enabled_plugins").read_text()
+    assert "rabbitmq_prometheus" in plugins and "rabbitmq_management" in plugins
+
+
+def test_compose_broker_url_matches_rabbitmq_definitions() -> None:
+    definitions = json.loads((ROOT / "rabbitmq" / "definitions.json").read_text())
+    for name, svc in _clipline_services().items():
+        url = urlsplit(svc["environment"]["CLIPLINE_BROKER_URL"])
+        assert url.hostname == "rabbitmq" and url.port == 5672, name
+        vhost = unquote(url.path[1:]) or "/"
+        assert {"name": vhost} in [{"name": v["name"]} for v in definitions["vhosts"]], (name, vhost)
+        users = {u["name"]: u.get("password") for u in definitions["users"]}
+        assert users.get(url.username) == url.password, (name, url.username)
+        assert any(
+            p["user"] == url.username and p["vhost"] == vhost and p["configure"] == ".*"
+            for p in definitions["permissions"]
+        ), (name, "Dramatiq declares its queues, so it needs configure permission")
 
 
 #: RabbitMQ prometheus-plugin metrics the dashboard and alerts use (per-object metrics: rabbitmq.conf).
