@@ -1,7 +1,8 @@
 """``clipline api``: the HTTP face for upstream services. Handlers are thin; pipeline.jobs does the work.
 
-POST /jobs, GET /jobs/{id}, GET /jobs/{id}/report, GET /jobs, GET /healthz,
-GET /readyz, GET /metrics, and the OpenAPI document at /openapi.json.
+POST /jobs, GET /jobs/{id}, GET /jobs/{id}/report, GET /jobs, POST /jobs/{id}/cancel,
+POST /jobs/{id}/retry, GET /stats, GET /healthz, GET /readyz, GET /metrics, and the
+OpenAPI document at /openapi.json.
 When CLIPLINE_API_TOKEN is set every call but health and metrics needs
 ``Authorization: Bearer <token>``.
 """
@@ -17,9 +18,9 @@ from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Reques
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from pipeline import jobs
+from pipeline import jobs, overview
 from pipeline.context import Context
-from pipeline.errors import JobConflict, JobFinished, JobNotFound, RequestInvalid
+from pipeline.errors import JobConflict, JobNotFound, JobStateConflict, RequestInvalid
 from pipeline.models import JobStatus
 from pipeline.settings import Settings
 
@@ -93,8 +94,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def not_found(_: Request, exc: JobNotFound) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
 
-    @app.exception_handler(JobFinished)
-    async def finished(_: Request, exc: JobFinished) -> JSONResponse:
+    @app.exception_handler(JobStateConflict)
+    async def state_conflict(_: Request, exc: JobStateConflict) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
 
     @app.exception_handler(JobConflict)
@@ -112,7 +113,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/jobs/{job_id}", dependencies=guarded, summary="A job's status, progress and clip counts")
     def status(job_id: str) -> dict[str, Any]:
-        return job_view(ctx.store.get(job_id))
+        view = job_view(ctx.store.get(job_id))
+        view["previous_attempts"] = [a.as_dict() for a in ctx.store.history(job_id)]
+        return view
 
     @app.get("/jobs/{job_id}/report", dependencies=guarded, summary="The job's report.json")
     def report(job_id: str) -> Any:
@@ -124,6 +127,22 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/jobs/{job_id}/cancel", dependencies=guarded, summary="Cancel a job that has not ended")
     def cancel(job_id: str) -> dict[str, Any]:
         return job_view(jobs.cancel(ctx, job_id))
+
+    @app.post(
+        "/jobs/{job_id}/retry",
+        dependencies=guarded,
+        status_code=202,
+        summary="Render again the slots that lack footage (a FAILED or CANCELLED job: all of them)",
+    )
+    def retry(job_id: str) -> dict[str, Any]:
+        done = jobs.retry(ctx, job_id, enqueue)
+        return dict(job_view(done.job), retried_slots=done.slots)
+
+    @app.get("/stats", dependencies=guarded, summary="Jobs by status, queue depths, success rate, durations")
+    def stats(window_hours: Annotated[float, Query(gt=0, le=24 * 366)] = 24.0) -> dict[str, Any]:
+        from .queues import depths
+
+        return overview.summarize(ctx, window_s=window_hours * 3600, queues=depths(settings))
 
     @app.get("/jobs", dependencies=guarded, summary="Jobs, newest first")
     def list_jobs(

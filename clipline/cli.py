@@ -1,4 +1,4 @@
-"""The ``clipline`` command: worker, submit, status, demo, config."""
+"""The ``clipline`` command: worker, submit, status, jobs, cancel, retry, stats, cleanup, config, api."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pipeline.errors import (
     ClipLineError,
     FFmpegMissing,
     JobConflict,
-    JobFinished,
     JobNotFound,
+    JobStateConflict,
     RequestInvalid,
 )
 from pipeline.models import JobStatus
@@ -84,6 +84,82 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_cancel(args: argparse.Namespace) -> int:
     job = jobs.cancel(_ctx(), args.job_id)
     print(f"{job.id} {job.status}")
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    ctx = _ctx()
+    done = jobs.retry(ctx, args.job_id, _enqueue_plan)
+    total = len(done.job.render_request().lines)
+    what = "every slot" if len(done.slots) == total else f"{len(done.slots)} slot(s) {done.slots}"
+    print(f"{done.job.id} attempt {done.job.attempts}: rendering {what} again", file=sys.stderr)
+    code = 0
+    if args.wait:
+        code = jobs.exit_code(wait_for(ctx, args.job_id, show=True))
+    if args.json:
+        _print_json(dict(jobs.status_object(ctx.store.get(args.job_id)), retried_slots=done.slots))
+    return code
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    status = JobStatus(args.status.upper()) if args.status else None
+    found = _ctx().store.list(status=status, limit=args.limit, offset=args.offset)
+    if args.json:
+        _print_json({"jobs": [jobs.status_object(j) for j in found]})
+        return 0
+    print(f"{'job_id':28} {'status':20} {'progress':>8} {'attempt':>7}  created_at")
+    for j in found:
+        created = j.created_at.strftime("%Y-%m-%d %H:%M:%S") if j.created_at else "-"
+        print(f"{j.id:28} {j.status:20} {j.progress:>7}% {j.attempts:>7}  {created}")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from pipeline import overview, retention
+
+    from .queues import depths
+
+    settings = get_settings()
+    window = retention.parse_age(args.window)
+    out = overview.summarize(_ctx(), window_s=window, queues=depths(settings))
+    if args.json:
+        _print_json(out)
+        return 0
+    print("jobs by status: " + ", ".join(f"{k} {v}" for k, v in out["jobs_by_status"].items()))
+    print(f"over the last {args.window}: ended {out['ended_in_window'] or 'none'}")
+    rate = out["success_rate"]
+    print(f"  success rate      {'-' if rate is None else f'{rate:.1%}'} (cancelled jobs not counted)")
+    d = out["duration_s"]
+    print(f"  job duration      avg {d['avg']} s, p95 {d['p95']} s, max {d['max']} s ({d['count']} jobs)")
+    ratio = out["placeholder_ratio"]
+    clips = out["clips"]
+    print(
+        f"  placeholder ratio {'-' if ratio is None else f'{ratio:.1%}'} "
+        f"({clips['placeholder']} of {clips['total']} clips; {clips['fallback_local']} local)"
+    )
+    queues = out["queues"] or {}
+    if "error" in queues:
+        print(f"queues: {queues['error']}")
+    for q in queues.values():
+        if isinstance(q, dict):
+            print(
+                f"queue {q['queue']:16} ready {q['ready']:>5}  delayed {q['delayed']:>5}  "
+                f"dead-lettered {q['dead_lettered']:>5}  consumers {q['consumers']}"
+            )
+    return 0
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    from pipeline import retention
+
+    age = retention.parse_age(args.older_than)
+    removed = retention.cleanup(_ctx(), age, keep_outputs=args.keep_outputs, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for r in removed:
+        what = "work files" if args.keep_outputs else "work files, outputs and record"
+        print(f"{r.job_id} ({r.status}, ended {r.finished_at}): {verb} {what}, {r.bytes} bytes")
+    total = sum(r.bytes for r in removed)
+    print(f"{len(removed)} job(s), {total} bytes {verb}; running jobs are never touched")
     return 0
 
 
@@ -209,6 +285,30 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("job_id")
     k.set_defaults(func=cmd_cancel)
 
+    rt = sub.add_parser("retry", help="render a job's missing footage again (FAILED/CANCELLED: all of it)")
+    rt.add_argument("job_id")
+    rt.add_argument("--wait", action="store_true", help="block until the job is final")
+    rt.add_argument("--json", action="store_true", help="end with one JSON object on stdout")
+    rt.set_defaults(func=cmd_retry)
+
+    j = sub.add_parser("jobs", help="list jobs, newest first")
+    j.add_argument("--status", choices=[s.value for s in JobStatus], type=str.upper)
+    j.add_argument("--limit", type=int, default=20)
+    j.add_argument("--offset", type=int, default=0)
+    j.add_argument("--json", action="store_true")
+    j.set_defaults(func=cmd_jobs)
+
+    sa = sub.add_parser("stats", help="jobs by status, queue depths, success rate, durations")
+    sa.add_argument("--window", default="24h", help="look back this far: 90m, 24h, 7d (default 24h)")
+    sa.add_argument("--json", action="store_true")
+    sa.set_defaults(func=cmd_stats)
+
+    cl = sub.add_parser("cleanup", help="remove finished jobs older than an age (never a running job)")
+    cl.add_argument("--older-than", required=True, help="age like 24h, 7d, 90m")
+    cl.add_argument("--keep-outputs", action="store_true", help="remove work files only")
+    cl.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
+    cl.set_defaults(func=cmd_cleanup)
+
     c = sub.add_parser("config", help="read or change live settings (no restart needed)")
     c.add_argument("action", choices=["get", "set", "unset", "list"])
     c.add_argument("key", nargs="?")
@@ -243,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RequestInvalid, JobConflict) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return jobs.EXIT_INVALID
-    except (JobNotFound, JobFinished, FFmpegMissing, SettingsError) as exc:
+    except (JobNotFound, JobStateConflict, FFmpegMissing, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return jobs.EXIT_INVALID
     except ClipLineError as exc:

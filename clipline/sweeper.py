@@ -1,4 +1,4 @@
-"""The periodic reconcile sweep run by ``clipline worker`` (assemble stage or all).
+"""The periodic work of ``clipline worker`` (assemble stage or all): reconcile sweep, retention, webhooks.
 
 One sweeper acts per interval across the cluster (a Redis lock with the
 interval as its lifetime), so running several worker commands is safe.
@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from pipeline import keys, reconcile
+from pipeline import keys, reconcile, retention, webhooks
 from pipeline.context import Context
 from pipeline.settings import Settings
 
@@ -31,13 +31,20 @@ def broker_send(settings: Settings) -> reconcile.Send:
 
 
 class Sweeper:
+    """Background threads of a worker command that runs assembly: the reconcile sweep (with retention and
+    missed webhooks, one sweeper per interval cluster-wide) and the webhook pump (retries due deliveries)."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="clipline-reconcile", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._loop, name="clipline-reconcile", daemon=True),
+            threading.Thread(target=self._pump, name="clipline-webhooks", daemon=True),
+        ]
 
     def start(self) -> None:
-        self._thread.start()
+        for t in self._threads:
+            t.start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -52,5 +59,16 @@ class Sweeper:
                     keys.job_lock("_cluster", "reconcile"), "1", nx=True, ex=max(1, int(interval))
                 ):
                     reconcile.sweep(ctx, send, stale_s=self.settings.reconcile_after_s)
+                    webhooks.queue_missed(ctx)
+                    if self.settings.retention_hours > 0:
+                        retention.cleanup(ctx, self.settings.retention_hours * 3600)
             except Exception as exc:  # noqa: BLE001 - the sweep must outlive a broken Redis or database
                 log.warning("reconcile.failed", error=f"{type(exc).__name__}: {exc}")
+
+    def _pump(self) -> None:
+        ctx = Context(self.settings)
+        while not self._stop.wait(self.settings.webhook_poll_s):
+            try:
+                webhooks.deliver_due(ctx)
+            except Exception as exc:  # noqa: BLE001 - a broken database must not end the pump
+                log.warning("webhook.pump_failed", error=f"{type(exc).__name__}: {exc}")

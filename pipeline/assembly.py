@@ -14,7 +14,7 @@ from pathlib import Path
 
 import structlog
 
-from . import audio, commands, cutting, files, keys
+from . import audio, commands, cutting, files, keys, webhooks
 from .context import Context, JobView
 from .errors import ClipLineError, SourceError
 from .models import ClipOutcome, ClipRecord, JobStatus
@@ -138,7 +138,8 @@ def _assemble(ctx: Context, view: JobView, created_at: datetime) -> JobStatus:
         assembly_ms=stats["assembly_ms"],
         **{k: stats[k] for k in ("succeeded", "fallback_local", "placeholder", "failed")},
     )
-    cleanup(ctx, job_id)
+    cleanup(ctx, job_id, status)
+    webhooks.notify(ctx, job_id)
     return status
 
 
@@ -172,9 +173,19 @@ def _mux(
     return measured
 
 
-def cleanup(ctx: Context, job_id: str) -> None:
-    if not ctx.settings.keep_work:
-        files.remove_tree(files.job_work_dir(ctx.settings, job_id))
+#: What a finished job that may be retried keeps in its work dir: its clips (with their records) and the song.
+KEPT_FOR_RETRY = ("clips", "audio/track.m4a")
+
+
+def cleanup(ctx: Context, job_id: str, status: JobStatus) -> None:
+    """Remove the job's temporary files; a job a retry could continue keeps its clips until retention."""
+    work = files.job_work_dir(ctx.settings, job_id)
+    if ctx.settings.keep_work:
+        pass
+    elif status in (JobStatus.COMPLETED_WITH_GAPS, JobStatus.FAILED):
+        files.remove_all_but(work, KEPT_FOR_RETRY)
+    else:
+        files.remove_tree(work)
     ctx.completion.forget(job_id)
 
 

@@ -8,7 +8,9 @@ boundary into the most specific class here and chained with ``from``.
     ├── RequestInvalid          request failed validation (names the field)
     ├── JobConflict             same job_id, different request body
     ├── JobNotFound             no job with that id
-    ├── JobFinished             the job already ended (cannot be cancelled)
+    ├── JobStateConflict        the job's state forbids the action
+    │   ├── JobFinished         the job already ended (cannot be cancelled)
+    │   └── JobNotRetryable     the job is running, or completed with nothing to retry
     ├── SourceError             a source video could not be read
     │   ├── SourceUnavailable   transient: 5xx, 429, timeout, refused (retry)
     │   ├── SourceNotFound      permanent: 404/410, video gone (fallback now)
@@ -43,8 +45,16 @@ class JobNotFound(ClipLineError):
     """No job record has this id."""
 
 
-class JobFinished(ClipLineError):
+class JobStateConflict(ClipLineError):
+    """The job's current state forbids the action asked for (HTTP 409)."""
+
+
+class JobFinished(JobStateConflict):
     """The job is already in a final state; it cannot be cancelled."""
+
+
+class JobNotRetryable(JobStateConflict):
+    """The job has not ended, or it completed with every slot's footage: nothing to retry."""
 
 
 class SourceError(ClipLineError):

@@ -69,3 +69,26 @@ def under(root: Path, relative: str) -> Path:
 
 def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_all_but(root: Path, keep: tuple[str, ...]) -> None:
+    """Remove everything under ``root`` except the given relative paths (and the dirs leading to them)."""
+    kept = {(root / k).resolve() for k in keep}
+    if not root.is_dir():
+        return
+    for path in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        resolved = path.resolve()
+        if resolved in kept or any(k in resolved.parents for k in kept):
+            continue
+        if any(resolved in k.parents for k in kept):
+            continue  # a directory on the way to something kept
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def tree_size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0

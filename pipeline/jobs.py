@@ -6,12 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import files, keys
+from . import files, keys, webhooks
 from .context import Context
-from .errors import JobFinished
-from .models import JobStatus
+from .errors import JobFinished, JobNotRetryable
+from .models import ClipOutcome, JobStatus
 from .planning import validate
-from .store import RenderJob
+from .store import JobAttempt, RenderJob
 
 Enqueue = Callable[[dict[str, Any]], None]
 
@@ -52,7 +52,77 @@ def cancel(ctx: Context, job_id: str) -> RenderJob:
     ctx.redis.sadd(keys.cancelled(), job_id)
     ctx.redis.expire(keys.cancelled(), keys.JOB_KEY_TTL_S)
     files.remove_tree(files.job_work_dir(ctx.settings, job_id))
+    webhooks.notify(ctx, job_id)
     return ctx.store.get(job_id)
+
+
+#: A retry of these re-renders every slot; of COMPLETED_WITH_GAPS, only the slots without their footage.
+RETRY_WHOLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+@dataclass(frozen=True)
+class Retried:
+    job: RenderJob
+    slots: list[int]  # the slots this attempt renders again; the others reuse their clip
+
+
+def retry(ctx: Context, job_id: str, enqueue_plan: Enqueue) -> Retried:
+    """Start the job's next attempt (spec 001).
+
+    COMPLETED_WITH_GAPS: only slots whose outcome was local, placeholder or
+    failed are cut again; ok clips kept from the last attempt are reused.
+    FAILED or CANCELLED: every slot. The last attempt's report.json and
+    final.mp4 are kept as ``report.attempt-N.json`` / ``final.attempt-N.mp4``
+    and listed in the job's history. Raises JobNotFound or JobNotRetryable.
+    """
+    job = ctx.store.get(job_id)
+    status = JobStatus(job.status)
+    if not status.is_final:
+        raise JobNotRetryable(f"job {job_id} is still {status.value}; wait for it to end, or cancel it first")
+    if status == JobStatus.COMPLETED:
+        raise JobNotRetryable(f"job {job_id} is COMPLETED with every slot's footage; nothing to retry")
+    total = len(job.render_request().lines)
+    redo = list(range(total)) if status in RETRY_WHOLE else _slots_without_footage(ctx, job_id, total)
+    out_dir, attempt = files.job_output_dir(ctx.settings, job_id), job.attempts
+    kept = {
+        name: out_dir / f"{stem}.attempt-{attempt}{ext}"
+        for name, stem, ext in (("report.json", "report", ".json"), ("final.mp4", "final", ".mp4"))
+    }
+    history = JobAttempt(
+        job_id=job_id,
+        attempt=attempt,
+        status=status.value,
+        finished_at=job.finished_at,
+        report_path=str(kept["report.json"]) if job.report_path else None,
+        output_path=str(kept["final.mp4"]) if job.output_path else None,
+        clip_stats=(job.metrics or {}).get("render", {}).get("clip_stats"),
+        error=status_object(job)["error"],
+    )
+    what = "every slot" if len(redo) == total else f"slots {redo}"
+    note = f"retry: attempt {attempt + 1} renders {what} (attempt {attempt} ended {status.value})"
+    if not ctx.store.restart(job_id, from_status=status, history=history, note=note):
+        raise JobNotRetryable(f"job {job_id} changed state meanwhile (another retry?); look at it again")
+    for name, dest in kept.items():
+        if (out_dir / name).exists():
+            (out_dir / name).replace(dest)
+    ctx.completion.forget(job_id)
+    ctx.redis.srem(keys.cancelled(), job_id)
+    for index in redo:
+        files.clip_record_path(ctx.settings, job_id, index).unlink(missing_ok=True)
+        files.clip_path(ctx.settings, job_id, index).unlink(missing_ok=True)
+    enqueue_plan(job.request)
+    return Retried(ctx.store.get(job_id), redo)
+
+
+def _slots_without_footage(ctx: Context, job_id: str, total: int) -> list[int]:
+    """Slots whose kept clip is not an ok cut from the source (or is not there at all)."""
+    redo = []
+    for index in range(total):
+        data = files.read_json(files.clip_record_path(ctx.settings, job_id, index))
+        ok = isinstance(data, dict) and data.get("outcome") == ClipOutcome.OK.value
+        if not ok or not files.clip_path(ctx.settings, job_id, index).is_file():
+            redo.append(index)
+    return redo
 
 
 def status_object(job: RenderJob) -> dict[str, Any]:
@@ -69,6 +139,7 @@ def status_object(job: RenderJob) -> dict[str, Any]:
         "report_path": job.report_path,
         "error": error,
         "clip_stats": clip_stats,
+        "attempt": job.attempts,
         "created_at": job.created_at.isoformat() if job.created_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
     }

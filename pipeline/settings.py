@@ -63,6 +63,14 @@ class Settings(BaseSettings):
     # A job idle this long is checked; with a sweep every 30 s a stuck job is repaired within 2 minutes.
     reconcile_after_s: float = _env("CLIPLINE_RECONCILE_AFTER_S", 90.0, gt=0)
     reconcile_interval_s: float = _env("CLIPLINE_RECONCILE_INTERVAL_S", 30.0, gt=0)
+    # Webhooks to callback_url: signed with HMAC-SHA256 when a secret is set; failures retry with backoff.
+    webhook_secret: str | None = _env("CLIPLINE_WEBHOOK_SECRET")
+    webhook_timeout_s: float = _env("CLIPLINE_WEBHOOK_TIMEOUT_S", 10.0, gt=0)
+    webhook_max_attempts: int = _env("CLIPLINE_WEBHOOK_MAX_ATTEMPTS", 8, ge=1, le=50)
+    webhook_backoff_s: float = _env("CLIPLINE_WEBHOOK_BACKOFF_S", 2.0, gt=0)
+    webhook_poll_s: float = _env("CLIPLINE_WEBHOOK_POLL_S", 1.0, gt=0)
+    # Finished jobs older than this are removed by the workers' sweep (0: only `clipline cleanup`).
+    retention_hours: float = _env("CLIPLINE_RETENTION_HOURS", 0.0, ge=0)
     log_level: str = _env("CLIPLINE_LOG_LEVEL", "INFO")
 
     @property

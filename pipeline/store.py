@@ -1,4 +1,4 @@
-"""RenderJob records in SQL (SQLite file by default, PostgreSQL by URL).
+"""Job records in SQL (SQLite file by default, PostgreSQL by URL); the tables are in ``tables``.
 
 Status moves forward only: a final status is never overwritten, and progress
 never goes backwards (the UPDATE itself takes the max, so concurrent writers
@@ -8,51 +8,19 @@ cannot regress it).
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Integer, String, Text, case, create_engine, event, func, select, update
+from sqlalchemy import case, create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
 from .errors import JobConflict, JobNotFound
 from .models import FINAL_STATUSES, JobStatus, RenderRequest
+from .tables import Base, JobAttempt, RenderJob, WebhookDelivery, utcnow
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class RenderJob(Base):
-    __tablename__ = "render_jobs"
-
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    mix_request_id: Mapped[str | None] = mapped_column(String(128), index=True)
-    trace_id: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(32), index=True)
-    progress: Mapped[int] = mapped_column(Integer, default=0)
-    error_log: Mapped[str] = mapped_column(Text, default="")
-    request: Mapped[dict[str, Any]] = mapped_column(JSON)
-    request_hash: Mapped[str] = mapped_column(String(64))
-    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    output_path: Mapped[str | None] = mapped_column(Text)
-    report_path: Mapped[str | None] = mapped_column(Text)
-    attempts: Mapped[int] = mapped_column(Integer, default=1)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-    @property
-    def job_status(self) -> JobStatus:
-        return JobStatus(self.status)
-
-    def render_request(self) -> RenderRequest:
-        return RenderRequest.model_validate(self.request)
+__all__ = ["JobAttempt", "JobStore", "RenderJob", "WebhookDelivery", "engine_for", "utcnow"]
 
 
 _engines: dict[str, Engine] = {}
@@ -162,6 +130,73 @@ class JobStore:
             result = s.execute(stmt)
             s.commit()
             return bool(getattr(result, "rowcount", 0))
+
+    def restart(self, job_id: str, *, from_status: JobStatus, history: JobAttempt, note: str) -> bool:
+        """Start the job's next attempt (retry): PENDING, progress 0, attempts + 1, the old attempt kept.
+
+        A compare-and-set on ``from_status``: of two retries racing, one wins.
+        """
+        stmt = (
+            update(RenderJob)
+            .where(RenderJob.id == job_id, RenderJob.status == from_status.value)
+            .values(
+                status=JobStatus.PENDING.value,
+                progress=0,
+                attempts=RenderJob.attempts + 1,
+                finished_at=None,
+                output_path=None,
+                report_path=None,
+                metrics={},
+                updated_at=utcnow(),
+                error_log=_append_error(note),
+            )
+        )
+        with self.session() as s:
+            if not getattr(s.execute(stmt), "rowcount", 0):
+                s.rollback()
+                return False
+            s.merge(history)
+            s.commit()
+            return True
+
+    def history(self, job_id: str) -> list[JobAttempt]:
+        stmt = select(JobAttempt).where(JobAttempt.job_id == job_id).order_by(JobAttempt.attempt)
+        with self.session() as s:
+            return list(s.scalars(stmt))
+
+    def delete_finished(self, job_id: str, *, finished_before: datetime) -> bool:
+        """Delete a job's record, history and webhooks if it is still final and ended before the cutoff."""
+        stmt = delete(RenderJob).where(
+            RenderJob.id == job_id,
+            RenderJob.status.in_([s.value for s in FINAL_STATUSES]),
+            RenderJob.finished_at < finished_before,
+        )
+        with self.session() as s:
+            gone = bool(getattr(s.execute(stmt), "rowcount", 0))
+            if gone:
+                s.execute(delete(JobAttempt).where(JobAttempt.job_id == job_id))
+                s.execute(delete(WebhookDelivery).where(WebhookDelivery.job_id == job_id))
+            s.commit()
+            return gone
+
+    def finished_before(self, cutoff: datetime) -> list[RenderJob]:
+        stmt = select(RenderJob).where(
+            RenderJob.status.in_([s.value for s in FINAL_STATUSES]), RenderJob.finished_at < cutoff
+        )
+        with self.session() as s:
+            return list(s.scalars(stmt))
+
+    def finished_since(self, since: datetime) -> list[RenderJob]:
+        stmt = select(RenderJob).where(
+            RenderJob.status.in_([s.value for s in FINAL_STATUSES]), RenderJob.finished_at >= since
+        )
+        with self.session() as s:
+            return list(s.scalars(stmt))
+
+    def count_by_status(self) -> dict[str, int]:
+        stmt = select(RenderJob.status, func.count()).group_by(RenderJob.status)
+        with self.session() as s:
+            return {str(status): int(n) for status, n in s.execute(stmt)}
 
     def unfinished(self, *, updated_before: datetime) -> list[RenderJob]:
         """Jobs not in a final status whose record has not changed since ``updated_before``."""

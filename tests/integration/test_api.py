@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -18,14 +19,15 @@ pytestmark = pytest.mark.integration
 TOKEN = "s3cret-token"
 
 
-@pytest.fixture
-def api(stack: Stack) -> Iterator[httpx.Client]:
+@contextmanager
+def running_api(stack: Stack, **env: str) -> Iterator[httpx.Client]:
+    """`clipline api` on a free loopback port with the stack's environment; a client holding the token."""
     port = free_port()
-    env = dict(stack.env, CLIPLINE_API_TOKEN=TOKEN, CLIPLINE_API_MAX_BODY_BYTES="200000")
-    log = open(stack.tmp / "api.log", "wb")  # noqa: SIM115
+    full = dict(stack.env, CLIPLINE_API_TOKEN=TOKEN, CLIPLINE_API_MAX_BODY_BYTES="200000", **env)
+    log = open(stack.tmp / f"api-{port}.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "clipline.cli", "api", "--port", str(port)],
-        env=env,
+        env=full,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -37,11 +39,19 @@ def api(stack: Stack) -> Iterator[httpx.Client]:
                 break
         except httpx.TransportError:
             time.sleep(0.2)
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as client:
+    try:
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as client:
+            yield client
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+@pytest.fixture
+def api(stack: Stack) -> Iterator[httpx.Client]:
+    with running_api(stack) as client:
         yield client
-    proc.terminate()
-    proc.wait(10)
-    log.close()
 
 
 def test_submit_poll_report_and_errors(stack: Stack, api: httpx.Client) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import sqlalchemy
 
 from pipeline.errors import JobConflict, JobNotFound
 from pipeline.models import JobStatus, parse_request
-from pipeline.store import JobStore
+from pipeline.store import JobAttempt, JobStore
 
 pytestmark = pytest.mark.integration
 
@@ -96,3 +97,41 @@ def test_list_newest_first(store: JobStore) -> None:
         store.create_or_get(req(f"j{i}"))
     assert [j.id for j in store.list(limit=2)] == ["j2", "j1"]
     assert [j.id for j in store.list(status=JobStatus.PENDING, limit=5, offset=2)] == ["j0"]
+
+
+def test_restart_is_a_compare_and_set_and_keeps_the_attempt(store: JobStore) -> None:
+    store.create_or_get(req())
+    store.advance(
+        "job-1", status=JobStatus.COMPLETED_WITH_GAPS, metrics={"render": {"clip_stats": {"total": 1}}}
+    )
+    done = store.get("job-1")
+
+    def history() -> JobAttempt:
+        return JobAttempt(job_id="job-1", attempt=1, status=done.status, finished_at=done.finished_at)
+
+    # Two retries race: one wins, and the job starts its second attempt from zero
+    results = [
+        store.restart("job-1", from_status=JobStatus.COMPLETED_WITH_GAPS, history=history(), note="retry")
+        for _ in range(2)
+    ]
+    assert results == [True, False]
+    job = store.get("job-1")
+    assert (job.status, job.progress, job.attempts, job.finished_at) == ("PENDING", 0, 2, None)
+    assert job.metrics == {} and "retry" in job.error_log
+    assert [(a.attempt, a.status) for a in store.history("job-1")] == [(1, "COMPLETED_WITH_GAPS")]
+
+
+def test_counts_and_retention_deletes_only_finished_records(store: JobStore) -> None:
+    for name in ("done", "running"):
+        store.create_or_get(req(name))
+    store.advance("done", status=JobStatus.FAILED)
+    assert store.count_by_status() == {"FAILED": 1, "PENDING": 1}
+    later = datetime.now(UTC) + timedelta(seconds=5)
+    assert [j.id for j in store.finished_before(later)] == ["done"]
+    assert [j.id for j in store.finished_since(later - timedelta(hours=1))] == ["done"]
+    assert not store.delete_finished("running", finished_before=later)
+    assert not store.delete_finished("done", finished_before=later - timedelta(hours=1))
+    assert store.delete_finished("done", finished_before=later)
+    with pytest.raises(JobNotFound):
+        store.get("done")
+    assert store.get("running").status == "PENDING"

@@ -1,0 +1,81 @@
+"""Retention (spec 004): remove finished jobs older than a cutoff, their files and, by default, records.
+
+A job that has not ended is never touched: the record is deleted with a
+compare-and-set on its final status first, and its files only after that.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from . import files
+from .context import Context
+from .errors import RequestInvalid
+
+log = structlog.get_logger("clipline.retention")
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+
+
+def parse_age(text: str) -> float:
+    """'90s', '30m', '24h', '7d', '2w' -> seconds. Raises RequestInvalid naming the option."""
+    m = _AGE.match(text or "")
+    if not m:
+        raise RequestInvalid(
+            f"--older-than {text!r}: expected a number and a unit, like 90s, 30m, 24h, 7d or 2w",
+            field="older_than",
+        )
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+@dataclass(frozen=True)
+class Removed:
+    job_id: str
+    status: str
+    finished_at: datetime | None
+    bytes: int
+    record: bool  # the job's record was deleted too
+
+
+def cleanup(
+    ctx: Context,
+    older_than_s: float,
+    *,
+    keep_outputs: bool = False,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> list[Removed]:
+    """Remove jobs that ended more than ``older_than_s`` ago.
+
+    By default: work files, outputs (final.mp4, reports) and the records.
+    ``keep_outputs``: only work files; outputs and records stay.
+    ``dry_run``: say what would go, remove nothing.
+    """
+    cutoff = (now or datetime.now(UTC)) - timedelta(seconds=older_than_s)
+    removed: list[Removed] = []
+    for job in ctx.store.finished_before(cutoff):
+        work = files.job_work_dir(ctx.settings, job.id)
+        paths = [work] if keep_outputs else [work, files.job_output_dir(ctx.settings, job.id)]
+        size = sum(files.tree_size(p) for p in paths)
+        if keep_outputs and not work.exists():
+            continue  # nothing left to remove for this job
+        item = Removed(job.id, job.status, job.finished_at, size, record=not keep_outputs)
+        if dry_run:
+            removed.append(item)
+            continue
+        if keep_outputs:
+            if not ctx.store.get(job.id).job_status.is_final:
+                continue  # retried since it was listed
+        elif not ctx.store.delete_finished(job.id, finished_before=cutoff):
+            continue
+        for path in paths:
+            files.remove_tree(path)
+        ctx.completion.forget(job.id)
+        log.info("retention.removed", job_id=job.id, status=job.status, bytes=size, record=item.record)
+        removed.append(item)
+    return removed
