@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
 
 from pipeline.context import Context
-from pipeline.models import JobStatus
+from pipeline.models import ClipOutcome, JobStatus
+from pipeline.store import RenderJob
 
 POLL_S = 0.5
+#: clip_stats keys in the order of ClipOutcome (ok, local, placeholder, failed).
+_STATS_KEYS = ("succeeded", "fallback_local", "placeholder", "failed")
 
 
-def _clips(ctx: Context, job_id: str) -> str:
+def _clips(ctx: Context, job: RenderJob) -> str:
+    """'clips 12/60 (ok 10, local 1, placeholder 1, failed 0)': from Redis while running, the record after."""
     try:
-        done = ctx.completion.done_count(job_id)
-        total = len(ctx.view(job_id).slots)
+        stats = (job.metrics or {}).get("render", {}).get("clip_stats")
+        if stats:
+            total, counts = int(stats["total"]), [int(stats.get(k) or 0) for k in _STATS_KEYS]
+        else:
+            total = len(ctx.view(job.id).slots)
+            seen = Counter(str(o.get("outcome")) for o in ctx.completion.outcomes(job.id).values())
+            counts = [seen[o.value] for o in ClipOutcome]
     except Exception:  # noqa: BLE001 - a progress label is best effort
         return ""
-    return f"clips {done}/{total}"
+    shown = ", ".join(f"{o.value} {n}" for o, n in zip(ClipOutcome, counts, strict=True))
+    return f"clips {sum(counts)}/{total} ({shown})"
 
 
 def wait_for(ctx: Context, job_id: str, *, show: bool, timeout_s: float | None = None) -> JobStatus:
@@ -36,18 +47,17 @@ def wait_for(ctx: Context, job_id: str, *, show: bool, timeout_s: float | None =
         )
         bar.start()
         task = bar.add_task(job_id, total=100)
-    last: tuple[str, int] | None = None
+    last = ""
     try:
         while True:
             job = ctx.store.get(job_id)
             status = JobStatus(job.status)
+            line = f"{job_id} {job.status} {_clips(ctx, job)}"
             if bar is not None:
-                bar.update(
-                    task, completed=job.progress, description=f"{job_id} {job.status} {_clips(ctx, job_id)}"
-                )
-            elif show and (job.status, job.progress) != last:
-                print(f"{job_id} {job.status} {job.progress}%", file=sys.stderr, flush=True)
-                last = (job.status, job.progress)
+                bar.update(task, completed=job.progress, description=line)
+            elif show and f"{line} {job.progress}" != last:
+                print(f"{line} {job.progress}%", file=sys.stderr, flush=True)
+                last = f"{line} {job.progress}"
             if status.is_final:
                 return status
             if deadline is not None and time.monotonic() > deadline:

@@ -110,6 +110,8 @@ def test_webhooks_retry_of_gaps_history_stats_and_cleanup(stack: Stack, receiver
         first = poll_final(api, job_id)
         assert first["status"] == "COMPLETED_WITH_GAPS" and first["attempt"] == 1
         report_1 = api.get(f"/jobs/{job_id}/report").json()
+        watched = stack.cli("status", job_id, "--watch")
+        assert "clips 6/6 (ok 3, local 0, placeholder 3, failed 0)" in watched.stderr, watched.stderr
         assert [s["outcome"] for s in report_1["slots"]] == ["ok", "placeholder"] * 3
         # The gap job keeps its clips for a retry; its temporary segments are gone
         work = stack.tmp / "work" / job_id
