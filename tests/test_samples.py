@@ -1,0 +1,55 @@
+"""The test media generator: frame codes survive encoding, HLS is segmented as asked, the set is cached."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clipline.samples import (
+    CODE_PERIOD,
+    SourceSpec,
+    build_sample_set,
+    count_frames,
+    frame_code,
+    make_hls_source,
+    measure_code,
+)
+from pipeline.hls import MediaPlaylist, parse_playlist
+
+pytestmark = pytest.mark.integration  # runs ffmpeg
+
+
+def test_frame_code_cycles() -> None:
+    assert [frame_code(n) for n in (0, 1, CODE_PERIOD - 1, CODE_PERIOD, 2 * CODE_PERIOD + 3)] == [
+        0,
+        1,
+        CODE_PERIOD - 1,
+        0,
+        3,
+    ]
+
+
+def test_hls_source_carries_its_frame_numbers_and_segment_length(tmp_path: Path) -> None:
+    playlist = make_hls_source(tmp_path, "v", duration_s=3.0, width=160, height=90, fps=30, segment_s=1.0)
+    parsed = parse_playlist(playlist.read_text(), "http://127.0.0.1/hls/v/index.m3u8")
+    assert isinstance(parsed, MediaPlaylist)
+    assert len(parsed.segments) == 3
+    assert all(abs(s.duration_s - 1.0) < 0.01 for s in parsed.segments)
+    segment = playlist.parent / "seg_00001.ts"  # frames 30..59
+    assert count_frames(segment) == 30
+    for i in (0, 7, 24, 29):
+        assert measure_code(segment, i) == frame_code(30 + i)
+
+
+def test_sample_set_is_built_once_and_reused(tmp_path: Path) -> None:
+    specs = [SourceSpec("h", 2.0), SourceSpec("l", 1.0, hls=False, local=True)]
+    first = build_sample_set(tmp_path, specs, song_s=2.0, width=160, height=90, fps=30, segment_s=1.0)
+    assert (first.root / "hls" / "h" / "index.m3u8").is_file()
+    assert (first.media_dir / "l.mp4").is_file() and not (first.root / "hls" / "l").exists()
+    assert first.song.is_file() and count_frames(first.media_dir / "l.mp4") == 30
+    stamp = first.song.stat().st_mtime_ns
+    again = build_sample_set(tmp_path, specs, song_s=2.0, width=160, height=90, fps=30, segment_s=1.0)
+    assert again == first and again.song.stat().st_mtime_ns == stamp  # cached: not made again
+    other = build_sample_set(tmp_path, specs, song_s=3.0, width=160, height=90, fps=30, segment_s=1.0)
+    assert other.root != first.root  # other parameters, another cache entry
