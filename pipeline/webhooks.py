@@ -141,9 +141,14 @@ def notify(ctx: Context, job_id: str) -> None:
 def queue_missed(ctx: Context, *, within_s: float = 86400.0) -> int:
     """Queue final states that never got a delivery (a worker died between finishing a job and queueing)."""
     since = utcnow() - timedelta(seconds=within_s)
+    stmt = select(WebhookDelivery.job_id, WebhookDelivery.attempt, WebhookDelivery.status).where(
+        WebhookDelivery.created_at >= since - timedelta(hours=1)
+    )
+    with ctx.store.session() as s:
+        known = {(j, a, st) for j, a, st in s.execute(stmt)}
     queued = 0
     for job in ctx.store.finished_since(since):
-        if (job.request or {}).get("callback_url"):
+        if (job.request or {}).get("callback_url") and (job.id, job.attempts, job.status) not in known:
             queued += queue(ctx, job.id) is not None
     return queued
 
