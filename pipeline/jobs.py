@@ -12,6 +12,7 @@ from .errors import JobFinished, JobNotRetryable
 from .models import ClipOutcome, JobStatus
 from .planning import validate
 from .store import JobAttempt, RenderJob
+from .tables import ATTEMPT_MARK
 
 Enqueue = Callable[[dict[str, Any]], None]
 
@@ -96,10 +97,10 @@ def retry(ctx: Context, job_id: str, enqueue_plan: Enqueue) -> Retried:
         report_path=str(kept["report.json"]) if job.report_path else None,
         output_path=str(kept["final.mp4"]) if job.output_path else None,
         clip_stats=(job.metrics or {}).get("render", {}).get("clip_stats"),
-        error=status_object(job)["error"],
+        error=job.current_error(),
     )
     what = "every slot" if len(redo) == total else f"slots {redo}"
-    note = f"retry: attempt {attempt + 1} renders {what} (attempt {attempt} ended {status.value})"
+    note = f"{ATTEMPT_MARK} {attempt + 1} (retry) renders {what}; attempt {attempt} ended {status.value}"
     if not ctx.store.restart(job_id, from_status=status, history=history, note=note):
         raise JobNotRetryable(f"job {job_id} changed state meanwhile (another retry?); look at it again")
     for name, dest in kept.items():
@@ -127,7 +128,6 @@ def _slots_without_footage(ctx: Context, job_id: str, total: int) -> list[int]:
 
 def status_object(job: RenderJob) -> dict[str, Any]:
     """The JSON object of ``submit --json`` and ``status --json`` (DESIGN.md)."""
-    error = job.error_log.strip().splitlines()[-1] if job.error_log and job.error_log.strip() else None
     clip_stats = (job.metrics or {}).get("render", {}).get("clip_stats")
     return {
         "job_id": job.id,
@@ -137,7 +137,7 @@ def status_object(job: RenderJob) -> dict[str, Any]:
         "progress": job.progress,
         "output_path": job.output_path,
         "report_path": job.report_path,
-        "error": error,
+        "error": job.current_error(),
         "clip_stats": clip_stats,
         "attempt": job.attempts,
         "created_at": job.created_at.isoformat() if job.created_at else None,

@@ -10,6 +10,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .models import JobStatus, RenderRequest
 
+#: Opens the error_log line that starts a retry's attempt; the lines before it belong to earlier attempts.
+ATTEMPT_MARK = "=== attempt"
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -44,6 +47,13 @@ class RenderJob(Base):
 
     def render_request(self) -> RenderRequest:
         return RenderRequest.model_validate(self.request)
+
+    def current_error(self) -> str | None:
+        """The last error of the current attempt (error_log keeps the lines of every attempt)."""
+        lines = (self.error_log or "").strip().splitlines()
+        marks = [i for i, line in enumerate(lines) if ATTEMPT_MARK in line]
+        current = lines[marks[-1] + 1 :] if marks else lines
+        return current[-1] if current else None
 
 
 class JobAttempt(Base):

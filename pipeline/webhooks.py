@@ -63,7 +63,6 @@ def payload(job: RenderJob, delivery_id: str) -> dict[str, Any]:
             summary = {k: v for k, v in report.get("summary", {}).items() if k != "missing_footage"}
         except (OSError, json.JSONDecodeError):
             summary = None
-    error = job.error_log.strip().splitlines()[-1] if job.error_log and job.error_log.strip() else None
     return {
         "event": EVENT,
         "delivery_id": delivery_id,
@@ -74,7 +73,7 @@ def payload(job: RenderJob, delivery_id: str) -> dict[str, Any]:
         "attempt": job.attempts,
         "output_path": job.output_path,
         "report_path": job.report_path,
-        "error": error,
+        "error": job.current_error(),
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
         "report_summary": summary,
     }

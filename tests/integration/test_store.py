@@ -14,6 +14,7 @@ import sqlalchemy
 from pipeline.errors import JobConflict, JobNotFound
 from pipeline.models import JobStatus, parse_request
 from pipeline.store import JobAttempt, JobStore
+from pipeline.tables import ATTEMPT_MARK
 
 pytestmark = pytest.mark.integration
 
@@ -99,8 +100,12 @@ def test_list_newest_first(store: JobStore) -> None:
     assert [j.id for j in store.list(status=JobStatus.PENDING, limit=5, offset=2)] == ["j0"]
 
 
+NOTE = f"{ATTEMPT_MARK} 2 (retry)"
+
+
 def test_restart_is_a_compare_and_set_and_keeps_the_attempt(store: JobStore) -> None:
     store.create_or_get(req())
+    store.advance("job-1", error="clip 0 failed: gone")
     store.advance(
         "job-1", status=JobStatus.COMPLETED_WITH_GAPS, metrics={"render": {"clip_stats": {"total": 1}}}
     )
@@ -111,13 +116,16 @@ def test_restart_is_a_compare_and_set_and_keeps_the_attempt(store: JobStore) -> 
 
     # Two retries race: one wins, and the job starts its second attempt from zero
     results = [
-        store.restart("job-1", from_status=JobStatus.COMPLETED_WITH_GAPS, history=history(), note="retry")
+        store.restart("job-1", from_status=JobStatus.COMPLETED_WITH_GAPS, history=history(), note=NOTE)
         for _ in range(2)
     ]
     assert results == [True, False]
     job = store.get("job-1")
     assert (job.status, job.progress, job.attempts, job.finished_at) == ("PENDING", 0, 2, None)
-    assert job.metrics == {} and "retry" in job.error_log
+    assert job.metrics == {} and "clip 0 failed: gone" in job.error_log and job.current_error() is None
+    # The new attempt shows no error of the last one; the log keeps them
+    store.advance("job-1", error="clip 0 failed: 404")
+    assert store.get("job-1").current_error().endswith("clip 0 failed: 404")
     assert [(a.attempt, a.status) for a in store.history("job-1")] == [(1, "COMPLETED_WITH_GAPS")]
 
 
