@@ -8,12 +8,13 @@ cannot regress it).
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
 from .errors import JobConflict, JobNotFound
@@ -42,9 +43,22 @@ def engine_for(url: str) -> Engine:
                     cur.close()
             else:
                 eng = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
-            Base.metadata.create_all(eng)
+            _create_tables(eng)
             _engines[url] = eng
         return eng
+
+
+def _create_tables(eng: Engine, attempts: int = 5) -> None:
+    """Create missing tables. Processes starting together on a fresh database race here: the loser's
+    CREATE fails with "already exists" (SQLite) or a unique violation (PostgreSQL); it looks again."""
+    for attempt in range(attempts):
+        try:
+            Base.metadata.create_all(eng)
+            return
+        except (OperationalError, IntegrityError, ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 class JobStore:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -143,3 +145,14 @@ def test_counts_and_retention_deletes_only_finished_records(store: JobStore) -> 
     with pytest.raises(JobNotFound):
         store.get("done")
     assert store.get("running").status == "PENDING"
+
+
+def test_processes_opening_a_fresh_database_together_all_get_their_tables(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/fresh.db"
+    code = "import sys; from pipeline.store import JobStore; print(JobStore(sys.argv[1]).count_by_status())"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(6)
+    ]
+    results = [(p.wait(60), p.stderr.read().decode() if p.stderr else "") for p in procs]
+    assert [rc for rc, _ in results] == [0] * 6, [err for _, err in results if err]
