@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from pipeline import assembly
+from pipeline import assembly, heartbeat
 from pipeline.logs import bind_job
 
 from .runtime import context
 
 
 def assemble_render(job_id: str, trace_id: str | None = None) -> None:
-    with bind_job(job_id, trace_id):
-        assembly.assemble(context(), job_id)
+    ctx = context()
+    # The heartbeat tells the reconciler this assembly is alive; a SIGKILLed one's lock is freed at once.
+    with bind_job(job_id, trace_id), heartbeat.beating(ctx.redis, job_id, "assemble"):
+        assembly.assemble(ctx, job_id)

@@ -67,3 +67,11 @@ def config_hash() -> str:
 def clip_slots() -> str:
     """Hash: parallel slot number -> 'holder-token expiry-ms' for clips running cluster-wide."""
     return f"{PREFIX}:clip-slots"
+
+
+def job_holders(job_id: str, stage: str) -> str:
+    """Hash: holder token -> expiry ms of the processes running the stage for the job right now.
+
+    Lets the reconciler tell a stage lock whose holder died (SIGKILL, OOM) from one still at work.
+    """
+    return f"{PREFIX}:job:{job_id}:{stage}:holders"

@@ -9,7 +9,9 @@ every unfinished job that has made no progress for ``stale_s`` seconds and:
   nothing counts twice; the recording that completes the set fires assembly as
   usual), re-sends the clips that have no outcome anywhere, and re-sends
   assembly when every outcome is recorded but the job never moved on;
-- ASSEMBLING with no assembler holding the lock: re-sends assembly.
+- ASSEMBLING with no live assembler: re-sends assembly. An assembler that
+  died holding the lock (SIGKILL, OOM) stops beating (``heartbeat``): its lock
+  is freed and the temporary files it left in the output directory removed.
 
 Every message it sends is idempotent at its stage, so a repair that races the
 real thing costs work, never correctness. A repaired job's ``updated_at`` is
@@ -25,7 +27,7 @@ from typing import Any
 
 import structlog
 
-from . import files, keys
+from . import files, heartbeat, keys
 from .context import Context
 from .models import ClipRecord, JobStatus
 
@@ -56,9 +58,8 @@ def sweep(ctx: Context, send: Send, *, stale_s: float, now: datetime | None = No
             done.append(Repair(job.id, "plan re-sent", status.value))
         elif status == JobStatus.EXTRACTING:
             done += _extracting(ctx, send, job.id, trace_id)
-        elif status == JobStatus.ASSEMBLING and not ctx.redis.exists(keys.job_lock(job.id, "assemble")):
-            send("assemble", job.id, trace_id)
-            done.append(Repair(job.id, "assembly re-sent", "no assembler holds the lock"))
+        elif status == JobStatus.ASSEMBLING:
+            done += _assembling(ctx, send, job.id, trace_id)
         if done:
             ctx.store.advance(job.id)  # touch updated_at: the next sweep gives the repair time to work
             for r in done:
@@ -93,3 +94,21 @@ def _extracting(ctx: Context, send: Send, job_id: str, trace_id: str) -> list[Re
         send("assemble", job_id, trace_id)
         out.append(Repair(job_id, "assembly sent", "every slot has its outcome"))
     return out
+
+
+def _assembling(ctx: Context, send: Send, job_id: str, trace_id: str) -> list[Repair]:
+    if heartbeat.alive(ctx.redis, job_id, "assemble"):
+        return []  # an assembler is at work (its lock may have gone with a Redis restart)
+    lock = keys.job_lock(job_id, "assemble")
+    if ctx.redis.delete(lock):
+        detail = "the assembler holding the lock is dead; lock freed"
+    else:
+        detail = "no assembler holds the lock"
+    out_dir = files.job_output_dir(ctx.settings, job_id)
+    stray = sorted(out_dir.glob(".*.tmp*")) if out_dir.is_dir() else []
+    for path in stray:  # a dead assembler's temporary final.mp4 or report.json
+        path.unlink(missing_ok=True)
+    if stray:
+        detail += f"; removed {len(stray)} temporary file(s)"
+    send("assemble", job_id, trace_id)
+    return [Repair(job_id, "assembly re-sent", detail)]

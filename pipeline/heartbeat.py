@@ -1,0 +1,57 @@
+"""A liveness mark for a process doing a job's stage: refreshed by a thread while the work runs.
+
+A stage lock (the assembly lock) must outlive the longest run, so a holder that
+is SIGKILLed leaves it behind for that long. The heartbeat says within seconds
+whether anyone is still at work; the reconciler frees a lock nobody is beating for.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import redis
+
+from . import keys
+
+#: A holder not heard of for this long is dead; refreshed three times as often.
+HEARTBEAT_TTL_S = 10.0
+
+
+@contextmanager
+def beating(r: redis.Redis, job_id: str, stage: str, ttl_s: float = HEARTBEAT_TTL_S) -> Iterator[None]:
+    key, token = keys.job_holders(job_id, stage), secrets.token_hex(8)
+    stop = threading.Event()
+
+    def beat() -> None:
+        r.hset(key, token, str(int((time.time() + ttl_s) * 1000)))
+        r.expire(key, keys.JOB_KEY_TTL_S)
+
+    def loop() -> None:
+        while not stop.wait(ttl_s / 3):
+            try:
+                beat()
+            except redis.RedisError:
+                pass  # Redis away for a moment: the next beat tries again
+
+    beat()
+    thread = threading.Thread(target=loop, name=f"heartbeat-{stage}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        try:
+            r.hdel(key, token)
+        except redis.RedisError:
+            pass
+
+
+def alive(r: redis.Redis, job_id: str, stage: str) -> bool:
+    """Whether any process has beaten for the job's stage within its TTL."""
+    now_ms = time.time() * 1000
+    values = r.hvals(keys.job_holders(job_id, stage))
+    return any(float(v) > now_ms for v in values)
