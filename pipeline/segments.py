@@ -13,7 +13,7 @@ from pathlib import Path
 
 import redis
 
-from . import fetch, keys
+from . import fetch, keys, leases
 from .hls import MediaPlaylist, Segment
 from .settings import Settings
 
@@ -66,8 +66,7 @@ class SegmentCache:
         if dest.exists():
             return dest, 0
         wait_s = self.settings.http_timeout_s * 4 + 5
-        lock = self.r.lock(keys.segment_lock(job_id, video_id, seq), timeout=wait_s, blocking_timeout=wait_s)
-        with lock:
+        with leases.held(self.r, keys.segment_lock(job_id, video_id, seq), wait_s=wait_s):
             if dest.exists():
                 return dest, 0
             got = fetch.download(

@@ -18,7 +18,7 @@ from typing import Any
 import redis
 import structlog
 
-from . import errors, fetch, keys
+from . import errors, fetch, keys, leases
 from .errors import SourceError, SourceInvalid, SourceNotFound, SourceUnavailable
 from .hls import MasterPlaylist, MediaPlaylist, parse_playlist
 from .observe import Observer
@@ -87,7 +87,8 @@ class SourceResolver:
         if hit is not None:
             return hit
         wait_s = self.settings.http_timeout_s * (API_429_ATTEMPTS + 2) + self.settings.api_max_retry_after_s
-        with self.r.lock(keys.job_source_lock(job_id, video_id), timeout=wait_s, blocking_timeout=wait_s):
+        # A leased lock: a resolver that dies (SIGKILL) holds up the job's clips for seconds, not wait_s.
+        with leases.held(self.r, keys.job_source_lock(job_id, video_id), wait_s=wait_s):
             hit = self._cached(job_id, video_id)
             if hit is not None:
                 return hit
