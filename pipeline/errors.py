@@ -24,6 +24,8 @@ boundary into the most specific class here and chained with ``from``.
 
 from __future__ import annotations
 
+import redis
+
 
 class ClipLineError(Exception):
     """Root of every error clipline raises on purpose."""
@@ -128,5 +130,7 @@ class FFmpegFailed(FFmpegError):
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True for failures worth retrying (network blips, timeouts)."""
+    """True for failures worth retrying (network blips, timeouts, Redis restarting)."""
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return True
     return bool(getattr(exc, "transient", False))

@@ -7,6 +7,8 @@ error. On timeout the whole process group is killed so no ffmpeg is orphaned.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import shlex
 import signal
@@ -23,6 +25,17 @@ from .errors import FFmpegFailed, FFmpegMissing, FFmpegTimeout
 log = structlog.get_logger(__name__)
 
 STDERR_TAIL_CHARS = 2000
+
+
+#: prctl(PR_SET_PDEATHSIG, SIGKILL): the child dies with the thread that started it, so a worker
+#: killed with SIGKILL (OOM, a crash) leaves no ffmpeg running on (Linux only; elsewhere a no-op).
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if os.name == "posix" else None
+
+
+def _die_with_parent() -> None:
+    if _libc is not None and hasattr(_libc, "prctl"):
+        _libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
 
 
 @dataclass(frozen=True)
@@ -88,6 +101,7 @@ def run(argv: list[str], *, timeout_s: float, tag: str | None = None, check: boo
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            preexec_fn=_die_with_parent,  # one C call in the child, no Python lock taken
         )
     except FileNotFoundError as exc:
         raise FFmpegMissing(f"{argv[0]} not found: install ffmpeg or set CLIPLINE_FFMPEG", argv=argv) from exc
@@ -108,6 +122,15 @@ def run(argv: list[str], *, timeout_s: float, tag: str | None = None, check: boo
             proc.wait()
             raise
     stderr = err.decode("utf-8", "replace")
+    write_error = _output_write_error(stderr)
+    if check and proc.returncode == 0 and write_error:
+        # ffmpeg exits 0 when writing the trailer of an MP4 (+faststart) fails on a full disk.
+        raise FFmpegFailed(
+            f"{os.path.basename(argv[0])} could not write its output: {write_error}",
+            argv=argv,
+            stderr_tail=stderr.strip()[-STDERR_TAIL_CHARS:],
+            returncode=proc.returncode,
+        )
     if check and proc.returncode != 0:
         tail = stderr.strip()[-STDERR_TAIL_CHARS:]
         if proc.returncode < 0:
@@ -116,6 +139,22 @@ def run(argv: list[str], *, timeout_s: float, tag: str | None = None, check: boo
             msg = f"{os.path.basename(argv[0])} exited {proc.returncode}"
         raise FFmpegFailed(msg, argv=argv, stderr_tail=tail, returncode=proc.returncode)
     return Completed(argv=argv, returncode=proc.returncode, stdout=out, stderr=stderr)
+
+
+#: stderr lines of a write that failed even though the exit status may be 0.
+_WRITE_FAILURES = ("Error writing trailer", "Error closing file")
+_DISK_ERRORS = ("No space left on device", "Disk quota exceeded", "File too large")
+
+
+def _output_write_error(stderr: str) -> str | None:
+    """The OS error of a failed output write named in ffmpeg's stderr, else None."""
+    for line in stderr.splitlines():
+        if line.startswith(_WRITE_FAILURES) or any(e in line for e in _DISK_ERRORS):
+            for e in _DISK_ERRORS:
+                if e in line:
+                    return e
+            return line.strip()
+    return None
 
 
 Runner = Callable[..., Completed]

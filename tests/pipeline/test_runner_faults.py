@@ -1,0 +1,68 @@
+"""runner.run: a failed output write is an error even when the process exits 0; children die with us."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import FFmpegFailed
+from pipeline.runner import run
+
+
+def test_a_full_disk_reported_with_exit_status_0_still_fails_and_names_the_disk() -> None:
+    script = "echo 'Error writing trailer of /x/final.mp4: No space left on device' >&2; exit 0"
+    with pytest.raises(FFmpegFailed) as err:
+        run(["sh", "-c", script], timeout_s=10)
+    assert "could not write its output: No space left on device" in str(err.value)
+
+
+def test_an_ordinary_success_is_untouched() -> None:
+    assert run(["sh", "-c", "echo ok; echo 'a warning' >&2"], timeout_s=10).stdout == b"ok\n"
+
+
+def _state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def _children_of(ppid: int) -> list[int]:
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1]) == ppid:
+                    kids.append(int(entry))
+            except OSError:
+                continue
+    return kids
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
+def test_a_child_dies_with_a_sigkilled_parent() -> None:
+    root = Path(__file__).resolve().parents[2]
+    code = (
+        f"import sys; sys.path.insert(0, {str(root)!r}); from pipeline.runner import run; "
+        "run(['sleep', '30'], timeout_s=60)"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not (kids := _children_of(parent.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert kids, "the child never started"
+    finally:
+        parent.kill()
+        parent.wait(10)
+    deadline = time.monotonic() + 5
+    while _state(kids[0]) not in (None, "Z") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _state(kids[0]) in (None, "Z"), "the child outlived its SIGKILLed parent"
