@@ -1,0 +1,195 @@
+"""Hard kills: a clip worker SIGKILLed mid-job and an assembler SIGKILLed mid-assembly, each started again.
+
+RabbitMQ redelivers the dead worker's unacknowledged messages to the new one;
+the stages are idempotent and the reconciler repairs what the dead process held.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+
+import pytest
+import redis
+
+from .conftest import ROOT, Stack, new_job_id
+from .faultkit import (
+    FINAL_CLIP,
+    Outcome,
+    check_job,
+    clip_events,
+    init_db,
+    job_events,
+    sigkill_worker,
+    small_request,
+    submit,
+    wait_final,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+#: Repairs within seconds instead of the production 2 minutes.
+FAST_RECONCILE = {
+    "CLIPLINE_RECONCILE_INTERVAL_S": "1",
+    "CLIPLINE_RECONCILE_AFTER_S": "3",
+    "CLIPLINE_METRICS_PORT": "0",
+}
+
+
+@dataclass
+class KillRun:
+    outcome: Outcome
+    kill_point: str
+    recovery_s: float  # from the kill to the job's final status
+    ffmpeg_after_kill: int  # ffmpeg processes of the dead worker still alive just after the kill
+
+
+def start_stage(stack: Stack, stage: str, concurrency: int = 2) -> subprocess.Popen[bytes]:
+    return stack.start_workers("--stage", stage, "--concurrency", str(concurrency), name=stage)
+
+
+def start_pipeline(stack: Stack) -> dict[str, subprocess.Popen[bytes]]:
+    stack.env.update(FAST_RECONCILE)
+    init_db(stack)
+    return {stage: start_stage(stack, stage) for stage in ("plan", "clip", "fallback", "assemble")}
+
+
+def kill_clip_worker_mid_job(stack: Stack, rng: random.Random, lines: int = 10) -> KillRun:
+    workers = start_pipeline(stack)
+    stack.cdn.latency_ms = 120  # each clip takes a moment, so the kill lands with clips in flight
+    job_id = new_job_id("kill-clip")
+    request = small_request(stack, job_id, lines)
+    after = rng.randint(0, lines - 3)  # finished clips before the kill: a random point in the job
+    try:
+        submit(stack, request)
+
+        def in_flight() -> bool:
+            done = sum(clip_events(stack, job_id, FINAL_CLIP).values())
+            started = sum(clip_events(stack, job_id, ("started",)).values())
+            return done >= after and started > done
+
+        wait_for("a clip in flight", in_flight, timeout=120, every=0.02)
+        done_at_kill = sum(clip_events(stack, job_id, FINAL_CLIP).values())
+        killed_at = time.monotonic()
+        orphans = sigkill_worker(workers["clip"])
+        assert done_at_kill < lines, "the job finished before the kill: no fault was injected"
+        start_stage(stack, "clip")
+        result = wait_final(stack, job_id, timeout=240)
+        recovery = time.monotonic() - killed_at
+    finally:
+        stack.cdn.latency_ms = 0
+    outcome = check_job(stack, request, result)
+    return KillRun(outcome, f"after {done_at_kill}/{lines} clips", recovery, len(orphans))
+
+
+def kill_assembler_mid_assembly(stack: Stack, rng: random.Random, lines: int = 10) -> KillRun:
+    workers = start_pipeline(stack)
+    job_id = new_job_id("kill-asm")
+    request = small_request(stack, job_id, lines)
+    submit(stack, request)
+    wait_for(
+        "assembly to start",
+        lambda: bool(job_events(stack, "assemble.started", job_id)),
+        timeout=180,
+        every=0.02,
+    )
+    delay = rng.uniform(0, 0.2)
+    time.sleep(delay)
+    killed_at = time.monotonic()
+    orphans = sigkill_worker(workers["assemble"])
+    assert not job_events(stack, "job.finished", job_id), "assembly ended before the kill: no fault injected"
+    start_stage(stack, "assemble")
+    result = wait_final(stack, job_id, timeout=240)
+    recovery = time.monotonic() - killed_at
+    outcome = check_job(stack, request, result)
+    assert outcome.assembly_starts >= 2  # the killed one, then the one that finished the job
+    return KillRun(outcome, f"{delay * 1000:.0f} ms into assembly", recovery, len(orphans))
+
+
+def test_a_clip_worker_sigkilled_mid_job_is_replaced_and_the_job_completes(stack: Stack) -> None:
+    run = kill_clip_worker_mid_job(stack, random.Random())
+    print(f"\nclip worker SIGKILLed: {run}")
+    assert run.outcome.clips_lost == 0 and run.outcome.assemblies == 1
+    assert run.ffmpeg_after_kill == 0  # the dead worker's ffmpeg died with it
+
+
+def test_the_assembler_sigkilled_mid_assembly_is_replaced_and_assembles_once(stack: Stack) -> None:
+    run = kill_assembler_mid_assembly(stack, random.Random())
+    print(f"\nassembler SIGKILLed: {run}")
+    assert run.outcome.assemblies == 1
+    assert run.ffmpeg_after_kill == 0
+
+
+def test_a_lock_held_by_a_sigkilled_process_frees_itself_within_its_lease(redis_url: str) -> None:
+    import sys
+
+    from pipeline import leases
+
+    key = f"clipline:test:lease:{new_job_id()}"
+    code = (
+        "import sys, time, redis; from pipeline import leases; "
+        f"r = redis.Redis.from_url({redis_url!r}); "
+        f"cm = leases.held(r, {key!r}, wait_s=5, lease_s=2); cm.__enter__(); print('held', flush=True); "
+        "time.sleep(60)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        r = redis.Redis.from_url(redis_url)
+        time.sleep(3)  # longer than the lease: only the renewals keep it
+        with pytest.raises(redis.exceptions.LockError):
+            with leases.held(r, key, wait_s=0.5):
+                pass
+    finally:
+        holder.kill()
+        holder.wait(10)
+    with leases.held(r, key, wait_s=10):  # freed by the lease, long before the holder's 60 s
+        assert r.exists(key)
+
+
+def test_the_reconciler_frees_the_lock_of_a_dead_assembler_only(stack: Stack) -> None:
+    from pipeline import heartbeat, keys, planning, reconcile
+    from pipeline.models import JobStatus
+
+    from .test_stages import make_ctx
+
+    ctx = make_ctx(stack)
+    job_id = new_job_id("deadasm")
+    planning.plan(ctx, small_request(stack, job_id, 2, audio=False))
+    ctx.store.advance(job_id, status=JobStatus.ASSEMBLING, progress=90)
+    lock = keys.job_lock(job_id, "assemble")
+    ctx.redis.set(lock, "token-of-a-live-assembler", ex=600)
+    out = ctx.settings.output_dir / job_id
+    out.mkdir(parents=True)
+    (out / ".final.123.456.tmp.mp4").write_bytes(b"half a video")
+    sent: list[tuple[object, ...]] = []
+
+    # While its assembler beats, the job is left alone
+    stop = threading.Event()
+    beats = threading.Thread(target=lambda: _beat_until(ctx.redis, job_id, stop))
+    beats.start()
+    try:
+        time.sleep(0.2)
+        assert reconcile.sweep(ctx, lambda *a: sent.append(a), stale_s=0) == []
+        assert ctx.redis.exists(lock) and sent == []
+    finally:
+        stop.set()
+        beats.join()
+
+    # Once it stops beating (SIGKILL), its lock is freed, its temporary file removed, assembly re-sent
+    assert not heartbeat.alive(ctx.redis, job_id, "assemble")
+    repairs = reconcile.sweep(ctx, lambda *a: sent.append(a), stale_s=0)
+    assert [r.action for r in repairs] == ["assembly re-sent"] and "dead" in repairs[0].detail
+    assert not ctx.redis.exists(lock) and sent == [("assemble", job_id, ctx.store.get(job_id).trace_id)]
+    assert list(out.iterdir()) == []
+
+
+def _beat_until(r: redis.Redis, job_id: str, stop: threading.Event) -> None:
+    from pipeline import heartbeat
+
+    with heartbeat.beating(r, job_id, "assemble"):
+        stop.wait()

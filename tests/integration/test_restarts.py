@@ -1,0 +1,100 @@
+"""RabbitMQ restarted mid-job, Redis restarted (state lost) mid-job: the job still ends whole, once.
+
+Each test runs its own RabbitMQ node or redis-server (tests.integration.private),
+so restarting it disturbs nothing else on the machine.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from .conftest import Stack, new_job_id
+from .faultkit import (
+    FINAL_CLIP,
+    Outcome,
+    check_job,
+    clip_events,
+    init_db,
+    small_request,
+    submit,
+    wait_final,
+    wait_for,
+)
+from .private import PrivateRabbit, PrivateRedis, private_rabbit, private_redis
+from .test_kills import FAST_RECONCILE
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class RestartRun:
+    outcome: Outcome
+    restart_point: str
+    recovery_s: float  # from the start of the restart to the job's final status
+
+
+@pytest.fixture
+def rabbit(stack: Stack) -> Iterator[PrivateRabbit]:
+    with private_rabbit(stack.tmp / "rabbit") as node:
+        stack.env["CLIPLINE_BROKER_URL"] = node.url
+        yield node
+        stack.stop_workers()  # before the node goes: workers must not outlive their broker
+
+
+@pytest.fixture
+def private_redis_server(stack: Stack) -> Iterator[PrivateRedis]:
+    with private_redis(stack.tmp / "redis") as server:
+        stack.env["CLIPLINE_REDIS_URL"] = server.url
+        yield server
+        stack.stop_workers()
+
+
+def run_with_restart(
+    stack: Stack, restart: PrivateRabbit | PrivateRedis, rng: random.Random, lines: int = 10
+) -> RestartRun:
+    stack.env.update(FAST_RECONCILE)
+    init_db(stack)
+    stack.start_workers("--stage", "all", "--concurrency", "2")
+    stack.cdn.latency_ms = 120
+    job_id = new_job_id("restart")
+    request = small_request(stack, job_id, lines)
+    after = rng.randint(1, lines - 3)
+    try:
+        submit(stack, request)
+        wait_for(
+            f"{after} clips done",
+            lambda: sum(clip_events(stack, job_id, FINAL_CLIP).values()) >= after,
+            timeout=180,
+        )
+        done_at = sum(clip_events(stack, job_id, FINAL_CLIP).values())
+        assert done_at < lines, "the job's clips all finished before the restart: no fault was injected"
+        started = time.monotonic()
+        restart.restart()
+        result = wait_final(stack, job_id, timeout=240)
+        recovery = time.monotonic() - started
+    finally:
+        stack.cdn.latency_ms = 0
+    if isinstance(restart, PrivateRabbit):
+        outcome = check_job(stack, request, result, ctl=restart.ctl)
+    else:
+        outcome = check_job(stack, request, result)
+    return RestartRun(outcome, f"after {done_at}/{lines} clips", recovery)
+
+
+def test_rabbitmq_restarted_mid_job_loses_nothing(stack: Stack, rabbit: PrivateRabbit) -> None:
+    run = run_with_restart(stack, rabbit, random.Random())
+    print(f"\nRabbitMQ restarted {run.restart_point}: recovered in {run.recovery_s:.1f} s, {run.outcome}")
+    assert run.outcome.clips_lost == 0 and run.outcome.assemblies == 1
+
+
+def test_redis_restarted_mid_job_state_lost_the_job_still_completes_once(
+    stack: Stack, private_redis_server: PrivateRedis
+) -> None:
+    run = run_with_restart(stack, private_redis_server, random.Random())
+    print(f"\nRedis restarted {run.restart_point}: recovered in {run.recovery_s:.1f} s, {run.outcome}")
+    assert run.outcome.clips_lost == 0 and run.outcome.assemblies == 1
