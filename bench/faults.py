@@ -41,31 +41,6 @@ FAULTS = {
 }
 
 
-def _stack_env(tmp: Path, vhost: str, redis_url: str, cdn: Any, samples: Any) -> dict[str, str]:
-    from tests.integration.conftest import API_KEY, INDEX_ID
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLIPLINE_", "TWELVELABS_", "RENDER_"))}
-    env.update(
-        {
-            "CLIPLINE_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
-            "CLIPLINE_REDIS_URL": redis_url,
-            "CLIPLINE_DATABASE_URL": f"sqlite:///{tmp}/clipline.db",
-            "CLIPLINE_WORK_DIR": str(tmp / "work"),
-            "CLIPLINE_OUTPUT_DIR": str(tmp / "output"),
-            "CLIPLINE_MEDIA_DIR": str(samples.media_dir),
-            "TWELVELABS_API_URL": cdn.api_url,
-            "TWELVELABS_API_KEY": API_KEY,
-            "TWELVELABS_INDEX_ID": INDEX_ID,
-            "CLIPLINE_RETRY_MIN_BACKOFF_MS": "100",
-            "CLIPLINE_RETRY_MAX_BACKOFF_MS": "400",
-            "CLIPLINE_HTTP_TIMEOUT_S": "5",
-            "CLIPLINE_SOURCE_CACHE_TTL_S": "0",
-            "PYTHONPATH": str(ROOT),
-        }
-    )
-    return env
-
-
 def one_run(fault: str, stack: Any, rng: random.Random) -> dict[str, Any]:
     from tests.integration import faultkit, test_kills, test_restarts
     from tests.integration.private import private_rabbit, private_redis
@@ -195,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     from clipline.devserver import LoopbackCDN
     from clipline.samples import build_sample_set
     from pipeline import logs
-    from tests.integration.conftest import API_KEY, CACHE, INDEX_ID, SOURCES, Stack
+    from tests.integration.conftest import API_KEY, CACHE, INDEX_ID, SOURCES, Stack, stack_env
 
     logs.configure("WARNING", json_output=False)  # this process's own ffprobe calls stay quiet
 
@@ -216,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
 
             def make_stack() -> Any:
                 tmp = Path(tempfile.mkdtemp(dir=base))
-                return Stack(_stack_env(tmp, vhost, redis_url, cdn, samples), tmp, cdn, samples)
+                return Stack(stack_env(tmp, vhost, redis_url, cdn, samples), tmp, cdn, samples)
 
             for fault in faults:
                 print(f"{fault}: {args.runs} run(s) (seed {seed})", flush=True)

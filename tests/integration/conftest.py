@@ -158,18 +158,16 @@ class Stack:
         return out
 
 
-@pytest.fixture
-def stack(
-    tmp_path: Path, vhost: str, redis_url: str, cdn: LoopbackCDN, samples: SampleSet
-) -> Iterator[Stack]:
+def stack_env(tmp: Path, vhost: str, redis_url: str, cdn: LoopbackCDN, samples: SampleSet) -> dict[str, str]:
+    """The environment of a pipeline on this run's vhost and Redis db, with its own dirs and database."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLIPLINE_", "TWELVELABS_", "RENDER_"))}
     env.update(
         {
             "CLIPLINE_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
             "CLIPLINE_REDIS_URL": redis_url,
-            "CLIPLINE_DATABASE_URL": f"sqlite:///{tmp_path}/clipline.db",
-            "CLIPLINE_WORK_DIR": str(tmp_path / "work"),
-            "CLIPLINE_OUTPUT_DIR": str(tmp_path / "output"),
+            "CLIPLINE_DATABASE_URL": f"sqlite:///{tmp}/clipline.db",
+            "CLIPLINE_WORK_DIR": str(tmp / "work"),
+            "CLIPLINE_OUTPUT_DIR": str(tmp / "output"),
             "CLIPLINE_MEDIA_DIR": str(samples.media_dir),
             "TWELVELABS_API_URL": cdn.api_url,
             "TWELVELABS_API_KEY": API_KEY,
@@ -181,6 +179,14 @@ def stack(
             "PYTHONPATH": str(ROOT),
         }
     )
+    return env
+
+
+@pytest.fixture
+def stack(
+    tmp_path: Path, vhost: str, redis_url: str, cdn: LoopbackCDN, samples: SampleSet
+) -> Iterator[Stack]:
+    env = stack_env(tmp_path, vhost, redis_url, cdn, samples)
     s = Stack(env, tmp_path, cdn, samples)
     yield s
     s.stop_workers()

@@ -54,7 +54,30 @@ def _kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> Non
         pass
 
 
-class PrivateRabbit:
+class _Server:
+    """A server process of our own: restarted as stop-then-start, closed by killing its process group."""
+
+    proc: subprocess.Popen[bytes] | None
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def restart(self, down_s: float = 0.0) -> None:
+        self.stop()
+        time.sleep(down_s)
+        self.start()
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            _kill_group(self.proc)
+            self.proc.wait(10)
+        self.proc = None
+
+
+class PrivateRabbit(_Server):
     """One RabbitMQ node (foreground ``rabbitmq-server`` in its own process group) on a free port."""
 
     def __init__(self, base: Path) -> None:
@@ -150,29 +173,8 @@ class PrivateRabbit:
                 self.proc.wait(10)
         self.proc = None
 
-    def restart(self, down_s: float = 0.0) -> None:
-        self.stop()
-        time.sleep(down_s)
-        self.start()
 
-    def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            _kill_group(self.proc)
-            self.proc.wait(10)
-        self.proc = None
-
-    def queue_depths(self) -> dict[str, tuple[int, int]]:
-        """queue -> (ready, unacknowledged) in the node's vhost."""
-        out = self.ctl("list_queues", "-p", self.vhost, "name", "messages_ready", "messages_unacknowledged")
-        depths: dict[str, tuple[int, int]] = {}
-        for line in out.splitlines():
-            parts = line.split()
-            if len(parts) == 3 and parts[1].isdigit():
-                depths[parts[0]] = (int(parts[1]), int(parts[2]))
-        return depths
-
-
-class PrivateRedis:
+class PrivateRedis(_Server):
     """One redis-server without persistence: a restart loses every key."""
 
     def __init__(self, base: Path) -> None:
@@ -223,17 +225,6 @@ class PrivateRedis:
     def stop(self) -> None:
         """Killed, not shut down: nothing is saved, as after a crash."""
         self.close()
-
-    def restart(self, down_s: float = 0.0) -> None:
-        self.stop()
-        time.sleep(down_s)
-        self.start()
-
-    def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            _kill_group(self.proc)
-            self.proc.wait(10)
-        self.proc = None
 
 
 @contextmanager
