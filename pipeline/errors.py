@@ -19,7 +19,7 @@ boundary into the most specific class here and chained with ``from``.
     └── FFmpegError             ffmpeg could not do its job
         ├── FFmpegMissing       the binary is not there (fatal for the stage)
         ├── FFmpegTimeout       it ran past its timeout and was killed (transient)
-        └── FFmpegFailed        it exited non-zero (stderr tail attached)
+        └── FFmpegFailed        it exited non-zero (stderr tail attached); killed by a signal: transient
 """
 
 from __future__ import annotations
@@ -120,13 +120,15 @@ class FFmpegTimeout(FFmpegError):
 
 
 class FFmpegFailed(FFmpegError):
-    """ffmpeg exited non-zero."""
+    """ffmpeg exited non-zero. Killed by a signal from outside (the OOM killer, an operator) is
+    transient: the same cut may well succeed again; an error exit of its own is not."""
 
     def __init__(
         self, message: str, *, argv: list[str] | None = None, stderr_tail: str = "", returncode: int = 1
     ) -> None:
         super().__init__(message, argv=argv, stderr_tail=stderr_tail)
         self.returncode = returncode
+        self.transient = returncode < 0
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -6,7 +6,9 @@ the stages are idempotent and the reconciler repairs what the dead process held.
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import subprocess
 import threading
 import time
@@ -21,6 +23,7 @@ from .faultkit import (
     Outcome,
     check_job,
     clip_events,
+    ffmpeg_pids,
     init_db,
     job_events,
     sigkill_worker,
@@ -193,3 +196,31 @@ def _beat_until(r: redis.Redis, job_id: str, stop: threading.Event) -> None:
 
     with heartbeat.beating(r, job_id, "assemble"):
         stop.wait()
+
+
+def test_an_ffmpeg_killed_mid_clip_is_retried_and_its_slot_completes(stack: Stack) -> None:
+    # Given a running job whose clips take a moment
+    stack.env.update(FAST_RECONCILE)
+    init_db(stack)
+    stack.start_workers("--stage", "all", "--concurrency", "2")
+    stack.cdn.latency_ms = 100
+    job_id = new_job_id("ffkill")
+    request = small_request(stack, job_id, 6)
+    try:
+        submit(stack, request)
+        # When one clip's ffmpeg is SIGKILLed from outside (as the OOM killer would)
+        wait_for("a clip's ffmpeg", lambda: bool(ffmpeg_pids(f"{job_id}/clips/")), timeout=60, every=0.01)
+        os.kill(ffmpeg_pids(f"{job_id}/clips/")[0], signal.SIGKILL)
+        result = wait_final(stack, job_id)
+    finally:
+        stack.cdn.latency_ms = 0
+    # Then the clip says why, is retried, and the job completes whole
+    retried = [
+        e
+        for e in job_events(stack, "twelvelabs.video_clip", job_id)
+        if e["clip_status"] == "retrying" and "killed by signal 9" in e.get("error", "")
+    ]
+    assert len(retried) == 1, job_events(stack, "twelvelabs.video_clip", job_id)
+    outcome = check_job(stack, request, result)
+    assert outcome.clips_lost == 0 and outcome.assemblies == 1
+    assert result["clip_stats"]["retries"] >= 1
