@@ -92,23 +92,37 @@ def finish(ctx: Context, view: JobView, record: ClipRecord, parallel_slot: int |
     total = len(view.slots)
     rec = ctx.completion.record(view.job_id, record.index, total, record.to_json())
     if rec.added:
-        ctx.observer.clip_outcome(record.outcome, record.extract_ms)
         span = PROGRESS_CLIPS_TO - PROGRESS_CLIPS_FROM
         ctx.store.advance(view.job_id, progress=PROGRESS_CLIPS_FROM + span * rec.done // total)
-        extra = {"bytes_fetched": record.bytes_fetched} if record.outcome == ClipOutcome.OK.value else {}
-        clip_event(
-            log,
-            job_id=view.job_id,
-            index=record.index,
-            status=_STATUS_OF[record.outcome],
-            parallel_slot=parallel_slot,
-            attempt=record.attempts,
-            video_id=record.video_id,
-            duration_ms=record.extract_ms,
-            reason=record.reason,
-            **extra,
-        )
+        announce(ctx, view, record, parallel_slot)
     return Done(record, rec.fire, rec.added)
+
+
+def announce(ctx: Context, view: JobView, record: ClipRecord, parallel_slot: int | None = None) -> None:
+    """Log and count the clip's final status, once per slot and attempt.
+
+    A marker beside the clip remembers it, so a record restored from its
+    sidecar (after Redis lost it) is logged only if it never was.
+    """
+    marker = files.clip_logged_path(ctx.settings, view.job_id, record.index)
+    if marker.exists():
+        return
+    ctx.observer.clip_outcome(record.outcome, record.extract_ms)
+    extra = {"bytes_fetched": record.bytes_fetched} if record.outcome == ClipOutcome.OK.value else {}
+    clip_event(
+        log,
+        job_id=view.job_id,
+        index=record.index,
+        status=_STATUS_OF[record.outcome],
+        parallel_slot=parallel_slot,
+        attempt=record.attempts,
+        video_id=record.video_id,
+        duration_ms=record.extract_ms,
+        reason=record.reason,
+        **extra,
+    )
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
 
 
 def run_clip(

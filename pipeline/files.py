@@ -24,6 +24,11 @@ def clip_record_path(settings: Settings, job_id: str, index: int) -> Path:
     return clip_path(settings, job_id, index).with_suffix(".json")
 
 
+def clip_logged_path(settings: Settings, job_id: str, index: int) -> Path:
+    """Marker: the clip's final status was logged and counted (so a restored record is not logged twice)."""
+    return clip_path(settings, job_id, index).with_suffix(".logged")
+
+
 def job_output_dir(settings: Settings, job_id: str) -> Path:
     return settings.output_dir / job_id
 

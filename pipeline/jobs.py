@@ -111,6 +111,7 @@ def retry(ctx: Context, job_id: str, enqueue_plan: Enqueue) -> Retried:
     for index in redo:
         files.clip_record_path(ctx.settings, job_id, index).unlink(missing_ok=True)
         files.clip_path(ctx.settings, job_id, index).unlink(missing_ok=True)
+        files.clip_logged_path(ctx.settings, job_id, index).unlink(missing_ok=True)
     enqueue_plan(job.request)
     return Retried(ctx.store.get(job_id), redo)
 

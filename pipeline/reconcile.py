@@ -27,7 +27,7 @@ from typing import Any
 
 import structlog
 
-from . import files, heartbeat, keys
+from . import clipstage, files, heartbeat, keys
 from .context import Context
 from .models import ClipRecord, JobStatus
 
@@ -80,7 +80,10 @@ def _extracting(ctx: Context, send: Send, job_id: str, trace_id: str) -> list[Re
         if data is None:
             missing.append(slot.index)
             continue
-        rec = ctx.completion.record(job_id, slot.index, total, ClipRecord.from_json(data).to_json())
+        record = ClipRecord.from_json(data)
+        rec = ctx.completion.record(job_id, slot.index, total, record.to_json())
+        if rec.added:  # its clip may have died between its sidecar and its log line: log it now, once
+            clipstage.announce(ctx, view, record)
         restored += 1
         fired = fired or rec.fire
     out: list[Repair] = []

@@ -96,3 +96,35 @@ def test_redis_state_lost_mid_job_the_sweeper_finishes_it(stack: Stack) -> None:
     assert count_frames(Path(result["output_path"])) == 12 * 30
     assert len([e for e in stack.events("job.finished") if e["job_id"] == job_id]) == 1
     assert any(e["job_id"] == job_id for e in stack.events("reconcile.repaired"))
+
+
+def test_a_restored_outcome_is_logged_once_whether_or_not_its_clip_logged_it(stack: Stack) -> None:
+    from structlog.testing import capture_logs
+
+    from pipeline import files
+
+    ctx = make_ctx(stack)
+    job_id = new_job_id("relog")
+    request = build_request(
+        job_id,
+        stack.cdn,
+        [("v_a", 0, 900, True), ("v_a", 1000, 1900, True)],
+        line_ms=lambda i: 1000,
+        audio=False,
+    )
+    planning.fanned_out(ctx, planning.plan(ctx, request))
+    for i in (0, 1):
+        assert isinstance(clipstage.run_clip(ctx, job_id, i, attempt=1, max_attempts=3), clipstage.Done)
+    # Given Redis lost both outcomes; clip 1's worker had died between its sidecar and its log line
+    ctx.completion.forget(job_id)
+    files.clip_logged_path(ctx.settings, job_id, 1).unlink()
+
+    def finals() -> list[str]:
+        with capture_logs() as logs:
+            reconcile.sweep(ctx, Recorder(), stale_s=0)
+        return [e["clip_task_id"] for e in logs if e["event"] == "twelvelabs.video_clip"]
+
+    # When the sweep restores them, only the outcome never logged is logged, and only once
+    assert finals() == [f"{job_id}:1"]
+    ctx.completion.forget(job_id)
+    assert finals() == []
