@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FAULTS = {
     "clip-kill": "SIGKILL of the clip worker (command + dramatiq processes) after a random number of "
     "clips, with clips in flight; a new clip worker started",
-    "assembler-kill": "SIGKILL of the assemble worker 0-200 ms after `assemble.started`; a new one started",
+    "assembler-kill": "SIGKILL of the assemble worker 0-1.9 s after `assemble.started`, its ffmpeg and "
+    "ffprobe each starting 1 s late (before, during or after its concat); a new one started",
     "rabbit-restart": "private RabbitMQ node stopped and started (about 10 s down) after a random number "
     "of clips",
     "redis-restart": "private redis-server (no persistence) killed and started: every key lost, "
@@ -54,23 +55,17 @@ def one_run(fault: str, stack: Any, rng: random.Random) -> dict[str, Any]:
     if fault == "assembler-kill":
         k = test_kills.kill_assembler_mid_assembly(stack, rng)
         return {"outcome": k.outcome, "point": k.kill_point, "recovery_s": k.recovery_s}
-    if fault == "rabbit-restart":
-        with private_rabbit(stack.tmp / "rabbit") as node:
-            stack.env["CLIPLINE_BROKER_URL"] = node.url
-            try:
-                r = test_restarts.run_with_restart(stack, node, rng)
-            finally:
-                stack.stop_workers()
-        return {"outcome": r.outcome, "point": r.restart_point, "recovery_s": r.recovery_s}
-    if fault == "redis-restart":
-        with private_redis(stack.tmp / "redis") as server:
-            stack.env["CLIPLINE_REDIS_URL"] = server.url
-            try:
-                r = test_restarts.run_with_restart(stack, server, rng)
-            finally:
-                stack.stop_workers()
-        return {"outcome": r.outcome, "point": r.restart_point, "recovery_s": r.recovery_s}
-    raise ValueError(fault)
+    if fault not in ("rabbit-restart", "redis-restart"):
+        raise ValueError(fault)
+    rabbit = fault == "rabbit-restart"
+    private = private_rabbit(stack.tmp / "rabbit") if rabbit else private_redis(stack.tmp / "redis")
+    with private as server:
+        stack.env["CLIPLINE_BROKER_URL" if rabbit else "CLIPLINE_REDIS_URL"] = server.url
+        try:
+            r = test_restarts.run_with_restart(stack, server, rng)
+        finally:
+            stack.stop_workers()
+    return {"outcome": r.outcome, "point": r.restart_point, "recovery_s": r.recovery_s, "phases": r.phases}
 
 
 def run_fault(fault: str, runs: int, rng: random.Random, make_stack: Callable[[], Any]) -> dict[str, Any]:
@@ -93,6 +88,7 @@ def run_fault(fault: str, runs: int, rng: random.Random, make_stack: Callable[[]
                     "assembly_starts": o.assembly_starts,
                     "gaps": o.gaps,
                     "status": o.status,
+                    **({"phases_s": got["phases"]} if "phases" in got else {}),
                 }
             )
         except Exception as exc:  # noqa: BLE001 - a failed run is a result, recorded with its reason
@@ -116,6 +112,11 @@ def summarize(result: dict[str, Any]) -> dict[str, str]:
         return f"{sum(vals)} total (max {max(vals)} per run)"
 
     rec = [r["recovery_s"] for r in ok]
+    keys = list(dict.fromkeys(k for r in ok for k in r.get("phases_s", {})))
+    phase_medians = ", ".join(
+        f"{k} {statistics.median(r['phases_s'][k] for r in ok if k in r.get('phases_s', {})):.1f} s"
+        for k in keys
+    )
     return {
         "fault": result["fault"],
         "how": result["how"],
@@ -130,6 +131,7 @@ def summarize(result: dict[str, Any]) -> dict[str, str]:
         ),
         "kill points": "; ".join(r["point"] for r in ok),
         "failures": "; ".join(r["error"] for r in rows if not r["ok"]) or "none",
+        "phases": phase_medians or "-",
     }
 
 
@@ -150,6 +152,8 @@ def markdown(summaries: list[dict[str, str]]) -> str:
     out.append("")
     for s in summaries:
         out.append(f"- **{s['fault']}**: {s['how']}. Points: {s['kill points']}. Failures: {s['failures']}.")
+        if s["phases"] != "-":
+            out.append(f"  Median time from the restart's start to: {s['phases']}.")
     return "\n".join(out)
 
 

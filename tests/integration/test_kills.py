@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import threading
@@ -89,8 +90,37 @@ def kill_clip_worker_mid_job(stack: Stack, rng: random.Random, lines: int = 10) 
     return KillRun(outcome, f"after {done_at_kill}/{lines} clips", recovery, len(orphans))
 
 
+#: Each ffmpeg/ffprobe of the assembler that is killed starts this late (see slow_ffmpeg).
+SLOW_START_S = 1.0
+
+
+def slow_ffmpeg(stack: Stack, delay_s: float = SLOW_START_S) -> str:
+    """An ffmpeg (and ffprobe beside it) that sleeps before it runs: an assembly of 10 small clips
+    takes ~0.1 s, a real 60-line one seconds; the delay gives a kill time to land mid-assembly."""
+    bin_dir = stack.tmp / "slow-ffmpeg"
+    bin_dir.mkdir(exist_ok=True)
+    for name in ("ffmpeg", "ffprobe"):
+        real = shutil.which(name)
+        assert real, f"{name} not found"
+        script = bin_dir / name
+        script.write_text(f'#!/bin/sh\nsleep {delay_s}\nexec {real} "$@"\n')
+        script.chmod(0o755)
+    return str(bin_dir / "ffmpeg")
+
+
 def kill_assembler_mid_assembly(stack: Stack, rng: random.Random, lines: int = 10) -> KillRun:
-    workers = start_pipeline(stack)
+    stack.env.update(FAST_RECONCILE)
+    init_db(stack)
+    workers = {stage: start_stage(stack, stage) for stage in ("plan", "clip", "fallback")}
+    # The assembler to be killed runs a slow ffmpeg: its concat and its frame count each start
+    # SLOW_START_S late, so the kill lands before the concat, during it, or with the temporary
+    # final.mp4 written and not yet renamed. Its replacement runs the real ffmpeg.
+    real = stack.env.get("CLIPLINE_FFMPEG", "ffmpeg")
+    stack.env["CLIPLINE_FFMPEG"] = slow_ffmpeg(stack)
+    try:
+        workers["assemble"] = start_stage(stack, "assemble")
+    finally:
+        stack.env["CLIPLINE_FFMPEG"] = real
     job_id = new_job_id("kill-asm")
     request = small_request(stack, job_id, lines)
     submit(stack, request)
@@ -100,7 +130,7 @@ def kill_assembler_mid_assembly(stack: Stack, rng: random.Random, lines: int = 1
         timeout=180,
         every=0.02,
     )
-    delay = rng.uniform(0, 0.2)
+    delay = rng.uniform(0, 1.9 * SLOW_START_S)
     time.sleep(delay)
     killed_at = time.monotonic()
     orphans = sigkill_worker(workers["assemble"])
