@@ -95,7 +95,50 @@ def finish(ctx: Context, view: JobView, record: ClipRecord, parallel_slot: int |
         span = PROGRESS_CLIPS_TO - PROGRESS_CLIPS_FROM
         ctx.store.advance(view.job_id, progress=PROGRESS_CLIPS_FROM + span * rec.done // total)
         announce(ctx, view, record, parallel_slot)
-    return Done(record, rec.fire, rec.added)
+    fire = rec.fire
+    if rec.state_lost and JobStatus(ctx.store.get(view.job_id).status) == JobStatus.EXTRACTING:
+        restored = restore_from_disk(ctx, view)
+        log.warning(
+            "clip.state_restored",
+            job_id=view.job_id,
+            restored=restored.restored,
+            without_outcome=len(restored.missing),
+            reason="the job's Redis state was lost (restart?): outcomes recorded again from their sidecars",
+        )
+        fire = fire or restored.fired
+    return Done(record, fire, rec.added)
+
+
+@dataclass(frozen=True)
+class Restored:
+    restored: int  # outcomes recorded again from their sidecars
+    missing: list[int]  # slots with no outcome in Redis or on disk
+    fired: bool  # a restored outcome completed the set: the caller enqueues assembly
+
+
+def restore_from_disk(ctx: Context, view: JobView) -> Restored:
+    """Record again every outcome whose sidecar is on disk but which Redis lost (idempotent).
+
+    Marks the job planned again first, so the clips that finish next count as usual.
+    """
+    job_id, total = view.job_id, len(view.slots)
+    ctx.completion.mark_planned(job_id)
+    recorded = set(ctx.completion.outcomes(job_id))
+    restored, missing, fired = 0, [], False
+    for slot in view.slots:
+        if slot.index in recorded:
+            continue
+        data = files.read_json(files.clip_record_path(ctx.settings, job_id, slot.index))
+        if data is None:
+            missing.append(slot.index)
+            continue
+        record = ClipRecord.from_json(data)
+        rec = ctx.completion.record(job_id, slot.index, total, record.to_json())
+        if rec.added:  # its clip may have died between its sidecar and its log line: log it now, once
+            announce(ctx, view, record)
+        restored += 1
+        fired = fired or rec.fire
+    return Restored(restored, missing, fired)
 
 
 def announce(ctx: Context, view: JobView, record: ClipRecord, parallel_slot: int | None = None) -> None:

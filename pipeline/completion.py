@@ -3,7 +3,10 @@
 One Lua script does it atomically in Redis: HSETNX the outcome (a redelivered
 or duplicated clip message finds its field set and changes nothing), count
 the fields, and SET NX the fired flag when the count reaches the total. Only
-the caller that gets ``fire=True`` enqueues assembly.
+the caller that gets ``fire=True`` enqueues assembly. It also says whether the
+job's ``planned`` marker still exists: when it does not, Redis lost the job's
+state (a restart), and the caller restores the outcomes from disk at once
+(``clipstage.restore_from_disk``) instead of waiting for the reconciler.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ local fire = 0
 if n >= tonumber(ARGV[3]) then
   if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[4]) then fire = 1 end
 end
-return {added, n, fire}
+return {added, n, fire, redis.call('EXISTS', KEYS[3])}
 """
 
 _ENTER = """
@@ -41,6 +44,7 @@ class Recorded:
     added: bool  # False: this index already had an outcome (duplicate delivery)
     done: int  # how many clips of the job have an outcome now
     fire: bool  # True for exactly one caller: the one that completed the set
+    state_lost: bool = False  # the job's planned marker is gone: Redis lost the job's state
 
 
 class Completion:
@@ -50,11 +54,14 @@ class Completion:
         self._enter = r.register_script(_ENTER)
 
     def record(self, job_id: str, index: int, total: int, outcome: dict[str, Any]) -> Recorded:
-        added, done, fire = self._record(
-            keys=[keys.job_results(job_id), keys.job_assemble_fired(job_id)],
+        added, done, fire, planned = self._record(
+            keys=[keys.job_results(job_id), keys.job_assemble_fired(job_id), keys.job_planned(job_id)],
             args=[str(index), json.dumps(outcome), total, keys.JOB_KEY_TTL_S],
         )
-        return Recorded(bool(added), int(done), bool(fire))
+        return Recorded(bool(added), int(done), bool(fire), state_lost=not planned)
+
+    def mark_planned(self, job_id: str) -> None:
+        self.r.set(keys.job_planned(job_id), "1", ex=keys.JOB_KEY_TTL_S)
 
     def outcomes(self, job_id: str) -> dict[int, dict[str, Any]]:
         raw = self.r.hgetall(keys.job_results(job_id))

@@ -34,6 +34,11 @@ def job_attempts(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:attempts"
 
 
+def job_planned(job_id: str) -> str:
+    """Set when the job is planned. A clip that finds it gone knows Redis lost the job's state."""
+    return f"{PREFIX}:job:{job_id}:planned"
+
+
 def job_assemble_fired(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:assemble-fired"
 

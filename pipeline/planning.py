@@ -49,6 +49,7 @@ def plan(ctx: Context, raw: Any) -> Plan:
     lock = keys.job_lock(request.job_id, "plan")
     if not ctx.redis.set(lock, "1", nx=True, ex=PLAN_LOCK_S):
         return Plan(request, False, "another delivery is planning this job")
+    ctx.completion.mark_planned(request.job_id)  # before any clip message exists
     ctx.store.advance(
         request.job_id,
         status=JobStatus.PLANNING,

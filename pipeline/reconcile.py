@@ -29,7 +29,7 @@ import structlog
 
 from . import clipstage, files, heartbeat, keys
 from .context import Context
-from .models import ClipRecord, JobStatus
+from .models import JobStatus
 
 log = structlog.get_logger("clipline.reconcile")
 
@@ -70,22 +70,9 @@ def sweep(ctx: Context, send: Send, *, stale_s: float, now: datetime | None = No
 
 def _extracting(ctx: Context, send: Send, job_id: str, trace_id: str) -> list[Repair]:
     view = ctx.view(job_id)
-    total = len(view.slots)
-    recorded = set(ctx.completion.outcomes(job_id))
-    restored, missing, fired = 0, [], False
-    for slot in view.slots:
-        if slot.index in recorded:
-            continue
-        data = files.read_json(files.clip_record_path(ctx.settings, job_id, slot.index))
-        if data is None:
-            missing.append(slot.index)
-            continue
-        record = ClipRecord.from_json(data)
-        rec = ctx.completion.record(job_id, slot.index, total, record.to_json())
-        if rec.added:  # its clip may have died between its sidecar and its log line: log it now, once
-            clipstage.announce(ctx, view, record)
-        restored += 1
-        fired = fired or rec.fire
+    already = ctx.completion.done_count(job_id)
+    found = clipstage.restore_from_disk(ctx, view)
+    restored, missing, fired = found.restored, found.missing, found.fired
     out: list[Repair] = []
     if restored:
         out.append(Repair(job_id, "outcomes restored from disk", f"{restored} clip(s)"))
@@ -93,7 +80,7 @@ def _extracting(ctx: Context, send: Send, job_id: str, trace_id: str) -> list[Re
         send("clip", job_id, index, trace_id)
     if missing:
         out.append(Repair(job_id, "clips re-sent", f"slots {missing}"))
-    if fired or (not missing and not restored and len(recorded) == total):
+    if fired or (not missing and not restored and already == len(view.slots)):
         send("assemble", job_id, trace_id)
         out.append(Repair(job_id, "assembly sent", "every slot has its outcome"))
     return out

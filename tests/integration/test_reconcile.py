@@ -28,9 +28,9 @@ class Recorder:
         self.sent.append((stage, *args))
 
 
-def test_lost_outcomes_are_restored_from_disk_and_lost_clips_re_sent(stack: Stack) -> None:
+def _four_line_job(stack: Stack, prefix: str) -> tuple[Any, str, dict[str, Any]]:
     ctx = make_ctx(stack)
-    job_id = new_job_id("rec")
+    job_id = new_job_id(prefix)
     request = build_request(
         job_id,
         stack.cdn,
@@ -38,26 +38,51 @@ def test_lost_outcomes_are_restored_from_disk_and_lost_clips_re_sent(stack: Stac
         line_ms=lambda i: 1000,
         audio=False,
     )
-    plan = planning.plan(ctx, request)
-    planning.fanned_out(ctx, plan)
+    planning.fanned_out(ctx, planning.plan(ctx, request))
+    return ctx, job_id, request
+
+
+def test_lost_outcomes_are_restored_from_disk_and_lost_clips_re_sent(stack: Stack) -> None:
+    ctx, job_id, request = _four_line_job(stack, "rec")
     for i in (0, 1):
         assert isinstance(clipstage.run_clip(ctx, job_id, i, attempt=1, max_attempts=3), clipstage.Done)
-    # Given Redis lost the job's state, clip 2 finished after that, and clip 3's message was dropped
+    # Given Redis lost the job's state, and the messages of clips 2 and 3 were dropped
     ctx.completion.forget(job_id)
-    assert isinstance(clipstage.run_clip(ctx, job_id, 2, attempt=1, max_attempts=3), clipstage.Done)
 
     # When a sweep runs
     send = Recorder()
     repairs = reconcile.sweep(ctx, send, stale_s=0)
 
-    # Then the outcomes on disk are counted again and only the lost clip is re-sent
+    # Then the outcomes on disk are counted again and only the lost clips are re-sent
     assert [r.action for r in repairs] == ["outcomes restored from disk", "clips re-sent"]
-    assert send.sent == [("clip", job_id, 3, request["trace_id"])]
-    assert ctx.completion.done_count(job_id) == 3
+    assert send.sent == [("clip", job_id, 2, request["trace_id"]), ("clip", job_id, 3, request["trace_id"])]
+    assert ctx.completion.done_count(job_id) == 2
+    assert isinstance(clipstage.run_clip(ctx, job_id, 2, attempt=1, max_attempts=3), clipstage.Done)
     last = clipstage.run_clip(ctx, job_id, 3, attempt=1, max_attempts=3)
     assert isinstance(last, clipstage.Done) and last.fire  # the set completes once, as usual
     assert assembly.assemble(ctx, job_id) == JobStatus.COMPLETED
     assert reconcile.sweep(ctx, Recorder(), stale_s=0) == []  # a finished job needs nothing
+
+
+def test_a_clip_finishing_after_redis_lost_the_job_restores_the_outcomes_at_once(stack: Stack) -> None:
+    from structlog.testing import capture_logs
+
+    ctx, job_id, _ = _four_line_job(stack, "lost")
+    for i in (0, 1, 2):
+        assert isinstance(clipstage.run_clip(ctx, job_id, i, attempt=1, max_attempts=3), clipstage.Done)
+    # Given Redis lost the job's state (restart) before its last clip finished
+    ctx.completion.forget(job_id)
+
+    # When the last clip finishes
+    with capture_logs() as logs:
+        last = clipstage.run_clip(ctx, job_id, 3, attempt=1, max_attempts=3)
+
+    # Then it records the three outcomes on disk again, so it completes the set and fires assembly
+    assert isinstance(last, clipstage.Done) and last.fire and last.added
+    assert ctx.completion.done_count(job_id) == 4
+    assert [e["restored"] for e in logs if e["event"] == "clip.state_restored"] == [3]
+    # and nothing is left for the reconciler but the assembly the clip's actor enqueues
+    assert assembly.assemble(ctx, job_id) == JobStatus.COMPLETED
 
 
 def test_a_job_whose_plan_message_was_lost_is_planned_again(stack: Stack) -> None:
@@ -72,8 +97,8 @@ def test_a_job_whose_plan_message_was_lost_is_planned_again(stack: Stack) -> Non
     assert send.sent[0][1]["job_id"] == job_id
 
 
-def test_redis_state_lost_mid_job_the_sweeper_finishes_it(stack: Stack) -> None:
-    stack.env.update({"CLIPLINE_RECONCILE_INTERVAL_S": "1", "CLIPLINE_RECONCILE_AFTER_S": "3"})
+def test_redis_state_lost_mid_job_the_next_clips_restore_it_without_the_sweeper(stack: Stack) -> None:
+    stack.env.update({"CLIPLINE_RECONCILE_INTERVAL_S": "1", "CLIPLINE_RECONCILE_AFTER_S": "3600"})
     stack.cdn.latency_ms = 150
     stack.start_workers("--stage", "all", "--concurrency", "2")
     job_id = new_job_id("flush")
@@ -95,7 +120,8 @@ def test_redis_state_lost_mid_job_the_sweeper_finishes_it(stack: Stack) -> None:
     assert result["status"] == "COMPLETED", result
     assert count_frames(Path(result["output_path"])) == 12 * 30
     assert len([e for e in stack.events("job.finished") if e["job_id"] == job_id]) == 1
-    assert any(e["job_id"] == job_id for e in stack.events("reconcile.repaired"))
+    assert any(e["job_id"] == job_id for e in stack.events("clip.state_restored"))
+    assert not any(e["job_id"] == job_id for e in stack.events("reconcile.repaired"))
 
 
 def test_a_restored_outcome_is_logged_once_whether_or_not_its_clip_logged_it(stack: Stack) -> None:
