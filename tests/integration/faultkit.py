@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -142,6 +143,22 @@ def sigkill_worker(proc: subprocess.Popen[bytes]) -> list[int]:
     proc.wait(10)
     time.sleep(0.3)
     return [p for p in tree if _comm(p) == "ffmpeg"]
+
+
+def slow_ffmpeg(stack: Stack, delay_s: float, *, only_while: Path | None = None) -> str:
+    """An ffmpeg (and the ffprobe beside it) that sleeps ``delay_s`` before it runs, always or only
+    while the file ``only_while`` exists: it holds a stage back so a fault lands while it works.
+    Returns the path for CLIPLINE_FFMPEG."""
+    bin_dir = stack.tmp / "slow-ffmpeg"
+    bin_dir.mkdir(exist_ok=True)
+    wait = f"sleep {delay_s}" if only_while is None else f"[ -e '{only_while}' ] && sleep {delay_s}"
+    for name in ("ffmpeg", "ffprobe"):
+        real = shutil.which(name)
+        assert real, f"{name} not found"
+        script = bin_dir / name
+        script.write_text(f'#!/bin/sh\n{wait}\nexec {real} "$@"\n')
+        script.chmod(0o755)
+    return str(bin_dir / "ffmpeg")
 
 
 def ffmpeg_pids(pattern: str) -> list[int]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
 import subprocess
 import threading
@@ -28,6 +27,7 @@ from .faultkit import (
     init_db,
     job_events,
     sigkill_worker,
+    slow_ffmpeg,
     small_request,
     submit,
     wait_final,
@@ -90,22 +90,9 @@ def kill_clip_worker_mid_job(stack: Stack, rng: random.Random, lines: int = 10) 
     return KillRun(outcome, f"after {done_at_kill}/{lines} clips", recovery, len(orphans))
 
 
-#: Each ffmpeg/ffprobe of the assembler that is killed starts this late (see slow_ffmpeg).
+#: Each ffmpeg/ffprobe of the assembler that is killed starts this late (see faultkit.slow_ffmpeg):
+#: an assembly of 10 small clips takes ~0.1 s here, a real 60-line one seconds.
 SLOW_START_S = 1.0
-
-
-def slow_ffmpeg(stack: Stack, delay_s: float = SLOW_START_S) -> str:
-    """An ffmpeg (and ffprobe beside it) that sleeps before it runs: an assembly of 10 small clips
-    takes ~0.1 s, a real 60-line one seconds; the delay gives a kill time to land mid-assembly."""
-    bin_dir = stack.tmp / "slow-ffmpeg"
-    bin_dir.mkdir(exist_ok=True)
-    for name in ("ffmpeg", "ffprobe"):
-        real = shutil.which(name)
-        assert real, f"{name} not found"
-        script = bin_dir / name
-        script.write_text(f'#!/bin/sh\nsleep {delay_s}\nexec {real} "$@"\n')
-        script.chmod(0o755)
-    return str(bin_dir / "ffmpeg")
 
 
 def kill_assembler_mid_assembly(stack: Stack, rng: random.Random, lines: int = 10) -> KillRun:
@@ -116,7 +103,7 @@ def kill_assembler_mid_assembly(stack: Stack, rng: random.Random, lines: int = 1
     # SLOW_START_S late, so the kill lands before the concat, during it, or with the temporary
     # final.mp4 written and not yet renamed. Its replacement runs the real ffmpeg.
     real = stack.env.get("CLIPLINE_FFMPEG", "ffmpeg")
-    stack.env["CLIPLINE_FFMPEG"] = slow_ffmpeg(stack)
+    stack.env["CLIPLINE_FFMPEG"] = slow_ffmpeg(stack, SLOW_START_S)
     try:
         workers["assemble"] = start_stage(stack, "assemble")
     finally:

@@ -21,6 +21,7 @@ from .faultkit import (
     check_job,
     clip_events,
     init_db,
+    slow_ffmpeg,
     small_request,
     submit,
     wait_final,
@@ -88,11 +89,18 @@ def run_with_restart(
 ) -> RestartRun:
     stack.env.update(FAST_RECONCILE)
     init_db(stack)
+    # Clips share their segments, so the job's last clips may be only encodes of ~0.1 s: while a
+    # RabbitMQ node stops (~1.5 s), an ffmpeg that starts waits 3 s, so the job cannot end before
+    # the node is down (at most 2 of the 4 or more clips left are past that point).
+    hold = stack.tmp / "hold-ffmpeg"
+    real = stack.env.get("CLIPLINE_FFMPEG", "ffmpeg")
+    stack.env["CLIPLINE_FFMPEG"] = slow_ffmpeg(stack, 3.0, only_while=hold)
     stack.start_workers("--stage", "all", "--concurrency", "2")
+    stack.env["CLIPLINE_FFMPEG"] = real
     stack.cdn.latency_ms = 120
     job_id = new_job_id("restart")
     request = small_request(stack, job_id, lines)
-    after = rng.randint(1, lines - 3)
+    after = rng.randint(1, lines - 4)
     try:
         submit(stack, request)
         wait_for(
@@ -100,21 +108,21 @@ def run_with_restart(
             lambda: sum(clip_events(stack, job_id, FINAL_CLIP).values()) >= after,
             timeout=180,
         )
+        if isinstance(restart, PrivateRabbit):  # a redis-server dies at once (SIGKILL): no need
+            hold.touch()
+        started, t0 = time.monotonic(), time.time()
         done_at = sum(clip_events(stack, job_id, FINAL_CLIP).values())
         assert done_at < lines, "the job's clips all finished before the restart: no fault was injected"
-        started, t0 = time.monotonic(), time.time()
-        # While the server goes down, clips not yet fetching stay slow, so the job cannot finish
-        # before the server is really down (a RabbitMQ node takes a moment to stop).
-        stack.cdn.latency_ms = 2500
         restart.stop()
         down = time.time()
-        stack.cdn.latency_ms = 120
+        hold.unlink()
         restart.start()
         back = time.time()
         result = wait_final(stack, job_id, timeout=240)
         recovery = time.monotonic() - started
     finally:
         stack.cdn.latency_ms = 0
+        hold.unlink(missing_ok=True)
     if isinstance(restart, PrivateRabbit):
         outcome = check_job(stack, request, result, ctl=restart.ctl)
     else:
