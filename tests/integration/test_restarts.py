@@ -115,7 +115,7 @@ def run_with_restart(
         assert done_at < lines, "the job's clips all finished before the restart: no fault was injected"
         restart.stop()
         down = time.time()
-        hold.unlink()
+        hold.unlink(missing_ok=True)
         restart.start()
         back = time.time()
         result = wait_final(stack, job_id, timeout=240)
