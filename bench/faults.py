@@ -35,8 +35,8 @@ FAULTS = {
     "clips, with clips in flight; a new clip worker started",
     "assembler-kill": "SIGKILL of the assemble worker 0-1.9 s after `assemble.started`, its ffmpeg and "
     "ffprobe each starting 1 s late (before, during or after its concat); a new one started",
-    "rabbit-restart": "private RabbitMQ node stopped and started (about 10 s down) after a random number "
-    "of clips",
+    "rabbit-restart": "private RabbitMQ node stopped (about 1.5 s; ffmpeg starts held meanwhile) and "
+    "started again (about 5 s) after a random number of clips",
     "redis-restart": "private redis-server (no persistence) killed and started: every key lost, "
     "after a random number of clips",
 }
