@@ -230,8 +230,13 @@ class JobStore:
             return list(s.scalars(stmt))
 
 
-def _append_error(line: str) -> Any:
-    """SQL expression appending one line to error_log, keeping its tail bounded."""
+def _append_error(text: str) -> Any:
+    """SQL expression appending one line to error_log.
+
+    A multi-line error (ffmpeg's stderr tail) is joined with " | ": error_log is
+    read line by line, and the job's error must keep the line that names the cause.
+    """
     stamp = utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
-    entry = f"{stamp} {line.strip()}\n"
+    one_line = " | ".join(part.strip() for part in text.strip().splitlines() if part.strip())
+    entry = f"{stamp} {one_line}\n"
     return func.coalesce(RenderJob.error_log, "").concat(entry)

@@ -128,6 +128,13 @@ def test_restart_is_a_compare_and_set_and_keeps_the_attempt(store: JobStore) -> 
     # The new attempt shows no error of the last one; the log keeps them
     store.advance("job-1", error="clip 0 failed: 404")
     assert store.get("job-1").current_error().endswith("clip 0 failed: 404")
+    # An error of several lines (ffmpeg's stderr tail) stays whole: the cause is often not the last line
+    store.advance("job-1", error="ffmpeg exited 1: No space left on device\nError initializing output stream")
+    assert (
+        store.get("job-1")
+        .current_error()
+        .endswith("ffmpeg exited 1: No space left on device | Error initializing output stream")
+    )
     assert [(a.attempt, a.status) for a in store.history("job-1")] == [(1, "COMPLETED_WITH_GAPS")]
 
 
