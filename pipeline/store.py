@@ -12,7 +12,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, create_engine, delete, event, func, select, update
+from sqlalchemy import ColumnElement, case, create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
@@ -22,6 +22,9 @@ from .models import FINAL_STATUSES, JobStatus, RenderRequest
 from .tables import Base, JobAttempt, RenderJob, WebhookDelivery, utcnow
 
 __all__ = ["JobAttempt", "JobStore", "RenderJob", "WebhookDelivery", "engine_for", "utcnow"]
+
+#: The final statuses as stored, for ``status IN (...)`` filters.
+_FINAL = sorted(s.value for s in FINAL_STATUSES)
 
 
 _engines: dict[str, Engine] = {}
@@ -181,9 +184,7 @@ class JobStore:
     def delete_finished(self, job_id: str, *, finished_before: datetime) -> bool:
         """Delete a job's record, history and webhooks if it is still final and ended before the cutoff."""
         stmt = delete(RenderJob).where(
-            RenderJob.id == job_id,
-            RenderJob.status.in_([s.value for s in FINAL_STATUSES]),
-            RenderJob.finished_at < finished_before,
+            RenderJob.id == job_id, RenderJob.status.in_(_FINAL), RenderJob.finished_at < finished_before
         )
         with self.session() as s:
             gone = bool(getattr(s.execute(stmt), "rowcount", 0))
@@ -194,18 +195,15 @@ class JobStore:
             return gone
 
     def finished_before(self, cutoff: datetime) -> list[RenderJob]:
-        stmt = select(RenderJob).where(
-            RenderJob.status.in_([s.value for s in FINAL_STATUSES]), RenderJob.finished_at < cutoff
-        )
-        with self.session() as s:
-            return list(s.scalars(stmt))
+        return self._finished(RenderJob.finished_at < cutoff)
 
     def finished_since(self, since: datetime) -> list[RenderJob]:
-        stmt = select(RenderJob).where(
-            RenderJob.status.in_([s.value for s in FINAL_STATUSES]), RenderJob.finished_at >= since
-        )
+        return self._finished(RenderJob.finished_at >= since)
+
+    def _finished(self, when: ColumnElement[bool]) -> list[RenderJob]:
+        """Jobs in a final status whose end matches ``when``."""
         with self.session() as s:
-            return list(s.scalars(stmt))
+            return list(s.scalars(select(RenderJob).where(RenderJob.status.in_(_FINAL), when)))
 
     def count_by_status(self) -> dict[str, int]:
         stmt = select(RenderJob.status, func.count()).group_by(RenderJob.status)
@@ -214,9 +212,7 @@ class JobStore:
 
     def unfinished(self, *, updated_before: datetime) -> list[RenderJob]:
         """Jobs not in a final status whose record has not changed since ``updated_before``."""
-        stmt = select(RenderJob).where(
-            RenderJob.status.not_in([s.value for s in FINAL_STATUSES]), RenderJob.updated_at < updated_before
-        )
+        stmt = select(RenderJob).where(RenderJob.status.not_in(_FINAL), RenderJob.updated_at < updated_before)
         with self.session() as s:
             return list(s.scalars(stmt))
 
