@@ -149,10 +149,10 @@ _DISK_ERRORS = ("No space left on device", "Disk quota exceeded", "File too larg
 def _output_write_error(stderr: str) -> str | None:
     """The OS error of a failed output write named in ffmpeg's stderr, else None."""
     for line in stderr.splitlines():
-        if line.startswith(_WRITE_FAILURES) or any(e in line for e in _DISK_ERRORS):
-            for e in _DISK_ERRORS:
-                if e in line:
-                    return e
+        disk = next((e for e in _DISK_ERRORS if e in line), None)
+        if disk is not None:
+            return disk
+        if line.startswith(_WRITE_FAILURES):
             return line.strip()
     return None
 
