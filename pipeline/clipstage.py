@@ -72,13 +72,16 @@ def _skip_reason(ctx: Context, view: JobView, index: int) -> tuple[str | None, J
     return None, status
 
 
+def _sidecar(ctx: Context, job_id: str, index: int) -> ClipRecord | None:
+    """The outcome a clip wrote beside itself when it finished (None: it never finished)."""
+    data = files.read_json(files.clip_record_path(ctx.settings, job_id, index))
+    return None if data is None else ClipRecord.from_json(data)
+
+
 def _recover(ctx: Context, view: JobView, index: int) -> Done | None:
     """A clip finished earlier whose Redis record was lost (restart) is recorded again from its sidecar."""
-    data = files.read_json(files.clip_record_path(ctx.settings, view.job_id, index))
-    if data is None:
-        return None
-    record = ClipRecord.from_json(data)
-    if record.path and not Path(record.path).exists():
+    record = _sidecar(ctx, view.job_id, index)
+    if record is None or (record.path and not Path(record.path).exists()):
         return None
     return finish(ctx, view, record)
 
@@ -128,11 +131,10 @@ def restore_from_disk(ctx: Context, view: JobView) -> Restored:
     for slot in view.slots:
         if slot.index in recorded:
             continue
-        data = files.read_json(files.clip_record_path(ctx.settings, job_id, slot.index))
-        if data is None:
+        record = _sidecar(ctx, job_id, slot.index)
+        if record is None:
             missing.append(slot.index)
             continue
-        record = ClipRecord.from_json(data)
         rec = ctx.completion.record(job_id, slot.index, total, record.to_json())
         if rec.added:  # its clip may have died between its sidecar and its log line: log it now, once
             announce(ctx, view, record)
