@@ -58,9 +58,22 @@ class _Server:
     """A server process of our own: restarted as stop-then-start, closed by killing its process group."""
 
     proc: subprocess.Popen[bytes] | None
+    base: Path
 
     def start(self) -> None:
         raise NotImplementedError
+
+    def _spawn(self, argv: list[str], log_name: str, env: dict[str, str] | None = None) -> None:
+        """Start the server in its own process group, its output appended to ``base/log_name``."""
+        with open(self.base / log_name, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def stop(self) -> None:
         raise NotImplementedError
@@ -126,16 +139,7 @@ class PrivateRabbit(_Server):
         return res.stdout
 
     def start(self) -> None:
-        log = open(self.base / "server.out", "ab")  # noqa: SIM115 - owned by the child process
-        self.proc = subprocess.Popen(
-            [str(RABBIT_BIN / "rabbitmq-server")],
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        self._spawn([str(RABBIT_BIN / "rabbitmq-server")], "server.out", env=self.env)
         self._await_amqp()
 
     def _await_amqp(self) -> None:
@@ -188,26 +192,10 @@ class PrivateRedis(_Server):
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        log = open(self.base / "redis.out", "ab")  # noqa: SIM115 - owned by the child process
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ]
-            + ["--daemonize", "no", "--dir", str(self.base)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        argv += ["--appendonly", "no", "--daemonize", "no", "--dir", str(self.base)]
+        self._spawn(argv, "redis.out")
+        assert self.proc is not None
         deadline = time.monotonic() + 30
         client = redis.Redis(port=self.port, socket_connect_timeout=1)
         while True:
