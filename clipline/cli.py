@@ -102,7 +102,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    status = JobStatus(args.status.upper()) if args.status else None
+    status = JobStatus(args.status) if args.status else None
     found = _ctx().store.list(status=status, limit=args.limit, offset=args.offset)
     if args.json:
         _print_json({"jobs": [jobs.status_object(j) for j in found]})
