@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import secrets
 import statistics
@@ -25,8 +24,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -175,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     from clipline.samples import build_sample_set
     from pipeline import logs
     from tests.integration.conftest import API_KEY, CACHE, INDEX_ID, SOURCES, Stack, stack_env
+    from tests.integration.redisdb import claimed_db
 
     logs.configure("WARNING", json_output=False)  # this process's own ffprobe calls stay quiet
 
@@ -186,12 +184,13 @@ def main(argv: list[str] | None = None) -> int:
         check=True,
         capture_output=True,
     )
-    redis_url = f"redis://127.0.0.1:6379/{1 + (os.getpid() + 7) % 15}"
-    redis.Redis.from_url(redis_url).flushdb()
     base = Path(tempfile.mkdtemp(prefix="clipline-faults-"))
     results = []
     try:
-        with LoopbackCDN(samples.root, api_key=API_KEY, index_id=INDEX_ID) as cdn:
+        with (
+            claimed_db("bench.faults") as redis_url,
+            LoopbackCDN(samples.root, api_key=API_KEY, index_id=INDEX_ID) as cdn,
+        ):
 
             def make_stack() -> Any:
                 tmp = Path(tempfile.mkdtemp(dir=base))
@@ -202,7 +201,6 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(run_fault(fault, args.runs, rng, make_stack))
     finally:
         subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
-        redis.Redis.from_url(redis_url).flushdb()
     summaries = [summarize(r) for r in results]
     print()
     print(markdown(summaries))

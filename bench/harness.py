@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import redis
+from tests.integration.redisdb import wipe
 
 ROOT = Path(__file__).resolve().parents[1]
-VHOST = "clipline-bench"
-REDIS_URL = "redis://127.0.0.1:6379/14"
+#: A vhost of this benchmark run's own (runs and test suites on one machine never see each other).
+VHOST = f"clipline-bench-{os.getpid()}"
 
 
 def rabbitmqctl(*args: str) -> None:
@@ -26,9 +26,13 @@ def rabbitmqctl(*args: str) -> None:
 
 
 def fresh_vhost() -> None:
-    rabbitmqctl("delete_vhost", VHOST)
+    drop_vhost()
     rabbitmqctl("add_vhost", VHOST)
     rabbitmqctl("set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*")
+
+
+def drop_vhost() -> None:
+    rabbitmqctl("delete_vhost", VHOST)
 
 
 def _ts(value: str) -> float:
@@ -91,6 +95,7 @@ class Env:
     root: Path
     api_url: str
     media_dir: Path
+    redis_url: str  # a db claimed for the run (tests/integration/redisdb.py)
     extra: dict[str, str] = field(default_factory=dict)
     run_id: int = 0  # each measurement gets a database file of its own
 
@@ -101,7 +106,7 @@ class Env:
         env.update(
             {
                 "CLIPLINE_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{VHOST}",
-                "CLIPLINE_REDIS_URL": REDIS_URL,
+                "CLIPLINE_REDIS_URL": self.redis_url,
                 "CLIPLINE_DATABASE_URL": f"sqlite:///{self.root / f'bench-{self.run_id}.db'}",
                 "CLIPLINE_WORK_DIR": str(self.root / "work"),
                 "CLIPLINE_OUTPUT_DIR": str(self.root / "output"),
@@ -172,7 +177,7 @@ class Workers:
 
 
 def reset_state(env: Env) -> None:
-    redis.Redis.from_url(REDIS_URL).flushdb()
+    wipe(env.redis_url)
     fresh_vhost()
     for sub in ("work", "output"):
         subprocess.run(["rm", "-rf", str(env.root / sub)], check=False)

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from clipline.devserver import LoopbackCDN
+from tests.integration.redisdb import claimed_db
 
 from . import baselines, job
-from .harness import Env, RssSampler, Workers, job_figures, reset_state, submit, wait_final
+from .harness import Env, RssSampler, Workers, drop_vhost, job_figures, reset_state, submit, wait_final
 
 PROFILES: dict[str, dict[str, Any]] = {
     "network": {"latency_ms": 300, "bandwidth_bps": 1_500_000},
@@ -189,10 +190,23 @@ def main() -> None:
         "profiles": {},
     }
     RUN_ROOT.mkdir(parents=True, exist_ok=True)
+    with claimed_db("bench") as redis_url:
+        try:
+            run_profiles(args, job, samples, redis_url, results)
+        finally:
+            drop_vhost()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str))
+    print_table(results)
+    print(f"\nwritten to {out}")
+
+
+def run_profiles(args: Any, job: Any, samples: Any, redis_url: str, results: dict[str, Any]) -> None:
     for name in args.profiles.split(","):
         shape = PROFILES[name]
         with LoopbackCDN(samples.root, api_key=job.API_KEY, index_id=job.INDEX_ID, **shape) as cdn:
-            env = Env(RUN_ROOT / name, cdn.api_url, samples.media_dir)
+            env = Env(RUN_ROOT / name, cdn.api_url, samples.media_dir, redis_url)
             env.root.mkdir(parents=True, exist_ok=True)
             prof: dict[str, Any] = {"shape": shape, "pipeline": {}}
             for cap in [int(c) for c in args.caps.split(",")]:
@@ -218,11 +232,6 @@ def main() -> None:
                 prof["live_config"] = live_config_reaction(env, cdn)
                 print(f"[{name}] live config: {json.dumps(prof['live_config'])}", flush=True)
             results["profiles"][name] = prof
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2, default=str))
-    print_table(results)
-    print(f"\nwritten to {out}")
 
 
 def print_table(results: dict[str, Any]) -> None:

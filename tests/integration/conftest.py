@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from clipline.devserver import LoopbackCDN
 from clipline.samples import SampleSet, SourceSpec, build_sample_set
+
+from .redisdb import claimed_db
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("CLIPLINE_TEST_CACHE", ROOT / ".cache" / "test-media"))
@@ -49,13 +50,9 @@ def vhost() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    # A db of its own per run (runs on one machine rarely overlap; keys are job-scoped anyway).
-    db = 1 + os.getpid() % 15
-    url = f"redis://127.0.0.1:6379/{db}"
-    r = redis.Redis.from_url(url)
-    r.flushdb()
-    yield url
-    r.flushdb()
+    """An empty Redis db claimed for this run (never one that another run or program is using)."""
+    with claimed_db() as url:
+        yield url
 
 
 @pytest.fixture
@@ -176,6 +173,8 @@ def stack_env(tmp: Path, vhost: str, redis_url: str, cdn: LoopbackCDN, samples: 
             "CLIPLINE_RETRY_MAX_BACKOFF_MS": "400",
             "CLIPLINE_HTTP_TIMEOUT_S": "5",
             "CLIPLINE_SOURCE_CACHE_TTL_S": "0",
+            # No fixed port: tests that scrape metrics choose a free one.
+            "CLIPLINE_METRICS_PORT": "0",
             "PYTHONPATH": str(ROOT),
         }
     )

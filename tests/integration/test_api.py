@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from .conftest import Stack, build_request, new_job_id
-from .test_observability import free_port
+from .private import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,6 @@ pytestmark = pytest.mark.integration
 
 
 def test_the_same_job_submitted_five_times_at_once_renders_once(stack: Stack) -> None:
-    stack.env["CLIPLINE_METRICS_PORT"] = "0"
     stack.start_workers("--stage", "all", "--concurrency", "2")
     job_id = new_job_id("five")
     request = small_request(stack, job_id, 8)

@@ -45,7 +45,6 @@ def consumers(broker_url: str, queue: str) -> int:
 
 def test_malformed_clip_messages_are_dead_lettered_and_the_worker_renders_on(stack: Stack) -> None:
     url = stack.env["CLIPLINE_BROKER_URL"]
-    stack.env["CLIPLINE_METRICS_PORT"] = "0"
     init_db(stack)
     stack.start_workers("--stage", "all", "--concurrency", "2")
     wait_for("a clip consumer", lambda: consumers(url, "render.clip") > 0, timeout=60, every=0.5)

@@ -40,7 +40,6 @@ pytestmark = pytest.mark.integration
 FAST_RECONCILE = {
     "CLIPLINE_RECONCILE_INTERVAL_S": "1",
     "CLIPLINE_RECONCILE_AFTER_S": "3",
-    "CLIPLINE_METRICS_PORT": "0",
 }
 
 

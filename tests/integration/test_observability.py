@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 from datetime import datetime
@@ -14,14 +13,9 @@ import httpx
 import pytest
 
 from .conftest import Stack, build_request, new_job_id
+from .private import free_port
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_final(stack: Stack, job_id: str) -> dict:  # type: ignore[type-arg]

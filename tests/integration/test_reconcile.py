@@ -15,6 +15,7 @@ from pipeline import assembly, clipstage, planning, reconcile
 from pipeline.models import JobStatus, parse_request
 
 from .conftest import Stack, build_request, new_job_id
+from .redisdb import wipe
 from .test_stages import make_ctx
 
 pytestmark = pytest.mark.integration
@@ -112,7 +113,7 @@ def test_redis_state_lost_mid_job_the_next_clips_restore_it_without_the_sweeper(
         deadline = time.monotonic() + 60
         while r.hlen(f"clipline:job:{job_id}:results") < 4 and time.monotonic() < deadline:
             time.sleep(0.05)
-        r.flushdb()  # Redis restarted: every completion record so far is gone
+        wipe(stack.env["CLIPLINE_REDIS_URL"])  # Redis restarted: every completion record so far is gone
         done = stack.cli("status", job_id, "--watch", "--json", timeout=120)
     finally:
         stack.cdn.latency_ms = 0
