@@ -17,6 +17,7 @@ from dramatiq.middleware import CurrentMessage
 
 from pipeline.errors import JobConflict, RequestInvalid, SourceUnavailable
 from pipeline.settings import Settings
+from pipeline.stages import Stage
 
 from . import names
 from .assemble import assemble_render
@@ -51,21 +52,21 @@ def setup_broker(
         "time_limit": NO_TIME_LIMIT_MS,
     }
     dramatiq.set_broker(broker)
-    _register(broker, names.PLAN, plan_render, max_retries=5, throws=(RequestInvalid, JobConflict), **backoff)
+    _register(broker, Stage.PLAN, plan_render, max_retries=5, throws=(RequestInvalid, JobConflict), **backoff)
     _register(
         broker,
-        names.CLIP,
+        Stage.CLIP,
         extract_clip,
         max_retries=settings.clip_max_retries,
         retry_when=retry_when,
         **backoff,
     )
-    _register(broker, names.FALLBACK, fallback_clip, max_retries=3, **backoff)
-    _register(broker, names.ASSEMBLE, assemble_render, retry_when=_assemble_retry_when, **backoff)
+    _register(broker, Stage.FALLBACK, fallback_clip, max_retries=3, **backoff)
+    _register(broker, Stage.ASSEMBLE, assemble_render, retry_when=_assemble_retry_when, **backoff)
     return broker
 
 
-def _register(broker: dramatiq.Broker, stage: str, fn: Callable[..., None], **options: Any) -> None:
+def _register(broker: dramatiq.Broker, stage: Stage, fn: Callable[..., None], **options: Any) -> None:
     decorate = dramatiq.actor(
         actor_name=names.ACTOR[stage], queue_name=names.QUEUE[stage], broker=broker, **options
     )

@@ -9,10 +9,10 @@ from dramatiq.middleware import CurrentMessage
 
 from pipeline import clipstage
 from pipeline.logs import bind_job
+from pipeline.stages import Stage
 
-from . import names
 from .runtime import context
-from .send import send
+from .sender import send
 
 
 class TransientClipError(Exception):
@@ -36,11 +36,11 @@ def extract_clip(job_id: str, index: int, trace_id: str | None = None) -> None:
         )
     match step:
         case clipstage.Done(fire=True):
-            send(names.ASSEMBLE, job_id, trace_id)
+            send(Stage.ASSEMBLE, job_id, trace_id)
         case clipstage.Retry(error=error):
             raise TransientClipError(str(error)) from error
         case clipstage.Fallback(reason=reason):
-            send(names.FALLBACK, job_id, index, reason, trace_id)
+            send(Stage.FALLBACK, job_id, index, reason, trace_id)
 
 
 def retry_when(retries: int, exc: Exception) -> bool:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pipeline import clipstage
 from pipeline.logs import bind_job
+from pipeline.stages import Stage
 
-from . import names
 from .runtime import context
-from .send import send
+from .sender import send
 
 
 def fallback_clip(job_id: str, index: int, reason: str, trace_id: str | None = None) -> None:
@@ -16,4 +16,4 @@ def fallback_clip(job_id: str, index: int, reason: str, trace_id: str | None = N
     with bind_job(job_id, trace_id), ctx.limit.slot() as slot:
         step = clipstage.run_fallback(ctx, job_id, index, reason, parallel_slot=slot)
     if isinstance(step, clipstage.Done) and step.fire:
-        send(names.ASSEMBLE, job_id, trace_id)
+        send(Stage.ASSEMBLE, job_id, trace_id)

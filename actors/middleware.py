@@ -101,7 +101,7 @@ class CancelWatcher(dramatiq.Middleware):
 
     def _loop(self) -> None:
         from pipeline import keys
-        from pipeline.runner import kill_tagged
+        from pipeline.subprocesses import kill_tagged
 
         ctx = context()
         while not self._stop.wait(self.POLL_S):

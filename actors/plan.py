@@ -8,10 +8,10 @@ import structlog
 
 from pipeline import planning
 from pipeline.logs import bind_job, clip_event
+from pipeline.stages import Stage
 
-from . import names
 from .runtime import context
-from .send import send
+from .sender import send
 
 log = structlog.get_logger("clipline.plan")
 
@@ -27,7 +27,7 @@ def plan_render(request: dict[str, Any]) -> None:
                 log.info("plan.skip", reason=plan.reason)
                 return
             for line_index, line in enumerate(plan.request.lines):
-                send(names.CLIP, plan.job_id, line_index, plan.request.trace_id)
+                send(Stage.CLIP, plan.job_id, line_index, plan.request.trace_id)
                 clip_event(
                     log,
                     job_id=plan.job_id,

@@ -1,6 +1,6 @@
 """What clipline is compared with: a bare parallel-ffmpeg script and a download-everything-first script.
 
-Both cut the same clips with the same encoder settings (pipeline.commands) and
+Both cut the same clips with the same encoder settings (pipeline.ffmpeg_args) and
 assemble them the same way; neither has a queue, retries or fallbacks.
 """
 
@@ -17,10 +17,10 @@ from typing import Any
 
 import httpx
 
-from pipeline import commands
-from pipeline.commands import EncodeProfile
+from pipeline import ffmpeg_args
+from pipeline.ffmpeg_args import EncodeProfile
 from pipeline.models import parse_request
-from pipeline.runner import run
+from pipeline.subprocesses import run
 from pipeline.timeline import build_slots, total_frames
 
 
@@ -28,9 +28,11 @@ def _assemble(ffmpeg: str, clips: list[Path], work: Path, audio_url: str, frames
     song = work / "song.m4a"
     song.write_bytes(httpx.get(audio_url, timeout=60).content)
     listing = work / "list.txt"
-    listing.write_text(commands.concat_list_text(clips))
+    listing.write_text(ffmpeg_args.concat_list_text(clips))
     run(
-        commands.assemble_argv(ffmpeg, listing, work / "final.mp4", total_frames=frames, fps=fps, audio=song),
+        ffmpeg_args.assemble_argv(
+            ffmpeg, listing, work / "final.mp4", total_frames=frames, fps=fps, audio=song
+        ),
         timeout_s=600,
     )
 
@@ -57,7 +59,7 @@ def _cut_and_assemble(
         slot, clip = slots[i], req.lines[i].clip
         need_s = min(clip.duration_ms, math.ceil(slot.frames * 1000 / slot.fps)) / 1000
         out = work / f"{i:04d}.mp4"
-        argv = commands.cut_argv(
+        argv = ffmpeg_args.cut_argv(
             ffmpeg,
             [Path("IN")],
             out,
@@ -117,4 +119,6 @@ def download_everything_first(
         with ThreadPoolExecutor(cap) as pool:
             return dict(zip(videos, pool.map(fetch, videos), strict=True))
 
-    return _cut_and_assemble(req_data, work, cap, ffmpeg, protocols=commands.LOCAL_PROTOCOLS, prepare=prepare)
+    return _cut_and_assemble(
+        req_data, work, cap, ffmpeg, protocols=ffmpeg_args.LOCAL_PROTOCOLS, prepare=prepare
+    )

@@ -168,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     seed = args.seed if args.seed is not None else secrets.randbelow(1_000_000)
     rng = random.Random(seed)
 
-    from clipline.devserver import LoopbackCDN
-    from clipline.samples import build_sample_set
+    from clipline.dev.cdn import LoopbackCDN
+    from clipline.dev.samples import build_sample_set
     from pipeline import logs
     from tests.integration.conftest import API_KEY, CACHE, INDEX_ID, SOURCES, Stack, stack_env
     from tests.integration.redisdb import claimed_db

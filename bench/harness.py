@@ -189,11 +189,11 @@ def submit(env: Env, request: dict[str, Any]) -> None:
     from pipeline.settings import get_settings
 
     get_settings.cache_clear()
-    from clipline.cli import _enqueue_plan
+    from actors.sender import Sender
     from pipeline import jobs
     from pipeline.context import Context
 
-    jobs.submit(Context(get_settings()), request, _enqueue_plan)
+    jobs.submit(Context(get_settings()), request, Sender(get_settings()).enqueue_plan)
 
 
 def wait_final(env: Env, job_id: str, timeout_s: float = 600) -> Any:

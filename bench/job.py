@@ -7,8 +7,8 @@ import random
 from pathlib import Path
 from typing import Any
 
-from clipline.devserver import LoopbackCDN
-from clipline.samples import SampleSet, SourceSpec, build_sample_set
+from clipline.dev.cdn import LoopbackCDN
+from clipline.dev.samples import SampleSet, SourceSpec, build_sample_set
 from pipeline.hls import MediaPlaylist, parse_playlist, select_segments
 from pipeline.models import parse_request
 from pipeline.timeline import build_slots

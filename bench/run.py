@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from clipline.devserver import LoopbackCDN
+from clipline.dev.cdn import LoopbackCDN
 from tests.integration.redisdb import claimed_db
 
 from . import baselines, job

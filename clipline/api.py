@@ -18,7 +18,7 @@ from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Reques
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from pipeline import jobs, overview
+from pipeline import job_stats, jobs
 from pipeline.context import Context
 from pipeline.errors import JobConflict, JobNotFound, JobStateConflict, RequestInvalid
 from pipeline.models import JobStatus
@@ -56,17 +56,10 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         description="Submit lyric-synced render jobs and follow them. Contracts: DESIGN.md.",
     )
+    from actors.sender import Sender
+
     ctx = Context(settings)
-    state: dict[str, Any] = {}
-
-    def enqueue(request: dict[str, Any]) -> None:
-        from actors import names
-        from actors.broker import setup_broker
-        from actors.send import send
-
-        if "broker" not in state:
-            state["broker"] = setup_broker(settings)
-        send(names.PLAN, request)
+    enqueue = Sender(settings).enqueue_plan
 
     def authorised(authorization: Annotated[str | None, Header()] = None) -> None:
         token = settings.api_token
@@ -140,9 +133,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/stats", dependencies=guarded, summary="Jobs by status, queue depths, success rate, durations")
     def stats(window_hours: Annotated[float, Query(gt=0, le=24 * 366)] = 24.0) -> dict[str, Any]:
-        from .queues import depths
+        from actors.queues import depths
 
-        return overview.summarize(ctx, window_s=window_hours * 3600, queues=depths(settings))
+        return job_stats.summarize(ctx, window_s=window_hours * 3600, queues=depths(settings))
 
     @app.get("/jobs", dependencies=guarded, summary="Jobs, newest first")
     def list_jobs(

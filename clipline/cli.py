@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import jobs
 from pipeline.context import Context
@@ -20,21 +20,22 @@ from pipeline.errors import (
 )
 from pipeline.models import JobStatus
 from pipeline.settings import SettingsError, get_settings
+from pipeline.stages import Stage
 
 from .progress import wait_for
+
+if TYPE_CHECKING:
+    from actors.sender import Sender
 
 
 def _ctx() -> Context:
     return Context(get_settings())
 
 
-def _enqueue_plan(request: dict[str, Any]) -> None:
-    from actors import names
-    from actors.broker import setup_broker
-    from actors.send import send
+def _sender() -> Sender:
+    from actors.sender import Sender
 
-    setup_broker(get_settings())
-    send(names.PLAN, request)
+    return Sender(get_settings())
 
 
 def _print_json(obj: dict[str, Any]) -> None:
@@ -48,7 +49,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise RequestInvalid(f"(body): not valid JSON: {exc}", field="(body)") from exc
-    submitted = jobs.submit(ctx, raw, _enqueue_plan)
+    submitted = jobs.submit(ctx, raw, _sender().enqueue_plan)
     job_id = submitted.job.id
     if not args.json:
         print(job_id, flush=True)
@@ -89,7 +90,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     ctx = _ctx()
-    done = jobs.retry(ctx, args.job_id, _enqueue_plan)
+    done = jobs.retry(ctx, args.job_id, _sender().enqueue_plan)
     total = len(done.job.render_request().lines)
     what = "every slot" if len(done.slots) == total else f"{len(done.slots)} slot(s) {done.slots}"
     print(f"{done.job.id} attempt {done.job.attempts}: rendering {what} again", file=sys.stderr)
@@ -115,13 +116,12 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from pipeline import overview, retention
-
-    from .queues import depths
+    from actors.queues import depths
+    from pipeline import job_stats, retention
 
     settings = get_settings()
     window = retention.parse_age(args.window)
-    out = overview.summarize(_ctx(), window_s=window, queues=depths(settings))
+    out = job_stats.summarize(_ctx(), window_s=window, queues=depths(settings))
     if args.json:
         _print_json(out)
         return 0
@@ -164,12 +164,11 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from actors import names
 
     from . import worker
 
     settings = get_settings()
-    stages = names.STAGES if args.stage == "all" else (args.stage,)
+    stages = tuple(Stage) if args.stage == "all" else (Stage(args.stage),)
     if worker.NEEDS_FFMPEG.intersection(stages):
         settings.ffmpeg_path()
         settings.ffprobe_path()
@@ -178,7 +177,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     port = settings.metrics_port if args.metrics_port is None else args.metrics_port
     metrics = MetricsServer(port) if port else None
-    sweeper = Sweeper(settings) if names.ASSEMBLE in stages else None
+    sweeper = Sweeper(settings) if Stage.ASSEMBLE in stages else None
     try:
         if metrics is not None:
             metrics.start()
@@ -235,11 +234,9 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_reconcile(args: argparse.Namespace) -> int:
     from pipeline import reconcile
 
-    from .sweeper import broker_send
-
     settings = get_settings()
     stale = settings.reconcile_after_s if args.stale_after is None else args.stale_after
-    repairs = reconcile.sweep(_ctx(), broker_send(settings), stale_s=stale)
+    repairs = reconcile.sweep(_ctx(), _sender(), stale_s=stale)
     for r in repairs:
         print(f"{r.job_id}: {r.action} ({r.detail})")
     print(f"{len(repairs)} repair(s)")
@@ -253,7 +250,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from . import demo
+    from .dev import demo
 
     return demo.main(lines=args.lines, concurrency=args.concurrency)
 
@@ -263,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     w = sub.add_parser("worker", help="run stage workers until SIGTERM")
-    w.add_argument("--stage", choices=["plan", "clip", "fallback", "assemble", "all"], default="all")
+    w.add_argument("--stage", choices=[*(s.value for s in Stage), "all"], default="all")
     w.add_argument("--concurrency", type=int, help="clip cap (default RENDER_CLIP_CONCURRENCY)")
     w.add_argument("--processes", type=int, default=1, help="worker processes per stage")
     w.add_argument("--metrics-port", type=int, help="Prometheus port (default CLIPLINE_METRICS_PORT; 0: off)")

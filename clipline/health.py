@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pika
 from sqlalchemy import text
 
 from pipeline.context import Context
@@ -12,11 +11,9 @@ from pipeline.errors import FFmpegMissing
 
 
 def _broker(ctx: Context) -> None:
-    params = pika.URLParameters(ctx.settings.broker_url)
-    params.socket_timeout = 3
-    params.blocked_connection_timeout = 3
-    conn = pika.BlockingConnection(params)
-    conn.close()
+    from actors.queues import check_broker
+
+    check_broker(ctx.settings)
 
 
 def _redis(ctx: Context) -> None:

@@ -7,7 +7,6 @@ interval as its lifetime), so running several worker commands is safe.
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 import structlog
 
@@ -16,18 +15,6 @@ from pipeline.context import Context
 from pipeline.settings import Settings
 
 log = structlog.get_logger("clipline.reconcile")
-
-
-def broker_send(settings: Settings) -> reconcile.Send:
-    from actors.broker import setup_broker
-    from actors.send import send
-
-    setup_broker(settings)
-
-    def _send(stage: str, *args: Any) -> None:
-        send(stage, *args)
-
-    return _send
 
 
 class Sweeper:
@@ -51,7 +38,9 @@ class Sweeper:
 
     def _loop(self) -> None:
         ctx = Context(self.settings)
-        send = broker_send(self.settings)
+        from actors.sender import Sender
+
+        send = Sender(self.settings)
         interval = self.settings.reconcile_interval_s
         while not self._stop.wait(interval):
             try:

@@ -11,63 +11,49 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 
 import structlog
 
-from actors import names
-from pipeline.runner import spawn
+from actors import command, names
 from pipeline.settings import Settings, clamp_concurrency
+from pipeline.stages import Stage
+from pipeline.subprocesses import spawn
 
 log = structlog.get_logger("clipline.worker")
 
 #: Threads (= prefetch) of the stages whose cap is not the clip concurrency.
-OTHER_THREADS = {names.PLAN: 2, names.FALLBACK: 2, names.ASSEMBLE: 1}
-NEEDS_FFMPEG = {names.CLIP, names.FALLBACK, names.ASSEMBLE}
+OTHER_THREADS = {Stage.PLAN: 2, Stage.FALLBACK: 2, Stage.ASSEMBLE: 1}
+NEEDS_FFMPEG = {Stage.CLIP, Stage.FALLBACK, Stage.ASSEMBLE}
 RESTART_DELAY_S = 1.0
 
 
 @dataclass(frozen=True)
 class StageCommand:
-    stage: str
+    stage: Stage
     threads: int
     processes: int
     extra_env: tuple[tuple[str, str], ...] = ()
 
     def argv(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "dramatiq",
-            "actors.app",
-            "--queues",
-            names.QUEUE[self.stage],
-            "--processes",
-            str(self.processes),
-            "--threads",
-            str(self.threads),
-            "--skip-logging",
-        ]
+        return command.stage_argv(self.stage, processes=self.processes, threads=self.threads)
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        # The prefetch is the stage's local cap: a worker holds no more messages than it can run, so a
-        # free slot anywhere takes the next clip at once.
-        env["dramatiq_queue_prefetch"] = str(self.threads)
+        env.update(command.stage_env(self.threads))
         env.update(self.extra_env)
         return env
 
 
 def plan_commands(
     settings: Settings,
-    stage: str,
+    stage: Stage | str,
     concurrency: int | None,
     processes: int,
     extra_env: dict[str, str] | None = None,
 ) -> list[StageCommand]:
-    stages = names.STAGES if stage == "all" else (stage,)
+    stages = tuple(Stage) if stage == "all" else (Stage(stage),)
     requested = concurrency if concurrency is not None else settings.render_clip_concurrency
     clip_cap, warning = clamp_concurrency(requested)
     if warning:
@@ -81,14 +67,14 @@ def plan_commands(
     # Every stage learns the clip cap: clip workers run that many threads, and the assembler reports it.
     env = tuple(sorted({**(extra_env or {}), "RENDER_CLIP_CONCURRENCY": str(clip_cap)}.items()))
     return [
-        StageCommand(s, clip_cap if s == names.CLIP else OTHER_THREADS[s], processes, env) for s in stages
+        StageCommand(s, clip_cap if s == Stage.CLIP else OTHER_THREADS[s], processes, env) for s in stages
     ]
 
 
 def run(commands: list[StageCommand]) -> int:
     """Start every command and keep them running until SIGTERM/SIGINT."""
     stopping = False
-    children: dict[str, subprocess.Popen[bytes]] = {}
+    children: dict[Stage, subprocess.Popen[bytes]] = {}
 
     def stop(signum: int, _frame: object) -> None:
         nonlocal stopping

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import structlog
 
-from . import audio, commands, cutting, files, keys, webhooks
+from . import audio, cutting, ffmpeg_args, files, keys, webhooks
+from .clip_stats import clip_stats
 from .context import Context, JobView
 from .errors import ClipLineError, SourceError
 from .models import ClipOutcome, ClipRecord, JobStatus
 from .report import build_report
-from .runner import run
-from .stats import clip_stats
+from .stages import Stage
+from .subprocesses import run
 from .timeline import total_frames
 
 log = structlog.get_logger("clipline.assemble")
@@ -44,7 +45,7 @@ def assemble(ctx: Context, job_id: str) -> JobStatus | None:
     """
     s = ctx.settings
     lock = ctx.redis.lock(
-        keys.job_lock(job_id, "assemble"), timeout=s.assemble_timeout_s + 120, blocking=False
+        keys.job_lock(job_id, Stage.ASSEMBLE), timeout=s.assemble_timeout_s + 120, blocking=False
     )
     if not lock.acquire():
         log.info("assemble.skip", reason="another delivery holds the assembly lock")
@@ -154,11 +155,11 @@ def _mux(
     work = files.job_work_dir(ctx.settings, view.job_id)
     concat = work / "concat.txt"
     clips = [Path(str(records[slot.index].path)) for slot in view.slots]
-    concat.write_text(commands.concat_list_text(clips))
+    concat.write_text(ffmpeg_args.concat_list_text(clips))
     tmp = files.temp_name(final)
     try:
         run(
-            commands.assemble_argv(
+            ffmpeg_args.assemble_argv(
                 ctx.ffmpeg, concat, tmp, total_frames=expected, fps=view.request.output.fps, audio=audio
             ),
             timeout_s=ctx.settings.assemble_timeout_s,

@@ -18,7 +18,7 @@ from pathlib import Path
 from . import fetch, files
 from .context import Context, JobView
 from .errors import ClipLineError
-from .runner import run
+from .subprocesses import run
 from .timeline import total_frames
 
 AAC_BITRATE = "192k"

@@ -9,8 +9,8 @@ from functools import cached_property
 
 import redis
 
-from .commands import EncodeProfile
 from .completion import Completion
+from .ffmpeg_args import EncodeProfile
 from .limits import ClusterLimit
 from .liveconfig import LiveConfig
 from .models import RenderRequest

@@ -11,12 +11,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import commands, files
+from . import ffmpeg_args, files
 from .context import Context, JobView
 from .errors import FFmpegFailed
 from .hls import select_segments
 from .models import ClipOutcome, ClipRecord
-from .runner import run
+from .subprocesses import run
 from .timeline import Slot
 
 
@@ -37,7 +37,7 @@ def _encode(
     tmp = files.temp_name(final)
     try:
         done = run(argv_for(tmp), timeout_s=ctx.settings.ffmpeg_timeout_s, tag=view.job_id)
-        frames = commands.frames_from_progress(done.stdout)
+        frames = ffmpeg_args.frames_from_progress(done.stdout)
         if frames is None:  # no progress report: ask ffprobe
             frames = count_frames(ctx, tmp)
         if frames != slot.frames:
@@ -50,7 +50,7 @@ def _encode(
 
 
 def count_frames(ctx: Context, video: Path) -> int:
-    out = run(commands.count_frames_argv(ctx.ffprobe, video), timeout_s=60).stdout.decode().strip()
+    out = run(ffmpeg_args.count_frames_argv(ctx.ffprobe, video), timeout_s=60).stdout.decode().strip()
     try:
         return int(out.splitlines()[0])
     except (ValueError, IndexError) as exc:
@@ -73,7 +73,7 @@ def cut_from_hls(ctx: Context, view: JobView, index: int) -> ClipRecord:
         ctx,
         view,
         slot,
-        lambda out: commands.cut_argv(
+        lambda out: ffmpeg_args.cut_argv(
             ctx.ffmpeg,
             sources,
             out,
@@ -110,7 +110,7 @@ def cut_from_local(ctx: Context, view: JobView, index: int) -> ClipRecord | None
         ctx,
         view,
         slot,
-        lambda out: commands.cut_argv(
+        lambda out: ffmpeg_args.cut_argv(
             ctx.ffmpeg,
             [source],
             out,
@@ -140,7 +140,9 @@ def make_placeholder(ctx: Context, view: JobView, index: int) -> ClipRecord:
         ctx,
         view,
         slot,
-        lambda out: commands.placeholder_argv(ctx.ffmpeg, out, frames=slot.frames, profile=ctx.profile(req)),
+        lambda out: ffmpeg_args.placeholder_argv(
+            ctx.ffmpeg, out, frames=slot.frames, profile=ctx.profile(req)
+        ),
     )
     return ClipRecord(
         index=index,

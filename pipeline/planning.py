@@ -11,6 +11,7 @@ from . import audio, files, keys
 from .context import Context
 from .errors import ClipLineError
 from .models import JobStatus, RenderRequest, parse_request
+from .stages import Stage
 
 log = structlog.get_logger("clipline.plan")
 
@@ -46,7 +47,7 @@ def plan(ctx: Context, raw: Any) -> Plan:
     status = JobStatus(job.status)
     if status not in (JobStatus.PENDING, JobStatus.PLANNING):
         return Plan(request, False, f"job is already {status.value}")
-    lock = keys.job_lock(request.job_id, "plan")
+    lock = keys.job_lock(request.job_id, Stage.PLAN)
     if not ctx.redis.set(lock, "1", nx=True, ex=PLAN_LOCK_S):
         return Plan(request, False, "another delivery is planning this job")
     ctx.completion.mark_planned(request.job_id)  # before any clip message exists
@@ -77,7 +78,7 @@ def fanned_out(ctx: Context, plan: Plan) -> None:
     ctx.store.advance(
         plan.job_id, status=JobStatus.EXTRACTING, progress=5, only_from=frozenset({JobStatus.PLANNING})
     )
-    ctx.redis.delete(keys.job_lock(plan.job_id, "plan"))
+    ctx.redis.delete(keys.job_lock(plan.job_id, Stage.PLAN))
     try:
         audio.prepare(ctx, ctx.view(plan.job_id))  # while the clips are cut, not after
     except (ClipLineError, OSError) as exc:

@@ -30,6 +30,7 @@ import structlog
 from . import clipstage, files, heartbeat, keys
 from .context import Context
 from .models import JobStatus
+from .stages import Stage
 
 log = structlog.get_logger("clipline.reconcile")
 
@@ -52,9 +53,9 @@ def sweep(ctx: Context, send: Send, *, stale_s: float, now: datetime | None = No
         trace_id = job.trace_id
         done: list[Repair] = []
         if status == JobStatus.PENDING or (
-            status == JobStatus.PLANNING and not ctx.redis.exists(keys.job_lock(job.id, "plan"))
+            status == JobStatus.PLANNING and not ctx.redis.exists(keys.job_lock(job.id, Stage.PLAN))
         ):
-            send("plan", job.request)
+            send(Stage.PLAN, job.request)
             done.append(Repair(job.id, "plan re-sent", status.value))
         elif status == JobStatus.EXTRACTING:
             done += _extracting(ctx, send, job.id, trace_id)
@@ -77,19 +78,19 @@ def _extracting(ctx: Context, send: Send, job_id: str, trace_id: str) -> list[Re
     if restored:
         out.append(Repair(job_id, "outcomes restored from disk", f"{restored} clip(s)"))
     for index in missing:
-        send("clip", job_id, index, trace_id)
+        send(Stage.CLIP, job_id, index, trace_id)
     if missing:
         out.append(Repair(job_id, "clips re-sent", f"slots {missing}"))
     if fired or (not missing and not restored and already == len(view.slots)):
-        send("assemble", job_id, trace_id)
+        send(Stage.ASSEMBLE, job_id, trace_id)
         out.append(Repair(job_id, "assembly sent", "every slot has its outcome"))
     return out
 
 
 def _assembling(ctx: Context, send: Send, job_id: str, trace_id: str) -> list[Repair]:
-    if heartbeat.alive(ctx.redis, job_id, "assemble"):
+    if heartbeat.alive(ctx.redis, job_id, Stage.ASSEMBLE):
         return []  # an assembler is at work (its lock may have gone with a Redis restart)
-    lock = keys.job_lock(job_id, "assemble")
+    lock = keys.job_lock(job_id, Stage.ASSEMBLE)
     if ctx.redis.delete(lock):
         detail = "the assembler holding the lock is dead; lock freed"
     else:
@@ -100,5 +101,5 @@ def _assembling(ctx: Context, send: Send, job_id: str, trace_id: str) -> list[Re
         path.unlink(missing_ok=True)
     if stray:
         detail += f"; removed {len(stray)} temporary file(s)"
-    send("assemble", job_id, trace_id)
+    send(Stage.ASSEMBLE, job_id, trace_id)
     return [Repair(job_id, "assembly re-sent", detail)]

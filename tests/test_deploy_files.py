@@ -14,8 +14,8 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import yaml
 
-from actors import names
 from pipeline.settings import Settings, load_settings
+from pipeline.stages import Stage
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,7 +86,7 @@ def test_prometheus_config_is_valid() -> None:
 
 def test_compose_workers_use_real_stages_and_real_settings() -> None:
     workers = _workers()
-    assert set(workers) == {f"worker-{s}" for s in names.STAGES}
+    assert set(workers) == {f"worker-{s}" for s in tuple(Stage)}
     for name, svc in workers.items():
         assert svc["command"] == ["clipline", "worker", "--stage", name.removeprefix("worker-")]
     for name, svc in _clipline_services().items():

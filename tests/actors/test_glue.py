@@ -19,6 +19,7 @@ from actors.broker import setup_broker
 from pipeline import clipstage
 from pipeline.models import ClipRecord
 from pipeline.settings import load_settings
+from pipeline.stages import Stage
 
 
 @pytest.fixture
@@ -85,8 +86,8 @@ def test_permanent_failure_goes_to_fallback_with_its_reason(broker: StubBroker, 
     seen: list[dict[str, Any]] = []
     _stub_run_clip(monkeypatch, [clipstage.Fallback("SourceNotFound: 404")], seen)
     broker.get_actor("extract_clip").send("job-a", 3, "trace-1")
-    run_worker(broker, names.QUEUE[names.CLIP])
-    msgs = broker.queues[names.QUEUE[names.FALLBACK]]
+    run_worker(broker, names.QUEUE[Stage.CLIP])
+    msgs = broker.queues[names.QUEUE[Stage.FALLBACK]]
     assert msgs.qsize() == 1
     msg = dramatiq.Message.decode(msgs.get())
     assert (msg.actor_name, msg.args) == ("fallback_clip", ("job-a", 3, "SourceNotFound: 404", "trace-1"))
@@ -102,10 +103,10 @@ def test_transient_failures_retry_with_growing_attempt_numbers(broker: StubBroke
         seen,
     )
     broker.get_actor("extract_clip").send("job-b", 0, "t")
-    run_worker(broker, names.QUEUE[names.CLIP])
+    run_worker(broker, names.QUEUE[Stage.CLIP])
     assert [s["attempt"] for s in seen] == [1, 2, 3]
     assert seen[0]["queue_wait_ms"] is not None and seen[1]["queue_wait_ms"] is None
-    assemble = broker.queues[names.QUEUE[names.ASSEMBLE]]
+    assemble = broker.queues[names.QUEUE[Stage.ASSEMBLE]]
     assert assemble.qsize() == 1  # the clip that completed the set fires assembly once
 
 
@@ -115,6 +116,6 @@ def test_done_without_fire_sends_nothing(broker: StubBroker, monkeypatch) -> Non
     )
     broker.get_actor("extract_clip").send("job-c", 1, "t")
     broker.get_actor("extract_clip").send("job-c", 1, "t")
-    run_worker(broker, names.QUEUE[names.CLIP])
-    assert broker.queues[names.QUEUE[names.ASSEMBLE]].qsize() == 0
-    assert broker.queues[names.QUEUE[names.FALLBACK]].qsize() == 0
+    run_worker(broker, names.QUEUE[Stage.CLIP])
+    assert broker.queues[names.QUEUE[Stage.ASSEMBLE]].qsize() == 0
+    assert broker.queues[names.QUEUE[Stage.FALLBACK]].qsize() == 0

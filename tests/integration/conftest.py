@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from clipline.devserver import LoopbackCDN
-from clipline.samples import SampleSet, SourceSpec, build_sample_set
+from clipline.dev.cdn import LoopbackCDN
+from clipline.dev.samples import SampleSet, SourceSpec, build_sample_set
 
 from .redisdb import claimed_db
 

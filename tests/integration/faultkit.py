@@ -21,7 +21,7 @@ from typing import Any
 
 import pika
 
-from clipline.samples import count_frames
+from clipline.dev.samples import count_frames
 from pipeline.models import parse_request
 from pipeline.timeline import total_frames
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from clipline.samples import count_frames
+from clipline.dev.samples import count_frames
 from pipeline.models import parse_request
 from pipeline.timeline import total_frames
 

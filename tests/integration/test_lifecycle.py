@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from clipline.samples import count_frames
+from clipline.dev.samples import count_frames
 from pipeline.models import parse_request
 from pipeline.store import JobStore
 from pipeline.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 
-from clipline.samples import count_frames
+from clipline.dev.samples import count_frames
 from pipeline import assembly, clipstage, planning, reconcile
 from pipeline.models import JobStatus, parse_request
 

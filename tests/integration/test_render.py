@@ -12,7 +12,7 @@ from typing import Any
 import pika
 import pytest
 
-from clipline.samples import CODE_PERIOD, count_frames, frame_code, measure_code
+from clipline.dev.samples import CODE_PERIOD, count_frames, frame_code, measure_code
 from pipeline.hls import MediaPlaylist, parse_playlist, select_segments
 from pipeline.models import parse_request
 from pipeline.timeline import build_slots, total_frames
@@ -146,9 +146,9 @@ def test_mixed_job_renders_with_gaps_exact_frames_and_minimal_bytes(stack: Stack
 
 
 def test_duplicate_clip_messages_neither_count_twice_nor_assemble_twice(stack: Stack) -> None:
-    from actors.broker import setup_broker
-    from actors.send import send
+    from actors.sender import Sender
     from pipeline.settings import load_settings
+    from pipeline.stages import Stage
 
     stack.start_workers("--stage", "all", "--concurrency", "3")
     job_id = new_job_id("dup")
@@ -158,10 +158,10 @@ def test_duplicate_clip_messages_neither_count_twice_nor_assemble_twice(stack: S
     path.write_text(json.dumps(request))
     assert stack.cli("submit", str(path)).returncode == 0
     # Every clip message is delivered twice more, while the job runs
-    setup_broker(load_settings(stack.env))
+    send = Sender(load_settings(stack.env))
     for _ in range(2):
         for i in range(8):
-            send("clip", job_id, i, request["trace_id"])
+            send(Stage.CLIP, job_id, i, request["trace_id"])
     done = stack.cli("status", job_id, "--watch", "--json", timeout=240)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["status"] == "COMPLETED", result
@@ -244,7 +244,7 @@ def test_a_job_on_postgresql_with_the_song_from_the_media_dir(stack: Stack, pg_u
     assert count_frames(final) == 4 * 33
     probe = json.loads(stack.cli("status", job_id, "--json").stdout.splitlines()[-1])
     assert probe["status"] == "COMPLETED" and probe["clip_stats"]["succeeded"] == 4
-    from pipeline.runner import run
+    from pipeline.subprocesses import run
 
     streams = run(
         [

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline import files
 from pipeline.errors import RequestInvalid
-from pipeline.overview import percentile
+from pipeline.job_stats import percentile
 from pipeline.retention import parse_age
 from pipeline.webhooks import sign, verify
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.commands import (
+from pipeline.ffmpeg_args import (
     EncodeProfile,
     assemble_argv,
     concat_list_text,

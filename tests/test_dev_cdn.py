@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from clipline.devserver import LoopbackCDN
+from clipline.dev.cdn import LoopbackCDN
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from clipline.samples import (
+from clipline.dev.samples import (
     CODE_PERIOD,
     SourceSpec,
     build_sample_set,

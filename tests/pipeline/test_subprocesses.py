@@ -8,7 +8,7 @@ import time
 import pytest
 
 from pipeline.errors import FFmpegFailed, FFmpegMissing, FFmpegTimeout
-from pipeline.runner import kill_tagged, run
+from pipeline.subprocesses import kill_tagged, run
 
 
 def test_success_returns_output() -> None:

@@ -20,8 +20,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pipeline.commands import count_frames_argv
-from pipeline.runner import run
+from pipeline.ffmpeg_args import count_frames_argv
+from pipeline.subprocesses import run
 
 QUIET = ["-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
 CODE_PERIOD = 25

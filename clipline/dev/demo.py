@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .devserver import LoopbackCDN
+from .cdn import LoopbackCDN
 from .samples import SourceSpec, build_sample_set
 
 DEMO_DIR = Path(".demo")
@@ -90,12 +90,11 @@ def _env(cdn: LoopbackCDN, media_dir: Path) -> dict[str, str]:
 
 
 def main(*, lines: int = 60, concurrency: int | None = None) -> int:
+    from actors.sender import Sender
+    from clipline.progress import wait_for
     from pipeline import jobs
     from pipeline.context import Context
     from pipeline.settings import get_settings
-
-    from .cli import _enqueue_plan
-    from .progress import wait_for
 
     DEMO_DIR.mkdir(exist_ok=True)
     print("preparing sample videos (cached after the first run) ...", file=sys.stderr, flush=True)
@@ -128,7 +127,7 @@ def main(*, lines: int = 60, concurrency: int | None = None) -> int:
             ctx = Context(settings)
             job_id = f"demo-{time.strftime('%Y%m%d-%H%M%S')}-c{cap}"
             started = time.monotonic()
-            jobs.submit(ctx, demo_request(job_id, lines, cdn), _enqueue_plan)
+            jobs.submit(ctx, demo_request(job_id, lines, cdn), Sender(settings).enqueue_plan)
             print(
                 f"submitted {job_id}: {lines} lines, clip concurrency {cap}; worker logs in {log_path}",
                 file=sys.stderr,

@@ -1,4 +1,4 @@
-"""runner.run: a failed output write is an error even when the process exits 0; children die with us."""
+"""subprocesses.run: a failed output write is an error even when the process exits 0; children die with us."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import FFmpegFailed
-from pipeline.runner import run
+from pipeline.subprocesses import run
 
 
 def test_a_full_disk_reported_with_exit_status_0_still_fails_and_names_the_disk() -> None:
@@ -48,7 +48,7 @@ def _children_of(ppid: int) -> list[int]:
 def test_a_child_dies_with_a_sigkilled_parent() -> None:
     root = Path(__file__).resolve().parents[2]
     code = (
-        f"import sys; sys.path.insert(0, {str(root)!r}); from pipeline.runner import run; "
+        f"import sys; sys.path.insert(0, {str(root)!r}); from pipeline.subprocesses import run; "
         "run(['sleep', '30'], timeout_s=60)"
     )
     parent = subprocess.Popen(

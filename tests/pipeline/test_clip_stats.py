@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from pipeline.clip_stats import clip_stats, percentile
 from pipeline.models import ClipRecord
-from pipeline.stats import clip_stats, percentile
 
 
 def test_percentile_nearest_rank() -> None:
