@@ -37,6 +37,13 @@ def _assemble_retry_when(retries: int, exc: Exception) -> bool:
 def setup_broker(
     settings: Settings, broker: dramatiq.Broker | None = None, *, with_worker_middleware: bool = False
 ) -> dramatiq.Broker:
+    """Make ``broker`` (by default a RabbitMQ broker on ``settings.broker_url`` with publisher
+    confirms) the process's broker and register the four actors on it, each on its own queue.
+
+    ``with_worker_middleware``: also the middleware a worker process needs (live settings, the
+    cancel watcher, Prometheus when a multiprocess directory is set). Senders leave it off.
+    Returns the broker. Connects lazily: nothing is opened until the first send or consume.
+    """
     if broker is None:
         broker = RabbitmqBroker(url=settings.broker_url, confirm_delivery=True)
     if not any(isinstance(m, CurrentMessage) for m in broker.middleware):

@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pipeline import job_stats, jobs
 from pipeline.context import Context
 from pipeline.errors import JobConflict, JobNotFound, JobStateConflict, RequestInvalid
-from pipeline.models import JobStatus
+from pipeline.models import ClipOutcome, JobStatus
 from pipeline.settings import Settings
 
 from .health import readiness
@@ -45,12 +45,18 @@ def job_view(job: Any) -> dict[str, Any]:
     obj = jobs.status_object(job)
     stats = obj.get("clip_stats") or {}
     obj["clips"] = {
-        k: stats.get(k) for k in ("total", "succeeded", "fallback_local", "placeholder", "failed")
+        k: stats.get(k) for k in ("total", *(o.public_name for o in ClipOutcome))
     }
     return obj
 
 
 def create_app(settings: Settings) -> FastAPI:
+    """The HTTP API over ``settings``' database, Redis and broker, as a FastAPI app.
+
+    Nothing connects at creation: the store, Redis and the broker are opened by the first request
+    that needs them. Errors become JSON answers (422 invalid request naming the field, 404 unknown
+    job, 409 conflicts, 413 body too large, 401 without the bearer token when one is set).
+    """
     app = FastAPI(
         title="clipline",
         version="0.1.0",

@@ -120,7 +120,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from pipeline import job_stats, retention
 
     settings = get_settings()
-    window = retention.parse_age(args.window)
+    window = retention.parse_age(args.window, option="--window")
     out = job_stats.summarize(_ctx(), window_s=window, queues=depths(settings))
     if args.json:
         _print_json(out)

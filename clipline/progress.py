@@ -11,8 +11,6 @@ from pipeline.models import ClipOutcome, JobStatus
 from pipeline.store import RenderJob
 
 POLL_S = 0.5
-#: clip_stats keys in the order of ClipOutcome (ok, local, placeholder, failed).
-_STATS_KEYS = ("succeeded", "fallback_local", "placeholder", "failed")
 
 
 def _clips(ctx: Context, job: RenderJob) -> str:
@@ -20,7 +18,7 @@ def _clips(ctx: Context, job: RenderJob) -> str:
     try:
         stats = (job.metrics or {}).get("render", {}).get("clip_stats")
         if stats:
-            total, counts = int(stats["total"]), [int(stats.get(k) or 0) for k in _STATS_KEYS]
+            total, counts = int(stats["total"]), [int(stats.get(o.public_name) or 0) for o in ClipOutcome]
         else:
             total = len(ctx.view(job.id).slots)
             seen = Counter(str(o.get("outcome")) for o in ctx.completion.outcomes(job.id).values())

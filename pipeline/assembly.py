@@ -81,7 +81,7 @@ def _assemble(ctx: Context, view: JobView, created_at: datetime) -> JobStatus:
     out_dir.mkdir(parents=True, exist_ok=True)
     final, report_path = out_dir / "final.mp4", out_dir / "report.json"
     missing = [i for i in range(len(view.slots)) if i not in records]
-    failed = [r.index for r in records.values() if r.outcome == ClipOutcome.FAILED.value]
+    failed = [r.index for r in records.values() if r.outcome == ClipOutcome.FAILED]
     error: str | None = None
     measured: int | None = None
     if missing or failed:
@@ -94,7 +94,7 @@ def _assemble(ctx: Context, view: JobView, created_at: datetime) -> JobStatus:
             track = audio.prepare(ctx, view)
             stats["bytes_fetched"] += track.fetched_bytes if track else 0
             measured = _mux(ctx, view, records, final, track.path if track else None, expected)
-            gaps = any(r.outcome != ClipOutcome.OK.value for r in records.values())
+            gaps = any(r.outcome != ClipOutcome.OK for r in records.values())
             status = JobStatus.COMPLETED_WITH_GAPS if gaps else JobStatus.COMPLETED
         except SourceError as exc:
             if exc.transient:
@@ -137,7 +137,7 @@ def _assemble(ctx: Context, view: JobView, created_at: datetime) -> JobStatus:
         expected_frames=expected,
         duration_s=round(duration_s, 3),
         assembly_ms=stats["assembly_ms"],
-        **{k: stats[k] for k in ("succeeded", "fallback_local", "placeholder", "failed")},
+        **{o.public_name: stats[o.public_name] for o in ClipOutcome},
     )
     cleanup(ctx, job_id, status)
     webhooks.notify(ctx, job_id)

@@ -15,13 +15,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import fetch, files
+from . import fetch, ffmpeg_args, files
 from .context import Context, JobView
 from .errors import ClipLineError
 from .subprocesses import run
 from .timeline import total_frames
-
-AAC_BITRATE = "192k"
 
 
 @dataclass(frozen=True)
@@ -58,21 +56,7 @@ def _source(ctx: Context, view: JobView) -> tuple[Path, int] | None:
 
 def _probe(ctx: Context, path: Path) -> tuple[str | None, float]:
     """(codec of the first audio stream, duration in seconds) of a media file."""
-    out = run(
-        [
-            ctx.ffprobe,
-            "-v",
-            "error",
-            "-select_streams",
-            "a:0",
-            "-show_entries",
-            "stream=codec_name:format=duration",
-            "-of",
-            "json",
-            str(path),
-        ],
-        timeout_s=60,
-    ).stdout
+    out = run(ffmpeg_args.probe_audio_argv(ctx.ffprobe, path), timeout_s=60).stdout
     data = json.loads(out or b"{}")
     streams = data.get("streams") or []
     if not streams:
@@ -100,28 +84,7 @@ def prepare(ctx: Context, view: JobView) -> Track | None:
     tmp = files.temp_name(prepared)
     try:
         run(
-            [
-                ctx.ffmpeg,
-                "-nostdin",
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-y",
-                "-i",
-                str(source),
-                "-vn",
-                "-af",
-                "apad",
-                "-t",
-                f"{length_s:.6f}",
-                "-c:a",
-                "aac",
-                "-b:a",
-                AAC_BITRATE,
-                "-f",
-                "mp4",
-                str(tmp),
-            ],
+            ffmpeg_args.song_argv(ctx.ffmpeg, source, tmp, length_s=length_s),
             timeout_s=ctx.settings.assemble_timeout_s,
             tag=view.job_id,
         )

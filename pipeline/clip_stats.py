@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .models import ClipOutcome, ClipRecord
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100); None for no values."""
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100) of the values; None when there are none."""
     if not values:
         return None
     ordered = sorted(values)
     rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
+    return ordered[min(rank, len(ordered)) - 1]
 
 
 def _mean(values: list[float]) -> float | None:
@@ -31,16 +31,13 @@ def clip_stats(
 ) -> dict[str, Any]:
     recs = list(records)
     by = {o.value: sum(1 for r in recs if r.outcome == o.value) for o in ClipOutcome}
-    extract = [r.extract_ms for r in recs if r.extract_ms is not None and r.outcome == ClipOutcome.OK.value]
+    extract = [r.extract_ms for r in recs if r.extract_ms is not None and r.outcome == ClipOutcome.OK]
     waits = [r.queue_wait_ms for r in recs if r.queue_wait_ms is not None]
-    drifts = [abs(r.drift_ms) for r in recs if r.outcome != ClipOutcome.FAILED.value]
+    drifts = [abs(r.drift_ms) for r in recs if r.outcome != ClipOutcome.FAILED]
     p95 = percentile(extract, 95)
     return {
         "total": len(recs),
-        "succeeded": by[ClipOutcome.OK.value],
-        "fallback_local": by[ClipOutcome.LOCAL.value],
-        "placeholder": by[ClipOutcome.PLACEHOLDER.value],
-        "failed": by[ClipOutcome.FAILED.value],
+        **{o.public_name: by[o] for o in ClipOutcome},
         "retries": sum(max(0, r.attempts - 1) for r in recs),
         "avg_extract_ms": _mean(extract),
         "p95_extract_ms": round(p95, 1) if p95 is not None else None,

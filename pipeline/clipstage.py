@@ -27,13 +27,6 @@ log = structlog.get_logger("clipline.clip")
 #: Progress shares: planning up to 5, clips 5..90, assembly 90..100.
 PROGRESS_CLIPS_FROM, PROGRESS_CLIPS_TO = 5, 90
 
-_STATUS_OF = {
-    ClipOutcome.OK.value: "succeeded",
-    ClipOutcome.LOCAL.value: "fallback_local",
-    ClipOutcome.PLACEHOLDER.value: "placeholder",
-    ClipOutcome.FAILED.value: "failed",
-}
-
 
 @dataclass(frozen=True)
 class Done:
@@ -153,12 +146,12 @@ def announce(ctx: Context, view: JobView, record: ClipRecord, parallel_slot: int
     if marker.exists():
         return
     ctx.observer.clip_outcome(record.outcome, record.extract_ms)
-    extra = {"bytes_fetched": record.bytes_fetched} if record.outcome == ClipOutcome.OK.value else {}
+    extra = {"bytes_fetched": record.bytes_fetched} if record.outcome == ClipOutcome.OK else {}
     clip_event(
         log,
         job_id=view.job_id,
         index=record.index,
-        status=_STATUS_OF[record.outcome],
+        status=record.outcome.public_name,
         parallel_slot=parallel_slot,
         attempt=record.attempts,
         video_id=record.video_id,
@@ -180,6 +173,20 @@ def run_clip(
     queue_wait_ms: float | None = None,
     parallel_slot: int | None = None,
 ) -> Step:
+    """Cut slot ``index`` of ``job_id`` from its HLS source; say what the actor must do next.
+
+    Returns:
+        ``Done`` once the outcome is recorded (``fire``: this call completed the job's set of
+        outcomes, so the caller enqueues assembly; ``added`` False: a duplicate delivery, nothing
+        changed), ``Retry`` for a transient failure while ``attempt < max_attempts`` (the caller
+        re-raises so the broker retries with backoff), ``Fallback`` with the reason for a permanent
+        failure or exhausted retries (the caller sends the fallback message), ``Skipped`` when the
+        slot needs nothing (already recorded, the job cancelled or final). A redelivered clip whose
+        file and sidecar exist is recorded again from them instead of being cut twice.
+
+    Raises only what it cannot decide on: a job id or index that is not in the store
+    (``JobNotFound``, ``IndexError``), or a broken database or Redis (their own errors).
+    """
     view = ctx.view(job_id)
     clip = view.request.lines[index].clip
     why, status = _skip_reason(ctx, view, index)
@@ -234,6 +241,16 @@ def run_clip(
 def run_fallback(
     ctx: Context, job_id: str, index: int, reason: str, *, parallel_slot: int | None = None
 ) -> Step:
+    """Give slot ``index`` a clip after its source failed: the local copy, else a black placeholder.
+
+    What is tried follows the live fallback policy (``fallback_local``, ``fallback_placeholder``);
+    ``reason`` (why the HLS cut failed) is kept in the record with what was tried.
+
+    Returns:
+        ``Done`` (outcome ``local``, ``placeholder``, or ``failed`` when even a placeholder could
+        not be made or is disabled: the job will end FAILED), or ``Skipped`` when the slot needs
+        nothing. Never ``Retry``: every slot reaches an outcome, so every job ends.
+    """
     view = ctx.view(job_id)
     clip = view.request.lines[index].clip
     why, status = _skip_reason(ctx, view, index)
@@ -297,7 +314,7 @@ def _failed(
     clip = view.request.lines[index].clip
     record = ClipRecord(
         index=index,
-        outcome=ClipOutcome.FAILED.value,
+        outcome=ClipOutcome.FAILED,
         video_id=clip.video_id,
         attempts=attempts,
         last_error=last_error or reason,

@@ -85,7 +85,7 @@ def cut_from_hls(ctx: Context, view: JobView, index: int) -> ClipRecord:
     )
     return ClipRecord(
         index=index,
-        outcome=ClipOutcome.OK.value,
+        outcome=ClipOutcome.OK,
         path=str(path),
         video_id=clip.video_id,
         bytes_fetched=got.bytes_fetched,
@@ -123,7 +123,7 @@ def cut_from_local(ctx: Context, view: JobView, index: int) -> ClipRecord | None
     )
     return ClipRecord(
         index=index,
-        outcome=ClipOutcome.LOCAL.value,
+        outcome=ClipOutcome.LOCAL,
         path=str(path),
         video_id=clip.video_id,
         extract_ms=round((time.monotonic() - started) * 1000, 1),
@@ -146,7 +146,7 @@ def make_placeholder(ctx: Context, view: JobView, index: int) -> ClipRecord:
     )
     return ClipRecord(
         index=index,
-        outcome=ClipOutcome.PLACEHOLDER.value,
+        outcome=ClipOutcome.PLACEHOLDER,
         path=str(path),
         video_id=req.lines[index].clip.video_id,
         extract_ms=round((time.monotonic() - started) * 1000, 1),

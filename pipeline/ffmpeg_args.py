@@ -126,6 +126,35 @@ def assemble_argv(
     return argv
 
 
+#: The song's bitrate once it is encoded for the job.
+AAC_BITRATE = "192k"
+
+
+def song_argv(ffmpeg_bin: str, source: Path, out: Path, *, length_s: float) -> list[str]:
+    """The song as AAC in MP4, padded with silence or cut to exactly ``length_s`` seconds."""
+    return _with_globals(
+        ffmpeg_bin,
+        ["-i", str(source), "-vn", "-af", "apad", "-t", f"{length_s:.6f}"]
+        + ["-c:a", "aac", "-b:a", AAC_BITRATE, "-f", "mp4", str(out)],
+    )
+
+
+def probe_audio_argv(ffprobe_bin: str, media: Path) -> list[str]:
+    """ffprobe: the first audio stream's codec and the file's duration, as JSON."""
+    return [
+        ffprobe_bin,
+        "-v",
+        "error",
+        "-select_streams",
+        "a:0",
+        "-show_entries",
+        "stream=codec_name:format=duration",
+        "-of",
+        "json",
+        str(media),
+    ]
+
+
 def concat_list_text(clips: list[Path]) -> str:
     """The concat demuxer's list file; paths are quoted per its rules."""
 

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from collections import Counter
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .clip_stats import percentile
 from .context import Context
-from .models import JobStatus
+from .models import ClipOutcome, JobStatus
 
 SUCCEEDED = (JobStatus.COMPLETED.value, JobStatus.COMPLETED_WITH_GAPS.value)
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100) of the values; None when there are none."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 def summarize(
@@ -42,7 +32,7 @@ def summarize(
         for j in succeeded + failed
         if j.finished_at and j.created_at
     ]
-    clips = {"total": 0, "succeeded": 0, "fallback_local": 0, "placeholder": 0, "failed": 0}
+    clips = {"total": 0, **{o.public_name: 0 for o in ClipOutcome}}
     for job in ended:
         stats = (job.metrics or {}).get("render", {}).get("clip_stats") or {}
         for key in clips:

@@ -121,7 +121,7 @@ def _slots_without_footage(ctx: Context, job_id: str, total: int) -> list[int]:
     redo = []
     for index in range(total):
         data = files.read_json(files.clip_record_path(ctx.settings, job_id, index))
-        ok = isinstance(data, dict) and data.get("outcome") == ClipOutcome.OK.value
+        ok = isinstance(data, dict) and data.get("outcome") == ClipOutcome.OK
         if not ok or not files.clip_path(ctx.settings, job_id, index).is_file():
             redo.append(index)
     return redo

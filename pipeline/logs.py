@@ -15,11 +15,11 @@ from typing import Any
 
 import structlog
 
+from .models import ClipOutcome
+
 CLIP_EVENT = "twelvelabs.video_clip"
-CLIP_STATUSES = ("queued", "started", "retrying", "succeeded", "fallback_local", "placeholder", "failed")
-
-_configured = False
-
+#: Every clip_status of the clip event: the transitions, then the outcomes' public names.
+CLIP_STATUSES = ("queued", "started", "retrying", *(o.public_name for o in ClipOutcome))
 
 def _ensure_ids(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     event_dict.setdefault("trace_id", None)
@@ -29,7 +29,6 @@ def _ensure_ids(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
 
 def configure(level: str = "INFO", *, json_output: bool = True) -> None:
     """Route structlog and stdlib logging (dramatiq, pika) through one JSON renderer on stdout."""
-    global _configured
     lvl = logging.getLevelName(level.upper())
     if not isinstance(lvl, int):
         lvl = logging.INFO
@@ -72,7 +71,6 @@ def configure(level: str = "INFO", *, json_output: bool = True) -> None:
     logging.getLogger("pika").setLevel(max(lvl, logging.WARNING))
     logging.getLogger("httpx").setLevel(max(lvl, logging.WARNING))
     logging.getLogger("httpcore").setLevel(max(lvl, logging.WARNING))
-    _configured = True
 
 
 @contextmanager

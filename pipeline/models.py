@@ -55,10 +55,25 @@ FINAL_STATUSES = frozenset(
 
 
 class ClipOutcome(StrEnum):
-    OK = "ok"
-    LOCAL = "local"
-    PLACEHOLDER = "placeholder"
-    FAILED = "failed"
+    """How a slot got its clip (report.json's ``outcome``)."""
+
+    OK = "ok"  # cut from the planned source
+    LOCAL = "local"  # cut from the local copy of the video
+    PLACEHOLDER = "placeholder"  # black, of the exact length
+    FAILED = "failed"  # no clip at all: the job fails
+
+    @property
+    def public_name(self) -> str:
+        """Its name in ``clip_stats`` and in the clip log event's ``clip_status`` (DESIGN.md)."""
+        return _PUBLIC_NAMES[self]
+
+
+_PUBLIC_NAMES = {
+    ClipOutcome.OK: "succeeded",
+    ClipOutcome.LOCAL: "fallback_local",
+    ClipOutcome.PLACEHOLDER: "placeholder",
+    ClipOutcome.FAILED: "failed",
+}
 
 
 def _check_url(value: str | None, info: ValidationInfo) -> str | None:
@@ -261,7 +276,7 @@ class ClipRecord:
     """A clip's final outcome: beside the clip file and in Redis; read by assembly and the report."""
 
     index: int
-    outcome: str
+    outcome: ClipOutcome
     path: str | None = None
     video_id: str = ""
     attempts: int = 0
@@ -277,6 +292,9 @@ class ClipRecord:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def __post_init__(self) -> None:
+        self.outcome = ClipOutcome(self.outcome)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ClipRecord:

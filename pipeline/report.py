@@ -20,7 +20,7 @@ def slot_rows(view: JobView, records: dict[int, ClipRecord]) -> list[dict[str, A
     for slot in view.slots:
         line = view.request.lines[slot.index]
         rec = records.get(slot.index) or ClipRecord(
-            index=slot.index, outcome=ClipOutcome.FAILED.value, reason="no outcome recorded"
+            index=slot.index, outcome=ClipOutcome.FAILED, reason="no outcome recorded"
         )
         rows.append(
             {
@@ -51,7 +51,7 @@ def missing_footage(view: JobView, records: dict[int, ClipRecord]) -> list[dict[
     """Slots without their planned footage, grouped by video, each with what to do about it."""
     groups: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
     for row in slot_rows(view, records):
-        if row["outcome"] == ClipOutcome.OK.value:
+        if row["outcome"] == ClipOutcome.OK:
             continue
         key = (row["video_id"], row["outcome"])
         g = groups.setdefault(
@@ -74,11 +74,11 @@ def missing_footage(view: JobView, records: dict[int, ClipRecord]) -> list[dict[
     out = []
     for g in groups.values():
         vid, outcome = g["video_id"], g["outcome"]
-        if outcome == ClipOutcome.LOCAL.value:
+        if outcome == ClipOutcome.LOCAL:
             g["action"] = (
                 f"footage came from the local copy of {vid}; check the CDN source if the look differs"
             )
-        elif outcome == ClipOutcome.PLACEHOLDER.value:
+        elif outcome == ClipOutcome.PLACEHOLDER:
             g["action"] = (
                 f"black placeholder shown: restore {vid} on the CDN or put {vid}.mp4 in the media "
                 f"directory, or pick another clip for these lines, then re-render"
@@ -126,10 +126,10 @@ def build_report(
         },
         "summary": {
             "slots": len(rows),
-            "ok": counts[ClipOutcome.OK.value],
-            "local": counts[ClipOutcome.LOCAL.value],
-            "placeholder": counts[ClipOutcome.PLACEHOLDER.value],
-            "failed": counts[ClipOutcome.FAILED.value],
+            "ok": counts[ClipOutcome.OK],
+            "local": counts[ClipOutcome.LOCAL],
+            "placeholder": counts[ClipOutcome.PLACEHOLDER],
+            "failed": counts[ClipOutcome.FAILED],
             "missing_footage": missing,
             "text": lines or ["all lines have their planned footage"],
         },

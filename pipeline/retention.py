@@ -22,13 +22,13 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 
 
-def parse_age(text: str) -> float:
-    """'90s', '30m', '24h', '7d', '2w' -> seconds. Raises RequestInvalid naming the option."""
+def parse_age(text: str, *, option: str = "--older-than") -> float:
+    """'90s', '30m', '24h', '7d', '2w' -> seconds. Raises RequestInvalid naming ``option``."""
     m = _AGE.match(text or "")
     if not m:
         raise RequestInvalid(
-            f"--older-than {text!r}: expected a number and a unit, like 90s, 30m, 24h, 7d or 2w",
-            field="older_than",
+            f"{option} {text!r}: expected a number and a unit, like 90s, 30m, 24h, 7d or 2w",
+            field=option.lstrip("-").replace("-", "_"),
         )
     return float(m.group(1)) * _UNITS[m.group(2)]
 

@@ -14,7 +14,7 @@ import shlex
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -155,9 +155,6 @@ def _output_write_error(stderr: str) -> str | None:
         if line.startswith(_WRITE_FAILURES):
             return line.strip()
     return None
-
-
-Runner = Callable[..., Completed]
 
 
 def spawn(argv: list[str], *, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

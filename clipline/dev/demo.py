@@ -9,6 +9,7 @@ present locally, one is gone everywhere, so the report shows both fallbacks.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -90,10 +91,9 @@ def _env(cdn: LoopbackCDN, media_dir: Path) -> dict[str, str]:
 
 
 def main(*, lines: int = 60, concurrency: int | None = None) -> int:
-    from actors.sender import Sender
-    from clipline.progress import wait_for
     from pipeline import jobs
     from pipeline.context import Context
+    from pipeline.models import JobStatus
     from pipeline.settings import get_settings
 
     DEMO_DIR.mkdir(exist_ok=True)
@@ -127,13 +127,22 @@ def main(*, lines: int = 60, concurrency: int | None = None) -> int:
             ctx = Context(settings)
             job_id = f"demo-{time.strftime('%Y%m%d-%H%M%S')}-c{cap}"
             started = time.monotonic()
-            jobs.submit(ctx, demo_request(job_id, lines, cdn), Sender(settings).enqueue_plan)
+            request = DEMO_DIR / f"{job_id}.json"
+            request.write_text(json.dumps(demo_request(job_id, lines, cdn), ensure_ascii=False, indent=1))
             print(
-                f"submitted {job_id}: {lines} lines, clip concurrency {cap}; worker logs in {log_path}",
+                f"submitting {request}: {lines} lines, clip concurrency {cap}; worker logs in {log_path}",
                 file=sys.stderr,
                 flush=True,
             )
-            status = wait_for(ctx, job_id, show=True, timeout_s=1800)
+            # The operator's own command: `clipline submit --wait` shows the progress bar.
+            subprocess.run(
+                [sys.executable, "-m", "clipline.cli", "submit", str(request), "--wait"],
+                env=dict(os.environ),
+                stdout=subprocess.DEVNULL,
+                timeout=1800,
+                check=False,
+            )
+            status = JobStatus(ctx.store.get(job_id).status)
             wall = time.monotonic() - started
             job = ctx.store.get(job_id)
             stats = (job.metrics or {}).get("render", {}).get("clip_stats", {})
@@ -147,8 +156,6 @@ def main(*, lines: int = 60, concurrency: int | None = None) -> int:
                 f"fetched; extract p95 {stats.get('p95_extract_ms')} ms"
             )
             if job.report_path:
-                import json
-
                 for line in json.loads(Path(job.report_path).read_text())["summary"]["text"]:
                     print(f"  - {line}")
             return jobs.exit_code(status)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.ffmpeg_args import (
+    GLOBAL_ARGS,
     EncodeProfile,
     assemble_argv,
     concat_list_text,
@@ -12,6 +13,7 @@ from pipeline.ffmpeg_args import (
     cut_argv,
     frames_from_progress,
     placeholder_argv,
+    song_argv,
 )
 
 PROFILE = EncodeProfile(1280, 720, 30, "veryfast", 20)
@@ -151,3 +153,25 @@ def test_frame_count_from_progress_output() -> None:
     out = b"frame=10\nfps=0.0\nprogress=continue\nframe=96\nprogress=end\n"
     assert frames_from_progress(out) == 96
     assert frames_from_progress(b"") is None
+
+
+def test_the_song_is_encoded_once_padded_or_cut_to_the_video_length() -> None:
+    argv = song_argv("ffmpeg", Path("/w/audio/source"), Path("/w/audio/.track.m4a.tmp"), length_s=12.5)
+    assert argv == [
+        "ffmpeg",
+        *GLOBAL_ARGS,
+        "-i",
+        "/w/audio/source",
+        "-vn",
+        "-af",
+        "apad",
+        "-t",
+        "12.500000",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "192k",
+        "-f",
+        "mp4",
+        "/w/audio/.track.m4a.tmp",
+    ]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from pipeline import files
+from pipeline.clip_stats import percentile
 from pipeline.errors import RequestInvalid
-from pipeline.job_stats import percentile
 from pipeline.retention import parse_age
 from pipeline.webhooks import sign, verify
 
@@ -27,6 +27,12 @@ def test_parse_age(text: str, seconds: float) -> None:
 def test_parse_age_rejects_what_it_cannot_read(text: str) -> None:
     with pytest.raises(RequestInvalid, match="--older-than"):
         parse_age(text)
+
+
+def test_parse_age_names_the_option_it_was_given() -> None:
+    with pytest.raises(RequestInvalid, match="^--window 'a day'") as err:
+        parse_age("a day", option="--window")
+    assert err.value.field == "window"
 
 
 def test_percentile_is_nearest_rank() -> None:
