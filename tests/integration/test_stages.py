@@ -61,31 +61,6 @@ def test_ffmpeg_vanishing_mid_job_fails_the_job_clearly_and_releases_slots(stack
     assert assembly.assemble(ctx, job_id) is None
 
 
-def test_same_clip_twice_in_process_counts_once(stack: Stack) -> None:
-    ctx = make_ctx(stack)
-    job_id = new_job_id("twice")
-    request = build_request(
-        job_id,
-        stack.cdn,
-        [("v_b", 0, 1000, False), ("v_b", 1000, 2000, False)],
-        line_ms=lambda i: 1000,
-        audio=False,
-    )
-    planning.plan(ctx, request)
-    a = clipstage.run_clip(ctx, job_id, 0, attempt=1, max_attempts=3)
-    again = clipstage.run_clip(ctx, job_id, 0, attempt=1, max_attempts=3)
-    b = clipstage.run_clip(ctx, job_id, 1, attempt=1, max_attempts=3)
-    assert isinstance(a, clipstage.Done) and not a.fire
-    assert isinstance(again, clipstage.Skipped)
-    assert isinstance(b, clipstage.Done) and b.fire
-    assert ctx.completion.done_count(job_id) == 2
-    # Redis lost the records (restart): the clips' sidecars bring them back without re-encoding
-    ctx.completion.forget(job_id)
-    recovered = clipstage.run_clip(ctx, job_id, 0, attempt=1, max_attempts=3)
-    assert isinstance(recovered, clipstage.Done) and recovered.record.extract_ms == a.record.extract_ms
-    assert assembly.assemble(ctx, job_id) == JobStatus.COMPLETED
-
-
 def test_gone_source_goes_straight_to_fallback_and_plan_is_idempotent(stack: Stack) -> None:
     ctx = make_ctx(stack)
     job_id = new_job_id("gone")

@@ -1,29 +1,73 @@
-"""Live config and the cluster-wide clip cap, against a real Redis."""
+"""What the stages rely on from Redis coordination: completion, clip slots, leases, live config.
+
+The cases take a fixture ``r``, a Redis client. They run twice: against the
+in-memory stand-in (``tests/pipeline/test_coordination.py``, no server) and
+against the real Redis (``tests/integration/test_coordination.py``), so the
+stand-in the fast tests use is held to the behaviour of the real thing.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
 
-from pipeline import keys
+from pipeline import leases
+from pipeline.completion import Completion
 from pipeline.limits import ClusterLimit, SlotTimeout
 from pipeline.liveconfig import LiveConfig, UnknownKey
 from pipeline.settings import load_settings
 
-pytestmark = pytest.mark.integration
+
+def test_each_outcome_counts_once_and_exactly_one_recording_fires(r: redis.Redis) -> None:
+    done = Completion(r)
+    done.mark_planned("j")
+    first = done.record("j", 0, 3, {"outcome": "ok"})
+    again = done.record("j", 0, 3, {"outcome": "placeholder"})  # a duplicate delivery
+    second = done.record("j", 1, 3, {"outcome": "ok"})
+    assert (first.added, first.done, first.fire) == (True, 1, False)
+    assert (again.added, again.done, again.fire) == (False, 1, False)
+    assert (second.added, second.done, second.fire) == (True, 2, False)
+    fired = [done.record("j", 2, 3, {"outcome": "local"}), done.record("j", 2, 3, {"outcome": "local"})]
+    assert [f.fire for f in fired] == [True, False]
+    assert done.outcomes("j")[0] == {"outcome": "ok"} and done.done_count("j") == 3
+    assert not any(x.state_lost for x in (first, again, second, *fired))
 
 
-@pytest.fixture
-def r(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    client.delete(keys.clip_slots(), keys.config_hash())
-    yield client
-    client.delete(keys.clip_slots(), keys.config_hash())
+def test_a_recording_after_redis_lost_the_job_says_so(r: redis.Redis) -> None:
+    done = Completion(r)
+    done.mark_planned("j")
+    assert not done.record("j", 0, 2, {"outcome": "ok"}).state_lost
+    done.forget("j")  # what a restart without persistence does
+    lost = done.record("j", 1, 2, {"outcome": "ok"})
+    assert lost.state_lost and lost.added and not lost.fire
+    assert done.has("j", 1) and not done.has("j", 0)
+
+
+def test_clips_in_flight_and_their_peak_are_measured(r: redis.Redis) -> None:
+    done = Completion(r)
+    assert [done.enter("j") for _ in range(3)] == [1, 2, 3]
+    done.leave("j")
+    done.leave("j")
+    assert done.enter("j") == 2 and done.peak("j") == 3
+    assert done.note_attempt("j", 4) == 1 and done.note_attempt("j", 4, "boom") == 2
+    assert done.attempts("j", 4) == (2, "boom")
+
+
+def test_a_lease_is_exclusive_and_a_dead_holders_lease_runs_out(r: redis.Redis) -> None:
+    with leases.held(r, "k", wait_s=1, lease_s=5):
+        with pytest.raises(redis.exceptions.LockError):
+            with leases.held(r, "k", wait_s=0.2):
+                pass
+    # A holder that died without releasing (no renewal): the next one gets the key once the lease ends
+    r.set("k", "dead-holder", px=300)
+    t0 = time.monotonic()
+    with leases.held(r, "k", wait_s=3):
+        waited = time.monotonic() - t0
+    assert 0.1 < waited < 2.0
 
 
 def test_without_a_cap_slots_are_numbered_but_never_refused(r: redis.Redis) -> None:
