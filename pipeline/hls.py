@@ -1,31 +1,89 @@
-"""HLS playlists: parse, pick a variant, select the segments a window needs. Pure, no IO."""
+"""HLS playlists: parse, pick a rendition, select the segments a window needs. Pure, no IO.
+
+The text is read by the ``m3u8`` library (every tag of RFC 8216 and its
+drafts); this module turns its objects into clipline's own frozen records and
+refuses, before any work, what cannot be cut exactly: live or EVENT playlists
+without ``#EXT-X-ENDLIST``, absurd ``#EXTINF`` values, SAMPLE-AES and DRM
+keys, non-http URIs. Every parser failure is a ``SourceInvalid`` naming the
+playlist, never a bare ValueError.
+
+Supported: MPEG-TS and fMP4 (``#EXT-X-MAP``, with ``BYTERANGE`` and changing
+mid-playlist) segments, ``#EXT-X-BYTERANGE``, ``#EXT-X-DISCONTINUITY``,
+``#EXT-X-GAP`` (marked; the cutter sends such windows to fallback),
+``#EXT-X-KEY`` METHOD=AES-128, master playlists (``CODECS``, ``RESOLUTION``;
+``#EXT-X-MEDIA`` alternates are audio/subtitles and are ignored for video).
+"""
 
 from __future__ import annotations
 
-import re
+import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import m3u8
+
 from .errors import SourceInvalid
 
-_ATTR_RE = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')
+#: A window that needs more segments than this is refused (a playlist of absurdly short segments).
+MAX_SEGMENTS_PER_WINDOW = 120
+#: The longest ``#EXTINF`` taken seriously (a day).
+MAX_EXTINF_S = 86400.0
 
 
-def _attrs(text: str) -> dict[str, str]:
-    return {k: v.strip('"') for k, v in _ATTR_RE.findall(text)}
+@dataclass(frozen=True)
+class Part:
+    """A resource: a URI, or a byte range of it (``offset``, ``length``)."""
+
+    uri: str
+    offset: int | None = None
+    length: int | None = None
+
+    @property
+    def byte_range(self) -> tuple[int, int] | None:
+        """(first, last) byte, inclusive, as in an HTTP Range header; None for the whole resource."""
+        if self.offset is None or self.length is None:
+            return None
+        return self.offset, self.offset + self.length - 1
+
+
+@dataclass(frozen=True)
+class Key:
+    """``#EXT-X-KEY`` METHOD=AES-128: the key's URI and the IV (None: the media sequence number)."""
+
+    uri: str
+    iv: bytes | None = None
+
+    def iv_for(self, seq: int) -> bytes:
+        return self.iv if self.iv is not None else seq.to_bytes(16, "big")
 
 
 @dataclass(frozen=True)
 class Segment:
     seq: int
     uri: str
-    start_s: float
+    start_s: float  # on the playlist timeline (sum of #EXTINF before it): places a window, never cuts it
     duration_s: float
+    offset: int | None = None  # #EXT-X-BYTERANGE
+    length: int | None = None
+    discontinuity: int = 0  # the discontinuity sequence: timestamps are continuous only within one
+    init: Part | None = None  # #EXT-X-MAP: fMP4
+    key: Key | None = None
+    gap: bool = False
 
     @property
     def end_s(self) -> float:
         return self.start_s + self.duration_s
+
+    @property
+    def part(self) -> Part:
+        return Part(self.uri, self.offset, self.length)
+
+    @property
+    def container(self) -> str:
+        """ffmpeg's demuxer name for this segment: ``mp4`` with an init section, else ``mpegts``."""
+        return "mp4" if self.init is not None else "mpegts"
 
 
 @dataclass(frozen=True)
@@ -33,35 +91,79 @@ class Variant:
     uri: str
     bandwidth: int
     height: int | None
+    codecs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class MediaPlaylist:
     url: str
     segments: tuple[Segment, ...]
-    init_uri: str | None = None
     ended: bool = True
 
     @property
     def duration_s(self) -> float:
         return self.segments[-1].end_s if self.segments else 0.0
 
+    def first_of_discontinuity(self, discontinuity: int) -> Segment:
+        """The first segment after the ``discontinuity``-th boundary: its timestamps anchor the rest."""
+        return next(s for s in self.segments if s.discontinuity == discontinuity)
+
+    def following(self, segment: Segment) -> Segment | None:
+        i = segment.seq - self.segments[0].seq + 1
+        return self.segments[i] if i < len(self.segments) else None
+
+    def preceding(self, segment: Segment) -> Segment | None:
+        i = segment.seq - self.segments[0].seq - 1
+        return self.segments[i] if i >= 0 else None
+
     def to_json(self) -> dict[str, Any]:
-        return {
-            "url": self.url,
-            "init_uri": self.init_uri,
-            "ended": self.ended,
-            "segments": [asdict(s) for s in self.segments],
-        }
+        def seg(s: Segment) -> dict[str, Any]:
+            d = asdict(s)
+            d["key"] = None if s.key is None else {"uri": s.key.uri, "iv": s.key.iv.hex() if s.key.iv else None}
+            return d
+
+        return {"url": self.url, "ended": self.ended, "segments": [seg(s) for s in self.segments]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MediaPlaylist:
-        return cls(
-            url=data["url"],
-            init_uri=data.get("init_uri"),
-            ended=bool(data.get("ended", True)),
-            segments=tuple(Segment(**s) for s in data["segments"]),
-        )
+        def seg(d: dict[str, Any]) -> Segment:
+            d = dict(d)
+            d["init"] = Part(**d["init"]) if d.get("init") else None
+            k = d.get("key")
+            d["key"] = Key(k["uri"], bytes.fromhex(k["iv"]) if k.get("iv") else None) if k else None
+            return Segment(**d)
+
+        return cls(data["url"], tuple(seg(s) for s in data["segments"]), bool(data.get("ended", True)))
+
+
+#: Codec prefixes of RFC 6381 ``CODECS`` entries that carry video, and the ffmpeg decoder each needs.
+VIDEO_DECODERS = {
+    "avc1": "h264",
+    "avc3": "h264",
+    "hvc1": "hevc",
+    "hev1": "hevc",
+    "dvh1": "hevc",
+    "dvhe": "hevc",
+    "av01": "av1",
+    "vp09": "vp9",
+    "vp08": "vp8",
+    "mp4v": "mpeg4",
+}
+#: Entries that are audio or text: they do not decide whether the video can be decoded.
+NOT_VIDEO = ("mp4a", "ac-3", "ec-3", "ac-4", "opus", "flac", "fla", "mp3", "alac", "stpp", "wvtt", "dts")
+
+
+def undecodable_codecs(codecs: tuple[str, ...], decoders: frozenset[str]) -> list[str]:
+    """The video codecs of a ``CODECS`` list that ffmpeg (with ``decoders``) cannot decode."""
+    bad = []
+    for codec in codecs:
+        prefix = codec.split(".", 1)[0].lower()
+        if prefix.startswith(NOT_VIDEO):
+            continue
+        needs = VIDEO_DECODERS.get(prefix)
+        if needs is None or not any(d == needs or d.startswith(f"lib{needs}") or needs in d for d in decoders):
+            bad.append(codec)
+    return bad
 
 
 @dataclass(frozen=True)
@@ -69,9 +171,17 @@ class MasterPlaylist:
     url: str
     variants: tuple[Variant, ...] = field(default_factory=tuple)
 
-    def pick(self, height: int) -> Variant:
-        """The smallest variant at least ``height`` tall, else the tallest (unknown heights by bandwidth)."""
-        ranked = sorted(self.variants, key=lambda v: (v.height or 0, v.bandwidth))
+    def pick(self, height: int, decodable: Callable[[Variant], bool] = lambda v: True) -> Variant:
+        """The smallest decodable variant at least ``height`` tall, else the tallest (unknown heights by
+        bandwidth). Raises SourceInvalid when no variant can be decoded."""
+        usable = [v for v in self.variants if decodable(v)]
+        if not usable:
+            codecs = sorted({",".join(v.codecs) for v in self.variants})
+            raise SourceInvalid(
+                f"{self.url}: no rendition has codecs this ffmpeg can decode ({'; '.join(codecs)})",
+                url=self.url,
+            )
+        ranked = sorted(usable, key=lambda v: (v.height or 0, v.bandwidth))
         for variant in ranked:
             if variant.height is not None and variant.height >= height:
                 return variant
@@ -88,64 +198,136 @@ def _absolute(base: str, uri: str) -> str:
     return url
 
 
-def parse_playlist(text: str, url: str) -> MediaPlaylist | MasterPlaylist:
-    """Parse an m3u8 body fetched from ``url``; every URI comes back absolute and http(s)."""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    if not lines or not lines[0].startswith("#EXTM3U"):
-        raise SourceInvalid(f"{url} is not an HLS playlist (no #EXTM3U header)", url=url)
-    variants: list[Variant] = []
+def _byterange(text: str, url: str, what: str) -> tuple[int, int | None]:
+    """``n[@o]`` -> (length, offset or None)."""
+    length, _, offset = text.strip().strip('"').partition("@")
+    try:
+        n, o = int(length), (int(offset) if offset else None)
+    except ValueError as exc:
+        raise SourceInvalid(f"{url}: bad BYTERANGE {text!r} on {what}", url=url) from exc
+    if n <= 0 or (o is not None and o < 0):
+        raise SourceInvalid(f"{url}: bad BYTERANGE {text!r} on {what}", url=url)
+    return n, o
+
+
+def _key(obj: Any, url: str) -> Key | None:
+    if obj is None or (obj.method or "NONE").upper() == "NONE":
+        return None
+    method = obj.method.upper()
+    keyformat = (obj.keyformat or "identity").strip('"')
+    if method != "AES-128" or keyformat != "identity":
+        raise SourceInvalid(
+            f"{url}: #EXT-X-KEY METHOD={method} KEYFORMAT={keyformat} (SAMPLE-AES or DRM) is not supported; "
+            f"only METHOD=AES-128 with an identity key is decrypted",
+            url=url,
+        )
+    if not obj.uri:
+        raise SourceInvalid(f"{url}: #EXT-X-KEY METHOD=AES-128 without a URI", url=url)
+    iv = None
+    if obj.iv:
+        try:
+            iv = bytes.fromhex(obj.iv[2:] if obj.iv.lower().startswith("0x") else obj.iv).rjust(16, b"\0")
+        except ValueError as exc:
+            raise SourceInvalid(f"{url}: bad #EXT-X-KEY IV {obj.iv!r}", url=url) from exc
+        if len(iv) != 16:
+            raise SourceInvalid(f"{url}: #EXT-X-KEY IV {obj.iv!r} is not 128 bits", url=url)
+    return Key(_absolute(url, obj.uri), iv)
+
+
+def _init(obj: Any, url: str) -> Part | None:
+    if obj is None:
+        return None
+    uri = _absolute(url, obj.uri or "")
+    if not obj.byterange:
+        return Part(uri)
+    length, offset = _byterange(obj.byterange, url, "#EXT-X-MAP")
+    return Part(uri, offset or 0, length)
+
+
+def _media(parsed: Any, url: str) -> MediaPlaylist:
     segments: list[Segment] = []
-    init_uri: str | None = None
-    ended = False
-    pending_duration: float | None = None
-    pending_variant: dict[str, str] | None = None
-    media_seq = 0
     t = 0.0
-    for ln in lines[1:]:
-        if ln.startswith("#EXT-X-STREAM-INF:"):
-            pending_variant = _attrs(ln.split(":", 1)[1])
-        elif ln.startswith("#EXTINF:"):
-            try:
-                pending_duration = float(ln.split(":", 1)[1].split(",", 1)[0])
-            except ValueError as exc:
-                raise SourceInvalid(f"{url}: bad #EXTINF line {ln!r}", url=url) from exc
-        elif ln.startswith("#EXT-X-MEDIA-SEQUENCE:"):
-            media_seq = int(ln.split(":", 1)[1] or 0)
-        elif ln.startswith("#EXT-X-MAP:"):
-            init_uri = _absolute(url, _attrs(ln.split(":", 1)[1]).get("URI", ""))
-        elif ln.startswith("#EXT-X-KEY:"):
-            if _attrs(ln.split(":", 1)[1]).get("METHOD", "NONE") != "NONE":
-                raise SourceInvalid(f"{url}: encrypted HLS is not supported", url=url)
-        elif ln.startswith("#EXT-X-BYTERANGE"):
-            raise SourceInvalid(f"{url}: byte-range HLS segments are not supported", url=url)
-        elif ln.startswith("#EXT-X-ENDLIST"):
-            ended = True
-        elif ln.startswith("#"):
-            continue
-        elif pending_variant is not None:
-            res = pending_variant.get("RESOLUTION", "")
-            height = int(res.split("x")[1]) if "x" in res else None
-            variants.append(
-                Variant(_absolute(url, ln), int(pending_variant.get("BANDWIDTH", "0") or 0), height)
+    disc = int(parsed.discontinuity_sequence or 0)
+    next_offset: dict[str, int] = {}
+    for i, s in enumerate(parsed.segments):
+        seq = int(parsed.media_sequence or 0) + i
+        d = s.duration
+        if d is None or not math.isfinite(d) or d <= 0 or d > MAX_EXTINF_S:
+            raise SourceInvalid(f"{url}: segment {seq} has an absurd #EXTINF ({d!r} s)", url=url)
+        if s.discontinuity and i:
+            disc += 1
+        uri = _absolute(url, s.uri or "")
+        offset = length = None
+        if s.byterange:
+            length, offset = _byterange(s.byterange, url, f"segment {seq}")
+            if offset is None:
+                if uri not in next_offset:
+                    raise SourceInvalid(
+                        f"{url}: segment {seq} has a BYTERANGE without an offset and no previous range of {uri}",
+                        url=url,
+                    )
+                offset = next_offset[uri]
+            next_offset[uri] = offset + length
+        segments.append(
+            Segment(
+                seq=seq,
+                uri=uri,
+                start_s=round(t, 6),
+                duration_s=d,
+                offset=offset,
+                length=length,
+                discontinuity=disc,
+                init=_init(s.init_section, url),
+                key=_key(s.key, url),
+                gap=bool(getattr(s, "gap_tag", None)),
             )
-            pending_variant = None
-        elif pending_duration is not None:
-            segments.append(
-                Segment(media_seq + len(segments), _absolute(url, ln), round(t, 6), pending_duration)
-            )
-            t += pending_duration
-            pending_duration = None
-    if variants:
-        return MasterPlaylist(url, tuple(variants))
+        )
+        t += d
     if not segments:
         raise SourceInvalid(f"{url}: playlist has no segments", url=url)
-    return MediaPlaylist(url, tuple(segments), init_uri, ended)
+    if not parsed.is_endlist:
+        kind = (parsed.playlist_type or "live").upper()
+        raise SourceInvalid(
+            f"{url}: a {kind} playlist without #EXT-X-ENDLIST: the source is not complete, so a window "
+            f"on it cannot be placed; only VOD playlists are cut",
+            url=url,
+        )
+    return MediaPlaylist(url, tuple(segments), True)
+
+
+def parse_playlist(text: str, url: str) -> MediaPlaylist | MasterPlaylist:
+    """Parse an m3u8 body fetched from ``url``; every URI comes back absolute and http(s)."""
+    if not text.lstrip("\ufeff").lstrip().startswith("#EXTM3U"):
+        raise SourceInvalid(f"{url} is not an HLS playlist (no #EXTM3U header)", url=url)
+    try:
+        parsed = m3u8.loads(text, uri=url)
+    except Exception as exc:  # noqa: BLE001 - the library raises ValueError, IndexError, AttributeError...
+        raise SourceInvalid(f"{url}: malformed playlist ({type(exc).__name__}: {exc})", url=url) from exc
+    try:
+        if parsed.is_variant:
+            variants = []
+            for p in parsed.playlists:
+                info = p.stream_info
+                res = info.resolution
+                codecs = tuple(c.strip() for c in (info.codecs or "").split(",") if c.strip())
+                variants.append(
+                    Variant(_absolute(url, p.uri or ""), int(info.bandwidth or 0), res[1] if res else None, codecs)
+                )
+            if not variants:
+                raise SourceInvalid(f"{url}: master playlist without #EXT-X-STREAM-INF renditions", url=url)
+            return MasterPlaylist(url, tuple(variants))
+        return _media(parsed, url)
+    except SourceInvalid:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any surprise in the parsed objects is a malformed playlist
+        raise SourceInvalid(f"{url}: malformed playlist ({type(exc).__name__}: {exc})", url=url) from exc
 
 
 def select_segments(playlist: MediaPlaylist, start_ms: int, end_ms: int) -> list[Segment]:
-    """The segments overlapping [start_ms, end_ms), clipped to what the source has.
+    """The segments overlapping [start_ms, end_ms) on the playlist timeline, clipped to what the source has.
 
-    Raises SourceInvalid when the window starts beyond the end of the source.
+    Raises SourceInvalid when the window starts beyond the end of the source or needs more than
+    ``MAX_SEGMENTS_PER_WINDOW`` segments.
     """
     start_s, end_s = start_ms / 1000, end_ms / 1000
     eps = 1e-6
@@ -153,6 +335,12 @@ def select_segments(playlist: MediaPlaylist, start_ms: int, end_ms: int) -> list
     if not chosen:
         raise SourceInvalid(
             f"window {start_ms}-{end_ms} ms lies outside the source ({playlist.duration_s:.3f} s long)",
+            url=playlist.url,
+        )
+    if len(chosen) > MAX_SEGMENTS_PER_WINDOW:
+        raise SourceInvalid(
+            f"window {start_ms}-{end_ms} ms spans {len(chosen)} segments of {playlist.url} "
+            f"(more than {MAX_SEGMENTS_PER_WINDOW}): segments this short are not cut",
             url=playlist.url,
         )
     return chosen

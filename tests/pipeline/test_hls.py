@@ -82,13 +82,108 @@ def test_master_playlist_picks_the_smallest_variant_tall_enough() -> None:
     ("body", "match"),
     [
         ("not a playlist", "no #EXTM3U"),
-        ("#EXTM3U\n#EXTINF:2,\nfile:///etc/passwd\n", "file URI"),
-        ("#EXTM3U\n#EXTINF:2,\nftp://h/x.ts\n", "ftp URI"),
-        ('#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI="k"\n#EXTINF:2,\na.ts\n', "encrypted"),
+        ("#EXTM3U\n#EXTINF:2,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n", "file URI"),
+        ("#EXTM3U\n#EXTINF:2,\nftp://h/x.ts\n#EXT-X-ENDLIST\n", "ftp URI"),
+        ('#EXTM3U\n#EXT-X-KEY:METHOD=SAMPLE-AES,URI="k"\n#EXTINF:2,\na.ts\n#EXT-X-ENDLIST\n', "SAMPLE-AES"),
+        (
+            '#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI="skd://x",KEYFORMAT="com.apple.streamingkeydelivery"\n'
+            "#EXTINF:2,\na.ts\n#EXT-X-ENDLIST\n",
+            "DRM",
+        ),
+        ('#EXTM3U\n#EXT-X-KEY:METHOD=AES-128\n#EXTINF:2,\na.ts\n#EXT-X-ENDLIST\n', "without a URI"),
         ("#EXTM3U\n#EXT-X-ENDLIST\n", "no segments"),
-        ("#EXTM3U\n#EXTINF:abc,\na.ts\n", "bad #EXTINF"),
+        ("#EXTM3U\n#EXTINF:abc,\na.ts\n#EXT-X-ENDLIST\n", "malformed playlist.*abc"),
+        ("#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:x\n#EXTINF:2,\na.ts\n#EXT-X-ENDLIST\n", "malformed playlist"),
+        ("#EXTM3U\n#EXTINF:-2,\na.ts\n#EXT-X-ENDLIST\n", "absurd #EXTINF"),
+        ("#EXTM3U\n#EXTINF:0,\na.ts\n#EXT-X-ENDLIST\n", "absurd #EXTINF"),
+        ("#EXTM3U\n#EXTINF:nan,\na.ts\n#EXT-X-ENDLIST\n", "absurd #EXTINF"),
+        ("#EXTM3U\n#EXTINF:inf,\na.ts\n#EXT-X-ENDLIST\n", "absurd #EXTINF"),
+        ("#EXTM3U\n#EXTINF:2,\na.ts\n", "without #EXT-X-ENDLIST"),
+        ("#EXTM3U\n#EXT-X-PLAYLIST-TYPE:EVENT\n#EXTINF:2,\na.ts\n", "EVENT playlist without"),
+        ("#EXTM3U\n#EXTINF:2,\n#EXT-X-BYTERANGE:100\na.ts\n#EXT-X-ENDLIST\n", "without an offset"),
+        ("#EXTM3U\n#EXTINF:2,\n#EXT-X-BYTERANGE:x@1\na.ts\n#EXT-X-ENDLIST\n", "BYTERANGE"),
+        ('#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI="k",IV=0xZZ\n#EXTINF:2,\na.ts\n#EXT-X-ENDLIST\n', "IV"),
     ],
 )
 def test_hostile_or_broken_playlists_are_refused(body: str, match: str) -> None:
     with pytest.raises(SourceInvalid, match=match):
         parse_playlist(body, "http://cdn.example/v/index.m3u8")
+
+
+FEATURES = """#EXTM3U
+#EXT-X-VERSION:7
+#EXT-X-TARGETDURATION:2
+#EXT-X-MEDIA-SEQUENCE:10
+#EXT-X-PLAYLIST-TYPE:VOD
+#EXT-X-MAP:URI="main.mp4",BYTERANGE="800@0"
+#EXT-X-KEY:METHOD=AES-128,URI="../keys/k1.key",IV=0x000102030405060708090a0b0c0d0e0f
+#EXTINF:2.0,
+#EXT-X-BYTERANGE:1000@800
+main.mp4
+#EXTINF:2.0,
+#EXT-X-BYTERANGE:1200
+main.mp4
+#EXT-X-DISCONTINUITY
+#EXT-X-MAP:URI="other-init.mp4"
+#EXT-X-KEY:METHOD=AES-128,URI="k2.key"
+#EXTINF:1.5,
+other.m4s
+#EXT-X-KEY:METHOD=NONE
+#EXT-X-GAP
+#EXTINF:2,
+gap.m4s
+#EXT-X-ENDLIST
+"""
+
+
+def test_byte_ranges_maps_keys_discontinuities_and_gaps_are_read() -> None:
+    p = parse_playlist(FEATURES, "http://cdn.example/v/index.m3u8")
+    assert isinstance(p, MediaPlaylist)
+    a, b, c, d = p.segments
+    assert [s.seq for s in p.segments] == [10, 11, 12, 13]
+    # a BYTERANGE without an offset continues the previous range of the same URI
+    assert (a.offset, a.length, b.offset, b.length) == (800, 1000, 1800, 1200)
+    assert a.part.byte_range == (800, 1799) and b.part.byte_range == (1800, 2999)
+    assert a.init is not None and a.init.byte_range == (0, 799) and a.init.uri.endswith("/v/main.mp4")
+    assert c.init is not None and c.init.byte_range is None and c.init.uri.endswith("/v/other-init.mp4")
+    assert [s.discontinuity for s in p.segments] == [0, 0, 1, 1]
+    assert [s.container for s in p.segments] == ["mp4"] * 4
+    assert a.key is not None and a.key.uri == "http://cdn.example/keys/k1.key"
+    assert a.key.iv_for(10) == bytes(range(16))
+    assert c.key is not None and c.key.iv is None and c.key.iv_for(12) == (12).to_bytes(16, "big")
+    assert d.key is None and d.gap and not c.gap
+    assert p.first_of_discontinuity(1) == c and p.following(a) == b and p.preceding(a) is None
+    assert MediaPlaylist.from_json(p.to_json()) == p
+
+
+def test_a_window_needing_too_many_segments_is_refused() -> None:
+    body = "#EXTM3U\n" + "#EXTINF:0.01,\na.ts\n" * 500 + "#EXT-X-ENDLIST\n"
+    p = parse_playlist(body, "http://cdn.example/v/index.m3u8")
+    assert isinstance(p, MediaPlaylist)
+    with pytest.raises(SourceInvalid, match="spans 200 segments"):
+        select_segments(p, 0, 2000)
+
+
+def test_master_skips_renditions_whose_video_codec_cannot_be_decoded() -> None:
+    text = """#EXTM3U
+#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="aud",NAME="en",DEFAULT=YES,URI="audio/index.m3u8"
+#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION=640x360,CODECS="avc1.64001e,mp4a.40.2",AUDIO="aud"
+360/index.m3u8
+#EXT-X-STREAM-INF:BANDWIDTH=2000000,RESOLUTION=1280x720,CODECS="hvc1.1.6.L93.B0,ec-3",AUDIO="aud"
+720/index.m3u8
+#EXT-X-STREAM-INF:BANDWIDTH=3000000,RESOLUTION=1280x720,CODECS="vvc1.1.L51.CQA.O1+3"
+720vvc/index.m3u8
+"""
+    from pipeline.hls import undecodable_codecs
+
+    p = parse_playlist(text, "https://cdn.example/v/master.m3u8")
+    assert isinstance(p, MasterPlaylist)
+    assert [v.codecs for v in p.variants][0] == ("avc1.64001e", "mp4a.40.2")
+    with_hevc = frozenset({"h264", "hevc", "aac"})
+    without_hevc = frozenset({"h264", "aac"})
+    assert undecodable_codecs(("hvc1.1.6.L93.B0", "ec-3"), with_hevc) == []
+    assert undecodable_codecs(("vvc1.1.L51.CQA.O1+3",), with_hevc) == ["vvc1.1.L51.CQA.O1+3"]
+    assert p.pick(720, lambda v: not undecodable_codecs(v.codecs, with_hevc)).uri.endswith("/720/index.m3u8")
+    assert p.pick(720, lambda v: not undecodable_codecs(v.codecs, without_hevc)).uri.endswith("/360/index.m3u8")
+    with pytest.raises(SourceInvalid, match="no rendition has codecs"):
+        p.pick(720, lambda v: False)
