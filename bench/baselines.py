@@ -43,7 +43,6 @@ def _cut_and_assemble(
     cap: int,
     ffmpeg: str,
     *,
-    protocols: str,
     prepare: Callable[[list[str]], dict[str, str]],
 ) -> float:
     """prepare(video ids) -> ffmpeg input per video; then every clip (``cap`` at a time) and the assembly."""
@@ -59,18 +58,15 @@ def _cut_and_assemble(
         slot, clip = slots[i], req.lines[i].clip
         need_s = min(clip.duration_ms, math.ceil(slot.frames * 1000 / slot.fps)) / 1000
         out = work / f"{i:04d}.mp4"
-        argv = ffmpeg_args.cut_argv(
+        argv = ffmpeg_args.seek_cut_argv(
             ffmpeg,
-            [Path("IN")],
+            inputs[clip.video_id],
             out,
             offset_s=clip.start_ms / 1000,
             window_s=need_s,
             frames=slot.frames,
             profile=profile,
-            indexed=True,
         )
-        argv[argv.index("IN")] = inputs[clip.video_id]
-        argv[argv.index("-protocol_whitelist") + 1] = protocols
         run(argv, timeout_s=300)
         return out
 
@@ -89,7 +85,6 @@ def bare_parallel_ffmpeg(
         work,
         cap,
         ffmpeg,
-        protocols="file,http,tcp,crypto,hls",
         prepare=lambda videos: {v: hls_url_of[v] for v in videos},
     )
 
@@ -120,5 +115,5 @@ def download_everything_first(
             return dict(zip(videos, pool.map(fetch, videos), strict=True))
 
     return _cut_and_assemble(
-        req_data, work, cap, ffmpeg, protocols=ffmpeg_args.LOCAL_PROTOCOLS, prepare=prepare
+        req_data, work, cap, ffmpeg, prepare=prepare
     )

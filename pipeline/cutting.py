@@ -1,21 +1,26 @@
 """The three ways a slot gets its clip: from HLS segments, from a local copy, or a black placeholder.
 
-Each writes to a temporary name, checks the frame count with ffprobe, and
-renames into ``{work_dir}/{job_id}/clips/{index}.mp4``.
+Each writes to a temporary name, checks the frame count, and renames into
+``{work_dir}/{job_id}/clips/{index}.mp4``.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
 from . import ffmpeg_args, files
 from .context import Context, JobView
 from .errors import FFmpegFailed
+from .frame_rule import Anchor, Pick, Run, output_times, plan, run_cuts
 from .hls import select_segments
+from .hls_inputs import HlsInputs
 from .models import ClipOutcome, ClipRecord
+from .probe import video_packets
 from .subprocesses import run
 from .timeline import Slot
 
@@ -30,8 +35,9 @@ def _needed_ms(view: JobView, index: int) -> int:
 
 def _encode(
     ctx: Context, view: JobView, slot: Slot, argv_for: Callable[[Path], list[str]]
-) -> tuple[Path, int, float]:
-    """Run one encode to a temp name, verify its frame count, rename. Returns (path, frames, drift_ms)."""
+) -> tuple[Path, int, float, float]:
+    """Run one encode to a temp name, verify its frame count, rename. Returns (path, frames, drift_ms,
+    the encode's CPU ms)."""
     final = files.clip_path(ctx.settings, view.job_id, slot.index)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = files.temp_name(final)
@@ -46,7 +52,7 @@ def _encode(
     finally:
         tmp.unlink(missing_ok=True)
     drift_ms = frames * 1000 / slot.fps - slot.duration_ms
-    return final, frames, round(drift_ms, 3)
+    return final, frames, round(drift_ms, 3), done.cpu_ms or 0.0
 
 
 def count_frames(ctx: Context, video: Path) -> int:
@@ -57,48 +63,76 @@ def count_frames(ctx: Context, video: Path) -> int:
         raise FFmpegFailed(f"ffprobe could not count frames of {video.name}: {out!r}") from exc
 
 
+def _cut(
+    ctx: Context,
+    view: JobView,
+    index: int,
+    inputs: list[ffmpeg_args.CutInput],
+    runs: list[Run],
+    picks: list[Pick],
+    times: list[Fraction],
+) -> tuple[Path, int, float, float]:
+    slot, req = view.slots[index], view.request
+    cuts = run_cuts(picks, runs, slot.fps, times)
+    return _encode(
+        ctx,
+        view,
+        slot,
+        lambda out: ffmpeg_args.cut_argv(
+            ctx.ffmpeg, inputs, cuts, out, frames=slot.frames, profile=ctx.profile(req)
+        ),
+    )
+
+
 def cut_from_hls(ctx: Context, view: JobView, index: int) -> ClipRecord:
-    """Fetch only the segments overlapping the window (shared within the job) and cut the clip."""
+    """Fetch only the segments the window needs (shared within the job) and cut it by the frame rule."""
     req, slot = view.request, view.slots[index]
     clip = req.lines[index].clip
     started = time.monotonic()
     playlist = ctx.resolver.source_for(view.job_id, clip.video_id, clip.hls_url, req.output.height)
     need_ms = _needed_ms(view, index)
     segments = select_segments(playlist, clip.start_ms, clip.start_ms + need_ms)
-    got = ctx.segments.fetch(view.job_id, clip.video_id, playlist, segments)
-    ctx.observer.bytes_fetched(got.bytes_fetched)
-    offset_s = max(0.0, clip.start_ms / 1000 - segments[0].start_s)
-    sources = got.paths  # with fMP4 the init segment comes first: together they read as one stream
-    path, frames, drift = _encode(
-        ctx,
-        view,
-        slot,
-        lambda out: ffmpeg_args.cut_argv(
-            ctx.ffmpeg,
-            sources,
-            out,
-            offset_s=offset_s,
-            window_s=need_ms / 1000,
-            frames=slot.frames,
-            profile=ctx.profile(req),
-        ),
-    )
+    times = output_times(clip.start_ms, need_ms, slot.fps, slot.frames)
+    scratch = files.clip_path(ctx.settings, view.job_id, index).with_suffix(".inputs")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    source = HlsInputs(ctx, view.job_id, clip.video_id, playlist, scratch)
+    try:
+        try:
+            planned = source.plan(segments, times)
+        finally:
+            ctx.observer.bytes_fetched(source.out.bytes_fetched)
+        path, frames, drift, cpu_ms = _cut(
+            ctx, view, index, planned.inputs, planned.runs, planned.picks, times
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return ClipRecord(
         index=index,
         outcome=ClipOutcome.OK,
         path=str(path),
         video_id=clip.video_id,
-        bytes_fetched=got.bytes_fetched,
-        segments_fetched=got.fetched,
-        segments_shared=got.shared,
+        bytes_fetched=planned.bytes_fetched,
+        segments_fetched=planned.fetched,
+        segments_shared=planned.shared,
         extract_ms=round((time.monotonic() - started) * 1000, 1),
         frames=frames,
         drift_ms=drift,
+        source_first_frame=planned.picks[0].source_frame,
+        source_last_frame=planned.picks[-1].source_frame,
+        cpu_ms=round(cpu_ms + planned.cpu_ms, 1),
     )
 
 
+LOCAL_DEMUXERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
+
+
 def cut_from_local(ctx: Context, view: JobView, index: int) -> ClipRecord | None:
-    """Cut the same window from ``{media_dir}/{video_id}.mp4|.mov|.mkv``; None when there is no copy."""
+    """Cut the same window from ``{media_dir}/{video_id}.mp4|.mov|.mkv``; None when there is no copy.
+
+    Source time 0 is the copy's first video frame; ``-ss`` seeks (through the container's index) to
+    the keyframe at or before the window's first frame, and the frame rule does the rest.
+    """
     req, slot = view.request, view.slots[index]
     clip = req.lines[index].clip
     source = files.find_local_copy(ctx.settings, clip.video_id)
@@ -106,21 +140,17 @@ def cut_from_local(ctx: Context, view: JobView, index: int) -> ClipRecord | None
         return None
     started = time.monotonic()
     need_ms = _needed_ms(view, index)
-    path, frames, drift = _encode(
-        ctx,
-        view,
-        slot,
-        lambda out: ffmpeg_args.cut_argv(
-            ctx.ffmpeg,
-            [source],
-            out,
-            offset_s=clip.start_ms / 1000,
-            window_s=need_ms / 1000,
-            frames=slot.frames,
-            profile=ctx.profile(req),
-            indexed=True,
-        ),
-    )
+    fmt = LOCAL_DEMUXERS[source.suffix]
+    probe = video_packets(ctx.ffprobe, source, fmt, what=source.name)
+    anchor = Anchor(0, Fraction(0), probe.first_key.pts, probe.time_base, False)
+    times = output_times(clip.start_ms, need_ms, slot.fps, slot.frames)
+    run = Run(0, probe.display_pts, probe.time_base, False)
+    picks = plan(times, [anchor], [run], probe.rate)
+    first = min(p.pts for p in picks)
+    key = max((k.pts for k in probe.packets if k.key and k.pts <= first), default=probe.first_key.pts)
+    seek_s = float((key - probe.first_key.pts) * probe.time_base)
+    inputs = [ffmpeg_args.CutInput(source, fmt, seek_s if seek_s > 0 else None)]
+    path, frames, drift, cpu_ms = _cut(ctx, view, index, inputs, [run], picks, times)
     return ClipRecord(
         index=index,
         outcome=ClipOutcome.LOCAL,
@@ -129,6 +159,9 @@ def cut_from_local(ctx: Context, view: JobView, index: int) -> ClipRecord | None
         extract_ms=round((time.monotonic() - started) * 1000, 1),
         frames=frames,
         drift_ms=drift,
+        source_first_frame=picks[0].source_frame,
+        source_last_frame=picks[-1].source_frame,
+        cpu_ms=round(cpu_ms + probe.cpu_ms, 1),
     )
 
 
@@ -136,7 +169,7 @@ def make_placeholder(ctx: Context, view: JobView, index: int) -> ClipRecord:
     """A black clip of the slot's exact frame count."""
     req, slot = view.request, view.slots[index]
     started = time.monotonic()
-    path, frames, drift = _encode(
+    path, frames, drift, cpu_ms = _encode(
         ctx,
         view,
         slot,
@@ -152,4 +185,5 @@ def make_placeholder(ctx: Context, view: JobView, index: int) -> ClipRecord:
         extract_ms=round((time.monotonic() - started) * 1000, 1),
         frames=frames,
         drift_ms=drift,
+        cpu_ms=cpu_ms,
     )

@@ -86,20 +86,51 @@ def get(
 
 
 def download(
-    url: str, dest: Path, *, timeout_s: float, video_id: str = "", allowed_hosts: frozenset[str] = frozenset()
+    url: str,
+    dest: Path,
+    *,
+    timeout_s: float,
+    video_id: str = "",
+    allowed_hosts: frozenset[str] = frozenset(),
+    byte_range: tuple[int, int] | None = None,
 ) -> int:
-    """Stream ``url`` to ``dest`` (temp name, then rename); returns the body bytes read."""
+    """Stream ``url`` to ``dest`` (temp name, then rename); returns the body bytes read.
+
+    ``byte_range`` (first, last byte, inclusive) asks for that part only; a server that
+    ignores ``Range`` (200) is read up to the range's end and no further.
+    """
     check_url(url, allowed_hosts)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.part")
+    headers = {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else None
     nbytes = 0
     try:
-        with client(timeout_s).stream("GET", url) as resp:
+        with client(timeout_s).stream("GET", url, headers=headers) as resp:
             raise_for_status(resp, video_id=video_id)
+            skip, want = 0, None
+            if byte_range is not None:
+                want = byte_range[1] - byte_range[0] + 1
+                if resp.status_code != 206:
+                    skip = byte_range[0]
+            kept = 0
             with open(tmp, "wb") as fh:
                 for chunk in resp.iter_bytes(64 * 1024):
-                    fh.write(chunk)
                     nbytes += len(chunk)
+                    if skip:
+                        cut = min(skip, len(chunk))
+                        chunk, skip = chunk[cut:], skip - cut
+                    if want is not None:
+                        chunk = chunk[: want - kept]
+                    fh.write(chunk)
+                    kept += len(chunk)
+                    if want is not None and kept >= want:
+                        break
+            if byte_range is not None and kept != want:
+                raise SourceInvalid(
+                    f"{url}: bytes {byte_range[0]}-{byte_range[1]} asked, {kept} bytes came",
+                    video_id=video_id,
+                    url=url,
+                )
         os.replace(tmp, dest)
     except httpx.HTTPError as exc:
         raise translate(exc, url, video_id) from exc

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import ffmpeg  # ffmpeg-python: graph -> argv
 
+from .frame_rule import RunCut
+
 GLOBAL_ARGS = ["-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
 #: Clip encodes report their own progress on stdout; its last ``frame=`` is the frame count written,
 #: which saves an ffprobe per clip (about 90 ms of CPU each on this class of machine).
 PROGRESS_ARGS = ["-progress", "pipe:1", "-nostats"]
-#: Inputs of clip cuts are local files we wrote ourselves: nothing else may be opened.
-LOCAL_PROTOCOLS = "file,concat"
 #: One timescale for every clip: divisible by all integer frame rates up to 60 in common use.
 TIMESCALE = 90000
 
@@ -57,51 +57,105 @@ def _with_globals(ffmpeg_bin: str, args: list[str]) -> list[str]:
 def _normalise(stream: ffmpeg.nodes.FilterableStream, profile: EncodeProfile, frames: int) -> object:
     """Frame rate, scale with aspect kept, pad to size, square pixels, yuv420p, hold the last frame."""
     hold_s = frames / profile.fps + 1
+    return _fit(stream.filter("fps", fps=profile.fps), profile).filter(
+        "tpad", stop_mode="clone", stop_duration=f"{hold_s:g}"
+    )
+
+
+def _fit(stream: ffmpeg.nodes.FilterableStream, profile: EncodeProfile) -> ffmpeg.nodes.FilterableStream:
+    """Scale with aspect kept, pad to size, square pixels, yuv420p."""
     return (
-        stream.filter("fps", fps=profile.fps)
-        .filter("scale", profile.width, profile.height, force_original_aspect_ratio="decrease")
+        stream.filter("scale", profile.width, profile.height, force_original_aspect_ratio="decrease")
         .filter("pad", profile.width, profile.height, "(ow-iw)/2", "(oh-ih)/2", color="black")
         .filter("setsar", 1)
         .filter("format", "yuv420p")
-        .filter("tpad", stop_mode="clone", stop_duration=f"{hold_s:g}")
     )
+
+
+@dataclass(frozen=True)
+class CutInput:
+    """A local file a clip is cut from: its demuxer, and where to seek (an indexed file's keyframe)."""
+
+    path: Path
+    fmt: str  # mpegts | mp4 | mov | matroska: never guessed from the content
+    seek_s: float | None = None
 
 
 def cut_argv(
     ffmpeg_bin: str,
-    sources: list[Path],
+    inputs: list[CutInput],
+    cuts: list[RunCut],
+    out: Path,
+    *,
+    frames: int,
+    profile: EncodeProfile,
+) -> list[str]:
+    """Cut ``frames`` output frames from ``inputs`` by the frame rule (``pipeline.frame_rule``).
+
+    Timestamps are read as they are (``-copyts``): per input, ``settb`` to a
+    time base in which every output tick is whole, ``setpts`` so that the
+    input's first output frame lands at 0, ``fps=round=up`` (an output tick
+    shows the last frame at or before it), a held last frame (``trim`` +
+    ``tpad``), then the inputs' parts are joined (``concat``) and fitted to the
+    profile. Each input has its demuxer named and may open local files only;
+    ``-xerror`` turns real damage into an error.
+    """
+    parts = []
+    streams = [
+        ffmpeg.input(
+            str(i.path),
+            f=i.fmt,
+            protocol_whitelist="file",
+            **({"ss": f"{i.seek_s:.6f}", "noaccurate_seek": None} if i.seek_s is not None else {}),
+        ).video
+        for i in inputs
+    ]
+    for cut in cuts:
+        v = streams[cut.run].filter("settb", f"1/{cut.tick_den}").filter("setpts", f"PTS-{cut.shift}")
+        if cut.end_pts is not None:
+            v = v.filter("trim", end_pts=cut.end_pts)
+        hold_s = cut.count / profile.fps + 1
+        v = (
+            v.filter("fps", fps=profile.fps, round="up", start_time=0)
+            .filter("tpad", stop_mode="clone", stop_duration=f"{hold_s:g}")
+            .filter("trim", end_frame=cut.count)
+            .filter("setpts", "PTS-STARTPTS")
+        )
+        parts.append(v)
+    joined = parts[0] if len(parts) == 1 else ffmpeg.concat(*parts, v=1, a=0)
+    graph = ffmpeg.output(_fit(joined, profile), str(out), **profile.output_kwargs(frames))
+    return _with_globals(
+        ffmpeg_bin, ["-xerror", "-copyts", *PROGRESS_ARGS, *graph.compile(cmd=ffmpeg_bin)[1:]]
+    )
+
+
+def seek_cut_argv(
+    ffmpeg_bin: str,
+    source: str,
     out: Path,
     *,
     offset_s: float,
     window_s: float,
     frames: int,
     profile: EncodeProfile,
-    indexed: bool = False,
 ) -> list[str]:
-    """Cut ``window_s`` seconds starting ``offset_s`` into ``sources`` (segments read back to back).
+    """The plain cut a person would write, ``ffmpeg -ss T -t W -i SOURCE``: the benchmarks' baseline."""
+    inp = ffmpeg.input(source, ss=f"{offset_s:.6f}", t=f"{window_s:.6f}")
+    graph = ffmpeg.output(_normalise(inp.video, profile, frames), str(out), **profile.output_kwargs(frames))
+    return _with_globals(ffmpeg_bin, [*PROGRESS_ARGS, *graph.compile(cmd=ffmpeg_bin)[1:]])
 
-    Exactly ``frames`` frames come out: a longer window is cut, a shorter one
-    holds its last frame. Both ways are frame-accurate:
 
-    - ``indexed`` (a local MP4/MOV/MKV): ``-ss`` before ``-i`` seeks through the
-      container's index to the keyframe before the window and decodes from there;
-    - otherwise (HLS MPEG-TS segments, which have no index and where a seek is a
-      byte-position guess that can miss the keyframe): decode from the first
-      segment, which starts on a keyframe, and drop frames before the window
-      with ``trim``. The waste is at most one segment of decoding.
-    """
-    target = f"concat:{'|'.join(str(p) for p in sources)}" if len(sources) > 1 else str(sources[0])
-    if indexed:
-        inp = ffmpeg.input(
-            target, ss=f"{offset_s:.6f}", t=f"{window_s:.6f}", protocol_whitelist=LOCAL_PROTOCOLS
-        )
-        video = inp.video
-    else:
-        inp = ffmpeg.input(target, t=f"{offset_s + window_s:.6f}", protocol_whitelist=LOCAL_PROTOCOLS)
-        video = inp.video.filter("trim", start=f"{offset_s:.6f}").filter("setpts", "PTS-STARTPTS")
-    graph = ffmpeg.output(_normalise(video, profile, frames), str(out), **profile.output_kwargs(frames))
-    # -xerror: a corrupt segment is an error (the clip falls back), not silently garbled frames.
-    return _with_globals(ffmpeg_bin, ["-xerror", *PROGRESS_ARGS, *graph.compile(cmd=ffmpeg_bin)[1:]])
+def video_packets_argv(ffprobe_bin: str, path: Path, fmt: str, *, first_only: bool = False) -> list[str]:
+    """ffprobe: the video stream's time base and rate, and its packets' pts, flags and byte positions."""
+    argv = [ffprobe_bin, "-v", "error", "-f", fmt, "-protocol_whitelist", "file", "-select_streams", "v:0"]
+    if first_only:
+        argv += ["-read_intervals", "%+#1"]
+    entries = "packet=pts,flags,pos:stream=time_base,r_frame_rate,codec_name"
+    return [*argv, "-show_entries", entries, "-of", "json", str(path)]
+
+
+def decoders_argv(ffmpeg_bin: str) -> list[str]:
+    return [ffmpeg_bin, "-hide_banner", "-decoders"]
 
 
 def placeholder_argv(ffmpeg_bin: str, out: Path, *, frames: int, profile: EncodeProfile) -> list[str]:

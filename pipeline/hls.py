@@ -119,7 +119,9 @@ class MediaPlaylist:
     def to_json(self) -> dict[str, Any]:
         def seg(s: Segment) -> dict[str, Any]:
             d = asdict(s)
-            d["key"] = None if s.key is None else {"uri": s.key.uri, "iv": s.key.iv.hex() if s.key.iv else None}
+            d["key"] = (
+                None if s.key is None else {"uri": s.key.uri, "iv": s.key.iv.hex() if s.key.iv else None}
+            )
             return d
 
         return {"url": self.url, "ended": self.ended, "segments": [seg(s) for s in self.segments]}
@@ -136,18 +138,18 @@ class MediaPlaylist:
         return cls(data["url"], tuple(seg(s) for s in data["segments"]), bool(data.get("ended", True)))
 
 
-#: Codec prefixes of RFC 6381 ``CODECS`` entries that carry video, and the ffmpeg decoder each needs.
+#: Codec prefixes of RFC 6381 ``CODECS`` entries that carry video, and the software decoders (any one).
 VIDEO_DECODERS = {
-    "avc1": "h264",
-    "avc3": "h264",
-    "hvc1": "hevc",
-    "hev1": "hevc",
-    "dvh1": "hevc",
-    "dvhe": "hevc",
-    "av01": "av1",
-    "vp09": "vp9",
-    "vp08": "vp8",
-    "mp4v": "mpeg4",
+    "avc1": ("h264",),
+    "avc3": ("h264",),
+    "hvc1": ("hevc",),
+    "hev1": ("hevc",),
+    "dvh1": ("hevc",),
+    "dvhe": ("hevc",),
+    "av01": ("libdav1d", "libaom-av1", "av1"),
+    "vp09": ("vp9", "libvpx-vp9"),
+    "vp08": ("vp8", "libvpx"),
+    "mp4v": ("mpeg4",),
 }
 #: Entries that are audio or text: they do not decide whether the video can be decoded.
 NOT_VIDEO = ("mp4a", "ac-3", "ec-3", "ac-4", "opus", "flac", "fla", "mp3", "alac", "stpp", "wvtt", "dts")
@@ -160,8 +162,8 @@ def undecodable_codecs(codecs: tuple[str, ...], decoders: frozenset[str]) -> lis
         prefix = codec.split(".", 1)[0].lower()
         if prefix.startswith(NOT_VIDEO):
             continue
-        needs = VIDEO_DECODERS.get(prefix)
-        if needs is None or not any(d == needs or d.startswith(f"lib{needs}") or needs in d for d in decoders):
+        needs = VIDEO_DECODERS.get(prefix, ())
+        if not any(d in decoders for d in needs):
             bad.append(codec)
     return bad
 
@@ -263,7 +265,8 @@ def _media(parsed: Any, url: str) -> MediaPlaylist:
             if offset is None:
                 if uri not in next_offset:
                     raise SourceInvalid(
-                        f"{url}: segment {seq} has a BYTERANGE without an offset and no previous range of {uri}",
+                        f"{url}: segment {seq} has a BYTERANGE without an offset "
+                        f"and no previous range of {uri}",
                         url=url,
                     )
                 offset = next_offset[uri]
@@ -311,7 +314,9 @@ def parse_playlist(text: str, url: str) -> MediaPlaylist | MasterPlaylist:
                 res = info.resolution
                 codecs = tuple(c.strip() for c in (info.codecs or "").split(",") if c.strip())
                 variants.append(
-                    Variant(_absolute(url, p.uri or ""), int(info.bandwidth or 0), res[1] if res else None, codecs)
+                    Variant(
+                        _absolute(url, p.uri or ""), int(info.bandwidth or 0), res[1] if res else None, codecs
+                    )
                 )
             if not variants:
                 raise SourceInvalid(f"{url}: master playlist without #EXT-X-STREAM-INF renditions", url=url)

@@ -20,8 +20,8 @@ def job_source_lock(job_id: str, video_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:source:{video_id}:lock"
 
 
-def segment_lock(job_id: str, video_id: str, seq: int) -> str:
-    return f"{PREFIX}:job:{job_id}:seg:{video_id}:{seq}:lock"
+def segment_lock(job_id: str, video_id: str, name: str | int) -> str:
+    return f"{PREFIX}:job:{job_id}:seg:{video_id}:{name}:lock"
 
 
 def job_results(job_id: str) -> str:

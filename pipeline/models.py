@@ -289,6 +289,9 @@ class ClipRecord:
     queue_wait_ms: float | None = None
     frames: int = 0
     drift_ms: float = 0.0
+    source_first_frame: int | None = None  # the source frames the slot shows (frame rule), first and last
+    source_last_frame: int | None = None
+    cpu_ms: float | None = None  # CPU of this clip's ffmpeg/ffprobe children (wait4 rusage)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,32 +1,65 @@
-"""A job's segment cache: each HLS segment is fetched at most once per job and shared by its clips.
+"""A job's segment cache: each HLS segment (or byte range, init section, key) is fetched at most once
+per job and shared by its clips.
 
-Segments land in ``{work_dir}/{job_id}/segments/{video_id}/{seq}.ts``. A Redis
-lock per segment makes concurrent clips of one video (in any process) wait for
-a single download instead of fetching the same bytes twice.
+Files land in ``{work_dir}/{job_id}/segments/{video_id}/``: ``{seq}.seg`` (a
+segment or its byte range, decrypted), ``init-{id}.mp4`` (an ``#EXT-X-MAP``),
+``key-{id}`` (an AES-128 key: fetched once per job, never logged), and
+``{seq}.head`` (the first bytes of a segment, read only for its first
+timestamp). A Redis lock per file makes concurrent clips of one video (in any
+process) wait for a single download instead of fetching the same bytes twice.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import redis
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from . import fetch, keys, leases
-from .hls import MediaPlaylist, Segment
+from .errors import SourceInvalid
+from .hls import Key, Part, Segment
 from .settings import Settings
 
 #: Segments of one clip fetched at once.
 PARALLEL_SEGMENTS = 4
+#: Bytes read from a segment that only lends its first timestamp (PAT, PMT and the first video PES,
+#: or the moof); a whole multiple of the AES block.
+HEAD_BYTES = 32 * 1024
 
 
 @dataclass(frozen=True)
 class Fetched:
     paths: list[Path]
     bytes_fetched: int  # bytes this call downloaded
-    fetched: int  # segments this call downloaded
-    shared: int  # segments already there (fetched by another clip of the job)
+    fetched: int  # files this call downloaded
+    shared: int  # files already there (fetched by another clip of the job)
+
+
+def _short(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def decrypt(data: bytes, key: bytes, iv: bytes, *, final: bool = True) -> bytes:
+    """AES-128-CBC; ``final``: strip the PKCS#7 padding (a whole segment), else a prefix as it is."""
+    if len(key) != 16:
+        raise SourceInvalid(f"AES-128 key is {len(key)} bytes, not 16")
+    if len(data) % 16:
+        raise SourceInvalid(f"encrypted segment is {len(data)} bytes, not whole AES blocks (truncated?)")
+    d = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
+    out = d.update(data) + d.finalize()
+    if final and out:
+        pad = out[-1]
+        if not 1 <= pad <= 16 or out[-pad:] != bytes([pad]) * pad:
+            raise SourceInvalid("AES-128 segment has bad padding (wrong key or IV, or damaged)")
+        out = out[:-pad]
+    return out
 
 
 class SegmentCache:
@@ -37,43 +70,113 @@ class SegmentCache:
     def root(self, job_id: str, video_id: str) -> Path:
         return self.settings.work_dir / job_id / "segments" / video_id
 
-    def fetch(self, job_id: str, video_id: str, playlist: MediaPlaylist, segments: list[Segment]) -> Fetched:
-        paths: list[Path] = []
-        nbytes = fetched = shared = 0
-        items: list[tuple[str, str, int]] = [(s.uri, f"{s.seq:06d}.ts", s.seq) for s in segments]
-        if playlist.init_uri:
-            items.insert(0, (playlist.init_uri, "init.mp4", -1))
-            for i in range(1, len(items)):
-                items[i] = (items[i][0], f"{items[i][2]:06d}.m4s", items[i][2])
-        # A clip's segments download side by side: on a CDN with latency the clip waits for one
-        # round trip instead of one per segment.
-        if len(items) == 1:
-            results = [self._one(job_id, video_id, *items[0])]
-        else:
-            with ThreadPoolExecutor(max_workers=min(PARALLEL_SEGMENTS, len(items))) as pool:
-                results = list(pool.map(lambda item: self._one(job_id, video_id, *item), items))
-        for path, got in results:
-            paths.append(path)
-            nbytes += got
-            if got:
-                fetched += 1
-            else:
-                shared += 1
-        return Fetched(paths, nbytes, fetched, shared)
+    # -- what clips ask for ----------------------------------------------------------
+    def fetch(self, job_id: str, video_id: str, segments: list[Segment]) -> Fetched:
+        """Every segment (decrypted) and, for fMP4, its init section; paths in the segments' order,
+        each segment's init first where it changes."""
+        jobs: list[Callable[[], tuple[Path, int]]] = []
+        init: Part | None = None
+        for s in segments:
+            if s.init is not None and s.init != init:
+                jobs.append(partial(self._init, job_id, video_id, s.init))
+            init = s.init
+            jobs.append(partial(self.segment, job_id, video_id, s))
+        return self._run(jobs)
 
-    def _one(self, job_id: str, video_id: str, uri: str, name: str, seq: int) -> tuple[Path, int]:
+    def segment(self, job_id: str, video_id: str, seg: Segment) -> tuple[Path, int]:
+        return self._file(job_id, video_id, f"{seg.seq:06d}.seg", seg.part, seg.key, seg.seq)
+
+    def head(self, job_id: str, video_id: str, seg: Segment) -> tuple[Path, int]:
+        """The segment if it is here already, else its first ``HEAD_BYTES`` (decrypted)."""
+        whole = self.root(job_id, video_id) / f"{seg.seq:06d}.seg"
+        if whole.exists():
+            return whole, 0
+        start = seg.offset or 0
+        last = start + HEAD_BYTES - 1
+        if seg.length is not None:
+            last = min(last, start + seg.length - 1)
+        part = Part(seg.uri, start, last - start + 1)
+        return self._file(job_id, video_id, f"{seg.seq:06d}.head", part, seg.key, seg.seq, final=False)
+
+    def init_path(self, job_id: str, video_id: str, part: Part) -> Path:
+        return self.root(job_id, video_id) / f"init-{_short(repr(part))}.mp4"
+
+    # -- internals ---------------------------------------------------------------------
+    def _run(self, jobs: list[Callable[[], tuple[Path, int]]]) -> Fetched:
+        # A clip's files download side by side: on a CDN with latency the clip waits for one
+        # round trip instead of one per segment.
+        if len(jobs) == 1:
+            results = [jobs[0]()]
+        else:
+            with ThreadPoolExecutor(max_workers=min(PARALLEL_SEGMENTS, len(jobs))) as pool:
+                results = list(pool.map(lambda job: job(), jobs))
+        paths = [p for p, _ in results]
+        nbytes = sum(got for _, got in results)
+        fetched = sum(1 for _, got in results if got)
+        return Fetched(paths, nbytes, fetched, len(results) - fetched)
+
+    def _init(self, job_id: str, video_id: str, part: Part) -> tuple[Path, int]:
+        name = self.init_path(job_id, video_id, part).name
+        return self._file(job_id, video_id, name, part, None, 0)
+
+    def _file(
+        self,
+        job_id: str,
+        video_id: str,
+        name: str,
+        part: Part,
+        key: Key | None,
+        seq: int,
+        *,
+        final: bool = True,
+    ) -> tuple[Path, int]:
         dest = self.root(job_id, video_id) / name
         if dest.exists():
             return dest, 0
-        wait_s = self.settings.http_timeout_s * 4 + 5
-        with leases.held(self.r, keys.segment_lock(job_id, video_id, seq), wait_s=wait_s):
+        with leases.held(self.r, keys.segment_lock(job_id, video_id, name), wait_s=self._wait_s()):
             if dest.exists():
                 return dest, 0
-            got = fetch.download(
-                uri,
-                dest,
-                timeout_s=self.settings.http_timeout_s,
-                video_id=video_id,
-                allowed_hosts=self.settings.allowed_host_set,
-            )
+            if key is None:
+                return dest, self._download(part, dest, video_id)
+            secret, got = self._key(job_id, video_id, key)
+            enc = dest.with_name(f".{dest.name}.{os.getpid()}.enc")
+            try:
+                got += self._download(part, enc, video_id)
+                tmp = dest.with_name(f".{dest.name}.{os.getpid()}.dec")
+                tmp.write_bytes(decrypt(enc.read_bytes(), secret, key.iv_for(seq), final=final))
+                os.replace(tmp, dest)
+            finally:
+                enc.unlink(missing_ok=True)
             return dest, got
+
+    def _key(self, job_id: str, video_id: str, key: Key) -> tuple[bytes, int]:
+        """The key's 16 bytes, fetched once per job (a file beside the segments); never logged."""
+        dest = self.root(job_id, video_id) / f"key-{_short(key.uri)}"
+        if dest.exists():
+            return dest.read_bytes(), 0
+        with leases.held(self.r, keys.segment_lock(job_id, video_id, dest.name), wait_s=self._wait_s()):
+            if dest.exists():
+                return dest.read_bytes(), 0
+            got = self._download(Part(key.uri), dest, video_id)
+            secret = dest.read_bytes()
+            if len(secret) != 16:
+                dest.unlink(missing_ok=True)
+                raise SourceInvalid(
+                    f"AES-128 key of {video_id} is {len(secret)} bytes, not 16",
+                    video_id=video_id,
+                    url=key.uri,
+                )
+            return secret, got
+
+    def _download(self, part: Part, dest: Path, video_id: str) -> int:
+        return fetch.download(
+            part.uri,
+            dest,
+            timeout_s=self.settings.http_timeout_s,
+            video_id=video_id,
+            allowed_hosts=self.settings.allowed_host_set,
+            byte_range=part.byte_range,
+        )
+
+    def _wait_s(self) -> float:
+        return self.settings.http_timeout_s * 4 + 5

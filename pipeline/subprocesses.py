@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -44,6 +45,25 @@ class Completed:
     returncode: int
     stdout: bytes
     stderr: str
+    cpu_ms: float | None = None  # user + system CPU of the child (and its waited-for children)
+
+
+class _Popen(subprocess.Popen[bytes]):
+    """Popen that reaps its child with ``wait4``, keeping that child's own resource usage.
+
+    ``RUSAGE_CHILDREN`` deltas would mix in the children of other threads running at the same time.
+    """
+
+    rusage: Any = None
+
+    def _try_wait(self, wait_flags: int) -> tuple[int, int]:
+        try:
+            pid, status, usage = os.wait4(self.pid, wait_flags)
+        except ChildProcessError:
+            return self.pid, 0
+        if pid == self.pid:
+            self.rusage = usage
+        return pid, status
 
 
 # Processes started by run(), keyed by a caller-chosen tag (the job id), so a
@@ -95,7 +115,7 @@ def run(argv: list[str], *, timeout_s: float, tag: str | None = None, check: boo
     """
     log.debug("subprocess.start", cmd=shlex.join(argv), timeout_s=timeout_s)
     try:
-        proc = subprocess.Popen(
+        proc = _Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -138,7 +158,9 @@ def run(argv: list[str], *, timeout_s: float, tag: str | None = None, check: boo
         else:
             msg = f"{os.path.basename(argv[0])} exited {proc.returncode}"
         raise FFmpegFailed(msg, argv=argv, stderr_tail=tail, returncode=proc.returncode)
-    return Completed(argv=argv, returncode=proc.returncode, stdout=out, stderr=stderr)
+    usage = proc.rusage
+    cpu_ms = round((usage.ru_utime + usage.ru_stime) * 1000, 1) if usage is not None else None
+    return Completed(argv=argv, returncode=proc.returncode, stdout=out, stderr=stderr, cpu_ms=cpu_ms)
 
 
 #: stderr lines of a write that failed even though the exit status may be 0.

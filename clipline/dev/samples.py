@@ -1,10 +1,13 @@
 """Sample media made by ffmpeg for tests, the demo and benchmarks.
 
-Every sample video carries its frame number in its picture: the top half is
-flat grey with luma ``16 + 8 * (n % 25)`` for frame n, the bottom half a moving
-test pattern (so segment sizes are realistic). ``measure_code`` reads the code
-back from any frame of any video made from it, so a test can tell which source
-frame a clip starts on.
+Every sample video carries its absolute frame number in its picture: the top
+third is a row of ``CODE_BITS`` black/white blocks, block b (from the left)
+white when bit b of the code is set; the rest is a moving test pattern (so
+segment sizes are realistic). The code of frame n is n in its low
+``NUMBER_BITS`` bits and ``n % 3`` in the two bits above, a check that a
+misread block shows. ``read_frames`` decodes every frame of a video made from
+such a source (cut, scaled, re-encoded) and returns the source frame numbers it
+shows, so a test can trace a clip frame by frame with no tolerance.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from pipeline.ffmpeg_args import count_frames_argv
 from pipeline.subprocesses import run
 
 QUIET = ["-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
-CODE_PERIOD = 25
-CODE_STEP = 8  # luma per code: large enough that x264 never skips a frame's change
+CODE_BITS = 16
+NUMBER_BITS = 14  # frame numbers up to 16383 (9 minutes at 30 fps)
 TIMEOUT_S = 300
 
 
@@ -45,33 +48,48 @@ class SampleSet:
     sources: tuple[SourceSpec, ...]
 
 
+class TraceError(ValueError):
+    """A frame of a traced video does not carry a valid frame code."""
+
+
 def frame_code(n: int) -> int:
-    return n % CODE_PERIOD
+    """The 16-bit code shown by source frame ``n``."""
+    if not 0 <= n < 1 << NUMBER_BITS:
+        raise ValueError(f"frame {n} cannot be coded in {NUMBER_BITS} bits")
+    return n | (n % 3) << NUMBER_BITS
 
 
-def _pattern_input(duration_s: float, width: int, height: int, fps: int) -> list[str]:
-    half = height // 2
-    lum = f"16+{CODE_STEP}*mod(N,{CODE_PERIOD})"
-    code = f"color=c=black:s={width}x{half}:r={fps}:d={duration_s:g},geq=lum='{lum}':cb=128:cr=128"
-    texture = f"testsrc2=s={width}x{height - half}:r={fps}:d={duration_s:g}"
-    return [
-        "-f",
-        "lavfi",
-        "-i",
-        code,
-        "-f",
-        "lavfi",
-        "-i",
-        texture,
-        "-filter_complex",
-        "[0:v][1:v]vstack=inputs=2,format=yuv420p[v]",
-        "-map",
-        "[v]",
-    ]
+def decode_code(code: int) -> int:
+    n = code & ((1 << NUMBER_BITS) - 1)
+    if code >> NUMBER_BITS != n % 3:
+        raise TraceError(f"code {code:#06x} fails its check bits (frame {n}?)")
+    return n
+
+
+def _code_expr() -> str:
+    """geq luma of block X (0..15) of frame N: white when bit X of frame_code(N) is set."""
+    number = "mod(floor(N/pow(2,X)),2)"
+    check = f"mod(floor(mod(N,3)/pow(2,X-{NUMBER_BITS})),2)"
+    return f"16+219*if(lt(X,{NUMBER_BITS}),{number},{check})"
+
+
+def pattern_graph(duration_s: float, width: int, height: int, fps: int | str) -> str:
+    """A lavfi graph of the frame-coded pattern: ``-f lavfi -i GRAPH`` (one video stream)."""
+    band = height // 3
+    code = (
+        f"color=c=black:s={CODE_BITS}x2:r={fps}:d={duration_s:g},"
+        f"geq=lum='{_code_expr()}':cb=128:cr=128,scale={width}:{band}:flags=neighbor[code]"
+    )
+    texture = f"testsrc2=s={width}x{height - band}:r={fps}:d={duration_s:g}[texture]"
+    return f"{code};{texture};[code][texture]vstack=inputs=2,format=yuv420p"
+
+
+def _pattern_input(duration_s: float, width: int, height: int, fps: int | str) -> list[str]:
+    return ["-f", "lavfi", "-i", pattern_graph(duration_s, width, height, fps)]
 
 
 def _encode_pattern(
-    ffmpeg: str, duration_s: float, width: int, height: int, fps: int, tail: list[str]
+    ffmpeg: str, duration_s: float, width: int, height: int, fps: int | str, tail: list[str]
 ) -> None:
     """Encode the frame-coded pattern with the samples' H.264 settings; ``tail`` names the output."""
     run(
@@ -173,30 +191,43 @@ def make_song(path: Path, *, duration_s: float, ffmpeg: str = "ffmpeg") -> Path:
     return path
 
 
-def measure_code(video: Path, frame_index: int, *, ffmpeg: str = "ffmpeg") -> int:
-    """The frame code shown by frame ``frame_index`` (0-based) of ``video``."""
-    out = run(
-        [
-            ffmpeg,
-            *QUIET,
-            "-i",
-            str(video),
-            "-an",
-            "-vf",
-            f"select=eq(n\\,{frame_index}),crop=iw/2:ih/4:iw/4:ih/8,scale=16:8,format=yuv420p",
-            "-frames:v",
-            "1",
-            "-f",
-            "rawvideo",
-            "-",
-        ],
-        timeout_s=120,
-    ).stdout
-    if not out:
-        raise ValueError(f"{video} has no frame {frame_index}")
-    luma = out[: 16 * 8]  # the Y plane, in the video's own (limited) range
-    mean = sum(luma) / len(luma)
-    return max(0, min(CODE_PERIOD - 1, round((mean - 16) / CODE_STEP)))
+def read_frames(video: Path, *, ffmpeg: str = "ffmpeg", fmt: str | None = None) -> list[int]:
+    """The source frame number shown by every frame of ``video``, in order.
+
+    Samples the middle rows of the code band, averages each block (``area``
+    scaling to 4 pixels per block, the two inner ones read) and thresholds it.
+    Raises TraceError for a frame whose code fails its check.
+    """
+    per_block = 4
+    width = CODE_BITS * per_block
+    argv = [ffmpeg, *QUIET]
+    if fmt:
+        argv += ["-f", fmt]
+    argv += [
+        "-i",
+        str(video),
+        "-map",
+        "0:v:0",
+        "-vf",
+        f"crop=iw:ih/6:0:ih/12,scale={width}:1:flags=area,format=gray",
+        "-f",
+        "rawvideo",
+        "-",
+    ]
+    out = run(argv, timeout_s=120).stdout
+    frames = []
+    for i in range(0, len(out) - width + 1, width):
+        row = out[i : i + width]
+        code = 0
+        for b in range(CODE_BITS):
+            level = (row[b * per_block + 1] + row[b * per_block + 2]) / 2
+            if level > 126:
+                code |= 1 << b
+        try:
+            frames.append(decode_code(code))
+        except TraceError as exc:
+            raise TraceError(f"{video.name} frame {len(frames)}: {exc}") from exc
+    return frames
 
 
 def count_frames(video: Path, *, ffprobe: str = "ffprobe") -> int:

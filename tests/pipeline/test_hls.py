@@ -184,6 +184,7 @@ def test_master_skips_renditions_whose_video_codec_cannot_be_decoded() -> None:
     assert undecodable_codecs(("hvc1.1.6.L93.B0", "ec-3"), with_hevc) == []
     assert undecodable_codecs(("vvc1.1.L51.CQA.O1+3",), with_hevc) == ["vvc1.1.L51.CQA.O1+3"]
     assert p.pick(720, lambda v: not undecodable_codecs(v.codecs, with_hevc)).uri.endswith("/720/index.m3u8")
-    assert p.pick(720, lambda v: not undecodable_codecs(v.codecs, without_hevc)).uri.endswith("/360/index.m3u8")
+    picked = p.pick(720, lambda v: not undecodable_codecs(v.codecs, without_hevc))
+    assert picked.uri.endswith("/360/index.m3u8")
     with pytest.raises(SourceInvalid, match="no rendition has codecs"):
         p.pick(720, lambda v: False)

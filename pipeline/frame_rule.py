@@ -1,0 +1,157 @@
+"""The frame rule: which source frame each output frame of a slot shows. Pure, exact (Fractions).
+
+Output frame i of a slot (at the job's ``fps``) shows source time
+``start + min(i, i_last) / fps``, where ``i_last`` is the last output frame
+that falls inside the window (later ones hold it). The frame shown is the one
+whose display interval contains that time: the last frame whose timestamp is
+at or before it (its interval runs to the next frame's timestamp). Source time
+0 is the first video frame; on an HLS source each discontinuity's first
+frame sits where the playlist timeline puts it, and the frames after it at
+their real timestamps from there. Nothing here uses a container's start time
+or a sum of ``#EXTINF`` inside a discontinuity.
+
+``plan`` returns the pick of every output frame (for the report and the
+argv) or raises ``NeedSegments`` when the timestamps show that a neighbouring
+segment holds frames the window needs (``#EXTINF`` differs from the real
+durations).
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from fractions import Fraction
+
+#: MPEG-TS timestamps wrap at 2^33 ticks of 90 kHz (about 26.5 hours).
+TS_WRAP = 1 << 33
+
+
+class NeedSegments(Exception):
+    """The window needs the segment before (``before``) or after the ones fetched for a discontinuity."""
+
+    def __init__(self, discontinuity: int, *, before: bool) -> None:
+        super().__init__(f"discontinuity {discontinuity} needs the segment {'before' if before else 'after'}")
+        self.discontinuity = discontinuity
+        self.before = before
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """Where a discontinuity's timestamps meet the playlist timeline: its first frame's pts, at ``time_s``."""
+
+    discontinuity: int
+    time_s: Fraction  # playlist time of the discontinuity's first segment
+    pts: int  # that segment's first video frame, in ``time_base``
+    time_base: Fraction
+    wraps: bool  # MPEG-TS: timestamps are modulo 2^33
+
+
+@dataclass(frozen=True)
+class Run:
+    """One ffmpeg input: consecutive segments of one discontinuity (and one init section), probed."""
+
+    discontinuity: int
+    pts: tuple[int, ...]  # video frames' timestamps in display order, as ffmpeg reads this input
+    time_base: Fraction
+    more_after: bool  # the playlist has later segments of this discontinuity that were not fetched
+
+    @property
+    def first_pts(self) -> int:
+        return self.pts[0]
+
+
+@dataclass(frozen=True)
+class Pick:
+    run: int  # index into the runs
+    pts: int  # the source frame shown, in the run's timestamps
+    target: Fraction  # the source time asked for, in the run's ticks
+    source_frame: int  # its index from the start of the source (rate-based, for reports)
+
+
+def output_times(start_ms: int, window_ms: int, fps: int, frames: int) -> list[Fraction]:
+    """Source time (s) shown by each output frame: start + i/fps, held after the window's last frame."""
+    i_last = max(0, min(frames - 1, -(-window_ms * fps // 1000) - 1))
+    start = Fraction(start_ms, 1000)
+    return [start + Fraction(min(i, i_last), fps) for i in range(frames)]
+
+
+def _offset(run: Run, anchor: Anchor) -> Fraction:
+    """Seconds from the anchor frame to the run's first frame."""
+    ticks = run.first_pts - anchor.pts
+    if anchor.wraps:
+        ticks %= TS_WRAP
+    return (
+        ticks * run.time_base
+        if run.time_base == anchor.time_base
+        else (run.first_pts * run.time_base - anchor.pts * anchor.time_base)
+    )
+
+
+def plan(times: list[Fraction], anchors: list[Anchor], runs: list[Run], rate: Fraction | None) -> list[Pick]:
+    """The pick for each time. ``anchors`` sorted by time; ``runs`` in playlist order."""
+    by_disc = {a.discontinuity: a for a in anchors}
+    starts = [a.time_s for a in anchors]
+    picks: list[Pick] = []
+    for t in times:
+        anchor = anchors[max(0, bisect.bisect_right(starts, t) - 1)]
+        elapsed = t - anchor.time_s
+        mine = [i for i, r in enumerate(runs) if r.discontinuity == anchor.discontinuity]
+        if not mine:
+            raise NeedSegments(anchor.discontinuity, before=True)
+        offsets = [_offset(runs[i], by_disc[anchor.discontinuity]) for i in mine]
+        if elapsed < offsets[0]:
+            raise NeedSegments(anchor.discontinuity, before=True)
+        k = max(j for j, off in enumerate(offsets) if off <= elapsed)
+        ri = mine[k]
+        run = runs[ri]
+        target = run.first_pts + (elapsed - offsets[k]) / run.time_base
+        j = bisect.bisect_right(run.pts, target) - 1
+        if j == len(run.pts) - 1 and k == len(mine) - 1 and run.more_after:
+            step = run.pts[-1] - run.pts[-2] if len(run.pts) > 1 else 0
+            if target >= run.pts[-1] + step:
+                raise NeedSegments(anchor.discontinuity, before=False)
+        pts = run.pts[j]
+        frame = 0
+        if rate:
+            since = (pts - run.first_pts) * run.time_base + offsets[k]
+            frame = round(anchor.time_s * rate) + round(since * rate)
+        picks.append(Pick(ri, pts, target, frame))
+    return picks
+
+
+@dataclass(frozen=True)
+class RunCut:
+    """How one run's input becomes output frames [first, first + count): the exact filter values."""
+
+    run: int
+    first: int
+    count: int
+    tick_den: int  # the filter time base is 1/tick_den: fine enough that every output tick is whole
+    shift: int  # setpts=PTS-shift: output frame ``first`` lands at 0
+    end_pts: int | None  # trim=end_pts: frames at or after it are never shown (the held last frame)
+
+
+def run_cuts(picks: list[Pick], runs: list[Run], fps: int, times: list[Fraction]) -> list[RunCut]:
+    """Group consecutive picks by run and compute the filter values that reproduce them in ffmpeg.
+
+    In a filter time base of 1/(den*fps) (den: the run's time base 1/den), ``fps=round=up``
+    shows at output tick n the last frame with pts <= shift + n*den, which is the pick.
+    """
+    cuts: list[RunCut] = []
+    i = 0
+    while i < len(picks):
+        j = i
+        while j < len(picks) and picks[j].run == picks[i].run:
+            j += 1
+        run = runs[picks[i].run]
+        den = run.time_base.denominator * fps
+        scale = Fraction(den) * run.time_base  # run ticks -> filter ticks
+        shift = int((picks[i].target * scale) // 1)
+        held = [n for n in range(i + 1, j) if times[n] == times[n - 1]]
+        end_pts = None
+        if held:
+            last_shown = held[0] - 1
+            end_pts = (last_shown - i) * run.time_base.denominator + 1  # after setpts: relative
+        cuts.append(RunCut(picks[i].run, i, j - i, den, shift, end_pts))
+        i = j
+    return cuts

@@ -1,0 +1,207 @@
+"""An HLS window as cut inputs: the segments it needs, grouped into local files, probed and planned.
+
+Segments are grouped into runs (consecutive segments of one discontinuity and
+one init section); each run becomes one local file: MPEG-TS segments joined
+with their continuity counters renumbered (``mpegts.join``), fMP4 segments
+behind their init section. Each discontinuity is anchored by its first
+segment's first video timestamp (read from the segment's first bytes when the
+window does not need that segment). The frame rule then picks every output
+frame; a pick that needs frames of a neighbouring segment (``#EXTINF`` off
+from the real durations) fetches it and plans again. Finally an MPEG-TS run
+is started at the keyframe at or before its first pick, so decoding starts
+there rather than at the start of the segment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+
+from . import mpegts
+from .context import Context
+from .errors import SourceInvalid, SourceNotFound
+from .ffmpeg_args import CutInput
+from .frame_rule import Anchor, NeedSegments, Pick, Run, plan
+from .hls import MediaPlaylist, Segment
+from .probe import VideoProbe, video_packets
+
+#: How many times a window may grow by a neighbouring segment before it is refused.
+MAX_EXTENSIONS = 4
+
+
+class SourceGap(SourceNotFound):
+    """The window needs frames of an ``#EXT-X-GAP`` segment: treated like a missing source."""
+
+
+@dataclass
+class Planned:
+    inputs: list[CutInput]
+    runs: list[Run]
+    picks: list[Pick]
+    bytes_fetched: int = 0
+    fetched: int = 0
+    shared: int = 0
+    cpu_ms: float = 0.0
+
+
+def _group(segments: list[Segment]) -> list[list[Segment]]:
+    groups: list[list[Segment]] = []
+    for s in segments:
+        if groups and (groups[-1][-1].discontinuity, groups[-1][-1].init) == (s.discontinuity, s.init):
+            groups[-1].append(s)
+        else:
+            groups.append([s])
+    return groups
+
+
+def _check_gaps(playlist: MediaPlaylist, segments: list[Segment]) -> None:
+    gaps = [s.seq for s in segments if s.gap]
+    if gaps:
+        raise SourceGap(f"the window needs #EXT-X-GAP segment(s) {gaps} of {playlist.url}", url=playlist.url)
+
+
+class HlsInputs:
+    def __init__(
+        self, ctx: Context, job_id: str, video_id: str, playlist: MediaPlaylist, scratch: Path
+    ) -> None:
+        self.ctx, self.job_id, self.video_id, self.playlist, self.scratch = (
+            ctx,
+            job_id,
+            video_id,
+            playlist,
+            scratch,
+        )
+        self.out = Planned([], [], [])
+
+    def plan(self, segments: list[Segment], times: list[Fraction]) -> Planned:
+        for _ in range(MAX_EXTENSIONS + 1):
+            _check_gaps(self.playlist, segments)
+            groups = _group(segments)
+            probes = [self._run_file(i, g) for i, g in enumerate(groups)]
+            runs = [self._run(g, p) for g, p in zip(groups, probes, strict=True)]
+            anchors = sorted(
+                (self._anchor(d) for d in {g[0].discontinuity for g in groups}), key=lambda a: a.time_s
+            )
+            try:
+                picks = plan(times, anchors, runs, probes[0][1].rate)
+            except NeedSegments as need:
+                segments = self._extend(segments, need)
+                continue
+            return self._start_at_keyframes(groups, probes, runs, anchors, times, picks)
+        raise SourceInvalid(f"{self.playlist.url}: #EXTINF and the real timestamps disagree beyond repair")
+
+    # -- segments and runs -----------------------------------------------------------
+    def _extend(self, segments: list[Segment], need: NeedSegments) -> list[Segment]:
+        mine = [s for s in segments if s.discontinuity == need.discontinuity]
+        extra = self.playlist.preceding(mine[0]) if need.before else self.playlist.following(mine[-1])
+        if extra is None or extra.discontinuity != need.discontinuity:
+            raise SourceInvalid(
+                f"{self.playlist.url}: the window's frames are not in its segments' timestamps"
+            )
+        return sorted({*segments, extra}, key=lambda s: s.seq)
+
+    def _run_file(self, i: int, group: list[Segment]) -> tuple[Path, VideoProbe]:
+        got = self.ctx.segments.fetch(self.job_id, self.video_id, group)
+        self._account(got.bytes_fetched, got.fetched, got.shared)
+        path = self.scratch / f"run{i}.{'ts' if group[0].container == 'mpegts' else 'mp4'}"
+        try:
+            if group[0].container == "mpegts":
+                datas = [p.read_bytes() for p in got.paths]
+                for s, d in zip(group, datas, strict=True):
+                    mpegts.check(d, f"segment {s.seq} of {self.playlist.url}")
+                path.write_bytes(mpegts.join(datas))
+            else:
+                path.write_bytes(b"".join(p.read_bytes() for p in got.paths))
+        except mpegts.NotTransportStream as exc:
+            raise SourceInvalid(str(exc), video_id=self.video_id, url=self.playlist.url) from exc
+        probe = video_packets(
+            self.ctx.ffprobe, path, group[0].container, what=f"segments {group[0].seq}-{group[-1].seq}"
+        )
+        self.out.cpu_ms += probe.cpu_ms or 0
+        return path, probe
+
+    def _run(self, group: list[Segment], probe: tuple[Path, VideoProbe]) -> Run:
+        last = self.playlist.following(group[-1])
+        more = last is not None and last.discontinuity == group[-1].discontinuity
+        return Run(group[0].discontinuity, probe[1].display_pts, probe[1].time_base, more)
+
+    def _anchor(self, discontinuity: int) -> Anchor:
+        """The discontinuity's first segment's first video timestamp (cached per job and video)."""
+        first = self.playlist.first_of_discontinuity(discontinuity)
+        cache = self.ctx.segments.root(self.job_id, self.video_id) / f"anchor-{discontinuity}.json"
+        time_s = Fraction(str(first.start_s))
+        wraps = first.container == "mpegts"
+        if cache.exists():
+            d = json.loads(cache.read_text())
+            return Anchor(discontinuity, time_s, d["pts"], Fraction(d["time_base"]), wraps)
+        if first.gap:
+            raise SourceGap(
+                f"segment {first.seq} of {self.playlist.url} is a gap: no timestamps", url=self.playlist.url
+            )
+        head, got = self.ctx.segments.head(self.job_id, self.video_id, first)
+        self._account(got, 1 if got else 0, 0 if got else 1)
+        probe_path = head
+        if first.init is not None:
+            init = self.ctx.segments.init_path(self.job_id, self.video_id, first.init)
+            if not init.exists():
+                self._account(
+                    self.ctx.segments.fetch(self.job_id, self.video_id, [first]).bytes_fetched, 1, 0
+                )
+                head = self.ctx.segments.root(self.job_id, self.video_id) / f"{first.seq:06d}.seg"
+            probe_path = self.scratch / f"anchor{discontinuity}.mp4"
+            probe_path.write_bytes(init.read_bytes() + head.read_bytes())
+        probe = video_packets(
+            self.ctx.ffprobe, probe_path, first.container, first_only=True, what=f"segment {first.seq}"
+        )
+        self.out.cpu_ms += probe.cpu_ms or 0
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({"pts": probe.first_key.pts, "time_base": str(probe.time_base)}))
+        os.replace(tmp, cache)
+        return Anchor(discontinuity, time_s, probe.first_key.pts, probe.time_base, wraps)
+
+    def _account(self, nbytes: int, fetched: int, shared: int) -> None:
+        self.out.bytes_fetched += nbytes
+        self.out.fetched += fetched
+        self.out.shared += shared
+
+    # -- decode from the keyframe at or before the window ----------------------------------
+    def _start_at_keyframes(
+        self,
+        groups: list[list[Segment]],
+        probes: list[tuple[Path, VideoProbe]],
+        runs: list[Run],
+        anchors: list[Anchor],
+        times: list[Fraction],
+        picks: list[Pick],
+    ) -> Planned:
+        used = sorted({p.run for p in picks})
+        inputs: list[CutInput] = []
+        new_runs: list[Run] = []
+        for i in used:
+            path, probe = probes[i]
+            run = runs[i]
+            first_pick = min(p.pts for p in picks if p.run == i)
+            if groups[i][0].container == "mpegts":
+                key = max(
+                    (k for k in probe.packets if k.key and k.pts <= first_pick),
+                    key=lambda k: k.pts,
+                    default=None,
+                )
+                if key is not None and key.pos:
+                    cut = path.with_name(f"{path.stem}k.ts")
+                    cut.write_bytes(mpegts.from_position(path.read_bytes(), key.pos))
+                    again = video_packets(self.ctx.ffprobe, cut, "mpegts", first_only=True, what=cut.name)
+                    self.out.cpu_ms += again.cpu_ms or 0
+                    delta = again.first_key.pts - key.pts
+                    kept = tuple(p + delta for p in run.pts if p >= key.pts)
+                    # the anchor offset must be measured from the same frame: keep the run's timeline
+                    run = replace(run, pts=kept)
+                    path = cut
+            inputs.append(CutInput(path, groups[i][0].container))
+            new_runs.append(run)
+        final = plan(times, anchors, new_runs, probes[0][1].rate)
+        self.out.inputs, self.out.runs, self.out.picks = inputs, new_runs, final
+        return self.out

@@ -1,0 +1,91 @@
+"""MPEG-TS at the packet level: join segments into one stream and start it at a keyframe. Pure.
+
+Segments muxed one at a time restart their continuity counters, and ffmpeg
+flags the jump as corruption (``-xerror`` makes it fatal). ``join`` renumbers
+each joined segment's counters, per PID, so that they continue the previous
+segment's: a jump *inside* a segment (real damage) is left as it is and still
+stops the cut. ``from_position`` starts a stream at a keyframe's packet,
+behind the PAT and PMT it needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+PACKET = 188
+SYNC = 0x47
+
+
+class NotTransportStream(ValueError):
+    """The bytes are not whole 188-byte MPEG-TS packets."""
+
+
+def check(data: bytes, name: str) -> None:
+    """Raise NotTransportStream unless ``data`` is whole packets, each starting with the sync byte."""
+    if not data:
+        raise NotTransportStream(f"{name} is empty")
+    if len(data) % PACKET:
+        raise NotTransportStream(f"{name} is {len(data)} bytes, not whole 188-byte packets (truncated?)")
+    if any(data[i] != SYNC for i in range(0, len(data), PACKET)):
+        raise NotTransportStream(f"{name} lost MPEG-TS sync (garbage or not MPEG-TS)")
+
+
+def _pid(data: bytes | bytearray, i: int) -> int:
+    return ((data[i + 1] & 0x1F) << 8) | data[i + 2]
+
+
+def _has_payload(data: bytes | bytearray, i: int) -> bool:
+    return bool(data[i + 3] & 0x10)
+
+
+def join(segments: Iterable[bytes]) -> bytes:
+    """Concatenate segments with each segment's continuity counters shifted to continue the previous."""
+    out = bytearray()
+    last_cc: dict[int, int] = {}  # pid -> last counter written on a packet with payload
+    for seg in segments:
+        buf = bytearray(seg)
+        shift: dict[int, int] = {}
+        for i in range(0, len(buf), PACKET):
+            pid = _pid(buf, i)
+            if pid == 0x1FFF or not _has_payload(buf, i):
+                continue
+            cc = buf[i + 3] & 0x0F
+            if pid not in shift:
+                shift[pid] = (last_cc[pid] + 1 - cc) % 16 if pid in last_cc else 0
+            cc = (cc + shift[pid]) % 16
+            buf[i + 3] = (buf[i + 3] & 0xF0) | cc
+            last_cc[pid] = cc
+        out += buf
+    return bytes(out)
+
+
+def _program_tables(data: bytes) -> list[bytes]:
+    """The first PAT packet and the first packet of each PMT it names."""
+    pat = next((i for i in range(0, len(data), PACKET) if _pid(data, i) == 0), None)
+    if pat is None:
+        return []
+    p = data[pat : pat + PACKET]
+    payload = 4 + (1 + p[4] if p[3] & 0x20 else 0)  # after the adaptation field, if any
+    start = payload + 1 + p[payload]  # after the pointer field
+    section_length = ((p[start + 1] & 0x0F) << 8) | p[start + 2]
+    programs = p[start + 8 : start + 3 + section_length - 4]
+    pmt_pids = {
+        ((programs[j + 2] & 0x1F) << 8) | programs[j + 3]
+        for j in range(0, len(programs) - 3, 4)
+        if (programs[j] << 8 | programs[j + 1]) != 0
+    }
+    tables = [p]
+    for pid in sorted(pmt_pids):
+        i = next((i for i in range(0, len(data), PACKET) if _pid(data, i) == pid), None)
+        if i is not None:
+            tables.append(data[i : i + PACKET])
+    return tables
+
+
+def from_position(data: bytes, pos: int) -> bytes:
+    """The stream from the packet at byte ``pos`` on, behind copies of its PAT and PMT packets."""
+    if pos % PACKET or not 0 <= pos < len(data):
+        raise NotTransportStream(f"position {pos} is not a packet boundary of the stream")
+    if pos == 0:
+        return data
+    return b"".join(_program_tables(data)) + data[pos:]

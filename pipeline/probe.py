@@ -1,0 +1,81 @@
+"""What ffprobe says about a file's video stream: time base, rate, and every packet's pts, key flag and
+byte position. The argv is built in ``ffmpeg_args``; this module runs it and reads the JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from . import ffmpeg_args
+from .errors import SourceInvalid
+from .subprocesses import run
+
+
+@dataclass(frozen=True)
+class Packet:
+    pts: int
+    key: bool
+    pos: int | None
+
+
+@dataclass(frozen=True)
+class VideoProbe:
+    time_base: Fraction
+    rate: Fraction | None
+    codec: str
+    packets: tuple[Packet, ...]  # in decode order
+    cpu_ms: float
+
+    @property
+    def display_pts(self) -> tuple[int, ...]:
+        return tuple(sorted(p.pts for p in self.packets))
+
+    @property
+    def first_key(self) -> Packet:
+        return next(p for p in self.packets if p.key)
+
+
+def _fraction(text: str | None) -> Fraction | None:
+    try:
+        value = Fraction(text or "")
+    except (ValueError, ZeroDivisionError):
+        return None
+    return value if value > 0 else None
+
+
+def video_packets(
+    ffprobe: str, path: Path, fmt: str, *, first_only: bool = False, what: str = ""
+) -> VideoProbe:
+    """Probe ``path`` (demuxer ``fmt``). Raises SourceInvalid when it has no video frame with a timestamp."""
+    done = run(
+        ffmpeg_args.video_packets_argv(ffprobe, path, fmt, first_only=first_only), timeout_s=60, check=False
+    )
+    name = what or path.name
+    try:
+        data = json.loads(done.stdout or b"{}")
+    except ValueError as exc:
+        raise SourceInvalid(f"ffprobe could not read {name}: {done.stderr.strip()[-300:]}") from exc
+    streams = data.get("streams") or []
+    tb = _fraction(streams[0].get("time_base")) if streams else None
+    packets = tuple(
+        Packet(
+            int(p["pts"]),
+            "K" in p.get("flags", ""),
+            int(p["pos"]) if p.get("pos") not in (None, "N/A") else None,
+        )
+        for p in data.get("packets") or []
+        if p.get("pts") not in (None, "N/A")
+    )
+    if tb is None or not packets or not any(p.key for p in packets):
+        why = done.stderr.strip()[-300:] or "no video stream, or no keyframe with a timestamp"
+        raise SourceInvalid(f"{name} has no video timestamps to cut on ({why})")
+    stream = streams[0]
+    return VideoProbe(
+        tb,
+        _fraction(stream.get("r_frame_rate")),
+        str(stream.get("codec_name", "")),
+        packets,
+        done.cpu_ms or 0.0,
+    )

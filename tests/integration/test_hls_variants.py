@@ -1,0 +1,98 @@
+"""Every HLS variant of the corpus, cut by clipline and traced frame by frame with no tolerance.
+
+The corpus (``tests/media/corpus.py``) is made by ffmpeg's command line, not by
+clipline's sample code; each frame shows its absolute frame number. Clips are
+cut through ``pipeline.cutting`` against a loopback CDN and real Redis, and
+every output frame is read back and compared with the frame rule:
+output frame i shows the source frame whose display interval contains
+``start + min(i, i_last) / fps`` (``i_last``: the window's last output frame).
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clipline.dev.cdn import LoopbackCDN
+from clipline.dev.samples import read_frames
+from pipeline import cutting
+from pipeline.context import Context, JobView
+from pipeline.errors import SourceInvalid, SourceNotFound
+from pipeline.models import parse_request
+from pipeline.settings import load_settings
+from pipeline.timeline import build_slots
+from tests.media import corpus
+
+from .conftest import CACHE
+
+pytestmark = pytest.mark.integration
+
+#: (source start ms, source end ms, slot ms): from the start, across segment boundaries, a window
+#: shorter than its slot (held last frame), one running past the source's end.
+WINDOWS = [(0, 1000, 1000), (1234, 2900, 1500), (2990, 4010, 1100), (2500, 3600, 1100), (5400, 7000, 1600)]
+
+
+def expected(variant: corpus.Variant, start_ms: int, end_ms: int, frames: int, fps: int = 30) -> list[int]:
+    window_ms = min(end_ms - start_ms, math.ceil(frames * 1000 / fps))
+    i_last = min(frames - 1, math.ceil(window_ms * fps / 1000) - 1)
+    out = []
+    for i in range(frames):
+        t = Fraction(start_ms, 1000) + Fraction(min(i, i_last), fps)
+        out.append(min(variant.frames - 1, math.floor(t * variant.rate)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def corpus_cdn() -> Iterator[LoopbackCDN]:
+    root = corpus.build(CACHE.parent / "hls-corpus")
+    with LoopbackCDN(root) as server:
+        yield server
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, redis_url: str) -> Context:
+    settings = load_settings(
+        {
+            "CLIPLINE_REDIS_URL": redis_url,
+            "CLIPLINE_WORK_DIR": str(tmp_path / "work"),
+            "CLIPLINE_MEDIA_DIR": str(tmp_path / "media"),
+            "CLIPLINE_DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite",
+            "CLIPLINE_HTTP_TIMEOUT_S": "5",
+        }
+    )
+    return Context(settings)
+
+
+def view_for(url: str, windows: list[tuple[int, int, int]], height: int = 90) -> JobView:
+    lines: list[dict[str, Any]] = []
+    t = 0
+    for i, (start, end, slot_ms) in enumerate(windows):
+        clip = {"video_id": "v", "start_ms": start, "end_ms": end, "hls_url": url}
+        lines.append({"text": f"l{i}", "start_ms": t, "end_ms": t + slot_ms, "clip": clip})
+        t += slot_ms
+    req = parse_request(
+        {"job_id": f"hls-{secrets.token_hex(5)}", "output": {"width": 160, "height": height, "fps": 30}, "lines": lines},
+        allowed_hosts=frozenset(),
+    )
+    return JobView(req, build_slots(req))
+
+
+@pytest.mark.parametrize("name", sorted(corpus.VARIANTS))
+def test_every_variant_is_cut_frame_exactly(name: str, corpus_cdn: LoopbackCDN, ctx: Context) -> None:
+    variant = corpus.VARIANTS[name][1]
+    windows = WINDOWS + ([(9000, 11000, 2000), (11500, 12000, 500)] if variant.frames > 300 else [])
+    view = view_for(corpus_cdn.url(f"hls/{name}/{variant.playlist}"), windows)
+    for slot, line in zip(view.slots, view.request.lines, strict=True):
+        record = cutting.cut_from_hls(ctx, view, slot.index)
+        assert record.path is not None
+        shown = read_frames(Path(record.path))
+        want = expected(variant, line.clip.start_ms, line.clip.end_ms, slot.frames)
+        assert shown == want, (name, slot.index)
+        assert (record.source_first_frame, record.source_last_frame) == (want[0], want[-1])
+        assert record.cpu_ms and record.cpu_ms > 0
