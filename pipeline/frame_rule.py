@@ -26,6 +26,10 @@ from fractions import Fraction
 TS_WRAP = 1 << 33
 
 
+class FramesMissing(ValueError):
+    """The timestamps jump over frames the window needs (a truncated or damaged segment)."""
+
+
 class NeedSegments(Exception):
     """The window needs the segment before (``before``) or after the ones fetched for a discontinuity."""
 
@@ -87,6 +91,12 @@ def _offset(run: Run, anchor: Anchor) -> Fraction:
     )
 
 
+def _step(run: Run) -> int:
+    """The run's usual frame duration in ticks (the median gap), 0 for a single frame."""
+    gaps = sorted(b - a for a, b in zip(run.pts, run.pts[1:], strict=False))
+    return gaps[len(gaps) // 2] if gaps else 0
+
+
 def plan(times: list[Fraction], anchors: list[Anchor], runs: list[Run], rate: Fraction | None) -> list[Pick]:
     """The pick for each time. ``anchors`` sorted by time; ``runs`` in playlist order."""
     by_disc = {a.discontinuity: a for a in anchors}
@@ -111,6 +121,9 @@ def plan(times: list[Fraction], anchors: list[Anchor], runs: list[Run], rate: Fr
             if target >= run.pts[-1] + step:
                 raise NeedSegments(anchor.discontinuity, before=False)
         pts = run.pts[j]
+        step = _step(run)
+        if step and target - pts >= 2 * step and (j + 1 < len(run.pts) or run.more_after):
+            raise FramesMissing(f"no frame between pts {pts} and the next, {target - pts} ticks later")
         frame = 0
         if rate:
             since = (pts - run.first_pts) * run.time_base + offsets[k]

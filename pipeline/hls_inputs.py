@@ -24,7 +24,7 @@ from . import mpegts
 from .context import Context
 from .errors import SourceInvalid, SourceNotFound
 from .ffmpeg_args import CutInput
-from .frame_rule import Anchor, NeedSegments, Pick, Run, plan
+from .frame_rule import Anchor, FramesMissing, NeedSegments, Pick, Run, plan
 from .hls import MediaPlaylist, Segment
 from .probe import VideoProbe, video_packets
 
@@ -87,6 +87,8 @@ class HlsInputs:
             )
             try:
                 picks = plan(times, anchors, runs, probes[0][1].rate)
+            except FramesMissing as exc:
+                raise SourceInvalid(f"{self.playlist.url}: {exc}", video_id=self.video_id) from exc
             except NeedSegments as need:
                 segments = self._extend(segments, need)
                 continue

@@ -42,6 +42,10 @@ def slot_rows(view: JobView, records: dict[int, ClipRecord]) -> list[dict[str, A
                 "measured_frames": rec.frames,
                 "measured_ms": round(rec.frames * 1000 / slot.fps, 3),
                 "drift_ms": rec.drift_ms,
+                # the source frames the slot shows (frame rule, from the timestamps used)
+                "source_first_frame": rec.source_first_frame,
+                "source_last_frame": rec.source_last_frame,
+                "cpu_ms": rec.cpu_ms,
             }
         )
     return rows

@@ -7,27 +7,33 @@ from pathlib import Path
 import pytest
 
 from clipline.dev.samples import (
-    CODE_PERIOD,
+    NUMBER_BITS,
     SourceSpec,
+    TraceError,
     build_sample_set,
     count_frames,
+    decode_code,
     frame_code,
     make_hls_source,
-    measure_code,
+    read_frames,
 )
 from pipeline.hls import MediaPlaylist, parse_playlist
 
 pytestmark = pytest.mark.integration  # runs ffmpeg
 
 
-def test_frame_code_cycles() -> None:
-    assert [frame_code(n) for n in (0, 1, CODE_PERIOD - 1, CODE_PERIOD, 2 * CODE_PERIOD + 3)] == [
+def test_frame_codes_are_absolute_and_checked() -> None:
+    assert [decode_code(frame_code(n)) for n in (0, 1, 25, 1799, (1 << NUMBER_BITS) - 1)] == [
         0,
         1,
-        CODE_PERIOD - 1,
-        0,
-        3,
+        25,
+        1799,
+        (1 << NUMBER_BITS) - 1,
     ]
+    with pytest.raises(TraceError):
+        decode_code(frame_code(7) ^ 1)  # one block misread: the check bits disagree
+    with pytest.raises(ValueError):
+        frame_code(1 << NUMBER_BITS)
 
 
 def test_hls_source_carries_its_frame_numbers_and_segment_length(tmp_path: Path) -> None:
@@ -38,8 +44,7 @@ def test_hls_source_carries_its_frame_numbers_and_segment_length(tmp_path: Path)
     assert all(abs(s.duration_s - 1.0) < 0.01 for s in parsed.segments)
     segment = playlist.parent / "seg_00001.ts"  # frames 30..59
     assert count_frames(segment) == 30
-    for i in (0, 7, 24, 29):
-        assert measure_code(segment, i) == frame_code(30 + i)
+    assert read_frames(segment) == list(range(30, 60))
 
 
 def test_sample_set_is_built_once_and_reused(tmp_path: Path) -> None:

@@ -23,7 +23,8 @@ from clipline.dev.cdn import LoopbackCDN
 from clipline.dev.samples import read_frames
 from pipeline import cutting
 from pipeline.context import Context, JobView
-from pipeline.errors import SourceInvalid, SourceNotFound
+from pipeline.errors import SourceInvalid
+from pipeline.hls_inputs import SourceGap
 from pipeline.models import parse_request
 from pipeline.settings import load_settings
 from pipeline.timeline import build_slots
@@ -77,7 +78,11 @@ def view_for(url: str, windows: list[tuple[int, int, int]], height: int = 90) ->
         lines.append({"text": f"l{i}", "start_ms": t, "end_ms": t + slot_ms, "clip": clip})
         t += slot_ms
     req = parse_request(
-        {"job_id": f"hls-{secrets.token_hex(5)}", "output": {"width": 160, "height": height, "fps": 30}, "lines": lines},
+        {
+            "job_id": f"hls-{secrets.token_hex(5)}",
+            "output": {"width": 160, "height": height, "fps": 30},
+            "lines": lines,
+        },
         allowed_hosts=frozenset(),
     )
     return JobView(req, build_slots(req))
@@ -96,3 +101,48 @@ def test_every_variant_is_cut_frame_exactly(name: str, corpus_cdn: LoopbackCDN, 
         assert shown == want, (name, slot.index)
         assert (record.source_first_frame, record.source_last_frame) == (want[0], want[-1])
         assert record.cpu_ms and record.cpu_ms > 0
+
+
+@pytest.fixture
+def damaged(tmp_path: Path, corpus_cdn: LoopbackCDN) -> Iterator[tuple[Path, LoopbackCDN]]:
+    """A copy of the MPEG-TS variant that a test may damage, on its own loopback CDN."""
+    import shutil
+
+    root = tmp_path / "cdn"
+    shutil.copytree(corpus_cdn.root / "hls" / "ts", root / "hls" / "ts")
+    with LoopbackCDN(root) as server:
+        yield root / "hls" / "ts", server
+
+
+def test_a_window_needing_a_gap_segment_goes_to_fallback(
+    damaged: tuple[Path, LoopbackCDN], ctx: Context
+) -> None:
+    folder, cdn = damaged
+    text = (
+        (folder / "index.m3u8")
+        .read_text()
+        .replace("#EXTINF:1.000000,\ns002.ts", "#EXT-X-GAP\n#EXTINF:1.000000,\ns002.ts")
+    )
+    (folder / "gap.m3u8").write_text(text)
+    view = view_for(cdn.url("hls/ts/gap.m3u8"), [(0, 1000, 1000), (2100, 2600, 500)])
+    assert read_frames(Path(cutting.cut_from_hls(ctx, view, 0).path or "")) == list(range(30))
+    with pytest.raises(SourceGap, match="EXT-X-GAP"):
+        cutting.cut_from_hls(ctx, view, 1)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "frames_missing"])
+def test_a_damaged_segment_is_an_error_never_a_wrong_frame(
+    damage: str, damaged: tuple[Path, LoopbackCDN], ctx: Context
+) -> None:
+    folder, cdn = damaged
+    seg = folder / "s002.ts"
+    data = seg.read_bytes()
+    if damage == "truncated":
+        seg.write_bytes(data[:-100])
+    elif damage == "garbage":
+        seg.write_bytes(bytes(secrets.token_bytes(len(data))))
+    else:  # whole packets, but the second half of the segment's frames are gone
+        seg.write_bytes(data[: len(data) // 2 // 188 * 188])
+    view = view_for(cdn.url("hls/ts/index.m3u8"), [(2600, 3400, 800)])
+    with pytest.raises(SourceInvalid):
+        cutting.cut_from_hls(ctx, view, 0)

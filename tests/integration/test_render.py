@@ -12,7 +12,7 @@ from typing import Any
 import pika
 import pytest
 
-from clipline.dev.samples import CODE_PERIOD, count_frames, frame_code, measure_code
+from clipline.dev.samples import count_frames, read_frames
 from pipeline.hls import MediaPlaylist, parse_playlist, select_segments
 from pipeline.models import parse_request
 from pipeline.timeline import build_slots, total_frames
@@ -113,14 +113,19 @@ def test_mixed_job_renders_with_gaps_exact_frames_and_minimal_bytes(stack: Stack
     print(f"\nbytes fetched {served}, needed segments {needed}, ratio {ratio:.3f}")
     assert ratio <= 1.2
 
-    # Frame-accurate: each ok slot starts on the source frame at clip.start_ms (+-1 frame)
+    # Frame-exact: every frame of every ok or local slot is the source frame containing its time
+    # (start + min(i, i_last) / 30 s), read back from the final video; the report names the range
     slots = build_slots(req)
-    for slot, line, outcome in zip(slots, req.lines, outcomes, strict=True):
-        if outcome != "ok":
+    shown = read_frames(final)
+    for slot, line, outcome, row in zip(slots, req.lines, outcomes, report["slots"], strict=True):
+        if outcome not in ("ok", "local"):
             continue
-        want = frame_code(round(line.clip.start_ms * 30 / 1000))
-        got = measure_code(final, slot.start_frame)
-        assert min((got - want) % CODE_PERIOD, (want - got) % CODE_PERIOD) <= 1, (slot.index, got, want)
+        window_ms = min(line.clip.end_ms - line.clip.start_ms, math.ceil(slot.frames * 1000 / 30))
+        i_last = min(slot.frames - 1, math.ceil(window_ms * 30 / 1000) - 1)
+        want = [(line.clip.start_ms * 30 + 1000 * min(i, i_last)) // 1000 for i in range(slot.frames)]
+        got = shown[slot.start_frame : slot.start_frame + slot.frames]
+        assert got == want, (slot.index, outcome)
+        assert (row["source_first_frame"], row["source_last_frame"]) == (want[0], want[-1])
 
     # The record holds the stats; temporary files are gone, the clips stay for a retry of the gaps
     stats = result["clip_stats"]

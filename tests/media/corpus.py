@@ -37,7 +37,8 @@ class Variant:
 
 
 def ff(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args], check=True, timeout=300)
+    argv = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args]
+    subprocess.run(argv, check=True, timeout=300)
 
 
 def _source(rate: str, seconds: float = DURATION_S) -> list[str]:
@@ -46,13 +47,37 @@ def _source(rate: str, seconds: float = DURATION_S) -> list[str]:
 
 
 def _x264(gop: int) -> list[str]:
-    return ["-c:v", "libx264", "-preset", "veryfast", "-crf", "24", "-g", str(gop), "-sc_threshold", "0",
-            "-c:a", "aac", "-b:a", "48k"]
+    return [
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        "24",
+        "-g",
+        str(gop),
+        "-sc_threshold",
+        "0",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "48k",
+    ]
 
 
 def _hls(folder: Path, seg_s: float, *extra: str, ext: str = "ts") -> list[str]:
-    return ["-f", "hls", "-hls_time", f"{seg_s:g}", "-hls_playlist_type", "vod",
-            "-hls_segment_filename", str(folder / f"s%03d.{ext}"), *extra, str(folder / "index.m3u8")]
+    return [
+        "-f",
+        "hls",
+        "-hls_time",
+        f"{seg_s:g}",
+        "-hls_playlist_type",
+        "vod",
+        "-hls_segment_filename",
+        str(folder / f"s%03d.{ext}"),
+        *extra,
+        str(folder / "index.m3u8"),
+    ]
 
 
 def ts(folder: Path) -> None:
@@ -64,31 +89,63 @@ def fmp4(folder: Path) -> None:
 
 
 def single_file(folder: Path) -> None:
-    ff(*_source("30"), *_x264(15), "-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod",
-       "-hls_flags", "single_file", str(folder / "index.m3u8"))
+    ff(
+        *_source("30"),
+        *_x264(15),
+        "-f",
+        "hls",
+        "-hls_time",
+        "1",
+        "-hls_playlist_type",
+        "vod",
+        "-hls_flags",
+        "single_file",
+        str(folder / "index.m3u8"),
+    )
 
 
 def fmp4_single_file(folder: Path) -> None:
-    ff(*_source("30"), *_x264(15), "-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod",
-       "-hls_segment_type", "fmp4", "-hls_flags", "single_file", str(folder / "index.m3u8"))
+    ff(
+        *_source("30"),
+        *_x264(15),
+        "-f",
+        "hls",
+        "-hls_time",
+        "1",
+        "-hls_playlist_type",
+        "vod",
+        "-hls_segment_type",
+        "fmp4",
+        "-hls_flags",
+        "single_file",
+        str(folder / "index.m3u8"),
+    )
 
 
 def rounded_2997(folder: Path) -> None:
     """29.97 fps, 2.002 s segments listed as ``#EXTINF:2`` (ffmpeg's round_durations)."""
-    ff(*_source("30000/1001", 12), *_x264(30), "-force_key_frames", "expr:gte(n,n_forced*60)",
-       *_hls(folder, 2, "-hls_flags", "round_durations"))
+    ff(
+        *_source("30000/1001", 12),
+        *_x264(30),
+        "-force_key_frames",
+        "expr:gte(n,n_forced*60)",
+        *_hls(folder, 2, "-hls_flags", "round_durations"),
+    )
 
 
 def rate(r: str) -> Callable[[Path], None]:
     def make(folder: Path) -> None:
         ff(*_source(r), *_x264(12), *_hls(folder, 1))
+
     return make
 
 
 def offset(hours_s: float) -> Callable[[Path], None]:
     """Timestamps start ``hours_s`` in (a live-to-VOD archive); near 2^33 they wrap inside the source."""
+
     def make(folder: Path) -> None:
         ff(*_source("30"), *_x264(15), "-output_ts_offset", f"{hours_s:.3f}", *_hls(folder, 1))
+
     return make
 
 
@@ -102,20 +159,51 @@ def aes(folder: Path) -> None:
 
 def per_segment(folder: Path) -> None:
     """ffmpeg's segment muxer: a new MPEG-TS muxer per segment, so continuity counters restart in each."""
-    ff(*_source("30"), *_x264(15), "-force_key_frames", "expr:gte(t,n_forced)", "-f", "segment",
-       "-segment_time", "1", "-segment_format", "mpegts", "-segment_list", str(folder / "index.m3u8"),
-       "-segment_list_type", "m3u8", str(folder / "p%d.ts"))
+    ff(
+        *_source("30"),
+        *_x264(15),
+        "-force_key_frames",
+        "expr:gte(t,n_forced)",
+        "-f",
+        "segment",
+        "-segment_time",
+        "1",
+        "-segment_format",
+        "mpegts",
+        "-segment_list",
+        str(folder / "index.m3u8"),
+        "-segment_list_type",
+        "m3u8",
+        str(folder / "p%d.ts"),
+    )
 
 
 def discontinuity(folder: Path) -> None:
-    """Frames 0..89 then 90..179, muxed apart; the second half's timestamps restart from where the first half's began."""
+    """Frames 0..89 then 90..179, muxed apart: the second half's timestamps restart at the first's."""
     lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:1", "#EXT-X-PLAYLIST-TYPE:VOD"]
     for half, (first, offset_s) in enumerate(((0, 0.0), (90, 0.0))):
         sub = folder / f"h{half}"
         sub.mkdir()
-        ff("-f", "lavfi", "-i", pattern_graph(DURATION_S, W, H, 30), "-f", "lavfi", "-i", "sine=d=3",
-           "-filter_complex", f"[0:v]trim=start_frame={first}:end_frame={first + 90},setpts=PTS-STARTPTS[v]",
-           "-map", "[v]", "-map", "1:a", *_x264(15), "-output_ts_offset", str(offset_s), *_hls(sub, 1))
+        ff(
+            "-f",
+            "lavfi",
+            "-i",
+            pattern_graph(DURATION_S, W, H, 30),
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=d=3",
+            "-filter_complex",
+            f"[0:v]trim=start_frame={first}:end_frame={first + 90},setpts=PTS-STARTPTS[v]",
+            "-map",
+            "[v]",
+            "-map",
+            "1:a",
+            *_x264(15),
+            "-output_ts_offset",
+            str(offset_s),
+            *_hls(sub, 1),
+        )
         if half:
             lines.append("#EXT-X-DISCONTINUITY")
         for ln in (sub / "index.m3u8").read_text().splitlines():

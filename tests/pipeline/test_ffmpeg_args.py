@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pipeline.ffmpeg_args import (
     GLOBAL_ARGS,
+    CutInput,
     EncodeProfile,
     assemble_argv,
     concat_list_text,
@@ -15,6 +16,7 @@ from pipeline.ffmpeg_args import (
     placeholder_argv,
     song_argv,
 )
+from pipeline.frame_rule import RunCut
 
 PROFILE = EncodeProfile(1280, 720, 30, "veryfast", 20)
 ENCODE = [
@@ -53,71 +55,53 @@ NORMALISE = (
 )
 
 
-def test_hls_cut_decodes_from_the_segment_start_and_trims() -> None:
-    argv = cut_argv(
-        "/usr/bin/ffmpeg",
-        [Path("/w/a.ts"), Path("/w/b.ts")],
-        Path("/w/o.mp4"),
-        offset_s=1.5,
-        window_s=3.2,
-        frames=96,
-        profile=PROFILE,
-    )
-    chain = "[0:v]trim=start=1.500000[s0];[s0]setpts=PTS-STARTPTS[s1];[s1]" + NORMALISE.format(
-        a=2, b=3, c=4, d=5, e=6, f=7
-    )
-    assert argv == [
-        "/usr/bin/ffmpeg",
-        "-nostdin",
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-y",
-        "-xerror",
-        "-progress",
-        "pipe:1",
-        "-nostats",
-        "-protocol_whitelist",
-        "file,concat",
-        "-t",
-        "4.700000",
-        "-i",
-        "concat:/w/a.ts|/w/b.ts",
-        "-filter_complex",
-        chain,
-        *[x.replace("[s6]", "[s7]") for x in ENCODE],
-        "/w/o.mp4",
-    ]
+def test_cut_names_each_demuxer_keeps_timestamps_and_applies_the_frame_rule_values() -> None:
+    inputs = [CutInput(Path("/w/run0.ts"), "mpegts"), CutInput(Path("/w/run1.mp4"), "mp4")]
+    cuts = [RunCut(0, 0, 40, 2700000, 12033000, None), RunCut(1, 40, 56, 2700000, 99, 30 * 90000 + 1)]
+    argv = cut_argv("ffmpeg", inputs, cuts, Path("/w/o.mp4"), frames=96, profile=PROFILE)
+    assert argv[6:11] == ["-xerror", "-copyts", "-progress", "pipe:1", "-nostats"]
+    joined = " ".join(argv)
+    # every input: its demuxer named, local files only (ffmpeg never follows what it opens)
+    assert "-f mpegts -protocol_whitelist file -i /w/run0.ts" in joined
+    assert "-f mp4 -protocol_whitelist file -i /w/run1.mp4" in joined
+    graph = argv[argv.index("-filter_complex") + 1]
+    assert "settb=1/2700000" in graph and "setpts=PTS-12033000" in graph
+    assert graph.count("fps=fps=30:round=up:start_time=0") == 2
+    assert "trim=end_pts=2700001" in graph and "trim=end_frame=40" in graph and "trim=end_frame=56" in graph
+    assert "concat=a=0:n=2:v=1" in graph
 
 
-def test_local_cut_seeks_through_the_index() -> None:
+def test_local_cut_seeks_to_its_keyframe_without_dropping_frames() -> None:
     argv = cut_argv(
         "ffmpeg",
-        [Path("/m/v.mp4")],
+        [CutInput(Path("/m/v.mp4"), "mp4", 61.3)],
+        [RunCut(0, 0, 96, 2700000, 5, None)],
         Path("/w/o.mp4"),
-        offset_s=61.3,
-        window_s=3.2,
         frames=96,
         profile=PROFILE,
-        indexed=True,
     )
     i = argv.index("-i")
-    assert argv[i - 6 : i + 2] == [
+    assert argv[i - 7 : i + 2] == [
+        "-f",
+        "mp4",
+        "-noaccurate_seek",
         "-protocol_whitelist",
-        "file,concat",
+        "file",
         "-ss",
         "61.300000",
-        "-t",
-        "3.200000",
         "-i",
         "/m/v.mp4",
     ]
-    assert "trim" not in " ".join(argv)
 
 
 def test_every_clip_kind_uses_identical_encoder_settings() -> None:
     cut = cut_argv(
-        "ffmpeg", [Path("a.ts")], Path("o.mp4"), offset_s=0, window_s=1, frames=96, profile=PROFILE
+        "ffmpeg",
+        [CutInput(Path("a.ts"), "mpegts")],
+        [RunCut(0, 0, 96, 2700000, 0, None)],
+        Path("o.mp4"),
+        frames=96,
+        profile=PROFILE,
     )
     black = placeholder_argv("ffmpeg", Path("o.mp4"), frames=96, profile=PROFILE)
     tail = lambda argv: argv[argv.index("-f", argv.index("-map")) :]  # noqa: E731

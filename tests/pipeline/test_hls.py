@@ -90,7 +90,7 @@ def test_master_playlist_picks_the_smallest_variant_tall_enough() -> None:
             "#EXTINF:2,\na.ts\n#EXT-X-ENDLIST\n",
             "DRM",
         ),
-        ('#EXTM3U\n#EXT-X-KEY:METHOD=AES-128\n#EXTINF:2,\na.ts\n#EXT-X-ENDLIST\n', "without a URI"),
+        ("#EXTM3U\n#EXT-X-KEY:METHOD=AES-128\n#EXTINF:2,\na.ts\n#EXT-X-ENDLIST\n", "without a URI"),
         ("#EXTM3U\n#EXT-X-ENDLIST\n", "no segments"),
         ("#EXTM3U\n#EXTINF:abc,\na.ts\n#EXT-X-ENDLIST\n", "malformed playlist.*abc"),
         ("#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:x\n#EXTINF:2,\na.ts\n#EXT-X-ENDLIST\n", "malformed playlist"),

@@ -1,0 +1,94 @@
+"""The frame rule, exactly: containing frame, held last frame, anchors, wrap, runs, segment extension."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+from pipeline.frame_rule import TS_WRAP, Anchor, NeedSegments, Run, output_times, plan, run_cuts
+
+TB = Fraction(1, 90000)
+
+
+def run_at(
+    first_frame: int, count: int, *, base: int, step: int = 3000, disc: int = 0, more: bool = False
+) -> Run:
+    return Run(
+        disc, tuple((base + step * n) % TS_WRAP for n in range(first_frame, first_frame + count)), TB, more
+    )
+
+
+def frames(picks: list) -> list[int]:
+    return [p.source_frame for p in picks]
+
+
+def test_times_hold_the_windows_last_frame() -> None:
+    t = output_times(2990, 1020, 30, 33)
+    assert t[0] == Fraction(299, 100) and t[30] == Fraction(399, 100) and t[31] == t[32] == t[30]
+
+
+@pytest.mark.parametrize(
+    ("rate", "step", "start_ms", "want"),
+    [
+        (30, 3000, 1234, [37, 38, 39, 40]),  # 1.234 s lies in frame 37 (1.2333..1.2667)
+        (25, 3600, 1010, [25, 26, 26, 27, 28]),  # 25 into 30: frames repeat, the containing one each time
+        (Fraction(30000, 1001), 3003, 1000, [29, 30, 31, 32]),
+    ],
+)
+def test_each_output_frame_shows_the_frame_containing_its_time(
+    rate: Fraction, step: int, start_ms: int, want: list[int]
+) -> None:
+    anchor = Anchor(0, Fraction(0), 132000, TB, True)
+    picks = plan(
+        output_times(start_ms, 1000, 30, len(want)),
+        [anchor],
+        [run_at(0, 90, base=132000, step=step)],
+        Fraction(rate),
+    )
+    assert frames(picks) == want
+
+
+def test_a_time_on_a_frame_boundary_shows_the_frame_starting_there() -> None:
+    anchor = Anchor(0, Fraction(0), 0, TB, True)
+    picks = plan([Fraction(1)], [anchor], [run_at(0, 60, base=0)], Fraction(30))
+    assert frames(picks) == [30]
+
+
+def test_timestamps_wrapping_past_2_to_the_33_do_not_move_the_cut() -> None:
+    base = TS_WRAP - 3 * 90000  # 3 s before the wrap
+    anchor = Anchor(0, Fraction(0), base, TB, True)
+    later = run_at(120, 30, base=base)  # frames 120.. : their raw pts wrapped to small values
+    assert later.first_pts < base
+    picks = plan([Fraction(4), Fraction(41, 10)], [anchor], [later], Fraction(30))
+    assert frames(picks) == [120, 123]
+
+
+def test_a_discontinuity_is_placed_by_the_playlist_and_cut_by_its_own_timestamps() -> None:
+    a0 = Anchor(0, Fraction(0), 132000, TB, True)
+    a1 = Anchor(1, Fraction(3), 500, TB, True)  # timestamps restart
+    runs = [run_at(60, 30, base=132000), run_at(0, 30, base=500, disc=1)]
+    picks = plan([Fraction(29, 10), Fraction(3), Fraction(31, 10)], [a0, a1], runs, Fraction(30))
+    assert [p.run for p in picks] == [0, 1, 1]
+    assert frames(picks) == [87, 90, 93]
+
+
+def test_frames_before_the_fetched_segments_or_after_them_ask_for_the_neighbour() -> None:
+    anchor = Anchor(0, Fraction(0), 0, TB, True)
+    with pytest.raises(NeedSegments) as before:
+        plan([Fraction(1)], [anchor], [run_at(31, 30, base=0)], Fraction(30))
+    assert before.value.before
+    with pytest.raises(NeedSegments) as after:
+        plan([Fraction(2)], [anchor], [run_at(30, 30, base=0, more=True)], Fraction(30))
+    assert not after.value.before
+    # the source's end: the last frame is held
+    assert frames(plan([Fraction(5)], [anchor], [run_at(30, 30, base=0)], Fraction(30))) == [59]
+
+
+def test_run_cuts_give_ffmpeg_whole_ticks_and_a_relative_hold() -> None:
+    anchor = Anchor(0, Fraction(0), 132000, TB, True)
+    run = run_at(60, 90, base=132000)
+    times = output_times(2990, 1020, 30, 33)
+    (cut,) = run_cuts(plan(times, [anchor], [run], Fraction(30)), [run], 30, times)
+    assert (cut.tick_den, cut.shift, cut.count) == (2700000, (132000 + 269100) * 30, 33)
+    assert cut.end_pts == 30 * 90000 + 1  # after setpts: frame 30's tick is kept, later frames are not
