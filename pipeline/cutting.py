@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from fractions import Fraction
@@ -93,9 +94,11 @@ def cut_from_hls(ctx: Context, view: JobView, index: int) -> ClipRecord:
     need_ms = _needed_ms(view, index)
     segments = select_segments(playlist, clip.start_ms, clip.start_ms + need_ms)
     times = output_times(clip.start_ms, need_ms, slot.fps, slot.frames)
-    scratch = files.clip_path(ctx.settings, view.job_id, index).with_suffix(".inputs")
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
+    # Inputs of this delivery only: a duplicate delivery of the same slot (in another thread or
+    # process) works in its own directory, and neither removes what the other is reading.
+    clips_dir = files.clip_path(ctx.settings, view.job_id, index).parent
+    clips_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{index:04d}.inputs-", dir=clips_dir))
     source = HlsInputs(ctx, view.job_id, clip.video_id, playlist, scratch)
     try:
         try:

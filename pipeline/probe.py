@@ -9,7 +9,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from . import ffmpeg_args
-from .errors import SourceInvalid
+from .errors import FFmpegFailed, SourceInvalid
 from .subprocesses import run
 
 
@@ -53,6 +53,12 @@ def video_packets(
         ffmpeg_args.video_packets_argv(ffprobe, path, fmt, first_only=first_only), timeout_s=60, check=False
     )
     name = what or path.name
+    if done.returncode < 0:  # killed from outside (OOM killer): transient, like a killed ffmpeg
+        raise FFmpegFailed(
+            f"ffprobe was killed by signal {-done.returncode} reading {name}",
+            argv=done.argv,
+            returncode=done.returncode,
+        )
     try:
         data = json.loads(done.stdout or b"{}")
     except ValueError as exc:

@@ -254,7 +254,9 @@ def build_sample_set(
         "height": height,
         "fps": fps,
         "segment_s": segment_s,
-        "version": 1,
+        # Any change to how samples are made (this file) makes a new cache entry: a stale sample set
+        # made by an older generator is never reused.
+        "generator": hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16],
     }
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
     base = cache_dir / digest

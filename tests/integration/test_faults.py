@@ -52,7 +52,8 @@ def test_a_corrupt_segment_falls_back(stack: Stack) -> None:
     stack.cdn.corrupt("/hls/v_b/seg_")
     step = clipstage.run_clip(ctx, job_id, 0, attempt=1, max_attempts=4)
     assert isinstance(step, clipstage.Fallback), step  # permanent: no retry of the same bad bytes
-    assert "FFmpeg" in step.reason
+    # Garbage is caught before ffmpeg reads it: the segment is not MPEG-TS packets
+    assert step.reason.startswith("SourceInvalid: ") and "lost MPEG-TS sync" in step.reason, step.reason
 
 
 def test_a_404_goes_to_fallback_without_retries(stack: Stack) -> None:

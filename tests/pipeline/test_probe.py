@@ -1,0 +1,31 @@
+"""probe.video_packets: what a failed ffprobe means for the clip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import FFmpegFailed, SourceInvalid, is_transient
+from pipeline.probe import video_packets
+
+
+def fake_ffprobe(tmp_path: Path, body: str) -> str:
+    exe = tmp_path / "ffprobe"
+    exe.write_text(f"#!/bin/sh\n{body}\n")
+    exe.chmod(0o755)
+    return str(exe)
+
+
+def test_an_ffprobe_killed_from_outside_is_transient(tmp_path: Path) -> None:
+    probe = fake_ffprobe(tmp_path, "kill -9 $$")
+    with pytest.raises(FFmpegFailed, match="ffprobe was killed by signal 9 reading run0.ts") as err:
+        video_packets(probe, tmp_path / "run0.ts", "mpegts")
+    assert is_transient(err.value)
+
+
+def test_a_file_without_video_timestamps_is_refused_for_good(tmp_path: Path) -> None:
+    probe = fake_ffprobe(tmp_path, 'echo \'{"streams": [], "packets": []}\'; echo "no video" >&2')
+    with pytest.raises(SourceInvalid, match="has no video timestamps to cut on") as err:
+        video_packets(probe, tmp_path / "run0.ts", "mpegts")
+    assert not is_transient(err.value)
