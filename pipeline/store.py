@@ -12,7 +12,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, create_engine, delete, event, func, select, update
+from sqlalchemy import ColumnElement, case, create_engine, delete, event, func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
@@ -215,6 +215,26 @@ class JobStore:
         stmt = select(RenderJob).where(RenderJob.status.not_in(_FINAL), RenderJob.updated_at < updated_before)
         with self.session() as s:
             return list(s.scalars(stmt))
+
+    def search(
+        self, *, status: JobStatus | None = None, text: str | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[list[RenderJob], int]:
+        """A page of jobs, newest first, and how many match in all: by status, and by ``text`` found
+        in the job id or mix_request_id (a plain substring: ``%`` and ``_`` match themselves)."""
+        where: list[ColumnElement[bool]] = []
+        if status is not None:
+            where.append(RenderJob.status == status.value)
+        if text:
+            where.append(
+                or_(
+                    RenderJob.id.contains(text, autoescape=True),
+                    RenderJob.mix_request_id.contains(text, autoescape=True),
+                )
+            )
+        stmt = select(RenderJob).where(*where).order_by(RenderJob.created_at.desc(), RenderJob.id)
+        with self.session() as s:
+            total = int(s.scalar(select(func.count()).select_from(RenderJob).where(*where)) or 0)
+            return list(s.scalars(stmt.limit(limit).offset(offset))), total
 
     def list(self, *, status: JobStatus | None = None, limit: int = 50, offset: int = 0) -> list[RenderJob]:
         stmt = (

@@ -102,6 +102,30 @@ def test_list_newest_first(store: JobStore) -> None:
     assert [j.id for j in store.list(status=JobStatus.PENDING, limit=5, offset=2)] == ["j0"]
 
 
+def test_search_by_id_or_mix_request_id_with_a_total(store: JobStore) -> None:
+    # Given jobs whose ids and mix_request_ids hold LIKE's wildcards as plain characters
+    for job_id, mix in (
+        ("alpha_1", "req-100"),
+        ("alphaX1", "req-2%"),
+        ("beta", "alpha-mix"),
+        ("gamma", None),
+    ):
+        body = req(job_id).model_dump(mode="json")
+        store.create_or_get(parse_request(dict(body, mix_request_id=mix)))
+    store.advance("beta", status=JobStatus.FAILED)
+
+    def ids(**kw: object) -> tuple[list[str], int]:
+        found, total = store.search(**kw)  # type: ignore[arg-type]
+        return [j.id for j in found], total
+
+    assert ids(text="alpha") == (["beta", "alphaX1", "alpha_1"], 3)  # newest first, id or mix id
+    assert ids(text="a_1") == (["alpha_1"], 1)  # '_' is not "any character"
+    assert ids(text="2%") == (["alphaX1"], 1)
+    assert ids(text="alpha", status=JobStatus.FAILED) == (["beta"], 1)
+    assert ids(text="alpha", limit=1, offset=1) == (["alphaX1"], 3)  # a page, and how many in all
+    assert ids() == (["gamma", "beta", "alphaX1", "alpha_1"], 4)
+
+
 NOTE = f"{ATTEMPT_MARK} 2 (retry)"
 
 
