@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     max_time_ms: int = _env("CLIPLINE_MAX_TIME_MS", 4 * 3600 * 1000, ge=1000)
     allowed_hosts: str = _env("CLIPLINE_ALLOWED_HOSTS", "")
     api_token: str | None = _env("CLIPLINE_API_TOKEN")
+    # The web page's login: a session lasts this long, then the page asks for the token again.
+    web_session_ttl_s: float = _env("CLIPLINE_WEB_SESSION_TTL_S", 8 * 3600.0, gt=0)
     api_max_body_bytes: int = _env("CLIPLINE_API_MAX_BODY_BYTES", 2_000_000, ge=1024)
     source_cache_ttl_s: int = _env("CLIPLINE_SOURCE_CACHE_TTL_S", 3600, ge=0)
     keep_work: bool = _env("CLIPLINE_KEEP_WORK", False)
