@@ -24,6 +24,7 @@ from pipeline.errors import JobConflict, JobNotFound, JobStateConflict, RequestI
 from pipeline.models import ClipOutcome, JobStatus
 from pipeline.settings import Settings
 
+from . import web
 from .health import readiness
 
 EXAMPLE = {
@@ -67,15 +68,16 @@ def create_app(settings: Settings) -> FastAPI:
     ctx = Context(settings)
     enqueue = Sender(settings).enqueue_plan
 
-    def authorised(authorization: Annotated[str | None, Header()] = None) -> None:
+    def authorised(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
         token = settings.api_token
-        if not token:
+        if not token or web.cookie_grants(request, token):  # the web page's login reads (video, report)
             return
         given = (authorization or "").removeprefix("Bearer ").strip()
         if not (authorization or "").startswith("Bearer ") or not hmac.compare_digest(given, token):
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
     guarded = [Depends(authorised)]
+    app.include_router(web.build_router(ctx, enqueue))  # the operations page at / (clipline/web/)
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Any) -> Response:
