@@ -25,6 +25,10 @@ ensure_packages() {
     command -v promtool >/dev/null || want+=(prometheus)
     command -v docker-compose >/dev/null || want+=(docker-compose)
     command -v pg_ctlcluster >/dev/null || want+=(postgresql)
+    # The web page's browser tests: Debian's Chromium (Playwright drives it; it downloads no browser)
+    # and a CJK font so Chinese labels render in screenshots.
+    command -v chromium >/dev/null || want+=(chromium)
+    dpkg -s fonts-wqy-microhei >/dev/null 2>&1 || want+=(fonts-wqy-microhei)
   fi
   if [ "${#want[@]}" -gt 0 ]; then apt_install "${want[@]}"; fi
 }
