@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline import jobs, keys, report
+from pipeline import keys, report
 from pipeline.context import Context, JobView
 from pipeline.models import ClipRecord, JobStatus
 from pipeline.store import JobAttempt, RenderJob
@@ -65,7 +65,7 @@ class MissingLine:
 class JobPage:
     job: RenderJob
     status: JobStatus
-    obj: dict[str, Any]
+    error: str | None
     slots: list[SlotView]
     missing: list[MissingLine]
     history: list[JobAttempt]
@@ -179,11 +179,21 @@ def missing_lines(groups: list[dict[str, Any]], known: set[int] | None = None) -
     return sorted(out, key=lambda m: m.index)
 
 
+def result_urls(job: RenderJob, has_report: bool) -> dict[str, str | None]:
+    """Where the page links the job's results: the API's own routes, on this origin, so the login
+    cookie reaches them. The video and poster come with the API's media routes (``output_url`` and
+    ``poster_url`` of the status object); until those exist the page shows no player."""
+    return {
+        "report_url": f"/jobs/{job.id}/report" if has_report else None,
+        "output_url": None,
+        "poster_url": None,
+    }
+
+
 def load(ctx: Context, job_id: str) -> JobPage:
     """Everything the job page shows. Raises JobNotFound."""
     job = ctx.store.get(job_id)
     status = JobStatus(job.status)
-    obj = jobs.status_object(job)
     view = ctx.view(job_id)
     rep = read_report(job)
     records = _records(ctx, job_id, rep)
@@ -193,17 +203,17 @@ def load(ctx: Context, job_id: str) -> JobPage:
         missing = missing_lines((rep.get("summary") or {}).get("missing_footage") or [])
     else:
         missing = missing_lines(report.missing_footage(view, records), known=set(records))
-    has_report = rep is not None
+    urls = result_urls(job, rep is not None)
     return JobPage(
         job=job,
         status=status,
-        obj=obj,
+        error=job.current_error(),
         slots=slots,
         missing=missing,
         history=ctx.store.history(job_id),
-        report_url=obj.get("report_url") or (f"/jobs/{job_id}/report" if has_report else None),
-        video_url=obj.get("output_url"),
-        poster_url=obj.get("poster_url"),
+        report_url=urls["report_url"],
+        video_url=urls["output_url"],
+        poster_url=urls["poster_url"],
     )
 
 

@@ -11,9 +11,10 @@ layout: (minFont) => {
     }
     return true;
   };
-  const clip = (el, r) => {
+  // A text run is clipped by its own element and its ancestors; a control by its ancestors.
+  const clip = (first, r) => {
     let box = {l: r.left, t: r.top, r: r.right, b: r.bottom};
-    for (let e = el.parentElement; e && e !== document.documentElement; e = e.parentElement) {
+    for (let e = first; e && e !== document.documentElement; e = e.parentElement) {
       const s = getComputedStyle(e);
       if (s.overflowX !== 'visible' || s.overflowY !== 'visible') {
         const c = e.getBoundingClientRect();
@@ -24,8 +25,8 @@ layout: (minFont) => {
   };
   const describe = (el) => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
     (el.className && typeof el.className === 'string' ? '.' + el.className.trim().split(/\s+/).join('.') : '');
-  const add = (el, r, what) => {
-    const b = clip(el, r);
+  const add = (el, r, what, text) => {
+    const b = clip(text ? el : el.parentElement, r);
     if (b.r - b.l < 1 || b.b - b.t < 1) return;
     items.push({el, b, what});
   };
@@ -38,11 +39,11 @@ layout: (minFont) => {
     if (size < minFont) small.push(describe(el) + ' ' + size + 'px: ' + n.textContent.trim().slice(0, 40));
     const range = document.createRange();
     range.selectNodeContents(n);
-    for (const r of range.getClientRects()) add(el, r, describe(el) + ' "' + n.textContent.trim().slice(0, 30) + '"');
+    for (const r of range.getClientRects()) add(el, r, describe(el) + ' "' + n.textContent.trim().slice(0, 30) + '"', true);
   }
   for (const el of document.querySelectorAll('input:not([type=hidden]), select, textarea, button, progress, video, img')) {
     if (!visible(el)) continue;
-    add(el, el.getBoundingClientRect(), describe(el));
+    add(el, el.getBoundingClientRect(), describe(el), false);
   }
   const overlaps = [];
   for (let i = 0; i < items.length; i++) {

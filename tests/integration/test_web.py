@@ -41,6 +41,18 @@ PICKS = [
     ("v_a", 6000, 7000, True),
 ]
 LINE_MS = [1200, 800, 1500, 1000, 900, 1100]
+#: A song-sized job for the layout and keyboard tests: 60 lines (spec 000: 50-70 is typical).
+LONG_GONE, LONG_LOCAL = (7, 33), (20, 48)
+LONG_PICKS = [
+    ("v_gone", 0, 1000, False)
+    if i in LONG_GONE
+    else ("v_local", 500, 1500, False)
+    if i in LONG_LOCAL
+    else ("v_a", (i * 300) % 18000, (i * 300) % 18000 + 1200, True)
+    if i % 2
+    else ("v_b", (i * 170) % 10000, (i * 170) % 10000 + 1000, False)
+    for i in range(60)
+]
 SCRIPT_LYRIC = "<script>window.__pwned = 1</script>"
 IMG_LYRIC = '<img src="x" onerror="window.__pwned = 2">'
 FINAL = ("COMPLETED", "COMPLETED_WITH_GAPS", "FAILED", "CANCELLED")
@@ -104,8 +116,8 @@ def browser() -> Iterator[Browser]:
         yield b
 
 
-def web_request(job_id: str, stack: Stack) -> dict[str, Any]:
-    req = build_request(job_id, stack.cdn, PICKS, line_ms=lambda i: LINE_MS[i], audio=False)
+def web_request(job_id: str, stack: Stack, picks: list[tuple[str, int, int, bool]] = PICKS) -> dict[str, Any]:
+    req = build_request(job_id, stack.cdn, picks, line_ms=lambda i: LINE_MS[i % len(LINE_MS)], audio=False)
     req["lines"][1]["text"] = SCRIPT_LYRIC
     req["lines"][3]["text"] = IMG_LYRIC
     return req
@@ -123,9 +135,9 @@ def wait_final(api: httpx.Client, job_id: str, timeout_s: float = 180) -> dict[s
 
 @pytest.fixture(scope="module")
 def gaps_job(site: Site) -> str:
-    """A job rendered through the JSON API that ends COMPLETED_WITH_GAPS (one placeholder, one local)."""
+    """A 60-line job rendered through the JSON API: COMPLETED_WITH_GAPS (two placeholders, two local)."""
     job_id = new_job_id("webgaps")
-    assert site.api.post("/jobs", json=web_request(job_id, site.stack)).status_code == 202
+    assert site.api.post("/jobs", json=web_request(job_id, site.stack, LONG_PICKS)).status_code == 202
     assert wait_final(site.api, job_id)["status"] == "COMPLETED_WITH_GAPS"
     return job_id
 
@@ -304,7 +316,7 @@ def test_layout_nothing_overlaps_and_text_is_readable(
     for name, go in [
         ("list", lambda: page.goto(f"{site.base}/")),
         ("job", lambda: page.goto(f"{site.base}/ui/jobs/{gaps_job}")),
-        ("job-tip", lambda: page.focus("#slot-2")),
+        ("job-tip", lambda: page.focus(f"#slot-{LONG_GONE[0]}")),
         (
             "submit-errors",
             lambda: (
@@ -345,12 +357,19 @@ def test_keyboard_reaches_every_control_with_a_name(site: Site, gaps_job: str, b
     slots = [f for f in order if "slot" in str(f["cls"]).split()]
     assert [s["id"] for s in slots] == ["slot-0"]
     page.focus("#slot-0")
-    page.keyboard.press("ArrowRight")
-    page.keyboard.press("ArrowRight")
-    assert page.evaluate("() => document.activeElement.id") == "slot-2"
-    assert page.locator("#tip-2").is_visible() and "v_gone" in page.inner_text("#tip-2")
+    for _ in range(LONG_GONE[0]):
+        page.keyboard.press("ArrowRight")
+    gone = f"slot-{LONG_GONE[0]}"
+    assert page.evaluate("() => document.activeElement.id") == gone
+    assert page.get_attribute(f"#{gone}", "tabindex") == "0"  # the strip's one tab stop follows the focus
+    assert page.locator(f"#tip-{LONG_GONE[0]}").is_visible()
+    assert "v_gone" in page.inner_text(f"#tip-{LONG_GONE[0]}")
     page.keyboard.press("End")
-    assert page.evaluate("() => document.activeElement.id") == f"slot-{len(PICKS) - 1}"
+    assert page.evaluate("() => document.activeElement.id") == f"slot-{len(LONG_PICKS) - 1}"
+    page.keyboard.press("ArrowLeft")
+    assert page.evaluate("() => document.activeElement.id") == f"slot-{len(LONG_PICKS) - 2}"
+    page.keyboard.press("Home")
+    assert page.evaluate("() => document.activeElement.id") == "slot-0"
     # Retry from the keyboard asks first; saying no changes nothing
     page.once("dialog", lambda d: d.dismiss())
     page.focus("#retry-button")

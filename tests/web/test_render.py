@@ -62,7 +62,7 @@ def _job_page() -> job_page.JobPage:
     return job_page.JobPage(
         job=job,
         status=JobStatus.EXTRACTING,
-        obj={"error": EVIL},
+        error=EVIL,
         slots=slots,
         missing=job_page.missing_lines(missing_footage(view, records), known=set(records)),
         history=[],

@@ -39,8 +39,9 @@
   // Live updates: the server renders the job's changing part; it replaces the old one while the
   // job runs. Focus stays on the element that had it (same id). A 401 means the session ended.
   function startLive(live) {
-    var last = null, announced = null;
     var status = document.getElementById("live-status");
+    // Screen readers hear the status when it changes (the progress bar speaks for itself).
+    var last = null, announced = status ? status.textContent : null;
 
     function apply(html) {
       if (html === last) return;
