@@ -51,7 +51,7 @@ _TEXT: dict[str, tuple[str, str]] = {
     "col.duration": ("Duration", "耗时"),
     "col.clips": ("Clips by outcome", "片段结果"),
     "job.title": ("Job {job_id}", "任务 {job_id}"),
-    "job.attempt": ("Attempt", "第几次"),
+    "job.attempt": ("Attempt", "尝试"),
     "job.finished": ("Finished", "结束时间"),
     "job.error": ("Error", "错误"),
     "job.live": ("Updates live while the job runs.", "任务运行时页面自动更新。"),
