@@ -64,6 +64,10 @@ _TEXT: dict[str, tuple[str, str]] = {
     "job.slots": ("All lines", "全部歌词"),
     "job.missing": ("Lines without their footage", "缺少素材的歌词"),
     "job.missing.none": ("Every finished line has its planned footage.", "已完成的歌词都有计划中的素材。"),
+    "job.missing.unknown": (
+        "This attempt ended without a report: which lines lack footage is not known.",
+        "本次尝试结束时没有生成报告，无法得知哪些歌词缺少素材。",
+    ),
     "job.missing.advice": ("What to do", "处理建议"),
     # The report's advice is English; a Chinese page adds these above it (the report's words stay).
     "advice.local": (

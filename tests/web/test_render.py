@@ -117,3 +117,13 @@ def test_chinese_page() -> None:
 )
 def test_safe_next_stays_on_this_site(value: str | None, expected: str) -> None:
     assert safe_next(value) == expected
+
+
+def test_a_job_that_ended_without_a_report_does_not_claim_its_footage_is_complete() -> None:
+    jp = _job_page()
+    jp.status, jp.missing = JobStatus.FAILED, []
+    html = bytes(page(_request(), "job.html", jp=jp, notice=None, error=None, error_key=None).body).decode()
+    assert "ended without a report" in html and "Every finished line" not in html
+    jp.status = JobStatus.EXTRACTING
+    html = bytes(page(_request(), "job.html", jp=jp, notice=None, error=None, error_key=None).body).decode()
+    assert "Every finished line has its planned footage." in html
