@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import dramatiq.errors
 import pika
 import pika.exceptions
 
@@ -13,6 +14,9 @@ from pipeline.settings import Settings
 from pipeline.stages import Stage
 
 from . import names
+
+#: What a failed talk with the broker raises: pika's errors, and Dramatiq's wrapping of them on send.
+BROKER_ERRORS: tuple[type[Exception], ...] = (pika.exceptions.AMQPError, dramatiq.errors.ConnectionError)
 
 #: Dramatiq's queues per stage: ready messages, delayed (retry backoff) and dead-lettered.
 KINDS: dict[str, Callable[[Stage], str]] = {

@@ -1,31 +1,39 @@
-"""The ``clipline`` command: worker, submit, status, jobs, cancel, retry, stats, cleanup, config, api."""
+"""The clipline command line: run workers, submit and follow render jobs, operate the service."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pipeline import jobs
 from pipeline.context import Context
-from pipeline.errors import (
-    ClipLineError,
-    FFmpegMissing,
-    JobConflict,
-    JobNotFound,
-    JobStateConflict,
-    RequestInvalid,
-)
+from pipeline.errors import RequestInvalid
 from pipeline.models import JobStatus
-from pipeline.settings import SettingsError, get_settings
+from pipeline.settings import Settings, get_settings
 from pipeline.stages import Stage
 
+from . import cli_db, exits
+from .exits import Exit, WaitTimeout
 from .progress import wait_for
 
 if TYPE_CHECKING:
     from actors.sender import Sender
+
+EXIT_CODES = """exit codes:
+  0    the job is COMPLETED or COMPLETED_WITH_GAPS (or the command did what it was asked)
+  1    the job is FAILED or CANCELLED
+  2    bad request: unreadable file, invalid JSON or request (the field is named), unknown job,
+       a state that forbids the action, a bad option or setting
+  3    infrastructure unavailable: broker, Redis or database unreachable, or the database schema
+       is not this code's (run `clipline db upgrade`)
+  4    --wait --timeout ran out; the job is still running
+With --json, stdout ends with one JSON object whatever the outcome (errors: {"error": {"code",
+"message", "field"}, "exit_code"}); messages for people go to stderr."""
 
 
 def _ctx() -> Context:
@@ -42,14 +50,64 @@ def _print_json(obj: dict[str, Any]) -> None:
     print(json.dumps(obj, ensure_ascii=False, default=str), flush=True)
 
 
-def cmd_submit(args: argparse.Namespace) -> int:
-    ctx = _ctx()
-    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+def _read_request(name: str) -> Any:
+    """The request JSON from a file (``-``: stdin); RequestInvalid naming the file when it cannot be."""
+    label = "stdin" if name == "-" else name
+    try:
+        text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RequestInvalid(f"cannot read {label}: {exc.strerror or exc}", field="file") from exc
+    except UnicodeDecodeError as exc:
+        raise RequestInvalid(f"{label} is not UTF-8 text: {exc.reason}", field="file") from exc
+    if not text.strip():
+        raise RequestInvalid(f"{label} is empty: expected a render request (a JSON object)", field="file")
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise RequestInvalid(f"(body): not valid JSON: {exc}", field="(body)") from exc
-    submitted = jobs.submit(ctx, raw, _sender().enqueue_plan)
+        raise RequestInvalid(
+            f"{label} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", field="file"
+        ) from exc
+    if not isinstance(raw, dict):
+        raise RequestInvalid(
+            f"{label} holds a JSON {type(raw).__name__}, not a render request (a JSON object with "
+            "lines, output, audio, ...)",
+            field="file",
+        )
+    return raw
+
+
+def _enqueue_plan(request: dict[str, Any]) -> None:
+    """Send the plan; when the broker is down, say what became of the job (it is recorded)."""
+    from actors.queues import BROKER_ERRORS
+
+    try:
+        _sender().enqueue_plan(request)
+    except BROKER_ERRORS as exc:
+        raise exits.Unavailable(
+            "broker",
+            f"{type(exc).__name__}: {exc}; job {request['job_id']} is recorded as PENDING: submit the "
+            "same request again once the broker is back (it renders once), or the workers' reconciler "
+            "sends it",
+        ) from exc
+
+
+def _follow(ctx: Context, job_id: str, timeout_s: float | None) -> JobStatus:
+    try:
+        return wait_for(ctx, job_id, show=True, timeout_s=timeout_s)
+    except TimeoutError as exc:
+        raise WaitTimeout(f"{exc}; it goes on: `clipline status {job_id} --watch` follows it") from exc
+
+
+def _check_timeout(args: argparse.Namespace) -> None:
+    if args.timeout is not None and not args.wait:
+        raise RequestInvalid("--timeout needs --wait (it bounds the wait)", field="--timeout")
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    _check_timeout(args)
+    ctx = _ctx()
+    raw = _read_request(args.file)
+    submitted = jobs.submit(ctx, raw, _enqueue_plan)
     job_id = submitted.job.id
     if not args.json:
         print(job_id, flush=True)
@@ -57,7 +115,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(f"job {job_id} already exists ({submitted.job.status}); not rendering again", file=sys.stderr)
     code = 0
     if args.wait:
-        status = wait_for(ctx, job_id, show=True)
+        try:
+            status = _follow(ctx, job_id, args.timeout)
+        except WaitTimeout as exc:
+            if args.json:  # the job's state is the one JSON object; the timeout is the exit code
+                _print_json(jobs.status_object(ctx.store.get(job_id)))
+            print(f"error: {exc}", file=sys.stderr)
+            return Exit.TIMEOUT
         code = jobs.exit_code(status)
         if not args.json:
             job = ctx.store.get(job_id)
@@ -77,7 +141,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         _print_json(obj)
     else:
         for key in ("job_id", "status", "progress", "output_path", "report_path", "error"):
-            print(f"{key:12} {obj[key]}")
+            shown = "-" if obj[key] in (None, "") else f"{obj[key]}%" if key == "progress" else obj[key]
+            print(f"{key:12} {shown}")
     status = JobStatus(job.status)
     return jobs.exit_code(status) if status.is_final else 0
 
@@ -89,6 +154,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
+    _check_timeout(args)
     ctx = _ctx()
     done = jobs.retry(ctx, args.job_id, _sender().enqueue_plan)
     total = len(done.job.render_request().lines)
@@ -96,7 +162,11 @@ def cmd_retry(args: argparse.Namespace) -> int:
     print(f"{done.job.id} attempt {done.job.attempts}: rendering {what} again", file=sys.stderr)
     code = 0
     if args.wait:
-        code = jobs.exit_code(wait_for(ctx, args.job_id, show=True))
+        try:
+            code = jobs.exit_code(_follow(ctx, args.job_id, args.timeout))
+        except WaitTimeout as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            code = Exit.TIMEOUT
     if args.json:
         _print_json(dict(jobs.status_object(ctx.store.get(args.job_id)), retried_slots=done.slots))
     return code
@@ -126,7 +196,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
         _print_json(out)
         return 0
     print("jobs by status: " + ", ".join(f"{k} {v}" for k, v in out["jobs_by_status"].items()))
-    print(f"over the last {args.window}: ended {out['ended_in_window'] or 'none'}")
+    ended = ", ".join(f"{k} {v}" for k, v in (out["ended_in_window"] or {}).items()) or "none"
+    print(f"over the last {args.window}: ended {ended}")
     rate = out["success_rate"]
     print(f"  success rate      {'-' if rate is None else f'{rate:.1%}'} (cancelled jobs not counted)")
     d = out["duration_s"]
@@ -163,8 +234,25 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
+def _preflight(settings: Settings) -> None:
+    """What a worker needs before it takes a message: the database at the code's schema, Redis, the broker.
+    Raises what the first missing one raised (exit 3, naming it)."""
+    from urllib.parse import unquote, urlsplit
 
+    from actors.queues import BROKER_ERRORS, check_broker
+
+    ctx = Context(settings)
+    ctx.store  # noqa: B018 - opening the store checks the schema revision
+    ctx.redis.ping()
+    try:
+        check_broker(settings)
+    except BROKER_ERRORS as exc:
+        url = urlsplit(settings.broker_url)
+        where = f"{url.hostname}:{url.port or 5672} vhost {unquote(url.path[1:]) or '/'}"
+        raise exits.Unavailable("broker", f"no AMQP connection to {where} ({exc!r})") from exc
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
     from . import worker
 
     settings = get_settings()
@@ -172,6 +260,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if worker.NEEDS_FFMPEG.intersection(stages):
         settings.ffmpeg_path()
         settings.ffprobe_path()
+    _preflight(settings)
     from .metrics_server import MetricsServer
     from .sweeper import Sweeper
 
@@ -255,75 +344,132 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.main(lines=args.lines, concurrency=args.concurrency)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="clipline", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error under --json is one JSON object on stdout too (exit 2)."""
 
-    w = sub.add_parser("worker", help="run stage workers until SIGTERM")
+    def error(self, message: str) -> NoReturn:
+        if "--json" in sys.argv[1:]:
+            failure = exits.Failure(Exit.INVALID, "usage", f"{self.prog}: {message}")
+            print(json.dumps(failure.as_json()), flush=True)
+        super().error(message)
+
+
+def _version() -> str:
+    from pipeline import schema
+
+    try:
+        number = version("clipline")
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        number = "unknown"
+    return f"clipline {number} (database schema revision {schema.head()})"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="clipline",
+        description=__doc__,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str, **kw: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=kw.pop("description", help), **kw)
+
+    w = command(
+        "worker",
+        "run stage workers until SIGTERM",
+        description="Run stage workers until SIGTERM: each stage is its own dramatiq command on its own "
+        "queue with its own cap. Several worker commands on one host need one metrics port each "
+        "(--metrics-port).",
+    )
     w.add_argument("--stage", choices=[*(s.value for s in Stage), "all"], default="all")
     w.add_argument("--concurrency", type=int, help="clip cap (default RENDER_CLIP_CONCURRENCY)")
     w.add_argument("--processes", type=int, default=1, help="worker processes per stage")
-    w.add_argument("--metrics-port", type=int, help="Prometheus port (default CLIPLINE_METRICS_PORT; 0: off)")
+    w.add_argument(
+        "--metrics-port",
+        type=int,
+        help="Prometheus port of this command (default CLIPLINE_METRICS_PORT, 9191; 0: off); "
+        "each worker command on a host needs its own",
+    )
     w.set_defaults(func=cmd_worker)
 
-    s = sub.add_parser("submit", help="submit a render request (JSON file, - for stdin)")
-    s.add_argument("file")
-    s.add_argument("--wait", action="store_true", help="block until the job is final")
+    s = command(
+        "submit",
+        "submit a render request",
+        description="Submit a render request and print its job id (the request's job_id is the "
+        "idempotency key: the same request again never renders twice).",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    s.add_argument("file", metavar="REQUEST.json", help="the render request (a JSON object); - reads stdin")
+    s.add_argument("--wait", action="store_true", help="follow the job until it is final")
+    s.add_argument(
+        "--timeout", type=float, metavar="S", help="with --wait: give up waiting after S seconds (exit 4)"
+    )
     s.add_argument("--json", action="store_true", help="end with one JSON object on stdout")
     s.set_defaults(func=cmd_submit)
 
-    st = sub.add_parser("status", help="show a job")
+    st = command(
+        "status", "show a job", epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     st.add_argument("job_id")
-    st.add_argument("--json", action="store_true")
+    st.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     st.add_argument("--watch", action="store_true", help="follow the job until it is final")
     st.set_defaults(func=cmd_status)
 
-    k = sub.add_parser("cancel", help="cancel a job that has not ended")
+    k = command("cancel", "cancel a job that has not ended")
     k.add_argument("job_id")
     k.set_defaults(func=cmd_cancel)
 
-    rt = sub.add_parser("retry", help="render a job's missing footage again (FAILED/CANCELLED: all of it)")
+    rt = command("retry", "render a job's missing footage again (FAILED/CANCELLED: all of it)")
     rt.add_argument("job_id")
-    rt.add_argument("--wait", action="store_true", help="block until the job is final")
+    rt.add_argument("--wait", action="store_true", help="follow the job until it is final")
+    rt.add_argument(
+        "--timeout", type=float, metavar="S", help="with --wait: give up waiting after S seconds (exit 4)"
+    )
     rt.add_argument("--json", action="store_true", help="end with one JSON object on stdout")
     rt.set_defaults(func=cmd_retry)
 
-    j = sub.add_parser("jobs", help="list jobs, newest first")
+    j = command("jobs", "list jobs, newest first")
     j.add_argument("--status", choices=[s.value for s in JobStatus], type=str.upper)
     j.add_argument("--limit", type=int, default=20)
     j.add_argument("--offset", type=int, default=0)
-    j.add_argument("--json", action="store_true")
+    j.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     j.set_defaults(func=cmd_jobs)
 
-    sa = sub.add_parser("stats", help="jobs by status, queue depths, success rate, durations")
+    sa = command("stats", "jobs by status, queue depths, success rate, durations")
     sa.add_argument("--window", default="24h", help="look back this far: 90m, 24h, 7d (default 24h)")
-    sa.add_argument("--json", action="store_true")
+    sa.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     sa.set_defaults(func=cmd_stats)
 
-    cl = sub.add_parser("cleanup", help="remove finished jobs older than an age (never a running job)")
+    cl = command("cleanup", "remove finished jobs older than an age (never a running job)")
     cl.add_argument("--older-than", required=True, help="age like 24h, 7d, 90m")
     cl.add_argument("--keep-outputs", action="store_true", help="remove work files only")
     cl.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
     cl.set_defaults(func=cmd_cleanup)
 
-    c = sub.add_parser("config", help="read or change live settings (no restart needed)")
+    c = command("config", "read or change live settings (no restart needed)")
     c.add_argument("action", choices=["get", "set", "unset", "list"])
     c.add_argument("key", nargs="?")
     c.add_argument("value", nargs="?")
     c.set_defaults(func=cmd_config)
 
-    r = sub.add_parser("reconcile", help="repair unfinished jobs whose coordination state was lost")
+    r = command("reconcile", "repair unfinished jobs whose coordination state was lost")
     r.add_argument(
         "--stale-after", type=float, help="seconds without progress (default CLIPLINE_RECONCILE_AFTER_S)"
     )
     r.set_defaults(func=cmd_reconcile)
 
-    a = sub.add_parser("api", help="serve the HTTP API")
+    cli_db.add_parser(sub)
+
+    a = command("api", "serve the HTTP API")
     a.add_argument("--host", default="127.0.0.1")
     a.add_argument("--port", type=int, default=8080)
     a.set_defaults(func=cmd_api)
 
-    d = sub.add_parser("demo", help="render a 60-line sample job end to end on this machine")
+    d = command("demo", "render a 60-line sample job end to end on this machine")
     d.add_argument("--lines", type=int, default=60)
     d.add_argument("--concurrency", type=int, default=None)
     d.set_defaults(func=cmd_demo)
@@ -332,22 +478,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    as_json = bool(getattr(args, "json", False))
     from pipeline import logs
 
     try:
         logs.configure(get_settings().log_level)
+        # A broker that is down is reported once, as this command's error, not as pika's log lines.
+        logging.getLogger("pika").setLevel(logging.CRITICAL)
         return int(args.func(args))
-    except (RequestInvalid, JobConflict) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return jobs.EXIT_INVALID
-    except (JobNotFound, JobStateConflict, FFmpegMissing, SettingsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return jobs.EXIT_INVALID
-    except ClipLineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return jobs.EXIT_FAILED
     except KeyboardInterrupt:
-        return 130
+        return Exit.INTERRUPTED
+    except Exception as exc:
+        failure = exits.classify(exc)
+        if failure is None:  # a bug: the traceback goes to stderr, the JSON contract still holds
+            if as_json:
+                bug = exits.Failure(Exit.FAILED, "internal_error", f"{type(exc).__name__}: {exc}")
+                print(json.dumps(bug.as_json()), flush=True)
+            raise
+        return exits.report(failure, as_json=as_json)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Job records in SQL (SQLite file by default, PostgreSQL by URL); the tables are in ``tables``.
+"""Job records in SQL (SQLite file by default, PostgreSQL by URL); the tables are in ``tables``, their
+migrations in ``migrations`` (an engine is only handed out for a database at the code's revision: ``schema``).
 
 Status moves forward only: a final status is never overwritten, and progress
 never goes backwards (the UPDATE itself takes the max, so concurrent writers
@@ -8,20 +9,20 @@ cannot regress it).
 from __future__ import annotations
 
 import threading
-import time
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, create_engine, delete, event, func, or_, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from . import schema
 from .errors import JobConflict, JobNotFound
 from .models import FINAL_STATUSES, JobStatus, RenderRequest
-from .tables import Base, JobAttempt, RenderJob, WebhookDelivery, utcnow
+from .tables import JobAttempt, RenderJob, WebhookDelivery, utcnow
 
-__all__ = ["JobAttempt", "JobStore", "RenderJob", "WebhookDelivery", "engine_for", "utcnow"]
+__all__ = ["JobAttempt", "JobStore", "RenderJob", "WebhookDelivery", "engine_for", "new_engine", "utcnow"]
 
 #: The final statuses as stored, for ``status IN (...)`` filters.
 _FINAL = sorted(s.value for s in FINAL_STATUSES)
@@ -31,37 +32,36 @@ _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
 
 
+def new_engine(url: str) -> Engine:
+    """An engine for ``url`` as the store uses it, with no schema check (``clipline db`` uses this one)."""
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    eng = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(eng, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    return eng
+
+
 def engine_for(url: str) -> Engine:
+    """The process's engine for ``url``; raises SchemaMismatch when the database is not at the code's
+    revision (an empty one is created at it)."""
     with _engines_lock:
         eng = _engines.get(url)
         if eng is None:
-            if url.startswith("sqlite"):
-                eng = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-                @event.listens_for(eng, "connect")
-                def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-                    cur = dbapi_conn.cursor()
-                    cur.execute("PRAGMA journal_mode=WAL")
-                    cur.execute("PRAGMA busy_timeout=30000")
-                    cur.close()
-            else:
-                eng = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
-            _create_tables(eng)
+            eng = new_engine(url)
+            try:
+                schema.ensure_current(eng)
+            except BaseException:
+                eng.dispose()
+                raise
             _engines[url] = eng
         return eng
-
-
-def _create_tables(eng: Engine, attempts: int = 5) -> None:
-    """Create missing tables. Processes starting together on a fresh database race here: the loser's
-    CREATE fails with "already exists" (SQLite) or a unique violation (PostgreSQL); it looks again."""
-    for attempt in range(attempts):
-        try:
-            Base.metadata.create_all(eng)
-            return
-        except (OperationalError, IntegrityError, ProgrammingError):
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.05 * (attempt + 1))
 
 
 class JobStore:

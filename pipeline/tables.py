@@ -1,4 +1,8 @@
-"""The SQL tables: render jobs, their earlier attempts, webhook deliveries."""
+"""The SQL tables: render jobs, their earlier attempts, webhook deliveries.
+
+A change here needs a migration in ``migrations/versions`` (tests/integration/test_migrations.py fails
+until the migrations build exactly these tables).
+"""
 
 from __future__ import annotations
 
@@ -39,7 +43,7 @@ class RenderJob(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
 
     @property
     def job_status(self) -> JobStatus:

@@ -20,6 +20,7 @@ import pytest
 from clipline.dev.cdn import LoopbackCDN
 from clipline.dev.samples import SampleSet, SourceSpec, build_sample_set
 
+from .pg import fresh_database
 from .redisdb import claimed_db
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,19 +58,9 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database on the machine's server, dropped afterwards."""
-    import sqlalchemy
-
-    name = f"clipline_it_{secrets.token_hex(4)}"
-    admin = sqlalchemy.create_engine(
-        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with admin.connect() as conn:
-        conn.execute(sqlalchemy.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    """A fresh PostgreSQL database on the machine's server, dropped afterwards (or a skip naming how)."""
+    with fresh_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

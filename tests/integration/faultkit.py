@@ -47,9 +47,8 @@ def small_request(stack: Stack, job_id: str, lines: int = 10, *, audio: bool = T
 def init_db(stack: Stack) -> None:
     """Create the job tables before any worker or CLI process touches the fresh SQLite file.
 
-    Several processes opening a fresh database at once race in ``create_all`` ("table render_jobs
-    already exists", pipeline/store.py); these tests are about other faults. The concurrent-submit
-    test leaves that race in play on purpose.
+    Processes opening a fresh database together are safe (``pipeline.schema`` creates it under a lock);
+    creating it first keeps these tests about their own faults.
     """
     from pipeline.store import JobStore
 

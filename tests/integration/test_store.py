@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,16 +10,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import sqlalchemy
 
 from pipeline.errors import JobConflict, JobNotFound
 from pipeline.models import JobStatus, parse_request
 from pipeline.store import JobAttempt, JobStore
 from pipeline.tables import ATTEMPT_MARK
 
-pytestmark = pytest.mark.integration
+from .pg import fresh_database
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -28,17 +26,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
     if request.param == "sqlite":
         yield JobStore(f"sqlite:///{tmp_path}/jobs.db")
         return
-    name = f"clipline_test_{secrets.token_hex(4)}"
-    admin = sqlalchemy.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    s = JobStore(url)
-    yield s
-    s.engine.dispose()
-    with admin.connect() as conn:
-        conn.execute(sqlalchemy.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_database("clipline_test") as url:
+        s = JobStore(url)
+        yield s
+        s.engine.dispose()
 
 
 def req(job_id: str = "job-1", end: int = 1000):  # type: ignore[no-untyped-def]

@@ -1,0 +1,1 @@
+"""Revisions, one module each (Alembic reads them; this package only ships them)."""
