@@ -7,6 +7,7 @@ aggregate on CLIPLINE_METRICS_PORT, and removes the directory when it stops.
 
 from __future__ import annotations
 
+import errno
 import shutil
 import tempfile
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from .exits import PortInUse
 
 
 class MetricsServer:
@@ -27,9 +30,21 @@ class MetricsServer:
         return {"PROMETHEUS_MULTIPROC_DIR": d, "prometheus_multiproc_dir": d, "dramatiq_prom_db": d}
 
     def start(self) -> None:
+        """Serve; PortInUse (one line naming the port and the flag) when another process holds the port."""
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=str(self.directory))
-        self._server, _thread = start_http_server(self.port, addr=self.host, registry=registry)
+        try:
+            self._server, _thread = start_http_server(self.port, addr=self.host, registry=registry)
+        except OSError as exc:
+            if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
+                raise
+            shutil.rmtree(self.directory, ignore_errors=True)
+            why = "already in use" if exc.errno == errno.EADDRINUSE else "not allowed to this user"
+            raise PortInUse(
+                f"metrics port {self.port} is {why} on this host (another `clipline worker`?): "
+                "give each worker command its own port with "
+                "--metrics-port N (or CLIPLINE_METRICS_PORT=N; 0 turns metrics off)"
+            ) from exc
 
     def stop(self) -> None:
         if self._server is not None:

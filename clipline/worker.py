@@ -27,6 +27,15 @@ log = structlog.get_logger("clipline.worker")
 OTHER_THREADS = {Stage.PLAN: 2, Stage.FALLBACK: 2, Stage.ASSEMBLE: 1}
 NEEDS_FFMPEG = {Stage.CLIP, Stage.FALLBACK, Stage.ASSEMBLE}
 RESTART_DELAY_S = 1.0
+#: Added to a stage's longest ffmpeg run for its downloads, uploads and bookkeeping.
+SHUTDOWN_MARGIN_S = 60.0
+
+
+def shutdown_timeout_s(settings: Settings, stage: Stage) -> float:
+    """How long a stopping stage command lets its running messages finish: above its longest run (one
+    clip's ffmpeg timeout, the assembly's), so a deploy never kills a clip that would have finished."""
+    longest = {Stage.ASSEMBLE: settings.assemble_timeout_s, Stage.PLAN: settings.http_timeout_s * 3}
+    return longest.get(stage, settings.ffmpeg_timeout_s) + SHUTDOWN_MARGIN_S
 
 
 @dataclass(frozen=True)
@@ -35,13 +44,19 @@ class StageCommand:
     threads: int
     processes: int
     extra_env: tuple[tuple[str, str], ...] = ()
+    shutdown_timeout_s: float = SHUTDOWN_MARGIN_S
 
     def argv(self) -> list[str]:
-        return command.stage_argv(self.stage, processes=self.processes, threads=self.threads)
+        return command.stage_argv(
+            self.stage,
+            processes=self.processes,
+            threads=self.threads,
+            shutdown_timeout_s=self.shutdown_timeout_s,
+        )
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update(command.stage_env(self.threads))
+        env.update(command.stage_env(self.stage, self.threads))
         env.update(self.extra_env)
         return env
 
@@ -67,7 +82,14 @@ def plan_commands(
     # Every stage learns the clip cap: clip workers run that many threads, and the assembler reports it.
     env = tuple(sorted({**(extra_env or {}), "RENDER_CLIP_CONCURRENCY": str(clip_cap)}.items()))
     return [
-        StageCommand(s, clip_cap if s == Stage.CLIP else OTHER_THREADS[s], processes, env) for s in stages
+        StageCommand(
+            s,
+            clip_cap if s == Stage.CLIP else OTHER_THREADS[s],
+            processes,
+            env,
+            shutdown_timeout_s(settings, s),
+        )
+        for s in stages
     ]
 
 
@@ -99,7 +121,8 @@ def run(commands: list[StageCommand]) -> int:
     while True:
         time.sleep(0.2)
         if stopping:
-            deadline = time.monotonic() + 30
+            # Each dramatiq command stops on its own within its shutdown timeout; this is the backstop.
+            deadline = time.monotonic() + max(c.shutdown_timeout_s for c in commands) + 5
             for proc in children.values():
                 try:
                     proc.wait(timeout=max(0.1, deadline - time.monotonic()))

@@ -44,6 +44,11 @@ def _workers() -> dict[str, dict[str, Any]]:
     return {k: v for k, v in _clipline_services().items() if v["command"][1] == "worker"}
 
 
+def _long_running() -> dict[str, dict[str, Any]]:
+    """The stage workers and the API (the services that talk to the broker); not the one-shot migrate."""
+    return {k: v for k, v in _clipline_services().items() if v["command"][1] in ("worker", "api")}
+
+
 def _hermetic_env() -> dict[str, str]:
     """The caller's environment without the variables compose interpolates, so its defaults are tested."""
     return {
@@ -89,8 +94,9 @@ def test_compose_workers_use_real_stages_and_real_settings() -> None:
     assert set(workers) == {f"worker-{s}" for s in tuple(Stage)}
     for name, svc in workers.items():
         assert svc["command"] == ["clipline", "worker", "--stage", name.removeprefix("worker-")]
-    for name, svc in _clipline_services().items():
+    for name, svc in _long_running().items():
         assert svc["restart"] == "unless-stopped", name
+    for name, svc in _clipline_services().items():
         env = {
             k: v
             for k, v in svc["environment"].items()
@@ -114,9 +120,11 @@ def test_workers_are_scalable_share_storage_and_wait_for_healthy_infra() -> None
         # `docker-compose up --scale worker-X=N` needs no fixed name and no fixed host port.
         assert "container_name" not in svc and "ports" not in svc, name
         for infra, dep in svc["depends_on"].items():
+            if infra == "migrate":
+                continue
             assert dep == {"condition": "service_healthy"}, (name, infra)
             assert "healthcheck" in services[infra], infra
-        assert set(svc["depends_on"]) >= {"rabbitmq", "redis", "postgres"}
+        assert set(svc["depends_on"]) >= {"rabbitmq", "redis", "postgres", "migrate"}
         env = svc["environment"]
         targets = {m.split(":")[1]: m.split(":")[0] for m in svc["volumes"]}
         for var in ("CLIPLINE_WORK_DIR", "CLIPLINE_OUTPUT_DIR"):
@@ -126,6 +134,40 @@ def test_workers_are_scalable_share_storage_and_wait_for_healthy_infra() -> None
         assert env["CLIPLINE_MEDIA_DIR"] in targets, name
     # One work volume and one output volume for all stages: a clip cut by one worker is assembled by another.
     assert all(len(sources) == 1 for sources in mounts.values()), mounts
+
+
+def test_the_schema_is_migrated_before_any_worker_or_the_api_starts() -> None:
+    services = _compose()["services"]
+    migrate = services["migrate"]
+    assert migrate["command"] == ["clipline", "db", "upgrade"] and migrate["restart"] == "no"
+    assert migrate["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    for name, svc in _long_running().items():
+        # Workers refuse an older schema: they start once the upgrade has exited 0, on the same database.
+        assert svc["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}, name
+        assert svc["environment"]["CLIPLINE_DATABASE_URL"] == migrate["environment"]["CLIPLINE_DATABASE_URL"]
+
+
+def _seconds(duration: str) -> float:
+    """A compose duration (``200s``, ``11m20s``, ``1h``) in seconds."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(h|ms|m|s|us)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+def test_docker_waits_for_running_messages_to_finish_on_stop() -> None:
+    from clipline.worker import shutdown_timeout_s
+
+    for name, svc in _workers().items():
+        env = {
+            k: str(v)
+            for k, v in svc["environment"].items()
+            if k.startswith("CLIPLINE_") and "${" not in str(v)
+        }
+        stage = Stage(svc["command"][3])
+        timeout = shutdown_timeout_s(load_settings(env), stage)
+        # Docker's SIGKILL must come after the stage's own shutdown timeout (and the supervisor's backstop).
+        assert _seconds(svc["stop_grace_period"]) >= timeout + 10, (name, timeout)
 
 
 def test_image_prepares_writable_volume_mount_points() -> None:
@@ -178,7 +220,7 @@ def test_rabbitmq_definitions_declare_no_queues_and_timeout_covers_retries() -> 
 
 def test_compose_broker_url_matches_rabbitmq_definitions() -> None:
     definitions = json.loads((ROOT / "rabbitmq" / "definitions.json").read_text())
-    for name, svc in _clipline_services().items():
+    for name, svc in _long_running().items():
         url = urlsplit(svc["environment"]["CLIPLINE_BROKER_URL"])
         assert url.hostname == "rabbitmq" and url.port == 5672, name
         vhost = unquote(url.path[1:]) or "/"
