@@ -17,7 +17,7 @@ from pipeline.models import JobStatus
 from pipeline.settings import Settings, get_settings
 from pipeline.stages import Stage
 
-from . import cli_db, exits
+from . import cli_db, cli_dlq, exits
 from .exits import Exit, WaitTimeout
 from .progress import wait_for
 
@@ -462,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.set_defaults(func=cmd_reconcile)
 
+    cli_dlq.add_parser(sub)
     cli_db.add_parser(sub)
 
     a = command("api", "serve the HTTP API")
