@@ -261,11 +261,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
         settings.ffmpeg_path()
         settings.ffprobe_path()
     _preflight(settings)
-    from .metrics_server import MetricsServer
+    from .metrics_server import DeliveryCollector, MetricsServer
     from .sweeper import Sweeper
 
     port = settings.metrics_port if args.metrics_port is None else args.metrics_port
-    metrics = MetricsServer(port) if port else None
+    collectors = [DeliveryCollector(settings.database_url)] if Stage.ASSEMBLE in stages else []
+    metrics = MetricsServer(port, collectors=collectors) if port else None
     sweeper = Sweeper(settings) if Stage.ASSEMBLE in stages else None
     try:
         if metrics is not None:

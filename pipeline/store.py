@@ -210,6 +210,12 @@ class JobStore:
         with self.session() as s:
             return {str(status): int(n) for status, n in s.execute(stmt)}
 
+    def count_deliveries_by_state(self) -> dict[str, int]:
+        """Callback deliveries by state: pending, delivered, failed (given up after the last try)."""
+        stmt = select(WebhookDelivery.state, func.count()).group_by(WebhookDelivery.state)
+        with self.session() as s:
+            return {str(state): int(n) for state, n in s.execute(stmt)}
+
     def unfinished(self, *, updated_before: datetime) -> list[RenderJob]:
         """Jobs not in a final status whose record has not changed since ``updated_before``."""
         stmt = select(RenderJob).where(RenderJob.status.not_in(_FINAL), RenderJob.updated_at < updated_before)

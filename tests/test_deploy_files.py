@@ -89,6 +89,124 @@ def test_prometheus_config_is_valid() -> None:
     assert res.returncode == 0, res.stdout + res.stderr
 
 
+@pytest.mark.skipif(
+    shutil.which("promtool") is None, reason="promtool (Debian package prometheus) not installed"
+)
+def test_alert_rules_are_valid() -> None:
+    res = subprocess.run(
+        ["promtool", "check", "rules", "deploy/alerts.yml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def _rule(name: str) -> dict[str, Any]:
+    rules = yaml.safe_load((ROOT / "deploy" / "alerts.yml").read_text())["groups"][0]["rules"]
+    (rule,) = [r for r in rules if r.get("alert") == name]
+    return rule
+
+
+def _fires(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    rule = _rule(name)
+    return {
+        "exp_labels": {**rule.get("labels", {}), **labels},
+        "exp_annotations": rule["annotations"],
+    }
+
+
+#: (alert, input series with one value per minute, minute to evaluate at, label sets expected to fire)
+ALERT_CASES: list[tuple[str, list[tuple[str, str]], int, list[dict[str, str]]]] = [
+    # A dead-letter queue that grows fires, for its queue; one that stays put does not
+    (
+        "DeadLettersGrowing",
+        [
+            ('rabbitmq_queue_messages{queue="render.clip.XQ",vhost="clipline"}', "0 0 0 1 2 2 2"),
+            ('rabbitmq_queue_messages{queue="render.plan.XQ",vhost="clipline"}', "3 3 3 3 3 3 3"),
+            ('rabbitmq_queue_messages{queue="render.clip",vhost="clipline"}', "0 5 9 20 40 80 90"),
+        ],
+        5,
+        [{"queue": "render.clip.XQ", "vhost": "clipline"}],
+    ),
+    ("DeadLettersGrowing", [('rabbitmq_queue_messages{queue="render.clip.XQ"}', "4 4 4 4 4 4 4")], 5, []),
+    # A callback given up on in the last 30 minutes fires (seen by two assemble workers: once)
+    (
+        "WebhookDeliveriesGivenUp",
+        [
+            ('clipline_webhook_deliveries{state="failed",instance="a:9191"}', "2 2 2 3 3 3 3"),
+            ('clipline_webhook_deliveries{state="failed",instance="b:9191"}', "2 2 2 3 3 3 3"),
+            ('clipline_webhook_deliveries{state="pending",instance="a:9191"}', "0 1 5 9 9 9 9"),
+        ],
+        5,
+        [{}],
+    ),
+    ("WebhookDeliveriesGivenUp", [('clipline_webhook_deliveries{state="failed"}', "3 3 3 3 3 3 3")], 5, []),
+    # A stage queue without consumers fires; a stage queue that does not exist at all fires too
+    (
+        "NoStageConsumer",
+        [
+            ('rabbitmq_queue_consumers{queue="render.plan"}', "1 1 1 1 1 1 1"),
+            ('rabbitmq_queue_consumers{queue="render.clip"}', "2 2 0 0 0 0 0"),
+            ('rabbitmq_queue_consumers{queue="render.fallback"}', "1 1 1 1 1 1 1"),
+            ('rabbitmq_queue_consumers{queue="render.clip.XQ"}', "0 0 0 0 0 0 0"),
+        ],
+        6,
+        [{"queue": "render.clip"}, {"queue": "render.assemble"}],
+    ),
+    (
+        "NoStageConsumer",
+        [(f'rabbitmq_queue_consumers{{queue="render.{s.value}"}}', "1 1 1 1 1 1 1") for s in Stage],
+        6,
+        [],
+    ),
+    # A worker command that stops answering fires after 2 minutes
+    (
+        "WorkersDown",
+        [
+            ('up{job="clipline-workers",instance="worker-clip:9191"}', "1 1 0 0 0 0 0"),
+            ('up{job="clipline-workers",instance="worker-plan:9191"}', "1 1 1 1 1 1 1"),
+        ],
+        6,
+        [{"job": "clipline-workers", "instance": "worker-clip:9191"}],
+    ),
+]
+
+
+@pytest.mark.skipif(
+    shutil.which("promtool") is None, reason="promtool (Debian package prometheus) not installed"
+)
+def test_alerts_fire_when_they_should_and_only_then(tmp_path: Path) -> None:
+    tests = []
+    for alert, series, minute, firing in ALERT_CASES:
+        tests.append(
+            {
+                "interval": "1m",
+                "input_series": [{"series": s, "values": v} for s, v in series],
+                "alert_rule_test": [
+                    {
+                        "eval_time": f"{minute}m",
+                        "alertname": alert,
+                        "exp_alerts": [_fires(alert, f) for f in firing],
+                    }
+                ],
+            }
+        )
+    shutil.copy(ROOT / "deploy" / "alerts.yml", tmp_path / "alerts.yml")
+    (tmp_path / "alerts_test.yml").write_text(
+        yaml.safe_dump({"rule_files": ["alerts.yml"], "evaluation_interval": "1m", "tests": tests})
+    )
+    res = subprocess.run(
+        ["promtool", "test", "rules", "alerts_test.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
 def test_compose_workers_use_real_stages_and_real_settings() -> None:
     workers = _workers()
     assert set(workers) == {f"worker-{s}" for s in tuple(Stage)}
@@ -249,8 +367,9 @@ def _known_metric_names() -> set[str]:
 
     import actors.metrics  # noqa: F401 - registers clipline's metrics
     from actors import middleware
+    from clipline.metrics_server import DELIVERIES
 
-    names: set[str] = set(RABBITMQ_METRICS)
+    names: set[str] = set(RABBITMQ_METRICS) | {DELIVERIES}
     for family in REGISTRY.collect():
         if family.name.startswith("clipline_"):
             names |= {

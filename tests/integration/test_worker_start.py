@@ -67,3 +67,32 @@ def test_the_plain_dramatiq_command_is_refused_naming_clipline_worker(stack: Sta
     assert res.returncode == 2, res.stderr
     assert command.REFUSAL in res.stderr and "clipline worker --stage" in res.stderr
     assert consumers(url, "render.plan") == 0  # it never consumed
+
+
+def test_an_assembling_worker_serves_callback_deliveries_by_state(stack: Stack) -> None:
+    from pipeline.store import JobStore, WebhookDelivery, utcnow
+
+    store = JobStore(stack.env["CLIPLINE_DATABASE_URL"])
+    with store.session() as s:
+        for i, state in enumerate(("failed", "failed", "pending", "delivered")):
+            s.add(
+                WebhookDelivery(
+                    id=f"d{i}",
+                    job_id=f"job-{i}",
+                    attempt=1,
+                    status="COMPLETED",
+                    url="http://127.0.0.1:9/cb",
+                    body="{}",
+                    state=state,
+                    tries=8,
+                    next_at=utcnow(),
+                )
+            )
+        s.commit()
+    port = free_port()
+    stack.start_workers("--stage", "assemble", "--metrics-port", str(port), name="assemble")
+    wait_for("the metrics endpoint", lambda: bool(scrape(port)), timeout=60)
+    text = scrape(port)
+    assert 'clipline_webhook_deliveries{state="failed"} 2.0' in text, text
+    assert 'clipline_webhook_deliveries{state="pending"} 1.0' in text
+    assert 'clipline_webhook_deliveries{state="delivered"} 1.0' in text
