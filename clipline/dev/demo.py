@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
 import signal
 import subprocess
 import sys
@@ -76,6 +77,30 @@ def demo_request(job_id: str, lines: int, cdn: LoopbackCDN) -> dict[str, Any]:
     }
 
 
+#: What the CLI needs to see the demo's jobs afterwards (the loopback video API is gone by then).
+REACH_JOBS = (
+    "CLIPLINE_DATABASE_URL",
+    "CLIPLINE_WORK_DIR",
+    "CLIPLINE_OUTPUT_DIR",
+    "CLIPLINE_MEDIA_DIR",
+    "CLIPLINE_BROKER_URL",
+    "CLIPLINE_REDIS_URL",
+)
+
+
+def write_env_file(environ: dict[str, str]) -> Path:
+    """``.demo/env``: ``export`` lines that point the CLI at the demo's database, directories, broker and
+    Redis, for ``source .demo/env``."""
+    path = DEMO_DIR / "env"
+    lines = [f"export {k}={shlex.quote(environ[k])}" for k in REACH_JOBS if k in environ]
+    path.write_text(
+        "# clipline demo: `source` this file to reach the demo's jobs with the CLI\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+    return path.resolve()
+
+
 def _env(cdn: LoopbackCDN, media_dir: Path) -> dict[str, str]:
     """The demo's own paths and video API; broker and Redis stay the operator's (or the defaults)."""
     env = {
@@ -115,8 +140,10 @@ def main(*, lines: int = 60, concurrency: int | None = None) -> int:
         cap = concurrency or settings.render_clip_concurrency
         log_path = DEMO_DIR / "worker.log"
         with open(log_path, "ab") as log:
+            # No metrics endpoint: the demo's worker never collides with an operator's on port 9191.
             worker = subprocess.Popen(
-                [sys.executable, "-m", "clipline.cli", "worker", "--stage", "all", "--concurrency", str(cap)],
+                [sys.executable, "-m", "clipline.cli", "worker", "--stage", "all"]
+                + ["--concurrency", str(cap), "--metrics-port", "0"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -146,7 +173,7 @@ def main(*, lines: int = 60, concurrency: int | None = None) -> int:
             wall = time.monotonic() - started
             job = ctx.store.get(job_id)
             stats = (job.metrics or {}).get("render", {}).get("clip_stats", {})
-            print(f"\n{status.value} in {wall:.1f} s")
+            print(f"\njob {job_id}: {status.value} in {wall:.1f} s")
             print(f"  video : {job.output_path}")
             print(f"  report: {job.report_path}")
             print(
@@ -158,6 +185,13 @@ def main(*, lines: int = 60, concurrency: int | None = None) -> int:
             if job.report_path:
                 for line in json.loads(Path(job.report_path).read_text())["summary"]["text"]:
                     print(f"  - {line}")
+            env_file = write_env_file(dict(os.environ))
+            cli = Path(sys.executable).with_name("clipline")
+            print(
+                f"\nThe demo keeps its own database and directories. To reach its jobs with the CLI "
+                f"({cli}; `source {cli.parent / 'activate'}` puts it on PATH):\n"
+                f"  source {env_file}\n  clipline status {job_id}\n  clipline jobs"
+            )
             return jobs.exit_code(status)
         finally:
             os.killpg(worker.pid, signal.SIGTERM)
