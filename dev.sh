@@ -51,6 +51,36 @@ ensure_services() {
   say "Redis did not come up"; return 1
 }
 
+# The PostgreSQL tests connect over TCP to 127.0.0.1 as PGUSER (default postgres). Where pg_hba.conf asks
+# for a password (Debian's default for host connections), give them a role of their own that has one.
+ensure_pg_role() {
+  command -v psql >/dev/null || return 0
+  if [ -n "${PGPASSWORD:-}" ] || psql -w -h "${PGHOST:-127.0.0.1}" -U "${PGUSER:-postgres}" -d postgres \
+       -Atqc 'select 1' >/dev/null 2>&1 </dev/null; then
+    return 0
+  fi
+  if as_root runuser -u postgres -- psql -Atqc 'select 1' >/dev/null 2>&1 </dev/null; then
+    say "PostgreSQL wants a password over TCP: the tests use role clipline_test"
+    as_root runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'clipline_test') THEN
+    CREATE ROLE clipline_test LOGIN CREATEDB PASSWORD 'clipline_test';
+  END IF;
+END $$;
+SQL
+    export PGUSER=clipline_test PGPASSWORD=clipline_test
+  fi
+}
+
+# The job store at this code's schema: the operator's (CLIPLINE_DATABASE_URL, default ./clipline.db)
+# and the demo's, if there is one. Workers refuse to start on an older schema.
+migrate() {
+  .venv/bin/clipline db upgrade
+  if [ -f .demo/clipline.db ]; then
+    CLIPLINE_DATABASE_URL="sqlite:///$PWD/.demo/clipline.db" .venv/bin/clipline db upgrade
+  fi
+}
+
 ensure_venv() {
   local py=python3.11
   command -v "$py" >/dev/null || py=python3
@@ -67,11 +97,11 @@ ensure_venv() {
 cmd="${1:-}"
 case "$cmd" in
   demo)
-    ensure_packages demo; ensure_services demo; ensure_venv
+    ensure_packages demo; ensure_services demo; ensure_venv; migrate
     shift; exec .venv/bin/clipline demo "$@"
     ;;
   test)
-    ensure_packages test; ensure_services test; ensure_venv
+    ensure_packages test; ensure_services test; ensure_venv; migrate; ensure_pg_role
     shift
     say "ruff"; .venv/bin/ruff check .
     say "mypy"; .venv/bin/mypy
