@@ -334,9 +334,16 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
 
 def cmd_api(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import OperationalError
+
     from .api import serve
 
-    return serve(get_settings(), args.host, args.port)
+    settings = get_settings()
+    try:
+        Context(settings).store  # noqa: B018 - an older schema is refused at start, as workers do
+    except OperationalError:
+        pass  # the database is down: the API starts anyway and /readyz says so until it is back
+    return serve(settings, args.host, args.port)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

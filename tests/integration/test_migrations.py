@@ -27,6 +27,7 @@ from pipeline.tables import Base
 
 from . import legacy_schema as legacy
 from .pg import fresh_database
+from .private import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -131,6 +132,8 @@ def test_a_database_made_by_the_previous_schema_is_upgraded_with_its_records(db_
     assert worker.returncode == 3, worker.stderr
     assert "clipline db upgrade" in worker.stderr and "Traceback" not in worker.stderr
     assert worker.stderr.count("\n") == 1  # one line
+    api = clipline(db_url, "api", "--port", str(free_port()))
+    assert api.returncode == 3 and "clipline db upgrade" in api.stderr
     status = clipline(db_url, "status", "old-job", "--json")
     assert status.returncode == 3
     assert json.loads(status.stdout.splitlines()[-1])["error"]["code"] == "schema_mismatch"
