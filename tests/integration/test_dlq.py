@@ -38,6 +38,12 @@ def dlq(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def dead_letter_counts(env: dict[str, str]) -> dict[str, int]:
+    res = dlq(env, "list", "--json")
+    assert res.returncode == 0, res.stderr
+    return {stage: v["count"] for stage, v in json.loads(res.stdout)["stages"].items()}
+
+
 def give_up_on(broker_url: str, queue: str, count: int = 1) -> None:
     """What Dramatiq does when it gives up on a message: reject it without requeue, so RabbitMQ moves it
     to the queue's dead-letter queue (with an x-death header)."""
@@ -80,18 +86,22 @@ def test_an_assembly_given_up_on_is_requeued_and_the_job_completes(stack: Stack)
         lambda: queue_counts(url, ("render.assemble",))["render.assemble"] == 1,
         timeout=180,
     )
+    before = dead_letter_counts(stack.env)  # the run's vhost may hold other tests' dead letters
     give_up_on(url, "render.assemble")
 
     # When the operator lists the dead letters
     listed = dlq(stack.env, "list", "--json")
     assert listed.returncode == 0, listed.stderr
     stages = json.loads(listed.stdout)["stages"]
-    assert {s: v["count"] for s, v in stages.items()} == {"plan": 0, "clip": 0, "fallback": 0, "assemble": 1}
-    (letter,) = stages["assemble"]["messages"]
-    assert (letter["job_id"], letter["actor"], letter["stage"]) == (job_id, "assemble_render", "assemble")
+    assert {s: v["count"] for s, v in stages.items()} == before | {"assemble": before["assemble"] + 1}
+    (letter,) = [m for m in stages["assemble"]["messages"] if m["job_id"] == job_id]
+    assert (letter["actor"], letter["stage"]) == ("assemble_render", "assemble")
     assert letter["dead_lettered_at"] and letter["enqueued_at"]
     text = dlq(stack.env, "list", "--stage", "assemble")
-    assert "render.assemble.XQ: 1 dead letter(s)" in text.stdout and job_id in text.stdout
+    assert (
+        f"render.assemble.XQ: {before['assemble'] + 1} dead letter(s)" in text.stdout
+        and job_id in text.stdout
+    )
     shown = dlq(stack.env, "show", letter["message_id"], "--json")
     assert shown.returncode == 0 and json.loads(shown.stdout)["message"]["args"][0] == job_id
 
@@ -105,7 +115,7 @@ def test_an_assembly_given_up_on_is_requeued_and_the_job_completes(stack: Stack)
     result = wait_final(stack, job_id)
     outcome = check_job(stack, request, result)
     assert outcome.status == "COMPLETED" and outcome.assemblies == 1
-    assert json.loads(dlq(stack.env, "list", "--json").stdout)["stages"]["assemble"]["count"] == 0
+    assert dead_letter_counts(stack.env) == before
 
 
 @pytest.fixture(scope="module")
