@@ -101,7 +101,8 @@ case "$cmd" in
     shift; exec .venv/bin/clipline demo "$@"
     ;;
   test)
-    ensure_packages test; ensure_services test; ensure_venv; migrate; ensure_pg_role
+    ensure_packages test; ensure_services test; ensure_venv; ensure_pg_role
+    migrate || say "clipline db upgrade failed (above); the tests use databases of their own, going on"
     shift
     say "ruff"; .venv/bin/ruff check .
     say "mypy"; .venv/bin/mypy
