@@ -74,6 +74,21 @@ class Settings(BaseSettings):
     # Finished jobs older than this are removed by the workers' sweep (0: only `clipline cleanup`).
     retention_hours: float = _env("CLIPLINE_RETENTION_HOURS", 0.0, ge=0)
     log_level: str = _env("CLIPLINE_LOG_LEVEL", "INFO")
+    # Where clips and results live (pipeline/storage): unset is the file backend on the work/output dirs.
+    storage_url: str | None = _env("CLIPLINE_STORAGE_URL")
+    s3_endpoint_url: str | None = _env("CLIPLINE_S3_ENDPOINT_URL")
+    # The endpoint presigned URLs name, when clients reach the store by another name (compose: minio:9000).
+    s3_public_endpoint_url: str | None = _env("CLIPLINE_S3_PUBLIC_ENDPOINT_URL")
+    s3_url_ttl_s: int = _env("CLIPLINE_S3_URL_TTL_S", 3600, ge=60, le=7 * 86400)
+    s3_max_attempts: int = _env("CLIPLINE_S3_MAX_ATTEMPTS", 5, ge=1, le=20)
+    s3_multipart_threshold_bytes: int = _env("CLIPLINE_S3_MULTIPART_THRESHOLD_BYTES", 8 * 2**20, ge=1024)
+    s3_part_size_bytes: int = _env("CLIPLINE_S3_PART_SIZE_BYTES", 8 * 2**20, ge=5 * 2**20)
+    # Parallel transfers of one process: parts of one upload, clips the assembler downloads.
+    s3_transfer_concurrency: int = _env("CLIPLINE_S3_TRANSFER_CONCURRENCY", 8, ge=1, le=64)
+    # Incomplete multipart uploads older than this are aborted by the sweeper (0: only those of ended jobs).
+    s3_abort_uploads_after_s: float = _env("CLIPLINE_S3_ABORT_UPLOADS_AFTER_S", 6 * 3600.0, ge=0)
+    # Where people reach `clipline api`: the base of output_url/report_url/poster_url with the file backend.
+    api_public_url: str = _env("CLIPLINE_API_PUBLIC_URL", "http://127.0.0.1:8080")
 
     @property
     def allowed_host_set(self) -> frozenset[str]:
