@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import structlog
 
-from . import cutting, files
+from . import clip_objects, cutting
 from .context import Context, JobView
 from .errors import ClipLineError, FFmpegMissing, is_transient
 from .logs import clip_event
@@ -60,21 +59,20 @@ def _skip_reason(ctx: Context, view: JobView, index: int) -> tuple[str | None, J
     status = JobStatus(ctx.store.get(view.job_id).status)
     if status.is_final:
         if status == JobStatus.CANCELLED:  # sweep up what a clip still running at the cancel left behind
-            files.remove_tree(files.job_work_dir(ctx.settings, view.job_id))
+            clip_objects.remove_job(ctx, view.job_id)
         return f"job is {status.value}", status
     return None, status
 
 
 def _sidecar(ctx: Context, job_id: str, index: int) -> ClipRecord | None:
     """The outcome a clip wrote beside itself when it finished (None: it never finished)."""
-    data = files.read_json(files.clip_record_path(ctx.settings, job_id, index))
-    return None if data is None else ClipRecord.from_json(data)
+    return clip_objects.read_record(ctx, job_id, index)
 
 
 def _recover(ctx: Context, view: JobView, index: int) -> Done | None:
     """A clip finished earlier whose Redis record was lost (restart) is recorded again from its sidecar."""
     record = _sidecar(ctx, view.job_id, index)
-    if record is None or (record.path and not Path(record.path).exists()):
+    if record is None or (record.path and not clip_objects.exists(ctx, view.job_id, index)):
         return None
     return finish(ctx, view, record)
 
@@ -84,7 +82,7 @@ def finish(ctx: Context, view: JobView, record: ClipRecord, parallel_slot: int |
 
     Only the delivery whose record counted logs and counts it: a duplicate changes nothing.
     """
-    files.write_json_atomic(files.clip_record_path(ctx.settings, view.job_id, record.index), record.to_json())
+    clip_objects.write_record(ctx, view.job_id, record)
     total = len(view.slots)
     rec = ctx.completion.record(view.job_id, record.index, total, record.to_json())
     if rec.added:
@@ -142,8 +140,7 @@ def announce(ctx: Context, view: JobView, record: ClipRecord, parallel_slot: int
     A marker beside the clip remembers it, so a record restored from its
     sidecar (after Redis lost it) is logged only if it never was.
     """
-    marker = files.clip_logged_path(ctx.settings, view.job_id, record.index)
-    if marker.exists():
+    if clip_objects.was_logged(ctx, view.job_id, record.index):
         return
     ctx.observer.clip_outcome(record.outcome, record.extract_ms)
     extra = {"bytes_fetched": record.bytes_fetched} if record.outcome == ClipOutcome.OK else {}
@@ -159,8 +156,7 @@ def announce(ctx: Context, view: JobView, record: ClipRecord, parallel_slot: int
         reason=record.reason,
         **extra,
     )
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.touch()
+    clip_objects.mark_logged(ctx, view.job_id, record.index)
 
 
 def run_clip(

@@ -18,6 +18,7 @@ from .observe import NULL_OBSERVER, Observer
 from .segments import SegmentCache
 from .settings import Settings
 from .sources import SourceResolver
+from .storage import Storage, open_storage
 from .store import JobStore
 from .timeline import Slot, build_slots
 
@@ -62,6 +63,11 @@ class Context:
     @cached_property
     def segments(self) -> SegmentCache:
         return SegmentCache(self.settings, self.redis)
+
+    @cached_property
+    def storage(self) -> Storage:
+        """Where clips and results live (CLIPLINE_STORAGE_URL); one client per process."""
+        return open_storage(self.settings)
 
     @cached_property
     def live(self) -> LiveConfig:

@@ -1,7 +1,8 @@
 """The three ways a slot gets its clip: from HLS segments, from a local copy, or a black placeholder.
 
-Each writes to a temporary name, checks the frame count, and renames into
-``{work_dir}/{job_id}/clips/{index}.mp4``.
+Each writes to a temporary name, checks the frame count, renames into
+``{work_dir}/{job_id}/clips/{index}.mp4`` and publishes it to the store
+(``clip_objects.publish``: nothing to copy with the default file backend).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
-from . import ffmpeg_args, files
+from . import clip_objects, ffmpeg_args, files
 from .context import Context, JobView
 from .errors import FFmpegFailed
 from .frame_rule import Anchor, Pick, Run, output_times, plan, run_cuts
@@ -36,9 +37,9 @@ def _needed_ms(view: JobView, index: int) -> int:
 
 def _encode(
     ctx: Context, view: JobView, slot: Slot, argv_for: Callable[[Path], list[str]]
-) -> tuple[Path, int, float, float]:
-    """Run one encode to a temp name, verify its frame count, rename. Returns (path, frames, drift_ms,
-    the encode's CPU ms)."""
+) -> tuple[str, int, float, float]:
+    """Run one encode to a temp name, verify its frame count, rename, publish. Returns (where the
+    published clip is, frames, drift_ms, the encode's CPU ms)."""
     final = files.clip_path(ctx.settings, view.job_id, slot.index)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = files.temp_name(final)
@@ -53,7 +54,8 @@ def _encode(
     finally:
         tmp.unlink(missing_ok=True)
     drift_ms = frames * 1000 / slot.fps - slot.duration_ms
-    return final, frames, round(drift_ms, 3), done.cpu_ms or 0.0
+    published = clip_objects.publish(ctx, view.job_id, slot.index, final)
+    return published, frames, round(drift_ms, 3), done.cpu_ms or 0.0
 
 
 def count_frames(ctx: Context, video: Path) -> int:
@@ -72,7 +74,7 @@ def _cut(
     runs: list[Run],
     picks: list[Pick],
     times: list[Fraction],
-) -> tuple[Path, int, float, float]:
+) -> tuple[str, int, float, float]:
     slot, req = view.slots[index], view.request
     cuts = run_cuts(picks, runs, slot.fps, times)
     return _encode(
