@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+from dramatiq.middleware import CurrentMessage
+
 from pipeline import assembly, heartbeat
+from pipeline.errors import SourceUnavailable
 from pipeline.logs import bind_job
 from pipeline.stages import Stage
+from pipeline.storage import StorageUnavailable
 
 from .runtime import context
+
+#: Retries of an assembly whose song or store failed for now; on the last attempt a storage error
+#: fails the job, naming it.
+MAX_RETRIES = 3
 
 
 def assemble_render(job_id: str, trace_id: str | None = None) -> None:
     ctx = context()
+    message = CurrentMessage.get_current_message()
+    retries = int(message.options.get("retries", 0)) if message else 0
     # The heartbeat tells the reconciler this assembly is alive; a SIGKILLed one's lock is freed at once.
     with bind_job(job_id, trace_id), heartbeat.beating(ctx.redis, job_id, Stage.ASSEMBLE):
-        assembly.assemble(ctx, job_id)
+        assembly.assemble(ctx, job_id, last_attempt=retries >= MAX_RETRIES)
+
+
+def retry_when(retries: int, exc: Exception) -> bool:
+    return isinstance(exc, SourceUnavailable | StorageUnavailable) and retries < MAX_RETRIES

@@ -15,12 +15,13 @@ import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.middleware import CurrentMessage
 
-from pipeline.errors import JobConflict, RequestInvalid, SourceUnavailable
+from pipeline.errors import JobConflict, RequestInvalid
 from pipeline.settings import Settings
 from pipeline.stages import Stage
 
 from . import names
 from .assemble import assemble_render
+from .assemble import retry_when as assemble_retry_when
 from .clip import extract_clip, retry_when
 from .fallback import fallback_clip
 from .middleware import CancelWatcher, LiveSettings, WorkerPrometheus, metrics_enabled
@@ -28,10 +29,6 @@ from .plan import plan_render
 
 #: No Dramatiq time limit interrupts our stages: every subprocess carries its own timeout.
 NO_TIME_LIMIT_MS = 24 * 3600 * 1000
-
-
-def _assemble_retry_when(retries: int, exc: Exception) -> bool:
-    return isinstance(exc, SourceUnavailable) and retries < 3
 
 
 def setup_broker(
@@ -69,7 +66,7 @@ def setup_broker(
         **backoff,
     )
     _register(broker, Stage.FALLBACK, fallback_clip, max_retries=3, **backoff)
-    _register(broker, Stage.ASSEMBLE, assemble_render, retry_when=_assemble_retry_when, **backoff)
+    _register(broker, Stage.ASSEMBLE, assemble_render, retry_when=assemble_retry_when, **backoff)
     return broker
 
 

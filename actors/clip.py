@@ -10,6 +10,7 @@ from dramatiq.middleware import CurrentMessage
 from pipeline import clipstage
 from pipeline.logs import bind_job
 from pipeline.stages import Stage
+from pipeline.storage import StorageUnavailable
 
 from .runtime import context
 from .sender import send
@@ -44,5 +45,8 @@ def extract_clip(job_id: str, index: int, trace_id: str | None = None) -> None:
 
 
 def retry_when(retries: int, exc: Exception) -> bool:
-    """Only errors the clip stage marked transient are retried; anything else is a bug, dead-lettered."""
-    return isinstance(exc, TransientClipError | dramatiq.RateLimitExceeded)
+    """Only errors the clip stage marked transient are retried; anything else is a bug, dead-lettered.
+
+    A store that fails for now while a finished clip's outcome is recorded is retried too.
+    """
+    return isinstance(exc, TransientClipError | dramatiq.RateLimitExceeded | StorageUnavailable)

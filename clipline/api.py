@@ -10,21 +10,20 @@ When CLIPLINE_API_TOKEN is set every call but health and metrics needs
 from __future__ import annotations
 
 import hmac
-import json
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from pipeline import job_stats, jobs
+from pipeline import job_stats, jobs, results
 from pipeline.context import Context
 from pipeline.errors import JobConflict, JobNotFound, JobStateConflict, RequestInvalid
 from pipeline.models import ClipOutcome, JobStatus
 from pipeline.settings import Settings
 
 from . import web
+from .api_media import media_router
 from .health import readiness
 
 EXAMPLE = {
@@ -41,9 +40,9 @@ EXAMPLE = {
 }
 
 
-def job_view(job: Any) -> dict[str, Any]:
+def job_view(job: Any, ctx: Context) -> dict[str, Any]:
     """The status object of the CLI plus clip counts by outcome."""
-    obj = jobs.status_object(job)
+    obj = jobs.status_object(job, ctx)
     stats = obj.get("clip_stats") or {}
     obj["clips"] = {
         k: stats.get(k) for k in ("total", *(o.public_name for o in ClipOutcome))
@@ -78,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     guarded = [Depends(authorised)]
     app.include_router(web.build_router(ctx, enqueue))  # the operations page at / (clipline/web/)
+    app.include_router(media_router(ctx, guarded))
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Any) -> Response:
@@ -110,24 +110,25 @@ def create_app(settings: Settings) -> FastAPI:
         done = jobs.submit(ctx, request, enqueue)
         if not done.created:
             response.status_code = 200  # the same job_id with the same body: the existing job
-        return job_view(done.job)
+        return job_view(done.job, ctx)
 
     @app.get("/jobs/{job_id}", dependencies=guarded, summary="A job's status, progress and clip counts")
     def status(job_id: str) -> dict[str, Any]:
-        view = job_view(ctx.store.get(job_id))
+        view = job_view(ctx.store.get(job_id), ctx)
         view["previous_attempts"] = [a.as_dict() for a in ctx.store.history(job_id)]
         return view
 
     @app.get("/jobs/{job_id}/report", dependencies=guarded, summary="The job's report.json")
     def report(job_id: str) -> Any:
         job = ctx.store.get(job_id)
-        if not job.report_path or not Path(job.report_path).is_file():
+        report = results.read_report(ctx, job)
+        if report is None:
             raise HTTPException(404, f"job {job_id} has no report yet (status {job.status})")
-        return json.loads(Path(job.report_path).read_text())
+        return report
 
     @app.post("/jobs/{job_id}/cancel", dependencies=guarded, summary="Cancel a job that has not ended")
     def cancel(job_id: str) -> dict[str, Any]:
-        return job_view(jobs.cancel(ctx, job_id))
+        return job_view(jobs.cancel(ctx, job_id), ctx)
 
     @app.post(
         "/jobs/{job_id}/retry",
@@ -137,7 +138,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     def retry(job_id: str) -> dict[str, Any]:
         done = jobs.retry(ctx, job_id, enqueue)
-        return dict(job_view(done.job), retried_slots=done.slots)
+        return dict(job_view(done.job, ctx), retried_slots=done.slots)
 
     @app.get("/stats", dependencies=guarded, summary="Jobs by status, queue depths, success rate, durations")
     def stats(window_hours: Annotated[float, Query(gt=0, le=24 * 366)] = 24.0) -> dict[str, Any]:
@@ -152,7 +153,7 @@ def create_app(settings: Settings) -> FastAPI:
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> dict[str, Any]:
         found = ctx.store.list(status=status, limit=limit, offset=offset)
-        return {"jobs": [job_view(j) for j in found], "limit": limit, "offset": offset}
+        return {"jobs": [job_view(j, ctx) for j in found], "limit": limit, "offset": offset}
 
     @app.get("/healthz", summary="The API process is up")
     def healthz() -> dict[str, str]:

@@ -10,6 +10,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+import structlog
+
 from pipeline import jobs
 from pipeline.context import Context
 from pipeline.errors import RequestInvalid
@@ -127,7 +129,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             job = ctx.store.get(job_id)
             print(f"{status.value}: video {job.output_path}\nreport {job.report_path}", file=sys.stderr)
     if args.json:
-        _print_json(jobs.status_object(ctx.store.get(job_id)))
+        _print_json(jobs.status_object(ctx.store.get(job_id), ctx))
     return code
 
 
@@ -136,11 +138,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.watch:
         wait_for(ctx, args.job_id, show=True)
     job = ctx.store.get(args.job_id)
-    obj = jobs.status_object(job)
+    obj = jobs.status_object(job, ctx)
     if args.json:
         _print_json(obj)
     else:
-        for key in ("job_id", "status", "progress", "output_path", "report_path", "error"):
+        for key in ("job_id", "status", "progress", "output_path", "report_path", "output_url", "error"):
             shown = "-" if obj[key] in (None, "") else f"{obj[key]}%" if key == "progress" else obj[key]
             print(f"{key:12} {shown}")
     status = JobStatus(job.status)
@@ -168,15 +170,16 @@ def cmd_retry(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             code = Exit.TIMEOUT
     if args.json:
-        _print_json(dict(jobs.status_object(ctx.store.get(args.job_id)), retried_slots=done.slots))
+        _print_json(dict(jobs.status_object(ctx.store.get(args.job_id), ctx), retried_slots=done.slots))
     return code
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     status = JobStatus(args.status) if args.status else None
-    found = _ctx().store.list(status=status, limit=args.limit, offset=args.offset)
+    ctx = _ctx()
+    found = ctx.store.list(status=status, limit=args.limit, offset=args.offset)
     if args.json:
-        _print_json({"jobs": [jobs.status_object(j) for j in found]})
+        _print_json({"jobs": [jobs.status_object(j, ctx) for j in found]})
         return 0
     print(f"{'job_id':28} {'status':20} {'progress':>8} {'attempt':>7}  created_at")
     for j in found:
@@ -234,6 +237,19 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_storage(settings: Settings) -> None:
+    """Refuse to start (StorageError naming the problem) when the store cannot be used; then abort
+    the multipart uploads a lost worker left behind."""
+    from pipeline import reconcile
+
+    ctx = Context(settings)
+    ctx.storage.check()
+    try:
+        reconcile.abort_lost_uploads(ctx)
+    except Exception as exc:  # noqa: BLE001 - the sweeper tries again; the worker can start
+        structlog.get_logger("clipline.worker").warning("storage.abort_failed", error=str(exc))
+
+
 def _preflight(settings: Settings) -> None:
     """What a worker needs before it takes a message: the database at the code's schema, Redis, the broker.
     Raises what the first missing one raised (exit 3, naming it)."""
@@ -261,6 +277,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         settings.ffmpeg_path()
         settings.ffprobe_path()
     _preflight(settings)
+    if worker.NEEDS_FFMPEG.intersection(stages):  # the stages that read or write clips and results
+        _check_storage(settings)
     from .metrics_server import DeliveryCollector, MetricsServer
     from .sweeper import Sweeper
 

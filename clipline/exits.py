@@ -4,8 +4,9 @@
 1    the job is FAILED or CANCELLED (or clipline itself failed: a bug, traceback on stderr)
 2    bad request: invalid JSON or request (the field is named), unknown job or message, a state
      that forbids the action, a bad option or setting, ffmpeg missing, a port in use
-3    infrastructure unavailable: the broker, Redis or the database cannot be reached, or the
-     database schema is not the code's (``clipline db upgrade``)
+3    infrastructure unavailable: the broker, Redis, the database or the store of clips and results
+     (bucket missing, credentials rejected, unreachable) cannot be used, or the database schema is
+     not the code's (``clipline db upgrade``)
 4    ``--wait --timeout S`` ran out: the job is still running (and goes on)
 130  interrupted (Ctrl-C)
 """
@@ -30,6 +31,7 @@ from pipeline.errors import (
 )
 from pipeline.schema import SchemaMismatch
 from pipeline.settings import SettingsError
+from pipeline.storage import StorageError
 
 
 class Exit(IntEnum):
@@ -82,6 +84,7 @@ _OWN: list[tuple[type[BaseException], Exit, str]] = [
     (FFmpegMissing, Exit.INVALID, "ffmpeg_missing"),
     (PortInUse, Exit.INVALID, "port_in_use"),
     (SchemaMismatch, Exit.UNAVAILABLE, "schema_mismatch"),
+    (StorageError, Exit.UNAVAILABLE, "storage_unavailable"),
     (WaitTimeout, Exit.TIMEOUT, "wait_timeout"),
 ]
 

@@ -30,11 +30,16 @@ def _ffmpeg(ctx: Context) -> None:
     ctx.settings.ffprobe_path()
 
 
+def _storage(ctx: Context) -> None:
+    ctx.storage.check()  # the bucket (or directories) exist, credentials work, a probe can be written
+
+
 CHECKS: dict[str, Callable[[Context], None]] = {
     "broker": _broker,
     "redis": _redis,
     "database": _database,
     "ffmpeg": _ffmpeg,
+    "storage": _storage,
 }
 
 

@@ -1,4 +1,5 @@
-"""The periodic work of ``clipline worker`` (assemble stage or all): reconcile sweep, retention, webhooks.
+"""The periodic work of ``clipline worker`` (assemble stage or all): reconcile sweep, retention, webhooks,
+and aborting the store's lost multipart uploads.
 
 One sweeper acts per interval across the cluster (a Redis lock with the
 interval as its lifetime), so running several worker commands is safe.
@@ -51,6 +52,7 @@ class Sweeper:
                     webhooks.queue_missed(ctx)
                     if self.settings.retention_hours > 0:
                         retention.cleanup(ctx, self.settings.retention_hours * 3600)
+                    reconcile.abort_lost_uploads(ctx)
             except Exception as exc:  # noqa: BLE001 - the sweep must outlive a broken Redis or database
                 log.warning("reconcile.failed", error=f"{type(exc).__name__}: {exc}")
 

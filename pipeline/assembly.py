@@ -1,8 +1,12 @@
-"""The assemble stage: concatenate the clips in slot order, mux the song, write final.mp4 and report.json.
+"""The assemble stage: concatenate the clips in slot order, mux the song, write final.mp4, report.json
+and poster.jpg (a frame from the middle) to the store.
 
 Idempotent: a job already final is left alone; a Redis lock keeps two
 deliveries from assembling at once; outputs are written to temporary names
-and renamed, so a reader never sees a torn file.
+and renamed, then published (write-then-publish), so a reader never sees a
+torn file. With S3 the clips are downloaded in parallel to a local temp dir
+first; a storage error is retried by the actor, and fails the job (naming it)
+on the last attempt.
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ from pathlib import Path
 
 import structlog
 
-from . import audio, cutting, ffmpeg_args, files, keys, webhooks
+from . import audio, clip_objects, cutting, ffmpeg_args, files, keys, results, webhooks
 from .clip_stats import clip_stats
 from .context import Context, JobView
-from .errors import ClipLineError, SourceError
+from .errors import ClipLineError, FFmpegError, SourceError
 from .models import ClipOutcome, ClipRecord, JobStatus
 from .report import build_report
 from .stages import Stage
+from .storage import StorageError, layout
 from .subprocesses import run
 from .timeline import total_frames
 
@@ -32,16 +37,17 @@ def _records(ctx: Context, view: JobView) -> dict[int, ClipRecord]:
     got = {i: ClipRecord.from_json(d) for i, d in ctx.completion.outcomes(view.job_id).items()}
     for slot in view.slots:
         if slot.index not in got:
-            data = files.read_json(files.clip_record_path(ctx.settings, view.job_id, slot.index))
-            if data is not None:
-                got[slot.index] = ClipRecord.from_json(data)
+            record = clip_objects.read_record(ctx, view.job_id, slot.index)
+            if record is not None:
+                got[slot.index] = record
     return got
 
 
-def assemble(ctx: Context, job_id: str) -> JobStatus | None:
+def assemble(ctx: Context, job_id: str, *, last_attempt: bool = True) -> JobStatus | None:
     """Returns the final status, or None when there was nothing to do (already final or in progress).
 
-    Raises SourceUnavailable when the song could not be fetched for now (the actor retries).
+    Raises SourceUnavailable when the song could not be fetched for now, and StorageUnavailable when
+    the store failed and this is not the ``last_attempt`` (the actor retries both).
     """
     s = ctx.settings
     lock = ctx.redis.lock(
@@ -58,7 +64,7 @@ def assemble(ctx: Context, job_id: str) -> JobStatus | None:
         view = ctx.view(job_id)
         log.info("assemble.started", clips=len(view.slots))
         ctx.store.advance(job_id, status=JobStatus.ASSEMBLING, progress=90)
-        return _assemble(ctx, view, job.created_at)
+        return _assemble(ctx, view, job.created_at, last_attempt)
     finally:
         try:
             lock.release()
@@ -66,8 +72,8 @@ def assemble(ctx: Context, job_id: str) -> JobStatus | None:
             pass
 
 
-def _assemble(ctx: Context, view: JobView, created_at: datetime) -> JobStatus:
-    s, job_id = ctx.settings, view.job_id
+def _assemble(ctx: Context, view: JobView, created_at: datetime, last_attempt: bool = True) -> JobStatus:
+    job_id = view.job_id
     started = time.monotonic()
     records = _records(ctx, view)
     expected = total_frames(view.request)
@@ -77,9 +83,9 @@ def _assemble(ctx: Context, view: JobView, created_at: datetime) -> JobStatus:
         configured_concurrency=ctx.live.clip_concurrency(),
         playlist_bytes=ctx.resolver.playlist_bytes(job_id, list(view.request.distinct_videos())),
     )
-    out_dir = files.job_output_dir(s, job_id)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    final, report_path = out_dir / "final.mp4", out_dir / "report.json"
+    final = results.local_target(ctx, job_id, layout.FINAL)
+    output_uri: str | None = None
+    timing: dict[str, float | bool | str] = {"store": ctx.storage.description}
     missing = [i for i in range(len(view.slots)) if i not in records]
     failed = [r.index for r in records.values() if r.outcome == ClipOutcome.FAILED]
     error: str | None = None
@@ -93,13 +99,22 @@ def _assemble(ctx: Context, view: JobView, created_at: datetime) -> JobStatus:
         try:
             track = audio.prepare(ctx, view)
             stats["bytes_fetched"] += track.fetched_bytes if track else 0
-            measured = _mux(ctx, view, records, final, track.path if track else None, expected)
+            measured = _mux(ctx, view, final, track.path if track else None, expected, timing)
+            t0 = time.monotonic()
+            output_uri = results.publish(ctx, job_id, layout.FINAL, final)
+            timing["poster"] = _poster(ctx, view, final, expected)
+            timing["upload_ms"] = round((time.monotonic() - t0) * 1000, 1)
             gaps = any(r.outcome != ClipOutcome.OK for r in records.values())
             status = JobStatus.COMPLETED_WITH_GAPS if gaps else JobStatus.COMPLETED
         except SourceError as exc:
             if exc.transient:
                 raise
             error, status = f"song could not be read: {exc}", JobStatus.FAILED
+        except StorageError as exc:
+            if exc.transient and not last_attempt:
+                raise
+            measured, output_uri = None, None
+            error, status = f"assembly failed: {type(exc).__name__}: {exc}", JobStatus.FAILED
         except (ClipLineError, OSError) as exc:
             error, status = f"assembly failed: {type(exc).__name__}: {exc}", JobStatus.FAILED
     stats["assembly_ms"] = round((time.monotonic() - started) * 1000, 1)
@@ -107,23 +122,31 @@ def _assemble(ctx: Context, view: JobView, created_at: datetime) -> JobStatus:
         view,
         records,
         status=status.value,
-        output_path=str(final) if measured else None,
+        output_path=output_uri,
         total_frames=expected,
         measured_frames=measured,
         clip_stats=stats,
         error=error,
     )
+    report_uri: str | None = None
     try:
+        report_path = results.local_target(ctx, job_id, layout.REPORT)
         files.write_json_atomic(report_path, report)
+        report_uri = results.publish(ctx, job_id, layout.REPORT, report_path)
+    except StorageError as exc:
+        if exc.transient and not last_attempt:
+            raise
+        error, status = f"report could not be written: {type(exc).__name__}: {exc}", JobStatus.FAILED
     except OSError as exc:
         error, status = f"report could not be written: {exc}", JobStatus.FAILED
+    render = {"clip_stats": stats, "frames": measured, "expected_frames": expected}
     won = ctx.store.advance(
         job_id,
         status=status,
         error=error,
-        metrics={"render": {"clip_stats": stats, "frames": measured, "expected_frames": expected}},
-        output_path=str(final) if measured else None,
-        report_path=str(report_path) if report_path.exists() else None,
+        metrics={"render": {**render, "poster": bool(timing.get("poster")), "storage": timing}},
+        output_path=output_uri,
+        report_path=report_uri,
     )
     if not won:  # another assembly finished the job first (its lock was lost with Redis): it counted
         log.warning("assemble.superseded", status=status.value)
@@ -147,14 +170,18 @@ def _assemble(ctx: Context, view: JobView, created_at: datetime) -> JobStatus:
 def _mux(
     ctx: Context,
     view: JobView,
-    records: dict[int, ClipRecord],
     final: Path,
     audio: Path | None,
     expected: int,
+    timing: dict[str, float | bool | str],
 ) -> int:
     work = files.job_work_dir(ctx.settings, view.job_id)
+    work.mkdir(parents=True, exist_ok=True)
     concat = work / "concat.txt"
-    clips = [Path(str(records[slot.index].path)) for slot in view.slots]
+    t0 = time.monotonic()
+    local = clip_objects.fetch(ctx, view.job_id, [slot.index for slot in view.slots], work / "fetched")
+    timing["fetch_ms"] = round((time.monotonic() - t0) * 1000, 1)
+    clips = [local[slot.index] for slot in view.slots]
     concat.write_text(ffmpeg_args.concat_list_text(clips))
     tmp = files.temp_name(final)
     try:
@@ -174,12 +201,32 @@ def _mux(
     return measured
 
 
+def _poster(ctx: Context, view: JobView, final: Path, frames: int) -> bool:
+    """poster.jpg from the middle of the verified video, published; False (logged) when it failed."""
+    poster = results.local_target(ctx, view.job_id, layout.POSTER)
+    tmp = files.temp_name(poster)
+    at_s = frames / 2 / view.request.output.fps
+    try:
+        run(ffmpeg_args.poster_argv(ctx.ffmpeg, final, tmp, at_s=at_s), timeout_s=60, tag=view.job_id)
+        os.replace(tmp, poster)
+    except (FFmpegError, OSError) as exc:  # a video without its poster is still the video
+        log.warning("assemble.no_poster", error=f"{type(exc).__name__}: {exc}")
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    results.publish(ctx, view.job_id, layout.POSTER, poster)
+    return True
+
+
 #: What a finished job that may be retried keeps in its work dir: its clips (with their records) and the song.
 KEPT_FOR_RETRY = ("clips", "audio/track.m4a")
 
 
 def cleanup(ctx: Context, job_id: str, status: JobStatus) -> None:
-    """Remove the job's temporary files; a job a retry could continue keeps its clips until retention."""
+    """Remove the job's temporary files; a job a retry could continue keeps its clips until retention.
+
+    The local work dir is this host's scratch; with S3 the clips in the store go the same way.
+    """
     work = files.job_work_dir(ctx.settings, job_id)
     if ctx.settings.keep_work:
         pass
@@ -187,6 +234,10 @@ def cleanup(ctx: Context, job_id: str, status: JobStatus) -> None:
         files.remove_all_but(work, KEPT_FOR_RETRY)
     else:
         files.remove_tree(work)
+        try:
+            ctx.storage.delete_prefix(layout.job_work(job_id))
+        except StorageError as exc:  # retention removes them later
+            log.warning("assemble.cleanup_failed", error=str(exc))
     ctx.completion.forget(job_id)
 
 

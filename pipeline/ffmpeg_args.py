@@ -245,3 +245,26 @@ def count_frames_argv(ffprobe_bin: str, video: Path) -> list[str]:
         "csv=p=0",
         str(video),
     ]
+
+
+def poster_argv(ffmpeg_bin: str, video: Path, out: Path, *, at_s: float) -> list[str]:
+    """One JPEG frame of the final video at ``at_s`` (the middle): the job's poster.jpg."""
+    return [
+        ffmpeg_bin,
+        *GLOBAL_ARGS,
+        "-ss",
+        f"{at_s:.3f}",
+        "-f",
+        "mp4",
+        "-i",
+        str(video),
+        "-frames:v",
+        "1",
+        "-q:v",
+        "3",
+        "-f",
+        "image2",
+        "-c:v",
+        "mjpeg",
+        str(out),
+    ]

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import files, keys, webhooks
+from . import clip_objects, keys, results, webhooks
 from .context import Context
 from .errors import JobFinished, JobNotRetryable
 from .models import ClipOutcome, JobStatus
@@ -52,7 +52,7 @@ def cancel(ctx: Context, job_id: str) -> RenderJob:
         raise JobFinished(f"job {job_id} already ended ({ctx.store.get(job_id).status}); nothing to cancel")
     ctx.redis.sadd(keys.cancelled(), job_id)
     ctx.redis.expire(keys.cancelled(), keys.JOB_KEY_TTL_S)
-    files.remove_tree(files.job_work_dir(ctx.settings, job_id))
+    clip_objects.remove_job(ctx, job_id)
     webhooks.notify(ctx, job_id)
     return ctx.store.get(job_id)
 
@@ -84,11 +84,8 @@ def retry(ctx: Context, job_id: str, enqueue_plan: Enqueue) -> Retried:
         raise JobNotRetryable(f"job {job_id} is COMPLETED with every slot's footage; nothing to retry")
     total = len(job.render_request().lines)
     redo = list(range(total)) if status in RETRY_WHOLE else _slots_without_footage(ctx, job_id, total)
-    out_dir, attempt = files.job_output_dir(ctx.settings, job_id), job.attempts
-    kept = {
-        name: out_dir / f"{stem}.attempt-{attempt}{ext}"
-        for name, stem, ext in (("report.json", "report", ".json"), ("final.mp4", "final", ".mp4"))
-    }
+    attempt = job.attempts
+    kept = {name: results.attempt_uri(ctx, job_id, name, attempt) for name in ("report.json", "final.mp4")}
     history = JobAttempt(
         job_id=job_id,
         attempt=attempt,
@@ -103,15 +100,11 @@ def retry(ctx: Context, job_id: str, enqueue_plan: Enqueue) -> Retried:
     note = f"{ATTEMPT_MARK} {attempt + 1} (retry) renders {what}; attempt {attempt} ended {status.value}"
     if not ctx.store.restart(job_id, from_status=status, history=history, note=note):
         raise JobNotRetryable(f"job {job_id} changed state meanwhile (another retry?); look at it again")
-    for name, dest in kept.items():
-        if (out_dir / name).exists():
-            (out_dir / name).replace(dest)
+    results.keep_attempt(ctx, job_id, attempt)
     ctx.completion.forget(job_id)
     ctx.redis.srem(keys.cancelled(), job_id)
     for index in redo:
-        files.clip_record_path(ctx.settings, job_id, index).unlink(missing_ok=True)
-        files.clip_path(ctx.settings, job_id, index).unlink(missing_ok=True)
-        files.clip_logged_path(ctx.settings, job_id, index).unlink(missing_ok=True)
+        clip_objects.forget(ctx, job_id, index)
     enqueue_plan(job.request)
     return Retried(ctx.store.get(job_id), redo)
 
@@ -120,15 +113,15 @@ def _slots_without_footage(ctx: Context, job_id: str, total: int) -> list[int]:
     """Slots whose kept clip is not an ok cut from the source (or is not there at all)."""
     redo = []
     for index in range(total):
-        data = files.read_json(files.clip_record_path(ctx.settings, job_id, index))
-        ok = isinstance(data, dict) and data.get("outcome") == ClipOutcome.OK
-        if not ok or not files.clip_path(ctx.settings, job_id, index).is_file():
+        record = clip_objects.read_record(ctx, job_id, index)
+        ok = record is not None and record.outcome == ClipOutcome.OK
+        if not ok or not clip_objects.exists(ctx, job_id, index):
             redo.append(index)
     return redo
 
 
-def status_object(job: RenderJob) -> dict[str, Any]:
-    """The JSON object of ``submit --json`` and ``status --json`` (DESIGN.md)."""
+def status_object(job: RenderJob, ctx: Context) -> dict[str, Any]:
+    """The JSON object of ``submit --json`` and ``status --json`` (DESIGN.md), with the results' URLs."""
     clip_stats = (job.metrics or {}).get("render", {}).get("clip_stats")
     return {
         "job_id": job.id,
@@ -138,6 +131,7 @@ def status_object(job: RenderJob) -> dict[str, Any]:
         "progress": job.progress,
         "output_path": job.output_path,
         "report_path": job.report_path,
+        **results.urls(ctx, job),
         "error": job.current_error(),
         "clip_stats": clip_stats,
         "attempt": job.attempts,

@@ -27,10 +27,12 @@ from typing import Any
 
 import structlog
 
-from . import clipstage, files, heartbeat, keys
+from . import clipstage, heartbeat, keys
 from .context import Context
+from .errors import JobNotFound
 from .models import JobStatus
 from .stages import Stage
+from .storage import layout, uploads
 
 log = structlog.get_logger("clipline.reconcile")
 
@@ -95,11 +97,29 @@ def _assembling(ctx: Context, send: Send, job_id: str, trace_id: str) -> list[Re
         detail = "the assembler holding the lock is dead; lock freed"
     else:
         detail = "no assembler holds the lock"
-    out_dir = files.job_output_dir(ctx.settings, job_id)
-    stray = sorted(out_dir.glob(".*.tmp*")) if out_dir.is_dir() else []
+    out_dir = ctx.storage.local_path(layout.job_output(job_id))  # S3: nothing half-written is visible
+    stray = sorted(out_dir.glob(".*.tmp*")) if out_dir is not None and out_dir.is_dir() else []
     for path in stray:  # a dead assembler's temporary final.mp4 or report.json
         path.unlink(missing_ok=True)
     if stray:
         detail += f"; removed {len(stray)} temporary file(s)"
     send(Stage.ASSEMBLE, job_id, trace_id)
     return [Repair(job_id, "assembly re-sent", detail)]
+
+
+def abort_lost_uploads(ctx: Context, *, now: datetime | None = None) -> list[uploads.Aborted]:
+    """Abort the multipart uploads no worker will complete (S3; the file backend has none): those of
+    jobs that ended or are gone, and those older than CLIPLINE_S3_ABORT_UPLOADS_AFTER_S."""
+
+    def ended(job_id: str) -> bool:
+        try:
+            return ctx.store.get(job_id).job_status.is_final
+        except JobNotFound:
+            return True
+
+    done = uploads.abort_lost(ctx.storage, ended, older_than_s=ctx.settings.s3_abort_uploads_after_s, now=now)
+    for item in done:
+        log.warning(
+            "storage.upload_aborted", key=item.upload.key, upload_id=item.upload.upload_id, why=item.why
+        )
+    return done

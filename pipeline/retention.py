@@ -1,4 +1,5 @@
-"""Retention (spec 004): remove finished jobs older than a cutoff, their files and, by default, records.
+"""Retention (spec 004): remove finished jobs older than a cutoff, their files and objects in the store
+and, by default, records.
 
 A job that has not ended is never touched: the record is deleted with a
 compare-and-set on its final status first, and its files only after that.
@@ -15,6 +16,7 @@ import structlog
 from . import files
 from .context import Context
 from .errors import RequestInvalid
+from .storage import StorageError, layout
 
 log = structlog.get_logger("clipline.retention")
 
@@ -59,10 +61,12 @@ def cleanup(
     cutoff = (now or datetime.now(UTC)) - timedelta(seconds=older_than_s)
     removed: list[Removed] = []
     for job in ctx.store.finished_before(cutoff):
-        work = files.job_work_dir(ctx.settings, job.id)
-        paths = [work] if keep_outputs else [work, files.job_output_dir(ctx.settings, job.id)]
-        size = sum(files.tree_size(p) for p in paths)
-        if keep_outputs and not work.exists():
+        work = files.job_work_dir(ctx.settings, job.id)  # this host's scratch
+        prefixes = [layout.job_work(job.id)] + ([] if keep_outputs else [layout.job_output(job.id)])
+        size = sum(ctx.storage.prefix_size(p) for p in prefixes)
+        if ctx.storage.local_path(layout.job_work(job.id)) != work.resolve():
+            size += files.tree_size(work)  # S3 or a shared mount: the scratch is not the store
+        if keep_outputs and size == 0 and not work.exists():
             continue  # nothing left to remove for this job
         item = Removed(job.id, job.status, job.finished_at, size, record=not keep_outputs)
         if dry_run:
@@ -73,8 +77,14 @@ def cleanup(
                 continue  # retried since it was listed
         elif not ctx.store.delete_finished(job.id, finished_before=cutoff):
             continue
-        for path in paths:
-            files.remove_tree(path)
+        files.remove_tree(work)
+        for prefix in prefixes:
+            try:
+                ctx.storage.delete_prefix(prefix)
+            except StorageError as exc:  # the record is gone: name what is left for an operator
+                log.error(
+                    "retention.storage_failed", job_id=job.id, left=ctx.storage.uri(prefix), error=str(exc)
+                )
         ctx.completion.forget(job.id)
         log.info("retention.removed", job_id=job.id, status=job.status, bytes=size, record=item.record)
         removed.append(item)

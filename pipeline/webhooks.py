@@ -24,7 +24,6 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,8 +31,10 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from . import results
 from .context import Context
 from .models import JobStatus
+from .storage import StorageError
 from .tables import RenderJob, WebhookDelivery, utcnow
 
 log = structlog.get_logger("clipline.webhook")
@@ -55,14 +56,16 @@ def verify(secret: str, body: bytes, header: str | None) -> bool:
     return bool(header) and hmac.compare_digest(sign(secret, body), str(header))
 
 
-def payload(job: RenderJob, delivery_id: str) -> dict[str, Any]:
+def payload(ctx: Context, job: RenderJob, delivery_id: str) -> dict[str, Any]:
+    """The callback's body: the status object's fields, the results' URLs and the report's summary."""
     summary = None
-    if job.report_path and Path(job.report_path).is_file():
-        try:
-            report = json.loads(Path(job.report_path).read_text())
-            summary = {k: v for k, v in report.get("summary", {}).items() if k != "missing_footage"}
-        except (OSError, json.JSONDecodeError):
-            summary = None
+    try:
+        report = results.read_report(ctx, job)
+    except StorageError as exc:  # the callback still goes out, without the summary
+        log.warning("webhook.no_report", job_id=job.id, error=str(exc))
+        report = None
+    if report is not None:
+        summary = {k: v for k, v in report.get("summary", {}).items() if k != "missing_footage"}
     return {
         "event": EVENT,
         "delivery_id": delivery_id,
@@ -73,6 +76,7 @@ def payload(job: RenderJob, delivery_id: str) -> dict[str, Any]:
         "attempt": job.attempts,
         "output_path": job.output_path,
         "report_path": job.report_path,
+        **results.urls(ctx, job),
         "error": job.current_error(),
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
         "report_summary": summary,
@@ -92,7 +96,7 @@ def queue(ctx: Context, job_id: str) -> WebhookDelivery | None:
         attempt=job.attempts,
         status=job.status,
         url=str(url),
-        body=json.dumps(payload(job, delivery_id), ensure_ascii=False, sort_keys=True),
+        body=json.dumps(payload(ctx, job, delivery_id), ensure_ascii=False, sort_keys=True),
         state=PENDING,
         tries=0,
         next_at=utcnow(),

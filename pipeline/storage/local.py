@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from pipeline import files
 
@@ -22,6 +23,17 @@ from .base import ObjectInfo, Storage
 from .errors import StorageError, StorageUnavailable
 
 _CHUNK = 256 * 1024
+
+
+def _chunks(fh: BinaryIO, start: int, left: int) -> Iterator[bytes]:
+    with fh:
+        fh.seek(start)
+        while left > 0:
+            chunk = fh.read(min(_CHUNK, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+            yield chunk
 
 
 class FileStorage(Storage):
@@ -128,15 +140,12 @@ class FileStorage(Storage):
         )
 
     def read_range(self, key: str, start: int, end: int) -> Iterator[bytes]:
-        with open(self.path(key), "rb") as fh:
-            fh.seek(start)
-            left = end - start + 1
-            while left > 0:
-                chunk = fh.read(min(_CHUNK, left))
-                if not chunk:
-                    return
-                left -= len(chunk)
-                yield chunk
+        """Opens the file at once (so a failure is raised here, before any byte is sent)."""
+        try:
+            fh = open(self.path(key), "rb")  # noqa: SIM115 - closed by the generator
+        except OSError as exc:
+            raise self._fail("could not read", key, exc) from exc
+        return _chunks(fh, start, end - start + 1)
 
     def copy(self, src: str, dst: str) -> bool:
         source = self.path(src)

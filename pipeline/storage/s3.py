@@ -74,6 +74,13 @@ def _code(exc: BaseException) -> tuple[str, int]:
     return "", 0
 
 
+def _chunks(body: Any) -> Iterator[bytes]:
+    try:
+        yield from body.iter_chunks(_CHUNK)
+    finally:
+        body.close()
+
+
 class S3Storage(Storage):
     def __init__(
         self,
@@ -244,15 +251,12 @@ class S3Storage(Storage):
         )
 
     def read_range(self, key: str, start: int, end: int) -> Iterator[bytes]:
+        """Asks the store at once (so a failure is raised here, before any byte is sent)."""
         try:
             got = self.client.get_object(Bucket=self.bucket, Key=self.full(key), Range=f"bytes={start}-{end}")
         except Exception as exc:  # noqa: BLE001
             raise self.translate(exc, f"read of {key} failed") from exc
-        body = got["Body"]
-        try:
-            yield from body.iter_chunks(_CHUNK)
-        finally:
-            body.close()
+        return _chunks(got["Body"])
 
     def copy(self, src: str, dst: str) -> bool:
         if self.head(src) is None:

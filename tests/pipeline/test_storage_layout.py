@@ -15,7 +15,9 @@ def test_keys_of_a_job() -> None:
     assert layout.clip_record("job-1", 7) == "work/job-1/clips/0007.json"
     assert layout.clip_logged("job-1", 7) == "work/job-1/clips/0007.logged"
     assert layout.output("job-1", layout.FINAL) == "output/job-1/final.mp4"
-    assert layout.output("job-1", layout.attempt_name(layout.REPORT, 2)) == "output/job-1/report.attempt-2.json"
+    assert (
+        layout.output("job-1", layout.attempt_name(layout.REPORT, 2)) == "output/job-1/report.attempt-2.json"
+    )
     assert layout.job_work("job-1") == "work/job-1/" and layout.job_output("job-1") == "output/job-1/"
 
 
@@ -27,7 +29,9 @@ def test_no_key_from_a_bad_job_id(job_id: str) -> None:
         layout.output(job_id, layout.FINAL)
 
 
-@pytest.mark.parametrize("name", ["../final.mp4", "final.mp4/x", "other.mp4", "final.exe", "report.attempt-x.json"])
+@pytest.mark.parametrize(
+    "name", ["../final.mp4", "final.mp4/x", "other.mp4", "final.exe", "report.attempt-x.json"]
+)
 def test_no_key_from_a_bad_result_name(name: str) -> None:
     with pytest.raises(ValueError, match="not a result name"):
         layout.output("job-1", name)

@@ -1,0 +1,126 @@
+"""The job's results over HTTP: ``GET /jobs/{id}/video`` and ``GET /jobs/{id}/poster``.
+
+Served from whichever store holds them (file or S3), behind the API's token,
+with single byte ranges (``Range: bytes=a-b``, ``a-``, ``-n``; 206 with
+Content-Range, 416 when unsatisfiable), ``If-Range``, ``ETag`` and
+``If-None-Match`` (304), and HEAD. A request chooses a job id, never a key:
+the key is built from the validated id and the result's fixed name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.params import Depends
+from fastapi.responses import Response, StreamingResponse
+
+from pipeline import results
+from pipeline.context import Context
+from pipeline.storage import ObjectInfo, StorageError, layout
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    206: {"description": "Partial content (a byte range)"},
+    304: {"description": "Not modified (If-None-Match)"},
+    404: {"description": "No such job, or it has no such result (yet)"},
+    416: {"description": "Range not satisfiable"},
+    503: {"description": "The store could not be read"},
+}
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None | str:
+    """(start, end) inclusive for one satisfiable range, None to send everything, 'unsatisfiable'."""
+    if not header:
+        return None
+    m = _RANGE.match(header.strip())
+    if not m or (not m.group(1) and not m.group(2)):
+        return None  # several ranges or another unit: ignored, the whole object is sent (RFC 9110 14.2)
+    first, last = m.group(1), m.group(2)
+    if first:
+        start = int(first)
+        end = min(int(last), size - 1) if last else size - 1
+        if last and int(last) < start:
+            return None  # invalid: ignored
+    else:
+        start, end = max(0, size - int(last)), size - 1
+        if int(last) == 0:
+            return "unsatisfiable"
+    if start >= size:
+        return "unsatisfiable"
+    return start, end
+
+
+def _headers(info: ObjectInfo, job_id: str, name: str) -> dict[str, str]:
+    headers = {
+        "ETag": f'"{info.etag}"',
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "private, max-age=60",
+        "Content-Disposition": f'inline; filename="{job_id}-{name}"',
+    }
+    if info.modified is not None:
+        headers["Last-Modified"] = info.modified.strftime("%a, %d %b %Y %H:%M:%S GMT")
+    return headers
+
+
+def serve(ctx: Context, job_id: str, name: str, request: Request) -> Response:
+    job = ctx.store.get(job_id)  # JobNotFound: 404
+    what = "video" if name == layout.FINAL else "poster"
+    if not results.available(job)[name]:
+        raise HTTPException(404, f"job {job_id} has no {what} (status {job.status})")
+    key = results.key(job_id, name)
+    try:
+        info = ctx.storage.head(key)
+        if info is None:
+            raise HTTPException(404, f"job {job_id}'s {what} is missing from the store")
+        headers = _headers(info, job_id, name)
+        ctype = layout.content_type(key)
+        if request.headers.get("if-none-match") in (headers["ETag"], "*"):
+            return Response(status_code=304, headers=headers)
+        wanted = byte_range(request.headers.get("range"), info.size)
+        if_range = request.headers.get("if-range")
+        if if_range is not None and if_range != headers["ETag"]:
+            wanted = None  # the object changed since the client's first part: send it all
+        if wanted == "unsatisfiable":
+            return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{info.size}"})
+        status = 200
+        start, end = 0, info.size - 1
+        if isinstance(wanted, tuple):
+            (start, end), status = wanted, 206
+            headers["Content-Range"] = f"bytes {start}-{end}/{info.size}"
+        headers["Content-Length"] = str(end - start + 1)
+        if request.method == "HEAD" or info.size == 0:
+            return Response(status_code=status, headers=headers, media_type=ctype)
+        body = ctx.storage.read_range(key, start, end)
+    except StorageError as exc:
+        raise HTTPException(503, f"the store could not be read: {exc}") from exc
+    return StreamingResponse(body, status_code=status, headers=headers, media_type=ctype)
+
+
+def media_router(ctx: Context, dependencies: Sequence[Depends]) -> APIRouter:
+    """The routes, guarded like the rest of the API (``dependencies``: the token check)."""
+    router = APIRouter(dependencies=list(dependencies), tags=["results"])
+
+    @router.api_route(
+        "/jobs/{job_id}/video",
+        methods=["GET", "HEAD"],
+        summary="The job's final.mp4 (byte ranges, ETag)",
+        response_class=StreamingResponse,
+        responses=_RESPONSES,
+    )
+    def video(job_id: str, request: Request) -> Response:
+        return serve(ctx, job_id, layout.FINAL, request)
+
+    @router.api_route(
+        "/jobs/{job_id}/poster",
+        methods=["GET", "HEAD"],
+        summary="A frame from the middle of the job's video (JPEG)",
+        response_class=StreamingResponse,
+        responses=_RESPONSES,
+    )
+    def poster(job_id: str, request: Request) -> Response:
+        return serve(ctx, job_id, layout.POSTER, request)
+
+    return router
