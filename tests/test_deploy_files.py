@@ -233,25 +233,38 @@ def test_every_clipline_variable_named_in_compose_is_a_setting() -> None:
 def test_workers_are_scalable_share_storage_and_wait_for_healthy_infra() -> None:
     compose = _compose()
     services, volumes = compose["services"], compose.get("volumes") or {}
-    mounts: dict[str, set[str]] = {}
     for name, svc in _workers().items():
         # `docker-compose up --scale worker-X=N` needs no fixed name and no fixed host port.
         assert "container_name" not in svc and "ports" not in svc, name
         for infra, dep in svc["depends_on"].items():
-            if infra == "migrate":
+            if infra in ("migrate", "minio-init"):  # the schema is current, the bucket exists
+                assert dep == {"condition": "service_completed_successfully"}, (name, infra)
                 continue
             assert dep == {"condition": "service_healthy"}, (name, infra)
             assert "healthcheck" in services[infra], infra
-        assert set(svc["depends_on"]) >= {"rabbitmq", "redis", "postgres", "migrate"}
+        assert set(svc["depends_on"]) >= {"rabbitmq", "redis", "postgres", "migrate", "minio", "minio-init"}
         env = svc["environment"]
+        # Clips and results are in MinIO: no work or output volume is shared, so workers can run anywhere.
+        assert str(env["CLIPLINE_STORAGE_URL"]).startswith("s3://"), name
+        assert env["CLIPLINE_S3_ENDPOINT_URL"] == "http://minio:9000", name
+        assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"} <= set(env), name
         targets = {m.split(":")[1]: m.split(":")[0] for m in svc["volumes"]}
         for var in ("CLIPLINE_WORK_DIR", "CLIPLINE_OUTPUT_DIR"):
-            source = targets[env[var]]
-            assert source in volumes, f"{name}: {var} must be on a shared named volume, not {source}"
-            mounts.setdefault(var, set()).add(source)
+            assert targets.get(env[var]) not in volumes, f"{name}: {var} is on a shared volume"
         assert env["CLIPLINE_MEDIA_DIR"] in targets, name
-    # One work volume and one output volume for all stages: a clip cut by one worker is assembled by another.
-    assert all(len(sources) == 1 for sources in mounts.values()), mounts
+
+
+def test_minio_bucket_is_created_at_start_with_the_workers_credentials() -> None:
+    services = _compose()["services"]
+    init, minio, worker = services["minio-init"], services["minio"], _workers()["worker-clip"]["environment"]
+    bucket = str(worker["CLIPLINE_STORAGE_URL"]).removeprefix("s3://").split("/")[0]
+    assert bucket == "${MINIO_BUCKET:-clipline}" and init["environment"]["MINIO_BUCKET"] == bucket
+    script = " ".join(init["command"])
+    assert "mc mb --ignore-existing" in script and "$$MINIO_BUCKET" in script
+    assert init["depends_on"] == {"minio": {"condition": "service_healthy"}} and init["restart"] == "no"
+    assert worker["AWS_ACCESS_KEY_ID"] == minio["environment"]["MINIO_ROOT_USER"]
+    assert worker["AWS_SECRET_ACCESS_KEY"] == minio["environment"]["MINIO_ROOT_PASSWORD"]
+    assert "healthcheck" in minio
 
 
 def test_the_schema_is_migrated_before_any_worker_or_the_api_starts() -> None:
