@@ -367,7 +367,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .dev import demo
 
-    return demo.main(lines=args.lines, concurrency=args.concurrency)
+    return demo.main(lines=args.lines, concurrency=args.concurrency, s3=args.s3)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -499,6 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = command("demo", "render a 60-line sample job end to end on this machine")
     d.add_argument("--lines", type=int, default=60)
     d.add_argument("--concurrency", type=int, default=None)
+    d.add_argument("--s3", action="store_true", help="clips and results in a loopback S3 server (moto)")
     d.set_defaults(func=cmd_demo)
     return p
 

@@ -9,6 +9,7 @@ present locally, one is gone everywhere, so the report shows both fallbacks.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -115,8 +116,21 @@ def _env(cdn: LoopbackCDN, media_dir: Path) -> dict[str, str]:
     return env
 
 
-def main(*, lines: int = 60, concurrency: int | None = None) -> int:
-    from pipeline import jobs
+def _loopback_s3(stack: contextlib.ExitStack[bool | None]) -> dict[str, str]:
+    """``--s3``: moto's S3 server on loopback (a dev dependency), its bucket, and the variables to use it."""
+    try:
+        import moto  # noqa: F401
+    except ImportError as exc:
+        raise SystemExit("clipline demo --s3 needs moto's server: pip install 'moto[server]'") from exc
+    from .s3 import LoopbackS3
+
+    server = stack.enter_context(LoopbackS3("clipline-demo", log=DEMO_DIR / "s3.log"))
+    print(f"S3 on loopback: {server.storage_url} at {server.endpoint_url}", file=sys.stderr, flush=True)
+    return server.env()
+
+
+def main(*, lines: int = 60, concurrency: int | None = None, s3: bool = False) -> int:
+    from pipeline import jobs, results
     from pipeline.context import Context
     from pipeline.models import JobStatus
     from pipeline.settings import get_settings
@@ -132,8 +146,11 @@ def main(*, lines: int = 60, concurrency: int | None = None) -> int:
         fps=FPS,
         segment_s=4.0,
     )
-    with LoopbackCDN(samples.root, api_key=API_KEY, index_id=INDEX_ID) as cdn:
+    with contextlib.ExitStack() as servers:
+        cdn = servers.enter_context(LoopbackCDN(samples.root, api_key=API_KEY, index_id=INDEX_ID))
         os.environ.update(_env(cdn, samples.media_dir))
+        if s3:
+            os.environ.update(_loopback_s3(servers))
         get_settings.cache_clear()
         settings = get_settings()
         settings.ffmpeg_path()
@@ -176,15 +193,19 @@ def main(*, lines: int = 60, concurrency: int | None = None) -> int:
             print(f"\njob {job_id}: {status.value} in {wall:.1f} s")
             print(f"  video : {job.output_path}")
             print(f"  report: {job.report_path}")
+            if s3 and job.output_path:  # the loopback server forgets everything when the demo ends
+                copy = DEMO_DIR / "s3-results" / job_id / "final.mp4"
+                ctx.storage.get_file(results.key(job_id, "final.mp4"), copy)
+                print(f"  copied out of the bucket to {copy}")
             print(
                 f"  clips : {stats.get('succeeded')} ok, {stats.get('fallback_local')} from local copies, "
                 f"{stats.get('placeholder')} placeholders, {stats.get('failed')} failed; "
                 f"peak {stats.get('peak_concurrency')} at once; {stats.get('bytes_fetched', 0) / 1e6:.1f} MB "
                 f"fetched; extract p95 {stats.get('p95_extract_ms')} ms"
             )
-            if job.report_path:
-                for line in json.loads(Path(job.report_path).read_text())["summary"]["text"]:
-                    print(f"  - {line}")
+            report = results.read_report(ctx, job)
+            for line in (report or {}).get("summary", {}).get("text", []):
+                print(f"  - {line}")
             env_file = write_env_file(dict(os.environ))
             cli = Path(sys.executable).with_name("clipline")
             print(

@@ -12,6 +12,7 @@ classes that name the bucket and the problem.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -82,6 +83,8 @@ def _chunks(body: Any) -> Iterator[bytes]:
 
 
 class S3Storage(Storage):
+    """Thread-safe: one boto3 client per process, shared by the stage's threads."""
+
     def __init__(
         self,
         bucket: str,
@@ -111,6 +114,7 @@ class S3Storage(Storage):
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         )
+        logging.getLogger("botocore.credentials").setLevel(logging.WARNING)  # not one line per process
         session = boto3.session.Session()
         self.client: Any = session.client("s3", endpoint_url=endpoint_url, config=config)
         self._signer: Any = (
