@@ -13,10 +13,14 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import structlog
+
 from . import files
 from .context import Context
 from .models import ClipRecord
 from .storage import StorageError, layout
+
+log = structlog.get_logger("clipline.clip")
 
 
 def publish(ctx: Context, job_id: str, index: int, path: Path) -> str:
@@ -49,11 +53,18 @@ def read_record(ctx: Context, job_id: str, index: int) -> ClipRecord | None:
 
 
 def was_logged(ctx: Context, job_id: str, index: int) -> bool:
-    return ctx.storage.head(layout.clip_logged(job_id, index)) is not None
+    """Best effort: a store that fails reads as 'not logged' (a final status may be logged twice)."""
+    try:
+        return ctx.storage.head(layout.clip_logged(job_id, index)) is not None
+    except StorageError:
+        return False
 
 
 def mark_logged(ctx: Context, job_id: str, index: int) -> None:
-    ctx.storage.put_bytes(layout.clip_logged(job_id, index), b"")
+    try:
+        ctx.storage.put_bytes(layout.clip_logged(job_id, index), b"")
+    except StorageError as exc:
+        log.warning("clip.marker_failed", job_id=job_id, index=index, error=str(exc))
 
 
 def forget(ctx: Context, job_id: str, index: int) -> None:
@@ -63,9 +74,12 @@ def forget(ctx: Context, job_id: str, index: int) -> None:
 
 
 def remove_job(ctx: Context, job_id: str) -> None:
-    """The job's local scratch on this host and its clips in the store."""
+    """The job's local scratch on this host and its clips in the store (retention retries a failure)."""
     files.remove_tree(files.job_work_dir(ctx.settings, job_id))
-    ctx.storage.delete_prefix(layout.job_work(job_id))
+    try:
+        ctx.storage.delete_prefix(layout.job_work(job_id))
+    except StorageError as exc:
+        log.warning("clip.cleanup_failed", job_id=job_id, error=str(exc))
 
 
 def fetch(ctx: Context, job_id: str, indexes: list[int], dest: Path) -> dict[int, Path]:

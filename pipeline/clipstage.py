@@ -20,6 +20,7 @@ from .context import Context, JobView
 from .errors import ClipLineError, FFmpegMissing, is_transient
 from .logs import clip_event
 from .models import ClipOutcome, ClipRecord, JobStatus
+from .storage import StorageError
 
 log = structlog.get_logger("clipline.clip")
 
@@ -71,9 +72,12 @@ def _sidecar(ctx: Context, job_id: str, index: int) -> ClipRecord | None:
 
 def _recover(ctx: Context, view: JobView, index: int) -> Done | None:
     """A clip finished earlier whose Redis record was lost (restart) is recorded again from its sidecar."""
-    record = _sidecar(ctx, view.job_id, index)
-    if record is None or (record.path and not clip_objects.exists(ctx, view.job_id, index)):
-        return None
+    try:
+        record = _sidecar(ctx, view.job_id, index)
+        if record is None or (record.path and not clip_objects.exists(ctx, view.job_id, index)):
+            return None
+    except StorageError:
+        return None  # the store fails: cut again; publishing meets the error where it is retried
     return finish(ctx, view, record)
 
 
@@ -82,7 +86,10 @@ def finish(ctx: Context, view: JobView, record: ClipRecord, parallel_slot: int |
 
     Only the delivery whose record counted logs and counts it: a duplicate changes nothing.
     """
-    clip_objects.write_record(ctx, view.job_id, record)
+    try:
+        clip_objects.write_record(ctx, view.job_id, record)
+    except StorageError as exc:  # Redis holds the outcome; only if Redis lost it too is the clip cut again
+        log.warning("clip.sidecar_failed", job_id=view.job_id, index=record.index, error=str(exc))
     total = len(view.slots)
     rec = ctx.completion.record(view.job_id, record.index, total, record.to_json())
     if rec.added:
