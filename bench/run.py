@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.run                  # everything (about 10 minutes on 2 cores)
     .venv/bin/python -m bench.run --profiles network --caps 1,4 --skip-throughput
+    .venv/bin/python -m bench.run --only-storage   # the S3 backend against the file backend
 
 Prints a table per profile and writes bench/results/latest.json. Needs the
 services ./dev.sh starts (RabbitMQ, Redis) and ffmpeg.
@@ -20,7 +21,7 @@ from typing import Any
 from clipline.dev.cdn import LoopbackCDN
 from tests.integration.redisdb import claimed_db
 
-from . import baselines, job
+from . import baselines, job, storage
 from .harness import Env, RssSampler, Workers, drop_vhost, job_figures, reset_state, submit, wait_final
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -173,6 +174,8 @@ def main() -> None:
     ap.add_argument("--baseline-cap", type=int, default=4)
     ap.add_argument("--skip-baselines", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--skip-storage", action="store_true", help="no S3-against-file comparison")
+    ap.add_argument("--only-storage", action="store_true", help="only the S3-against-file comparison")
     ap.add_argument("--out", default="bench/results/latest.json")
     args = ap.parse_args()
     from pipeline import logs
@@ -192,7 +195,13 @@ def main() -> None:
     RUN_ROOT.mkdir(parents=True, exist_ok=True)
     with claimed_db("bench") as redis_url:
         try:
-            run_profiles(args, job, samples, redis_url, results)
+            if not args.only_storage:
+                run_profiles(args, job, samples, redis_url, results)
+            if not args.skip_storage:
+                with LoopbackCDN(samples.root, api_key=job.API_KEY, index_id=job.INDEX_ID) as cdn:
+                    env = Env(RUN_ROOT / "storage", cdn.api_url, samples.media_dir, redis_url)
+                    env.root.mkdir(parents=True, exist_ok=True)
+                    results["storage"] = storage.compare(env, cdn)
         finally:
             drop_vhost()
     out = Path(args.out)
@@ -258,6 +267,13 @@ def print_table(results: dict[str, Any]) -> None:
         for extra in ("throughput", "live_config"):
             if extra in prof:
                 print(f"{extra}: {prof[extra]}")
+    if "storage" in results:
+        st = results["storage"]
+        print(f"\n== storage (60 lines, cap {st['cap']}; median of {len(st['runs']['file'])} runs)")
+        for backend in ("file", "s3"):
+            print(f"{backend}: {st[backend]}")
+        print(f"per clip through S3: {st.get('per_clip')}")
+        print(f"assembly S3 / file: {st['assembly_s3_over_file']} (target <= 2)")
 
 
 if __name__ == "__main__":
