@@ -274,6 +274,7 @@ def print_table(results: dict[str, Any]) -> None:
             print(f"{backend}: {st[backend]}")
         print(f"per clip through S3: {st.get('per_clip')}")
         print(f"assembly S3 / file: {st['assembly_s3_over_file']} (target <= 2)")
+        print(f"assembly replayed alone: {st.get('assembly_replay')}")
 
 
 if __name__ == "__main__":

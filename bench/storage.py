@@ -39,7 +39,7 @@ def _render(env: Env, cdn: LoopbackCDN, cap: int, label: str) -> tuple[str, dict
         "frames": render.get("frames"),
         "assembly_ms": stats.get("assembly_ms"),
         "clips_fetch_ms": store.get("fetch_ms"),
-        "results_upload_ms": store.get("upload_ms"),
+        "publish_ms": store.get("publish_ms"),
         "extract_p95_ms": stats.get("p95_extract_ms"),
         "output_path": record.output_path,
     }
@@ -50,8 +50,8 @@ def _pct(values: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))], 2)
 
 
-def _per_clip(server: LoopbackS3, clips: list[Path], scratch: Path) -> dict[str, Any]:
-    """Each clip uploaded and then downloaded through the S3 backend, one at a time."""
+def _per_clip(server: LoopbackS3, job_id: str, clips: list[Path], scratch: Path) -> dict[str, Any]:
+    """Each clip uploaded (under its own key) and then downloaded through the S3 backend, one at a time."""
     import os
 
     from pipeline.storage import layout
@@ -61,7 +61,7 @@ def _per_clip(server: LoopbackS3, clips: list[Path], scratch: Path) -> dict[str,
     st = S3Storage(server.bucket, server.prefix, endpoint_url=server.endpoint_url)
     up, down = [], []
     for i, clip in enumerate(clips):
-        key = layout.clip("bench-per-clip", i)
+        key = layout.clip(job_id, i)
         t0 = time.perf_counter()
         st.put_file(key, clip)
         up.append((time.perf_counter() - t0) * 1000)
@@ -79,6 +79,57 @@ def _per_clip(server: LoopbackS3, clips: list[Path], scratch: Path) -> dict[str,
     }
 
 
+def _replay(env: Env, server: LoopbackS3, cdn: LoopbackCDN, job_id: str, repeats: int = 5) -> dict[str, Any]:
+    """The assembly's own work, repeated on the same 60 clips from each store, alternating: fetch the
+    clips, concatenate and mux the song, verify the frames, publish final.mp4 and the poster.
+
+    The render runs measure the same inside the pipeline, but with clip workers of other jobs (and
+    on a shared machine, other programs) competing; this isolates it.
+    """
+    from pipeline import assembly
+    from pipeline.context import Context, JobView
+    from pipeline.models import parse_request
+    from pipeline.settings import load_settings
+    from pipeline.timeline import build_slots, total_frames
+
+    request = parse_request(job.request(job_id, cdn))
+    view = JobView(request, build_slots(request))
+    expected = total_frames(request)
+    track = env.root / "work" / job_id / "audio" / "track.m4a"
+    base = {k: v for k, v in env.vars().items() if k.startswith(("CLIPLINE_", "TWELVELABS_"))}
+    stores = {
+        "file": {**base, "CLIPLINE_OUTPUT_DIR": str(env.root / "replay-output")},
+        "s3": {**base, **{k: v for k, v in server.env().items() if k.startswith("CLIPLINE_")}},
+    }
+    got: dict[str, list[dict[str, float]]] = {name: [] for name in stores}
+    for _ in range(repeats):
+        for name, variables in stores.items():
+            ctx = Context(load_settings(variables))
+            timing: dict[str, Any] = {}
+            t0 = time.perf_counter()
+            clips = assembly._fetch(ctx, view, timing)
+            t1 = time.perf_counter()
+            final = assembly.results.local_target(ctx, job_id, "final.mp4")
+            assembly._mux(ctx, view, clips, final, track, expected)
+            t2 = time.perf_counter()
+            assembly._publish(ctx, view, final, expected, timing)
+            t3 = time.perf_counter()
+            got[name].append(
+                {
+                    "fetch_ms": (t1 - t0) * 1000,
+                    "mux_ms": (t2 - t1) * 1000,
+                    "publish_ms": (t3 - t2) * 1000,
+                    "total_ms": (t3 - t0) * 1000,
+                }
+            )
+    out: dict[str, Any] = {"repeats": repeats}
+    for name, runs in got.items():
+        out[name] = {k: round(statistics.median(r[k] for r in runs), 1) for k in runs[0]}
+        out[name]["total_ms_min"] = round(min(r["total_ms"] for r in runs), 1)
+    out["s3_over_file"] = round(out["s3"]["total_ms"] / out["file"]["total_ms"], 2)
+    return out
+
+
 def compare(env: Env, cdn: LoopbackCDN, cap: int = 4, repeats: int = 2) -> dict[str, Any]:
     out: dict[str, Any] = {"cap": cap, "runs": {"file": [], "s3": []}}
     base_extra = dict(env.extra)
@@ -92,8 +143,10 @@ def compare(env: Env, cdn: LoopbackCDN, cap: int = 4, repeats: int = 2) -> dict[
                 clips = sorted((env.root / "work" / file_job / "clips").glob("*.mp4"))
                 scratch = env.root / "per-clip"
                 scratch.mkdir(parents=True, exist_ok=True)
-                out["per_clip"] = _per_clip(server, clips, scratch)
+                out["per_clip"] = _per_clip(server, file_job, clips, scratch)
                 print(f"[storage] per clip: {out['per_clip']}", flush=True)
+                out["assembly_replay"] = _replay(env, server, cdn, file_job)
+                print(f"[storage] assembly replay: {out['assembly_replay']}", flush=True)
             env.extra = {**base_extra, **server.env(), "CLIPLINE_S3_ABORT_UPLOADS_AFTER_S": "0"}
             _, fig = _render(env, cdn, cap, f"s3{r}")
             out["runs"]["s3"].append(fig)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -97,13 +98,13 @@ def _assemble(ctx: Context, view: JobView, created_at: datetime, last_attempt: b
         status = JobStatus.FAILED
     else:
         try:
-            track = audio.prepare(ctx, view)
+            with ThreadPoolExecutor(max_workers=1) as pool:  # the clips arrive while the song is prepared
+                fetching = pool.submit(_fetch, ctx, view, timing)
+                track = audio.prepare(ctx, view)
+                clips = fetching.result()
             stats["bytes_fetched"] += track.fetched_bytes if track else 0
-            measured = _mux(ctx, view, final, track.path if track else None, expected, timing)
-            t0 = time.monotonic()
-            output_uri = results.publish(ctx, job_id, layout.FINAL, final)
-            timing["poster"] = _poster(ctx, view, final, expected)
-            timing["upload_ms"] = round((time.monotonic() - t0) * 1000, 1)
+            measured = _mux(ctx, view, clips, final, track.path if track else None, expected)
+            output_uri = _publish(ctx, view, final, expected, timing)
             gaps = any(r.outcome != ClipOutcome.OK for r in records.values())
             status = JobStatus.COMPLETED_WITH_GAPS if gaps else JobStatus.COMPLETED
         except SourceError as exc:
@@ -167,21 +168,39 @@ def _assemble(ctx: Context, view: JobView, created_at: datetime, last_attempt: b
     return status
 
 
+def _fetch(ctx: Context, view: JobView, timing: dict[str, float | bool | str]) -> list[Path]:
+    """The clips as local files in slot order: in place with files, downloaded in parallel with S3."""
+    t0 = time.monotonic()
+    work = files.job_work_dir(ctx.settings, view.job_id)
+    local = clip_objects.fetch(ctx, view.job_id, [slot.index for slot in view.slots], work / "fetched")
+    timing["fetch_ms"] = round((time.monotonic() - t0) * 1000, 1)
+    return [local[slot.index] for slot in view.slots]
+
+
+def _publish(
+    ctx: Context, view: JobView, final: Path, frames: int, timing: dict[str, float | bool | str]
+) -> str:
+    """Publish final.mp4 while the poster is made from it (and published); returns the video's URI."""
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        uploading = pool.submit(results.publish, ctx, view.job_id, layout.FINAL, final)
+        timing["poster"] = _poster(ctx, view, final, frames)
+        uri = uploading.result()
+    timing["publish_ms"] = round((time.monotonic() - t0) * 1000, 1)
+    return uri
+
+
 def _mux(
     ctx: Context,
     view: JobView,
+    clips: list[Path],
     final: Path,
     audio: Path | None,
     expected: int,
-    timing: dict[str, float | bool | str],
 ) -> int:
     work = files.job_work_dir(ctx.settings, view.job_id)
     work.mkdir(parents=True, exist_ok=True)
     concat = work / "concat.txt"
-    t0 = time.monotonic()
-    local = clip_objects.fetch(ctx, view.job_id, [slot.index for slot in view.slots], work / "fetched")
-    timing["fetch_ms"] = round((time.monotonic() - t0) * 1000, 1)
-    clips = [local[slot.index] for slot in view.slots]
     concat.write_text(ffmpeg_args.concat_list_text(clips))
     tmp = files.temp_name(final)
     try:

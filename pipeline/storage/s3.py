@@ -194,7 +194,17 @@ class S3Storage(Storage):
             raise self.translate(exc, f"a probe object could not be written to {self.bucket!r}") from exc
 
     def put_file(self, key: str, path: Path) -> None:
+        """One PUT below the multipart threshold (a clip); above it, parts in parallel (final.mp4)."""
         try:
+            if Path(path).stat().st_size < self.transfer.multipart_threshold:
+                with open(path, "rb") as body:
+                    self.client.put_object(
+                        Bucket=self.bucket,
+                        Key=self.full(key),
+                        Body=body,
+                        ContentType=layout.content_type(key),
+                    )
+                return
             self.client.upload_file(
                 str(path),
                 self.bucket,
@@ -216,11 +226,15 @@ class S3Storage(Storage):
             raise self.translate(exc, f"upload of {key} failed") from exc
 
     def get_file(self, key: str, dest: Path) -> bool:
+        """One streamed GET to a temporary name, then a rename (no transfer manager per file)."""
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = files.temp_name(dest)
         try:
-            self.client.download_file(self.bucket, self.full(key), str(tmp), Config=self.transfer)
+            body = self.client.get_object(Bucket=self.bucket, Key=self.full(key))["Body"]
+            with open(tmp, "wb") as out:
+                for chunk in _chunks(body):
+                    out.write(chunk)
             os.replace(tmp, dest)
             return True
         except Exception as exc:  # noqa: BLE001
