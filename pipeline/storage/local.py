@@ -20,7 +20,7 @@ from pipeline import files
 
 from . import layout
 from .base import ObjectInfo, Storage
-from .errors import StorageError, StorageUnavailable
+from .errors import StorageError
 
 _CHUNK = 256 * 1024
 
@@ -55,7 +55,8 @@ class FileStorage(Storage):
         return self.path(key)
 
     def _fail(self, what: str, key: str, exc: OSError) -> StorageError:
-        return StorageUnavailable(f"{what} {key}: {type(exc).__name__}: {exc}", where=self.description)
+        """A file system error is not a network blip: not retried (a full disk stays full for a while)."""
+        return StorageError(f"{what} {key}: {type(exc).__name__}: {exc}", where=self.description)
 
     def check(self) -> None:
         for area, root in self.roots.items():

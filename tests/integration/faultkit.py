@@ -269,7 +269,8 @@ def check_job(
     report = json.loads(Path(result["report_path"]).read_text())
     assert [s["index"] for s in report["slots"]] == list(range(n)), report["slots"]
     assert all(s["measured_frames"] == s["slot_frames"] for s in report["slots"])
-    leftovers = [p.name for p in final.parent.iterdir() if p.name not in ("final.mp4", "report.json")]
+    results = ("final.mp4", "report.json", "poster.jpg")
+    leftovers = [p.name for p in final.parent.iterdir() if p.name not in results]
     assert leftovers == [], f"temporary files left in the output dir: {leftovers}"
 
     finals = clip_events(stack, job_id, FINAL_CLIP)
