@@ -9,15 +9,14 @@ writes the report, applied to the outcomes known so far while the job runs).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from pipeline import keys, report
+from pipeline import keys, report, results
 from pipeline.context import Context, JobView
 from pipeline.models import ClipRecord, JobStatus
+from pipeline.storage import StorageError, layout
 from pipeline.store import JobAttempt, RenderJob
 
 #: Every state a slot can show, in legend order: the four final outcomes, then the two live ones.
@@ -93,15 +92,12 @@ def clock(ms: int) -> str:
     return f"{m:02d}:{s:02d}.{ms:03d}"
 
 
-def read_report(job: RenderJob) -> dict[str, Any] | None:
-    """The job's report.json when it has one that parses; None otherwise."""
-    if not job.report_path:
-        return None
+def read_report(ctx: Context, job: RenderJob) -> dict[str, Any] | None:
+    """The job's report.json (from the store: files or S3) when it has one that parses; None otherwise."""
     try:
-        data = json.loads(Path(job.report_path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return results.read_report(ctx, job)
+    except StorageError:
         return None
-    return data if isinstance(data, dict) else None
 
 
 def _records(ctx: Context, job_id: str, rep: dict[str, Any] | None) -> dict[int, ClipRecord]:
@@ -181,12 +177,12 @@ def missing_lines(groups: list[dict[str, Any]], known: set[int] | None = None) -
 
 def result_urls(job: RenderJob, has_report: bool) -> dict[str, str | None]:
     """Where the page links the job's results: the API's own routes, on this origin, so the login
-    cookie reaches them. The video and poster come with the API's media routes (``output_url`` and
-    ``poster_url`` of the status object); until those exist the page shows no player."""
+    cookie reaches them (the media routes serve the video and poster from either store)."""
+    have = results.available(job)
     return {
         "report_url": f"/jobs/{job.id}/report" if has_report else None,
-        "output_url": None,
-        "poster_url": None,
+        "output_url": f"/jobs/{job.id}/video" if have[layout.FINAL] else None,
+        "poster_url": f"/jobs/{job.id}/poster" if have[layout.POSTER] else None,
     }
 
 
@@ -195,7 +191,7 @@ def load(ctx: Context, job_id: str) -> JobPage:
     job = ctx.store.get(job_id)
     status = JobStatus(job.status)
     view = ctx.view(job_id)
-    rep = read_report(job)
+    rep = read_report(ctx, job)
     records = _records(ctx, job_id, rep)
     started = set() if rep is not None or status.is_final else _started(ctx, job_id)
     slots = slot_views(view, records, started)
