@@ -268,9 +268,13 @@ def test_login_submit_watch_progress_placeholder_and_retry(
     fetched = ctx.request.get(f"{site.base}{report_href}" if report_href.startswith("/") else report_href)
     assert fetched.status == 200 and fetched.json()["job_id"] == job_id
     status = site.api.get(f"/jobs/{job_id}").json()
-    if status.get("output_url"):
-        assert page.get_attribute("#player", "src") == status["output_url"]
-        assert page.get_attribute("#video-link", "href") == status["output_url"]
+    if status.get("output_url"):  # the media route on this origin, which the login cookie reaches
+        video = f"/jobs/{job_id}/video"
+        assert page.get_attribute("#player", "src") == video
+        assert page.get_attribute("#video-link", "href") == video
+        part = ctx.request.get(f"{site.base}{video}", headers={"Range": "bytes=0-99"})
+        assert part.status == 206 and len(part.body()) == 100
+        assert page.get_attribute("#player", "poster") == f"/jobs/{job_id}/poster"
     else:
         assert (
             page.locator("#player").count() == 0 and page.locator("text=No video to show yet.").is_visible()
