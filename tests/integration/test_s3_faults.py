@@ -15,7 +15,7 @@ from .faultkit import clip_events, init_db, small_request, submit, wait_final
 pytestmark = pytest.mark.integration
 
 
-def refused(stack: Stack, code: int = 1, **env: str) -> str:
+def refused(stack: Stack, code: int = 3, **env: str) -> str:
     """Start a clip worker with ``env``: it must exit at once with ``code``; returns what it said."""
     stack.env.update(env)
     res = stack.cli("worker", "--stage", "clip", timeout=120)
