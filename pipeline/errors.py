@@ -24,6 +24,8 @@ boundary into the most specific class here and chained with ``from``.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import redis
 
 
@@ -31,12 +33,26 @@ class ClipLineError(Exception):
     """Root of every error clipline raises on purpose."""
 
 
-class RequestInvalid(ClipLineError):
-    """The render request failed validation; ``field`` names where."""
+class FieldProblem(NamedTuple):
+    """One thing wrong with a request: where (``lines[3].clip.hls_url``) and what."""
 
-    def __init__(self, message: str, *, field: str = "") -> None:
+    field: str
+    message: str
+
+
+class RequestInvalid(ClipLineError):
+    """The render request failed validation; ``field`` names where (the first of ``problems``)."""
+
+    def __init__(self, message: str, *, field: str = "", problems: list[FieldProblem] | None = None) -> None:
         super().__init__(message)
         self.field = field
+        self.problems = problems if problems is not None else [FieldProblem(field, message)]
+
+    @classmethod
+    def of(cls, problems: list[FieldProblem]) -> RequestInvalid:
+        """Every problem in one error: the message lists them all (``field: what; field: what``)."""
+        message = "; ".join(f"{p.field}: {p.message}" for p in problems)
+        return cls(message, field=problems[0].field, problems=problems)
 
 
 class JobConflict(ClipLineError):

@@ -47,7 +47,7 @@ def secret_key(secret: str) -> bytes:
         try:
             key = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
         except binascii.Error as exc:
-            raise ValueError(f"CLIPLINE_WEBHOOK_SECRET starts with {SECRET_PREFIX} but is not base64") from exc
+            raise ValueError(f"CLIPLINE_WEBHOOK_SECRET starts with {SECRET_PREFIX} but is no base64") from exc
     else:
         key = secret.encode()
     if not key:
@@ -106,7 +106,8 @@ def verify(
         raise SignatureInvalid(f"webhook-timestamp {stamp!r} is not whole Unix seconds") from exc
     now = time.time() if now_s is None else now_s
     if abs(now - timestamp_s) > tolerance_s:
-        raise SignatureInvalid(f"webhook-timestamp is {now - timestamp_s:+.0f} s off (tolerance {tolerance_s} s)")
+        off = f"{now - timestamp_s:+.0f}"
+        raise SignatureInvalid(f"webhook-timestamp is {off} s off (tolerance {tolerance_s} s)")
     expected = sign(key, msg_id, timestamp_s, body).encode()
     if not any(hmac.compare_digest(expected, given.encode()) for given in signatures.split(" ")):
         raise SignatureInvalid("no webhook-signature matches the body")

@@ -30,7 +30,7 @@ def test_the_specifications_test_vector() -> None:
     assert ws.verify(key, headers, VECTOR_BODY, now_s=VECTOR_TS + 10) == VECTOR_ID
 
 
-@pytest.mark.parametrize("secret", [ws.new_secret(), "a plain old secret, not base64 at all", "whsec_c2VjcmV0"])
+@pytest.mark.parametrize("secret", [ws.new_secret(), "a plain secret, no base64", "whsec_c2VjcmV0"])
 def test_the_standardwebhooks_library_verifies_what_we_sign(secret: str) -> None:
     body = '{"event": "job.finished", "job_id": "j-1", "text": "第一句歌词"}'.encode()
     headers = ws.headers(ws.secret_key(secret), "dlv-1", body)
@@ -44,7 +44,7 @@ def test_a_plain_secret_is_its_utf8_bytes_and_whsec_is_base64() -> None:
     assert ws.secret_key("abc") == b"abc"
     assert ws.secret_key("whsec_" + base64.b64encode(b"\x00\x01key").decode()) == b"\x00\x01key"
     assert ws.secret_for_receivers("abc") == "whsec_" + base64.b64encode(b"abc").decode()
-    with pytest.raises(ValueError, match="not base64"):
+    with pytest.raises(ValueError, match="no base64"):
         ws.secret_key("whsec_not base64!")
     with pytest.raises(ValueError, match="empty"):
         ws.secret_key("")
