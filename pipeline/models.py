@@ -31,7 +31,7 @@ from .errors import FieldProblem, RequestInvalid
 from .problems import Problems, problems_of, url_problem
 
 #: The version of the request, report, status and callback contracts (``schema_version``).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 #: The largest ``metadata`` object a request may carry, as compact UTF-8 JSON.
 METADATA_MAX_BYTES = 4096
 
