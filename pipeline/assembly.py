@@ -92,7 +92,7 @@ def _assemble(ctx: Context, view: JobView, created_at: datetime) -> JobStatus:
     else:
         try:
             track = audio.prepare(ctx, view)
-            stats["bytes_fetched"] += track.fetched_bytes if track else 0
+            stats.bytes_fetched += track.fetched_bytes if track else 0
             measured = _mux(ctx, view, records, final, track.path if track else None, expected)
             gaps = any(r.outcome != ClipOutcome.OK for r in records.values())
             status = JobStatus.COMPLETED_WITH_GAPS if gaps else JobStatus.COMPLETED
@@ -102,11 +102,11 @@ def _assemble(ctx: Context, view: JobView, created_at: datetime) -> JobStatus:
             error, status = f"song could not be read: {exc}", JobStatus.FAILED
         except (ClipLineError, OSError) as exc:
             error, status = f"assembly failed: {type(exc).__name__}: {exc}", JobStatus.FAILED
-    stats["assembly_ms"] = round((time.monotonic() - started) * 1000, 1)
+    stats.assembly_ms = round((time.monotonic() - started) * 1000, 1)
     report = build_report(
         view,
         records,
-        status=status.value,
+        status=status,
         output_path=str(final) if measured else None,
         total_frames=expected,
         measured_frames=measured,
@@ -114,14 +114,15 @@ def _assemble(ctx: Context, view: JobView, created_at: datetime) -> JobStatus:
         error=error,
     )
     try:
-        files.write_json_atomic(report_path, report)
+        files.write_json_atomic(report_path, report.model_dump(mode="json"))
     except OSError as exc:
         error, status = f"report could not be written: {exc}", JobStatus.FAILED
+    frames = {"frames": measured, "expected_frames": expected}
     won = ctx.store.advance(
         job_id,
         status=status,
         error=error,
-        metrics={"render": {"clip_stats": stats, "frames": measured, "expected_frames": expected}},
+        metrics={"render": {"clip_stats": stats.model_dump(mode="json"), **frames}},
         output_path=str(final) if measured else None,
         report_path=str(report_path) if report_path.exists() else None,
     )
@@ -136,8 +137,8 @@ def _assemble(ctx: Context, view: JobView, created_at: datetime) -> JobStatus:
         frames=measured,
         expected_frames=expected,
         duration_s=round(duration_s, 3),
-        assembly_ms=stats["assembly_ms"],
-        **{o.public_name: stats[o.public_name] for o in ClipOutcome},
+        assembly_ms=stats.assembly_ms,
+        **stats.counts.model_dump(exclude={"total", "done"}),
     )
     cleanup(ctx, job_id, status)
     webhooks.notify(ctx, job_id)
