@@ -127,7 +127,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             job = ctx.store.get(job_id)
             print(f"{status.value}: video {job.output_path}\nreport {job.report_path}", file=sys.stderr)
     if args.json:
-        _print_json(jobs.status_object(ctx.store.get(job_id)))
+        _print_json(jobs.describe(ctx, ctx.store.get(job_id)).model_dump(mode="json"))
     return code
 
 
@@ -136,7 +136,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.watch:
         wait_for(ctx, args.job_id, show=True)
     job = ctx.store.get(args.job_id)
-    obj = jobs.status_object(job)
+    obj = jobs.describe(ctx, job).model_dump(mode="json")
     if args.json:
         _print_json(obj)
     else:
@@ -168,15 +168,16 @@ def cmd_retry(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             code = Exit.TIMEOUT
     if args.json:
-        _print_json(dict(jobs.status_object(ctx.store.get(args.job_id)), retried_slots=done.slots))
+        _print_json(jobs.retried(ctx, done).model_dump(mode="json"))
     return code
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     status = JobStatus(args.status) if args.status else None
-    found = _ctx().store.list(status=status, limit=args.limit, offset=args.offset)
+    ctx = _ctx()
+    found = ctx.store.list(status=status, limit=args.limit, offset=args.offset)
     if args.json:
-        _print_json({"jobs": [jobs.status_object(j) for j in found]})
+        _print_json({"jobs": [jobs.describe(ctx, j).model_dump(mode="json") for j in found]})
         return 0
     print(f"{'job_id':28} {'status':20} {'progress':>8} {'attempt':>7}  created_at")
     for j in found:
@@ -191,7 +192,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     window = retention.parse_age(args.window, option="--window")
-    out = job_stats.summarize(_ctx(), window_s=window, queues=depths(settings))
+    out = job_stats.summarize(_ctx(), window_s=window, queues=depths(settings)).model_dump(mode="json")
     if args.json:
         _print_json(out)
         return 0
@@ -209,8 +210,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
         f"({clips['placeholder']} of {clips['total']} clips; {clips['fallback_local']} local)"
     )
     queues = out["queues"] or {}
-    if "error" in queues:
-        print(f"queues: {queues['error']}")
+    if out["queues_error"]:
+        print(f"queues: {out['queues_error']}")
     for q in queues.values():
         if isinstance(q, dict):
             print(

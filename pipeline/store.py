@@ -242,12 +242,22 @@ class JobStore:
             total = int(s.scalar(select(func.count()).select_from(RenderJob).where(*where)) or 0)
             return list(s.scalars(stmt.limit(limit).offset(offset))), total
 
-    def list(self, *, status: JobStatus | None = None, limit: int = 50, offset: int = 0) -> list[RenderJob]:
+    def list(
+        self,
+        *,
+        status: JobStatus | None = None,
+        mix_request_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[RenderJob]:
+        """Jobs, newest first; of one status and/or one mix_request_id when given."""
         stmt = (
             select(RenderJob).order_by(RenderJob.created_at.desc(), RenderJob.id).limit(limit).offset(offset)
         )
         if status is not None:
             stmt = stmt.where(RenderJob.status == status.value)
+        if mix_request_id is not None:
+            stmt = stmt.where(RenderJob.mix_request_id == mix_request_id)
         with self.session() as s:
             return list(s.scalars(stmt))
 
