@@ -8,6 +8,7 @@ boundary into the most specific class here and chained with ``from``.
     ├── RequestInvalid          request failed validation (names the field)
     ├── JobConflict             same job_id, different request body
     ├── JobNotFound             no job with that id
+    ├── ServiceUnavailable      the broker, Redis or the database cannot be reached (HTTP 503)
     ├── JobStateConflict        the job's state forbids the action
     │   ├── JobFinished         the job already ended (cannot be cancelled)
     │   └── JobNotRetryable     the job is running, or completed with nothing to retry
@@ -61,6 +62,10 @@ class JobConflict(ClipLineError):
 
 class JobNotFound(ClipLineError):
     """No job record has this id."""
+
+
+class ServiceUnavailable(ClipLineError):
+    """A service clipline needs (the broker, Redis, the database) cannot be reached; try again later."""
 
 
 class JobStateConflict(ClipLineError):

@@ -159,7 +159,7 @@ def test_webhooks_retry_of_gaps_history_stats_and_cleanup(stack: Stack, receiver
 
         # A completed job has nothing to retry; an unknown one is 404
         done = api.post(f"/jobs/{job_id}/retry")
-        assert done.status_code == 409 and "nothing to retry" in done.json()["detail"]
+        assert done.status_code == 409 and "nothing to retry" in done.json()["error"]["message"]
         assert api.post("/jobs/nope/retry").status_code == 404
 
         # Statistics and listings, over HTTP and on the command line
