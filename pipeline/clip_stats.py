@@ -18,11 +18,11 @@ class ClipCounts(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     total: int = Field(ge=0)
-    done: int = Field(0, ge=0)
-    succeeded: int = Field(0, ge=0)
-    fallback_local: int = Field(0, ge=0)
-    placeholder: int = Field(0, ge=0)
-    failed: int = Field(0, ge=0)
+    done: int = Field(default=0, ge=0)
+    succeeded: int = Field(default=0, ge=0)
+    fallback_local: int = Field(default=0, ge=0)
+    placeholder: int = Field(default=0, ge=0)
+    failed: int = Field(default=0, ge=0)
 
     @classmethod
     def of(cls, total: int, outcomes: Iterable[ClipOutcome | str]) -> ClipCounts:
@@ -36,19 +36,19 @@ class ClipCounts(BaseModel):
 class ClipStats(ClipCounts):
     """``metrics.render.clip_stats`` of a job record, the report and the status object (DESIGN.md)."""
 
-    retries: int = Field(0, ge=0, description="clip attempts beyond each clip's first")
-    avg_extract_ms: float | None = Field(None, description="cutting an ok clip from its source")
+    retries: int = Field(default=0, ge=0, description="clip attempts beyond each clip's first")
+    avg_extract_ms: float | None = Field(default=None, description="cutting an ok clip from its source")
     p95_extract_ms: float | None = None
     max_extract_ms: float | None = None
-    avg_queue_wait_ms: float | None = Field(None, description="from enqueue to the clip starting")
-    peak_concurrency: int = Field(0, ge=0, description="most clips of the job running at once, measured")
-    configured_concurrency: int = Field(0, ge=0)
-    bytes_fetched: int = Field(0, ge=0, description="playlists, segments and the song read from sources")
-    segments_fetched: int = Field(0, ge=0)
-    duplicate_segments: int = Field(0, ge=0, description="segments shared between clips, fetched once")
-    max_drift_ms: float = Field(0.0, ge=0)
-    total_drift_ms: float = Field(0.0, ge=0)
-    assembly_ms: float | None = Field(None, description="concatenating, muxing and writing the report")
+    avg_queue_wait_ms: float | None = Field(default=None, description="from enqueue to the clip starting")
+    peak_concurrency: int = Field(default=0, ge=0, description="most clips running at once, measured")
+    configured_concurrency: int = Field(default=0, ge=0)
+    bytes_fetched: int = Field(default=0, ge=0, description="playlists, segments, song")
+    segments_fetched: int = Field(default=0, ge=0)
+    duplicate_segments: int = Field(default=0, ge=0, description="segments shared by clips")
+    max_drift_ms: float = Field(default=0.0, ge=0)
+    total_drift_ms: float = Field(default=0.0, ge=0)
+    assembly_ms: float | None = Field(default=None, description="concat, mux and report")
 
     @property
     def counts(self) -> ClipCounts:
