@@ -218,7 +218,7 @@ def create_app(settings: Settings) -> FastAPI:
         status: JobStatus | None = None,
         mix_request_id: Annotated[str | None, Query(max_length=128)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
     ) -> JobList:
         found = ctx.store.list(status=status, mix_request_id=mix_request_id, limit=limit, offset=offset)
         return JobList(jobs=[jobs.describe(ctx, j) for j in found], limit=limit, offset=offset)
