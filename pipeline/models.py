@@ -137,10 +137,14 @@ class Audio(_Strict):
 
 
 class ClipWindow(_Strict):
+    """The source window of a line: a span of one video."""
+
     video_id: Id
     start_ms: Ms
     end_ms: Ms
-    hls_url: str | None = None
+    hls_url: str | None = Field(
+        None, description="the video's HLS playlist (http/https); without it the video API resolves video_id"
+    )
 
     _url = field_validator("hls_url")(_check_url)
 
@@ -157,8 +161,10 @@ class ClipWindow(_Strict):
 
 
 class Line(_Strict):
+    """A lyric line: its window on the song's timeline, and the clip shown for it."""
+
     text: str = Field("", max_length=1000)
-    start_ms: Ms
+    start_ms: Ms = Field(description="on the song's timeline; lines are in order and do not overlap")
     end_ms: Ms
     clip: ClipWindow
 
@@ -184,14 +190,14 @@ class RenderRequest(_Strict):
     mix_request_id: str | None = Field(None, max_length=128)
     trace_id: str = Field(default_factory=new_trace_id, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     output: OutputProfile = Field(default_factory=lambda: OutputProfile(width=1280, height=720, fps=30))
-    audio: Audio | None = None
-    callback_url: str | None = None
+    audio: Audio | None = Field(None, description="the song (url, or path under CLIPLINE_MEDIA_DIR)")
+    callback_url: str | None = Field(None, description="POSTed each final state (Standard Webhooks signed)")
     metadata: dict[str, Any] | None = Field(
         None,
         description=f"The caller's own JSON object (at most {METADATA_MAX_BYTES} bytes as compact JSON), "
         "echoed unchanged in the job's status and callbacks.",
     )
-    lines: list[Line] = Field(min_length=1)
+    lines: list[Line] = Field(min_length=1, description="at most CLIPLINE_MAX_LINES (500 by default)")
 
     _url = field_validator("callback_url")(_check_url)
 
