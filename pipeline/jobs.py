@@ -17,7 +17,7 @@ from .errors import JobFinished, JobNotRetryable
 from .models import ClipOutcome, JobStatus
 from .planning import validate
 from .records import Attempt, Job, JobDetail, RetriedJob
-from .store import JobAttempt, RenderJob
+from .store import INVALID_PREFIX, JobAttempt, RenderJob
 from .tables import ATTEMPT_MARK
 
 log = structlog.get_logger("clipline.jobs")
@@ -90,6 +90,10 @@ def retry(ctx: Context, job_id: str, enqueue_plan: Enqueue) -> Retried:
         raise JobNotRetryable(f"job {job_id} is still {status.value}; wait for it to end, or cancel it first")
     if status == JobStatus.COMPLETED:
         raise JobNotRetryable(f"job {job_id} is COMPLETED with every slot's footage; nothing to retry")
+    if job.request_hash.startswith(INVALID_PREFIX):
+        raise JobNotRetryable(
+            f"job {job_id} was refused ({job.current_error()}); send a corrected request with the same job_id"
+        )
     total = len(job.render_request().lines)
     redo = list(range(total)) if status in RETRY_WHOLE else _slots_without_footage(ctx, job_id, total)
     out_dir, attempt = files.job_output_dir(ctx.settings, job_id), job.attempts
