@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 import standardwebhooks
+from pydantic import ValidationError
 
 from pipeline import webhook_signing as ws
+from pipeline.settings import load_settings
 
 # The test vector published with the Standard Webhooks specification (and its libraries' tests).
 VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -89,3 +91,9 @@ def test_the_deprecated_signature_is_unchanged() -> None:
     # Kept for one release: hex HMAC-SHA256 of the body keyed with the secret string (value from openssl dgst)
     expected = "sha256=add853b103fbcc936a194f9eb15e29c4ff08af6e47d5d1bca4f20218e31e4fff"
     assert ws.legacy_signature("k", b"{}") == expected
+
+
+def test_a_secret_that_cannot_be_a_key_is_refused_at_start() -> None:
+    with pytest.raises(ValidationError, match="CLIPLINE_WEBHOOK_SECRET starts with whsec_ but is no base64"):
+        load_settings({"CLIPLINE_WEBHOOK_SECRET": "whsec_not base64!"})
+    assert load_settings({"CLIPLINE_WEBHOOK_SECRET": "any plain string"}).webhook_secret == "any plain string"
