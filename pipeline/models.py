@@ -28,12 +28,14 @@ from pydantic import (
 )
 
 from .errors import FieldProblem, RequestInvalid
-from .problems import Problems, problems_of, url_problem
+from .problems import Problems, field_path, problems_of, timeline_problems, url_problem
 
 #: The version of the request, report, status and callback contracts (``schema_version``).
 SCHEMA_VERSION: Literal[1] = 1
 #: The largest ``metadata`` object a request may carry, as compact UTF-8 JSON.
 METADATA_MAX_BYTES = 4096
+#: The latest time a request may name (CLIPLINE_MAX_TIME_MS's default).
+MAX_TIME_MS = 4 * 3600 * 1000
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
@@ -219,15 +221,8 @@ class RenderRequest(_Strict):
             raise ValueError(
                 f"{len(lines)} lines is more than the maximum of {max_lines} (CLIPLINE_MAX_LINES)"
             )
-        max_ms = int(ctx.get("max_time_ms", 4 * 3600 * 1000))
-        found: list[tuple[tuple[str | int, ...], str]] = []
-        for i, line in enumerate(lines):
-            for loc, value in (((i, "end_ms"), line.end_ms), ((i, "clip", "end_ms"), line.clip.end_ms)):
-                if value > max_ms:
-                    found.append((loc, f"{value} is past the maximum of {max_ms} ms (CLIPLINE_MAX_TIME_MS)"))
-            if i and line.start_ms < (before := lines[i - 1].end_ms):
-                msg = f"starts at {line.start_ms} ms, before lines[{i - 1}] ends at {before} ms"
-                found.append(((i, "start_ms"), msg + ": lines must be in order and must not overlap"))
+        max_ms = int(ctx.get("max_time_ms", MAX_TIME_MS))
+        found = timeline_problems([line.model_dump() for line in lines], max_ms)
         if found:
             raise Problems(found)
         return lines
@@ -273,7 +268,7 @@ def parse_request(
     data: Any,
     *,
     max_lines: int = 500,
-    max_time_ms: int = 4 * 3600 * 1000,
+    max_time_ms: int = MAX_TIME_MS,
     allowed_hosts: frozenset[str] = frozenset(),
 ) -> RenderRequest:
     """Validate a raw request (dict) into a RenderRequest, or raise RequestInvalid listing every problem
@@ -293,7 +288,12 @@ def parse_request(
     try:
         return RenderRequest.model_validate(data, context=ctx)
     except ValidationError as exc:
-        raise RequestInvalid.of(problems_of(exc)) from exc
+        found = problems_of(exc)
+        if isinstance(lines, list):  # the lines' order is checked even when a line has its own problem
+            for loc, msg in timeline_problems(lines, max_time_ms):
+                if (more := FieldProblem(field_path(("lines", *loc)), msg)) not in found:
+                    found.append(more)
+        raise RequestInvalid.of(found) from exc
 
 
 @dataclass

@@ -1,9 +1,11 @@
-"""From pydantic's validation errors to the field problems a caller can act on. Pure.
+"""What is wrong with a request, as field problems a caller can act on. Pure.
 
 Every problem found is reported, each with its field path in the request's
 own terms (``lines[3].clip.hls_url``), never "... and 1 more problem(s)".
 A validator that checks many items at once (the lines' order, each slot's
-frame) raises ``Problems`` so that each finding keeps its own path.
+frame) raises ``Problems`` so that each finding keeps its own path. The lines'
+order and times (``timeline_problems``) are also checked on the raw lines when
+a line fails its own validation, which stops pydantic before that check.
 """
 
 from __future__ import annotations
@@ -61,3 +63,28 @@ def url_problem(value: str, allowed_hosts: frozenset[str] = frozenset()) -> str 
     if allowed_hosts and parts.hostname.lower() not in allowed_hosts:
         return f"host {parts.hostname!r} is not in CLIPLINE_ALLOWED_HOSTS"
     return None
+
+
+def timeline_problems(lines: list[Any], max_ms: int) -> list[tuple[Loc, str]]:
+    """Times past ``max_ms`` and lines out of order or overlapping, found in lines as dicts (validated or
+    raw: a value that is not an integer is skipped here, its own check names it)."""
+
+    def ms(line: Any, *path: str) -> int | None:
+        for key in path:
+            line = line.get(key) if isinstance(line, dict) else None
+        return line if isinstance(line, int) and not isinstance(line, bool) else None
+
+    found: list[tuple[Loc, str]] = []
+    previous_end: tuple[int, int] | None = None  # (index, end_ms) of the last line with an end
+    for i, line in enumerate(lines):
+        ends = (((i, "end_ms"), ms(line, "end_ms")), ((i, "clip", "end_ms"), ms(line, "clip", "end_ms")))
+        for loc, value in ends:
+            if value is not None and value > max_ms:
+                found.append((loc, f"{value} is past the maximum of {max_ms} ms (CLIPLINE_MAX_TIME_MS)"))
+        start = ms(line, "start_ms")
+        if start is not None and previous_end is not None and start < previous_end[1]:
+            msg = f"starts at {start} ms, before lines[{previous_end[0]}] ends at {previous_end[1]} ms"
+            found.append(((i, "start_ms"), msg + ": lines must be in order and must not overlap"))
+        end = ms(line, "end_ms")
+        previous_end = (i, end) if end is not None else previous_end
+    return found

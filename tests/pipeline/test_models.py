@@ -191,3 +191,16 @@ def test_metadata_is_a_small_json_object() -> None:
 def test_null_job_id_and_trace_id_are_generated_like_absent_ones() -> None:
     req = parse_request(request(job_id=None, trace_id=None))
     assert req.job_id.startswith("job-") and len(req.trace_id) == 16
+
+
+def test_the_lines_order_is_checked_even_when_a_line_has_its_own_problem() -> None:
+    # Given an overlap between lines 0 and 1 and a bad video id on line 2
+    lines = [line(0, 1000), line(500, 1500), line(1500, 2500, "a/b")]
+    with pytest.raises(RequestInvalid) as err:
+        parse_request(request(lines=lines))
+    # Then both are named (pydantic alone stops before the cross-line check when a line is invalid)
+    assert sorted(p.field for p in err.value.problems) == ["lines[1].start_ms", "lines[2].clip.video_id"]
+    # A value that is not an integer is named once, by its own check, not by the order check
+    with pytest.raises(RequestInvalid) as err:
+        parse_request(request(lines=[line(0, 1000), line("soon", 1500)]))  # type: ignore[arg-type]
+    assert [p.field for p in err.value.problems] == ["lines[1].start_ms"]
