@@ -47,7 +47,8 @@ class RequestInvalid(ClipLineError):
     def __init__(self, message: str, *, field: str = "", problems: list[FieldProblem] | None = None) -> None:
         super().__init__(message)
         self.field = field
-        self.problems = problems if problems is not None else [FieldProblem(field, message)]
+        alone = [FieldProblem(field, message.removeprefix(f"{field}: "))]  # one problem, its field in front
+        self.problems = problems if problems is not None else alone
 
     @classmethod
     def of(cls, problems: list[FieldProblem]) -> RequestInvalid:
