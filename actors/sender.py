@@ -13,7 +13,6 @@ from typing import Any
 
 import dramatiq
 
-from pipeline.errors import ServiceUnavailable
 from pipeline.settings import Settings
 from pipeline.stages import Stage
 
@@ -34,16 +33,12 @@ class Sender:
         self._lock = threading.Lock()
 
     def __call__(self, stage: Stage, *args: Any) -> None:
-        """Raises ServiceUnavailable when the broker cannot be reached (Dramatiq tried a few times)."""
         with self._lock:
             if self._broker is None:
                 from .broker import setup_broker
 
                 self._broker = setup_broker(self.settings)
-        try:
-            self._broker.get_actor(names.ACTOR[stage]).send(*args)
-        except dramatiq.errors.BrokerConnectionError as exc:
-            raise ServiceUnavailable(f"the broker cannot be reached: {exc}") from exc
+        self._broker.get_actor(names.ACTOR[stage]).send(*args)
 
     def enqueue_plan(self, request: dict[str, Any]) -> None:
         self(Stage.PLAN, request)

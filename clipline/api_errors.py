@@ -169,12 +169,17 @@ def install(app: FastAPI) -> None:
         code = _BY_STATUS.get(exc.status_code, ErrorCode.INTERNAL_ERROR)
         return error_response(code, str(exc.detail), headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(redis.RedisError)
-    @app.exception_handler(OperationalError)
+    from actors.queues import BROKER_ERRORS
+
     async def unavailable(_: Request, exc: Exception) -> JSONResponse:
         log.warning("api.unavailable", error=f"{type(exc).__name__}: {exc}")
         what = "Redis" if isinstance(exc, redis.RedisError) else "the database"
+        if isinstance(exc, BROKER_ERRORS):  # a submit is recorded before it is sent: sending it again is safe
+            what = "the broker"
         return error_response(ErrorCode.UNAVAILABLE, f"{what} cannot be reached; try again shortly")
+
+    for kind in (redis.RedisError, OperationalError, *BROKER_ERRORS):
+        app.add_exception_handler(kind, unavailable)
 
     @app.exception_handler(Exception)
     async def internal(_: Request, exc: Exception) -> JSONResponse:

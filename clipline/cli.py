@@ -119,7 +119,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             status = _follow(ctx, job_id, args.timeout)
         except WaitTimeout as exc:
             if args.json:  # the job's state is the one JSON object; the timeout is the exit code
-                _print_json(jobs.status_object(ctx.store.get(job_id)))
+                _print_json(jobs.describe(ctx, ctx.store.get(job_id)).model_dump(mode="json"))
             print(f"error: {exc}", file=sys.stderr)
             return Exit.TIMEOUT
         code = jobs.exit_code(status)
