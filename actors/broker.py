@@ -19,7 +19,7 @@ from pipeline.errors import JobConflict, RequestInvalid
 from pipeline.settings import Settings
 from pipeline.stages import Stage
 
-from . import names
+from . import names, rejects
 from .assemble import assemble_render
 from .assemble import retry_when as assemble_retry_when
 from .clip import extract_clip, retry_when
@@ -38,7 +38,8 @@ def setup_broker(
     confirms) the process's broker and register the four actors on it, each on its own queue.
 
     ``with_worker_middleware``: also the middleware a worker process needs (live settings, the
-    cancel watcher, Prometheus when a multiprocess directory is set). Senders leave it off.
+    cancel watcher, Prometheus when a multiprocess directory is set, the report of messages that
+    can never be processed: ``actors.rejects``). Senders leave it off.
     Returns the broker. Connects lazily: nothing is opened until the first send or consume.
     """
     if broker is None:
@@ -50,6 +51,7 @@ def setup_broker(
         broker.add_middleware(CancelWatcher())
         if metrics_enabled():
             broker.add_middleware(WorkerPrometheus())
+        rejects.install(broker)
     backoff: dict[str, Any] = {
         "min_backoff": settings.retry_min_backoff_ms,
         "max_backoff": settings.retry_max_backoff_ms,

@@ -27,6 +27,11 @@ JOB_SECONDS = Histogram(
     "Submit to final status",
     buckets=(10, 30, 60, 120, 180, 300, 600, 900, 1200, 1800, 3600),
 )
+INVALID_MESSAGES = Counter(
+    "clipline_invalid_messages_total",
+    "Messages dead-lettered because they can never be processed (bad JSON, invalid request, bad arguments)",
+    ["queue", "reason"],
+)
 CLIP_CONCURRENCY = Gauge(
     "clipline_clip_concurrency",
     "Clips this worker may cut at once: its own cap, lowered by a cluster-wide cap",
@@ -61,6 +66,9 @@ class PrometheusObserver(Observer):
     def job_finished(self, status: str, duration_s: float) -> None:
         JOBS.labels(status).inc()
         JOB_SECONDS.observe(duration_s)
+
+    def message_rejected(self, queue: str, reason: str) -> None:
+        INVALID_MESSAGES.labels(queue, reason).inc()
 
     def config_changed(self, key: str, old: object, new: object) -> None:
         if key == "render_clip_concurrency":

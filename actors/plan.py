@@ -7,25 +7,43 @@ from typing import Any
 import structlog
 
 from pipeline import planning
+from pipeline.errors import FieldProblem, JobConflict, RequestInvalid
 from pipeline.logs import bind_job, clip_event
+from pipeline.rejects import Reason
 from pipeline.stages import Stage
 
+from . import names
+from .rejects import reject_in_actor
 from .runtime import context
 from .sender import send
+
+QUEUE = names.QUEUE[Stage.PLAN]
 
 log = structlog.get_logger("clipline.plan")
 
 
-def plan_render(request: dict[str, Any]) -> None:
+def plan_render(*args: Any, **kwargs: Any) -> None:
+    """Takes the request as its one argument. A message that can never be planned (other arguments, an
+    invalid request, a conflicting job_id) is reported (``pipeline.rejects``) and dead-lettered."""
     ctx = context()
-    job_id = request.get("job_id") if isinstance(request, dict) else None
-    trace_id = request.get("trace_id") if isinstance(request, dict) else None
-    with bind_job(job_id, trace_id):
-        plan = planning.plan(ctx, request)  # RequestInvalid/JobConflict: dead-lettered (actor `throws`)
+    request = args[0] if args else None
+    ids = [request.get(k) if isinstance(request, dict) else None for k in ("job_id", "trace_id")]
+    with bind_job(*(i if isinstance(i, str) else None for i in ids)):
+        if len(args) != 1 or kwargs:
+            keywords = f" and keyword argument(s) {', '.join(sorted(kwargs))}" if kwargs else ""
+            got = f"plan_render takes the request as its one argument; got {len(args)} argument(s){keywords}"
+            problem = FieldProblem("(message).args", got)
+            return reject_in_actor(QUEUE, Reason.BAD_ARGUMENTS, [problem], request)
+        try:
+            plan = planning.plan(ctx, request)
+        except RequestInvalid as exc:
+            return reject_in_actor(QUEUE, Reason.INVALID_REQUEST, exc.problems, request)
+        except JobConflict as exc:
+            return reject_in_actor(QUEUE, Reason.CONFLICT, [FieldProblem("job_id", str(exc))], request)
         with bind_job(plan.job_id, plan.request.trace_id):
             if not plan.fan_out:
                 log.info("plan.skip", reason=plan.reason)
-                return
+                return None
             for line_index, line in enumerate(plan.request.lines):
                 send(Stage.CLIP, plan.job_id, line_index, plan.request.trace_id)
                 clip_event(
@@ -38,3 +56,4 @@ def plan_render(request: dict[str, Any]) -> None:
                     video_id=line.clip.video_id,
                 )
             planning.fanned_out(ctx, plan)
+    return None

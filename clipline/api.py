@@ -2,7 +2,8 @@
 
 POST /jobs, GET /jobs/{id}, GET /jobs/{id}/report, GET /jobs, POST /jobs/{id}/cancel,
 POST /jobs/{id}/retry, GET /stats, GET /healthz, GET /readyz, GET /metrics, and the
-OpenAPI document at /openapi.json.
+OpenAPI document at /openapi.json: every request and answer has a schema there, and every
+error has the one shape of ``api_errors`` (a stable ``code``, a ``message``, the ``field``).
 When CLIPLINE_API_TOKEN is set every call but health and metrics needs
 ``Authorization: Bearer <token>``.
 """
@@ -10,19 +11,26 @@ When CLIPLINE_API_TOKEN is set every call but health and metrics needs
 from __future__ import annotations
 
 import hmac
+import json
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 
 from pipeline import job_stats, jobs, results
 from pipeline.context import Context
-from pipeline.errors import JobConflict, JobNotFound, JobStateConflict, RequestInvalid
-from pipeline.models import ClipOutcome, JobStatus
+from pipeline.errors import FieldProblem, RequestInvalid
+from pipeline.models import JobStatus, RenderRequest
+from pipeline.records import Job, JobDetail, RetriedJob
+from pipeline.report import Report
 from pipeline.settings import Settings
 
 from . import web
+from .api_errors import ApiError, ErrorCode, error_response, install, responses
 from .api_media import media_router
 from .health import readiness
 
@@ -40,32 +48,47 @@ EXAMPLE = {
 }
 
 
-def job_view(job: Any, ctx: Context) -> dict[str, Any]:
-    """The status object of the CLI plus clip counts by outcome."""
-    obj = jobs.status_object(job, ctx)
-    stats = obj.get("clip_stats") or {}
-    obj["clips"] = {
-        k: stats.get(k) for k in ("total", *(o.public_name for o in ClipOutcome))
-    }
-    return obj
+class JobList(BaseModel):
+    jobs: list[Job] = Field(description="newest first")
+    limit: int
+    offset: int
+
+
+class Health(BaseModel):
+    status: str = Field(description='"ok"')
+
+
+class Readiness(BaseModel):
+    status: str = Field(description='"ready" or "not ready"')
+    down: list[str] = Field(description="what cannot be reached: broker, redis, database, ffmpeg")
+    checks: dict[str, str] = Field(description='each check: "ok" or what failed')
+
+
+#: Errors every guarded route may answer: no token, bad parameters, a service down, a bug.
+GUARDED = (ErrorCode.UNAUTHORIZED, ErrorCode.REQUEST_INVALID, ErrorCode.UNAVAILABLE, ErrorCode.INTERNAL_ERROR)
+JOB = (*GUARDED, ErrorCode.JOB_NOT_FOUND)
+LOCATION = {"Location": {"description": "the job: /jobs/{job_id}", "schema": {"type": "string"}}}
 
 
 def create_app(settings: Settings) -> FastAPI:
     """The HTTP API over ``settings``' database, Redis and broker, as a FastAPI app.
 
     Nothing connects at creation: the store, Redis and the broker are opened by the first request
-    that needs them. Errors become JSON answers (422 invalid request naming the field, 404 unknown
-    job, 409 conflicts, 413 body too large, 401 without the bearer token when one is set).
+    that needs them. Errors become ``{"error": {"code", "message", "field"}}`` answers with the
+    statuses of ``api_errors.ErrorCode`` (422 invalid request listing every field, 404 unknown job,
+    409 conflicts, 413 body too large, 401 without the bearer token when one is set, 503 a service
+    down).
     """
     app = FastAPI(
         title="clipline",
         version="0.1.0",
-        description="Submit lyric-synced render jobs and follow them. Contracts: DESIGN.md.",
+        description="Submit lyric-synced render jobs and follow them. Contracts: docs/CONTRACTS.md.",
     )
     from actors.sender import Sender
 
     ctx = Context(settings)
     enqueue = Sender(settings).enqueue_plan
+    install(app)
 
     def authorised(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
         token = settings.api_token
@@ -83,93 +106,165 @@ def create_app(settings: Settings) -> FastAPI:
     async def limit_body(request: Request, call_next: Any) -> Response:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > settings.api_max_body_bytes:
-            return JSONResponse({"detail": f"body over {settings.api_max_body_bytes} bytes"}, status_code=413)
+            too_large = f"body over {settings.api_max_body_bytes} bytes"
+            return error_response(ErrorCode.BODY_TOO_LARGE, too_large)
         response: Response = await call_next(request)
         return response
 
-    @app.exception_handler(RequestInvalid)
-    async def invalid(_: Request, exc: RequestInvalid) -> JSONResponse:
-        return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=422)
-
-    @app.exception_handler(JobNotFound)
-    async def not_found(_: Request, exc: JobNotFound) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
-
-    @app.exception_handler(JobStateConflict)
-    async def state_conflict(_: Request, exc: JobStateConflict) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=409)
-
-    @app.exception_handler(JobConflict)
-    async def conflict(_: Request, exc: JobConflict) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=409)
-
-    @app.post("/jobs", dependencies=guarded, status_code=202, summary="Submit a render request")
-    def submit(
-        request: Annotated[dict[str, Any], Body(examples=[EXAMPLE])], response: Response
-    ) -> dict[str, Any]:
-        done = jobs.submit(ctx, request, enqueue)
+    @app.post(
+        "/jobs",
+        dependencies=guarded,
+        status_code=202,
+        summary="Submit a render request",
+        response_model=Job,
+        responses={
+            202: {"description": "Accepted: the job is recorded and queued", "headers": LOCATION},
+            200: {"model": Job, "description": "The same job_id and body: that job", "headers": LOCATION},
+            **responses(*GUARDED, ErrorCode.JOB_CONFLICT, ErrorCode.BODY_TOO_LARGE),
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/RenderRequest"},
+                        "example": EXAMPLE,
+                    }
+                },
+            }
+        },
+    )
+    async def submit(request: Request, response: Response) -> Job:
+        raw = await request.body()
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RequestInvalid.of([FieldProblem("(body)", f"not valid JSON: {exc}")]) from exc
+        done = await run_in_threadpool(jobs.submit, ctx, body, enqueue)
         if not done.created:
             response.status_code = 200  # the same job_id with the same body: the existing job
-        return job_view(done.job, ctx)
+        response.headers["Location"] = f"/jobs/{done.job.id}"
+        return await run_in_threadpool(jobs.describe, ctx, done.job)
 
-    @app.get("/jobs/{job_id}", dependencies=guarded, summary="A job's status, progress and clip counts")
-    def status(job_id: str) -> dict[str, Any]:
-        view = job_view(ctx.store.get(job_id), ctx)
-        view["previous_attempts"] = [a.as_dict() for a in ctx.store.history(job_id)]
-        return view
+    @app.get(
+        "/jobs/{job_id}",
+        dependencies=guarded,
+        summary="A job's status, progress, live clip counts and earlier attempts",
+        response_model=JobDetail,
+        responses=responses(*JOB),
+    )
+    def status(job_id: str) -> JobDetail:
+        return jobs.detail(ctx, ctx.store.get(job_id))
 
-    @app.get("/jobs/{job_id}/report", dependencies=guarded, summary="The job's report.json")
-    def report(job_id: str) -> Any:
+    @app.get(
+        "/jobs/{job_id}/report",
+        dependencies=guarded,
+        summary="The job's report.json",
+        response_model=Report,
+        responses=responses(*JOB, ErrorCode.REPORT_NOT_READY),
+    )
+    def report(job_id: str) -> JSONResponse:
         job = ctx.store.get(job_id)
-        report = results.read_report(ctx, job)
+        report = results.read_report(ctx, job)  # as written, by any release, from the job's store
         if report is None:
-            raise HTTPException(404, f"job {job_id} has no report yet (status {job.status})")
-        return report
+            no_report = f"job {job_id} has no report yet (status {job.status})"
+            raise ApiError(ErrorCode.REPORT_NOT_READY, no_report)
+        return JSONResponse(report)
 
-    @app.post("/jobs/{job_id}/cancel", dependencies=guarded, summary="Cancel a job that has not ended")
-    def cancel(job_id: str) -> dict[str, Any]:
-        return job_view(jobs.cancel(ctx, job_id), ctx)
+    @app.post(
+        "/jobs/{job_id}/cancel",
+        dependencies=guarded,
+        summary="Cancel a job that has not ended",
+        response_model=Job,
+        responses=responses(*JOB, ErrorCode.JOB_FINISHED),
+    )
+    def cancel(job_id: str) -> Job:
+        return jobs.describe(ctx, jobs.cancel(ctx, job_id))
 
     @app.post(
         "/jobs/{job_id}/retry",
         dependencies=guarded,
         status_code=202,
         summary="Render again the slots that lack footage (a FAILED or CANCELLED job: all of them)",
+        response_model=RetriedJob,
+        responses={
+            202: {"description": "Accepted: the job's next attempt is queued", "headers": LOCATION},
+            **responses(*JOB, ErrorCode.JOB_NOT_RETRYABLE),
+        },
     )
-    def retry(job_id: str) -> dict[str, Any]:
+    def retry(job_id: str, response: Response) -> RetriedJob:
         done = jobs.retry(ctx, job_id, enqueue)
-        return dict(job_view(done.job, ctx), retried_slots=done.slots)
+        response.headers["Location"] = f"/jobs/{job_id}"
+        return jobs.retried(ctx, done)
 
-    @app.get("/stats", dependencies=guarded, summary="Jobs by status, queue depths, success rate, durations")
-    def stats(window_hours: Annotated[float, Query(gt=0, le=24 * 366)] = 24.0) -> dict[str, Any]:
+    @app.get(
+        "/stats",
+        dependencies=guarded,
+        summary="Jobs by status, queue depths, success rate, durations",
+        response_model=job_stats.JobsSummary,
+        responses=responses(*GUARDED),
+    )
+    def stats(window_hours: Annotated[float, Query(gt=0, le=24 * 366)] = 24.0) -> job_stats.JobsSummary:
         from actors.queues import depths
 
         return job_stats.summarize(ctx, window_s=window_hours * 3600, queues=depths(settings))
 
-    @app.get("/jobs", dependencies=guarded, summary="Jobs, newest first")
+    @app.get(
+        "/jobs",
+        dependencies=guarded,
+        summary="Jobs, newest first; filtered by status and/or mix_request_id",
+        response_model=JobList,
+        responses=responses(*GUARDED),
+    )
     def list_jobs(
         status: JobStatus | None = None,
+        mix_request_id: Annotated[str | None, Query(max_length=128)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
-    ) -> dict[str, Any]:
-        found = ctx.store.list(status=status, limit=limit, offset=offset)
-        return {"jobs": [job_view(j, ctx) for j in found], "limit": limit, "offset": offset}
+        offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+    ) -> JobList:
+        found = ctx.store.list(status=status, mix_request_id=mix_request_id, limit=limit, offset=offset)
+        return JobList(jobs=[jobs.describe(ctx, j) for j in found], limit=limit, offset=offset)
 
-    @app.get("/healthz", summary="The API process is up")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.get("/healthz", summary="The API process is up", response_model=Health)
+    def healthz() -> Health:
+        return Health(status="ok")
 
-    @app.get("/readyz", summary="Broker, Redis, database and ffmpeg reachable")
+    @app.get(
+        "/readyz",
+        summary="Broker, Redis, database and ffmpeg reachable",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "something is down: `down` names it"}},
+    )
     def readyz() -> JSONResponse:
         checks = readiness(ctx)
         down = [k for k, v in checks.items() if v != "ok"]
         body = {"status": "ready" if not down else "not ready", "down": down, "checks": checks}
         return JSONResponse(body, status_code=503 if down else 200)
 
-    @app.get("/metrics", summary="Prometheus metrics of the API process")
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics of the API process",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+    )
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document, plus the request's schema (the body is validated by parse_request, which
+        lists every problem, so FastAPI does not parse it itself)."""
+        if app.openapi_schema is None:
+            doc = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            schema = RenderRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = doc.setdefault("components", {}).setdefault("schemas", {})
+            components.update(schema.pop("$defs", {}))
+            components["RenderRequest"] = schema
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

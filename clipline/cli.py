@@ -121,7 +121,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             status = _follow(ctx, job_id, args.timeout)
         except WaitTimeout as exc:
             if args.json:  # the job's state is the one JSON object; the timeout is the exit code
-                _print_json(jobs.status_object(ctx.store.get(job_id), ctx))
+                _print_json(jobs.describe(ctx, ctx.store.get(job_id)).model_dump(mode="json"))
             print(f"error: {exc}", file=sys.stderr)
             return Exit.TIMEOUT
         code = jobs.exit_code(status)
@@ -129,7 +129,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             job = ctx.store.get(job_id)
             print(f"{status.value}: video {job.output_path}\nreport {job.report_path}", file=sys.stderr)
     if args.json:
-        _print_json(jobs.status_object(ctx.store.get(job_id), ctx))
+        _print_json(jobs.describe(ctx, ctx.store.get(job_id)).model_dump(mode="json"))
     return code
 
 
@@ -138,7 +138,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.watch:
         wait_for(ctx, args.job_id, show=True)
     job = ctx.store.get(args.job_id)
-    obj = jobs.status_object(job, ctx)
+    obj = jobs.describe(ctx, job).model_dump(mode="json")
     if args.json:
         _print_json(obj)
     else:
@@ -170,7 +170,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             code = Exit.TIMEOUT
     if args.json:
-        _print_json(dict(jobs.status_object(ctx.store.get(args.job_id), ctx), retried_slots=done.slots))
+        _print_json(jobs.retried(ctx, done).model_dump(mode="json"))
     return code
 
 
@@ -179,7 +179,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     ctx = _ctx()
     found = ctx.store.list(status=status, limit=args.limit, offset=args.offset)
     if args.json:
-        _print_json({"jobs": [jobs.status_object(j, ctx) for j in found]})
+        _print_json({"jobs": [jobs.describe(ctx, j).model_dump(mode="json") for j in found]})
         return 0
     print(f"{'job_id':28} {'status':20} {'progress':>8} {'attempt':>7}  created_at")
     for j in found:
@@ -194,7 +194,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     window = retention.parse_age(args.window, option="--window")
-    out = job_stats.summarize(_ctx(), window_s=window, queues=depths(settings))
+    out = job_stats.summarize(_ctx(), window_s=window, queues=depths(settings)).model_dump(mode="json")
     if args.json:
         _print_json(out)
         return 0
@@ -212,8 +212,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
         f"({clips['placeholder']} of {clips['total']} clips; {clips['fallback_local']} local)"
     )
     queues = out["queues"] or {}
-    if "error" in queues:
-        print(f"queues: {queues['error']}")
+    if out["queues_error"]:
+        print(f"queues: {out['queues_error']}")
     for q in queues.values():
         if isinstance(q, dict):
             print(

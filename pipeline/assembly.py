@@ -102,7 +102,7 @@ def _assemble(ctx: Context, view: JobView, created_at: datetime, last_attempt: b
                 fetching = pool.submit(_fetch, ctx, view, timing)
                 track = audio.prepare(ctx, view)
                 clips = fetching.result()
-            stats["bytes_fetched"] += track.fetched_bytes if track else 0
+            stats.bytes_fetched += track.fetched_bytes if track else 0
             measured = _mux(ctx, view, clips, final, track.path if track else None, expected)
             output_uri = _publish(ctx, view, final, expected, timing)
             gaps = any(r.outcome != ClipOutcome.OK for r in records.values())
@@ -118,11 +118,11 @@ def _assemble(ctx: Context, view: JobView, created_at: datetime, last_attempt: b
             error, status = f"assembly failed: {type(exc).__name__}: {exc}", JobStatus.FAILED
         except (ClipLineError, OSError) as exc:
             error, status = f"assembly failed: {type(exc).__name__}: {exc}", JobStatus.FAILED
-    stats["assembly_ms"] = round((time.monotonic() - started) * 1000, 1)
+    stats.assembly_ms = round((time.monotonic() - started) * 1000, 1)
     report = build_report(
         view,
         records,
-        status=status.value,
+        status=status,
         output_path=output_uri,
         total_frames=expected,
         measured_frames=measured,
@@ -132,7 +132,7 @@ def _assemble(ctx: Context, view: JobView, created_at: datetime, last_attempt: b
     report_uri: str | None = None
     try:
         report_path = results.local_target(ctx, job_id, layout.REPORT)
-        files.write_json_atomic(report_path, report)
+        files.write_json_atomic(report_path, report.model_dump(mode="json"))
         report_uri = results.publish(ctx, job_id, layout.REPORT, report_path)
     except StorageError as exc:
         if exc.transient and not last_attempt:
@@ -140,7 +140,7 @@ def _assemble(ctx: Context, view: JobView, created_at: datetime, last_attempt: b
         error, status = f"report could not be written: {type(exc).__name__}: {exc}", JobStatus.FAILED
     except OSError as exc:
         error, status = f"report could not be written: {exc}", JobStatus.FAILED
-    render = {"clip_stats": stats, "frames": measured, "expected_frames": expected}
+    render = {"clip_stats": stats.model_dump(mode="json"), "frames": measured, "expected_frames": expected}
     won = ctx.store.advance(
         job_id,
         status=status,
@@ -160,8 +160,8 @@ def _assemble(ctx: Context, view: JobView, created_at: datetime, last_attempt: b
         frames=measured,
         expected_frames=expected,
         duration_s=round(duration_s, 3),
-        assembly_ms=stats["assembly_ms"],
-        **{o.public_name: stats[o.public_name] for o in ClipOutcome},
+        assembly_ms=stats.assembly_ms,
+        **stats.counts.model_dump(exclude={"total", "done"}),
     )
     cleanup(ctx, job_id, status)
     webhooks.notify(ctx, job_id)

@@ -12,6 +12,7 @@ state (a restart), and the caller restores the outcomes from disk at once
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +62,18 @@ class Completion:
         return Recorded(bool(added), int(done), bool(fire), state_lost=not planned)
 
     def mark_planned(self, job_id: str) -> None:
-        self.r.set(keys.job_planned(job_id), "1", ex=keys.JOB_KEY_TTL_S)
+        """Set the job's planned marker; its value is when (Unix seconds), for the status's ``eta_s``."""
+        self.r.set(keys.job_planned(job_id), f"{time.time():.3f}", ex=keys.JOB_KEY_TTL_S)
+
+    def planned_at(self, job_id: str) -> float | None:
+        """When the job was (last) marked planned; None when unknown (no marker, or a marker of "1"
+        written by the previous release)."""
+        raw = self.r.get(keys.job_planned(job_id))
+        try:
+            at = float(raw) if raw is not None else None
+        except ValueError:
+            return None
+        return at if at is not None and at > 1e9 else None
 
     def outcomes(self, job_id: str) -> dict[int, dict[str, Any]]:
         raw = self.r.hgetall(keys.job_results(job_id))

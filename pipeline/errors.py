@@ -8,6 +8,7 @@ boundary into the most specific class here and chained with ``from``.
     ├── RequestInvalid          request failed validation (names the field)
     ├── JobConflict             same job_id, different request body
     ├── JobNotFound             no job with that id
+    ├── ServiceUnavailable      the broker, Redis or the database cannot be reached (HTTP 503)
     ├── JobStateConflict        the job's state forbids the action
     │   ├── JobFinished         the job already ended (cannot be cancelled)
     │   └── JobNotRetryable     the job is running, or completed with nothing to retry
@@ -24,6 +25,8 @@ boundary into the most specific class here and chained with ``from``.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import redis
 
 
@@ -31,12 +34,27 @@ class ClipLineError(Exception):
     """Root of every error clipline raises on purpose."""
 
 
-class RequestInvalid(ClipLineError):
-    """The render request failed validation; ``field`` names where."""
+class FieldProblem(NamedTuple):
+    """One thing wrong with a request: where (``lines[3].clip.hls_url``) and what."""
 
-    def __init__(self, message: str, *, field: str = "") -> None:
+    field: str
+    message: str
+
+
+class RequestInvalid(ClipLineError):
+    """The render request failed validation; ``field`` names where (the first of ``problems``)."""
+
+    def __init__(self, message: str, *, field: str = "", problems: list[FieldProblem] | None = None) -> None:
         super().__init__(message)
         self.field = field
+        alone = [FieldProblem(field, message.removeprefix(f"{field}: "))]  # one problem, its field in front
+        self.problems = problems if problems is not None else alone
+
+    @classmethod
+    def of(cls, problems: list[FieldProblem]) -> RequestInvalid:
+        """Every problem in one error: the message lists them all (``field: what; field: what``)."""
+        message = "; ".join(f"{p.field}: {p.message}" for p in problems)
+        return cls(message, field=problems[0].field, problems=problems)
 
 
 class JobConflict(ClipLineError):
@@ -45,6 +63,10 @@ class JobConflict(ClipLineError):
 
 class JobNotFound(ClipLineError):
     """No job record has this id."""
+
+
+class ServiceUnavailable(ClipLineError):
+    """A service clipline needs (the broker, Redis, the database) cannot be reached; try again later."""
 
 
 class JobStateConflict(ClipLineError):

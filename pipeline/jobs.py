@@ -1,18 +1,26 @@
-"""Service functions behind the CLI and the HTTP API: submit a request, describe a job."""
+"""Service functions behind the CLI and the HTTP API: submit, cancel, retry, describe a job."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+import structlog
+
 from . import clip_objects, keys, results, webhooks
+from .clip_stats import ClipCounts, ClipStats
 from .context import Context
 from .errors import JobFinished, JobNotRetryable
 from .models import ClipOutcome, JobStatus
 from .planning import validate
-from .store import JobAttempt, RenderJob
+from .records import Attempt, Job, JobDetail, RetriedJob
+from .store import INVALID_PREFIX, JobAttempt, RenderJob
 from .tables import ATTEMPT_MARK
+
+log = structlog.get_logger("clipline.jobs")
 
 Enqueue = Callable[[dict[str, Any]], None]
 
@@ -82,6 +90,10 @@ def retry(ctx: Context, job_id: str, enqueue_plan: Enqueue) -> Retried:
         raise JobNotRetryable(f"job {job_id} is still {status.value}; wait for it to end, or cancel it first")
     if status == JobStatus.COMPLETED:
         raise JobNotRetryable(f"job {job_id} is COMPLETED with every slot's footage; nothing to retry")
+    if job.request_hash.startswith(INVALID_PREFIX):
+        raise JobNotRetryable(
+            f"job {job_id} was refused ({job.current_error()}); send a corrected request with the same job_id"
+        )
     total = len(job.render_request().lines)
     redo = list(range(total)) if status in RETRY_WHOLE else _slots_without_footage(ctx, job_id, total)
     attempt = job.attempts
@@ -120,24 +132,82 @@ def _slots_without_footage(ctx: Context, job_id: str, total: int) -> list[int]:
     return redo
 
 
-def status_object(job: RenderJob, ctx: Context) -> dict[str, Any]:
-    """The JSON object of ``submit --json`` and ``status --json`` (DESIGN.md), with the results' URLs."""
-    clip_stats = (job.metrics or {}).get("render", {}).get("clip_stats")
-    return {
-        "job_id": job.id,
-        "mix_request_id": job.mix_request_id,
-        "trace_id": job.trace_id,
-        "status": job.status,
-        "progress": job.progress,
-        "output_path": job.output_path,
-        "report_path": job.report_path,
-        **results.urls(ctx, job),
-        "error": job.current_error(),
-        "clip_stats": clip_stats,
-        "attempt": job.attempts,
-        "created_at": job.created_at.isoformat() if job.created_at else None,
-        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
-    }
+#: ``eta_s`` is given once this many clips of the job have an outcome.
+ETA_AFTER_CLIPS = 3
+_OUTCOMES = frozenset(o.value for o in ClipOutcome)
+
+
+def describe(ctx: Context, job: RenderJob, *, now_s: float | None = None) -> Job:
+    """The job's status object: the record, plus clip counts by outcome (live from Redis while it
+    runs, from clip_stats once assembled) and ``eta_s``. Redis unreachable: ``clips`` is None."""
+    stats = ClipStats.from_metrics(job.metrics)
+    status = JobStatus(job.status)
+    clips, eta_s = (stats.counts, None) if stats else _live(ctx, job, status, now_s)
+    request = job.request if isinstance(job.request, dict) else {}
+    metadata = request.get("metadata")
+    urls = results.urls(ctx, job)
+    return Job(
+        job_id=job.id,
+        mix_request_id=job.mix_request_id,
+        trace_id=job.trace_id,
+        status=status,
+        progress=job.progress,
+        attempt=job.attempts,
+        output_path=job.output_path,
+        report_path=job.report_path,
+        output_url=urls.output_url,
+        report_url=urls.report_url,
+        poster_url=urls.poster_url,
+        error=job.current_error(),
+        clips=clips,
+        eta_s=eta_s,
+        clip_stats=stats,
+        metadata=metadata if isinstance(metadata, dict) else None,
+        created_at=job.created_at,
+        updated_at=job.updated_at or job.created_at,
+        finished_at=job.finished_at,
+    )
+
+
+def detail(ctx: Context, job: RenderJob) -> JobDetail:
+    """The status object with the job's earlier attempts."""
+    attempts = [
+        Attempt(
+            attempt=a.attempt,
+            status=JobStatus(a.status),
+            finished_at=a.finished_at,
+            report_path=a.report_path,
+            output_path=a.output_path,
+            clip_stats=ClipStats.from_metrics({"render": {"clip_stats": a.clip_stats}}),
+            error=a.error,
+        )
+        for a in ctx.store.history(job.id)
+    ]
+    return JobDetail(**dict(describe(ctx, job)), previous_attempts=attempts)
+
+
+def retried(ctx: Context, done: Retried) -> RetriedJob:
+    """What ``retry`` answers: the job's detail and the slots rendered again."""
+    return RetriedJob(**dict(detail(ctx, done.job)), retried_slots=done.slots)
+
+
+def _live(
+    ctx: Context, job: RenderJob, status: JobStatus, now_s: float | None
+) -> tuple[ClipCounts | None, float | None]:
+    lines = (job.request or {}).get("lines") if isinstance(job.request, dict) else None
+    total = len(lines) if isinstance(lines, list) else 0
+    try:
+        outcomes = [o.get("outcome") for o in ctx.completion.outcomes(job.id).values()]
+        planned_at = ctx.completion.planned_at(job.id) if status == JobStatus.EXTRACTING else None
+    except redis.RedisError as exc:
+        log.warning("status.live_counts_unavailable", job_id=job.id, error=f"{type(exc).__name__}: {exc}")
+        return None, None
+    counts = ClipCounts.of(total, [str(o) for o in outcomes if o in _OUTCOMES])
+    eta_s = None
+    if planned_at is not None and ETA_AFTER_CLIPS <= counts.done < total:
+        elapsed = max(0.0, (time.time() if now_s is None else now_s) - planned_at)
+        eta_s = round(elapsed / counts.done * (total - counts.done), 1)
+    return counts, eta_s
 
 
 def exit_code(status: JobStatus) -> int:

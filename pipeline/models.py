@@ -1,7 +1,9 @@
 """Plain records: the render request (validated at the edge), job states, clip outcomes.
 
 ``parse_request`` is the single validation gate used by the CLI, the HTTP API
-and the plan actor. Errors name the field, e.g. ``lines[3].clip.hls_url``.
+and the plan actor. It reports every problem it finds, each naming its field,
+e.g. ``lines[3].clip.hls_url``. The published JSON Schema of the request
+(``docs/schemas/``) is generated from ``RenderRequest``.
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import PurePosixPath
-from typing import Annotated, Any
-from urllib.parse import urlsplit
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -26,7 +27,15 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import RequestInvalid
+from .errors import FieldProblem, RequestInvalid
+from .problems import Problems, field_path, problems_of, timeline_problems, url_problem
+
+#: The version of the request, report, status and callback contracts (``schema_version``).
+SCHEMA_VERSION: Literal[1] = 1
+#: The largest ``metadata`` object a request may carry, as compact UTF-8 JSON.
+METADATA_MAX_BYTES = 4096
+#: The latest time a request may name (CLIPLINE_MAX_TIME_MS's default).
+MAX_TIME_MS = 4 * 3600 * 1000
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
@@ -35,6 +44,8 @@ Ms = Annotated[int, Field(ge=0, strict=False)]
 
 
 class JobStatus(StrEnum):
+    """A job's state (DESIGN.md): PENDING -> PLANNING -> EXTRACTING -> ASSEMBLING -> a final state."""
+
     PENDING = "PENDING"
     PLANNING = "PLANNING"
     EXTRACTING = "EXTRACTING"
@@ -79,15 +90,19 @@ _PUBLIC_NAMES = {
 def _check_url(value: str | None, info: ValidationInfo) -> str | None:
     if value is None:
         return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https"):
-        raise ValueError(f"URL scheme must be http or https, got {parts.scheme or 'none'!r}")
-    if not parts.hostname:
-        raise ValueError("URL has no host")
-    allowed: frozenset[str] = (info.context or {}).get("allowed_hosts") or frozenset()
-    if allowed and parts.hostname.lower() not in allowed:
-        raise ValueError(f"host {parts.hostname!r} is not in CLIPLINE_ALLOWED_HOSTS")
+    problem = url_problem(value, (info.context or {}).get("allowed_hosts") or frozenset())
+    if problem:
+        raise ValueError(problem)
     return value
+
+
+def new_job_id(now: datetime | None = None) -> str:
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d")
+    return f"job-{stamp}-{secrets.token_hex(6)}"
+
+
+def new_trace_id() -> str:
+    return secrets.token_hex(8)
 
 
 class _Strict(BaseModel):
@@ -124,17 +139,22 @@ class Audio(_Strict):
 
 
 class ClipWindow(_Strict):
+    """The source window of a line: a span of one video."""
+
     video_id: Id
     start_ms: Ms
     end_ms: Ms
-    hls_url: str | None = None
+    hls_url: str | None = Field(
+        None, description="the video's HLS playlist (http/https); without it the video API resolves video_id"
+    )
 
     _url = field_validator("hls_url")(_check_url)
 
     @model_validator(mode="after")
     def _ordered(self) -> ClipWindow:
         if self.end_ms <= self.start_ms:
-            raise ValueError(f"clip end_ms ({self.end_ms}) must be greater than start_ms ({self.start_ms})")
+            msg = f"clip end_ms ({self.end_ms}) must be greater than start_ms ({self.start_ms})"
+            raise Problems([(("end_ms",), msg)])
         return self
 
     @property
@@ -143,28 +163,54 @@ class ClipWindow(_Strict):
 
 
 class Line(_Strict):
+    """A lyric line: its window on the song's timeline, and the clip shown for it."""
+
     text: str = Field("", max_length=1000)
-    start_ms: Ms
+    start_ms: Ms = Field(description="on the song's timeline; lines are in order and do not overlap")
     end_ms: Ms
     clip: ClipWindow
 
     @model_validator(mode="after")
     def _ordered(self) -> Line:
         if self.end_ms <= self.start_ms:
-            raise ValueError(f"end_ms ({self.end_ms}) must be greater than start_ms ({self.start_ms})")
+            msg = f"end_ms ({self.end_ms}) must be greater than start_ms ({self.start_ms})"
+            raise Problems([(("end_ms",), msg)])
         return self
 
 
 class RenderRequest(_Strict):
-    job_id: Id
+    """What upstream sends (DESIGN.md "The render request")."""
+
+    schema_version: Literal[1] = Field(
+        SCHEMA_VERSION, description="The request contract's version; 1 when absent."
+    )
+    job_id: Id = Field(
+        default_factory=new_job_id,
+        description="The idempotency key: the same job_id and body give the existing job. "
+        "Generated when absent.",
+    )
     mix_request_id: str | None = Field(None, max_length=128)
-    trace_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    trace_id: str = Field(default_factory=new_trace_id, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     output: OutputProfile = Field(default_factory=lambda: OutputProfile(width=1280, height=720, fps=30))
-    audio: Audio | None = None
-    callback_url: str | None = None
-    lines: list[Line] = Field(min_length=1)
+    audio: Audio | None = Field(None, description="the song (url, or path under CLIPLINE_MEDIA_DIR)")
+    callback_url: str | None = Field(None, description="POSTed each final state (Standard Webhooks signed)")
+    metadata: dict[str, Any] | None = Field(
+        None,
+        description=f"The caller's own JSON object (at most {METADATA_MAX_BYTES} bytes as compact JSON), "
+        "echoed unchanged in the job's status and callbacks.",
+    )
+    lines: list[Line] = Field(min_length=1, description="at most CLIPLINE_MAX_LINES (500 by default)")
 
     _url = field_validator("callback_url")(_check_url)
+
+    @field_validator("metadata")
+    @classmethod
+    def _small(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+            if size > METADATA_MAX_BYTES:
+                raise ValueError(f"{size} bytes as JSON is more than the maximum of {METADATA_MAX_BYTES}")
+        return value
 
     @field_validator("lines")
     @classmethod
@@ -175,39 +221,38 @@ class RenderRequest(_Strict):
             raise ValueError(
                 f"{len(lines)} lines is more than the maximum of {max_lines} (CLIPLINE_MAX_LINES)"
             )
-        max_ms = int(ctx.get("max_time_ms", 4 * 3600 * 1000))
-        for i, line in enumerate(lines):
-            for name, value in (("end_ms", line.end_ms), ("clip.end_ms", line.clip.end_ms)):
-                if value > max_ms:
-                    raise ValueError(f"lines[{i}].{name} = {value} is beyond the maximum of {max_ms} ms")
-            if i and line.start_ms < lines[i - 1].end_ms:
-                raise ValueError(
-                    f"lines[{i}] starts at {line.start_ms} ms, before lines[{i - 1}] ends at "
-                    f"{lines[i - 1].end_ms} ms: lines must be in order and must not overlap"
-                )
+        max_ms = int(ctx.get("max_time_ms", MAX_TIME_MS))
+        found = timeline_problems([line.model_dump() for line in lines], max_ms)
+        if found:
+            raise Problems(found)
         return lines
 
     @model_validator(mode="after")
     def _every_slot_has_a_frame(self) -> RenderRequest:
         from .timeline import build_slots
 
-        for slot in build_slots(self):
-            if slot.frames < 1:
-                raise ValueError(
-                    f"lines[{slot.index}] gets no frame at {self.output.fps} fps "
-                    f"(slot {slot.start_ms}-{slot.end_ms} ms)"
-                )
+        found: list[tuple[tuple[str | int, ...], str]] = [
+            (
+                ("lines", slot.index),
+                f"gets no frame at {self.output.fps} fps (slot {slot.start_ms}-{slot.end_ms} ms)",
+            )
+            for slot in build_slots(self)
+            if slot.frames < 1
+        ]
+        if found:
+            raise Problems(found)
         return self
 
     def fingerprint(self) -> str:
         """Stable hash of the request body: same job_id + other body = conflict.
 
         trace_id is left out: it describes the delivery, not the video, and is
-        generated when absent, so a plain resubmission must still match.
+        generated when absent, so a plain resubmission must still match; so is
+        schema_version (the envelope), and metadata when there is none, so the
+        hashes of jobs recorded before those fields existed still match.
         """
-        body = json.dumps(
-            self.model_dump(mode="json", exclude={"trace_id"}), sort_keys=True, ensure_ascii=False
-        )
+        leave_out = {"trace_id", "schema_version"} | ({"metadata"} if self.metadata is None else set())
+        body = json.dumps(self.model_dump(mode="json", exclude=leave_out), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(body.encode()).hexdigest()
 
     def distinct_videos(self) -> dict[str, str | None]:
@@ -219,56 +264,36 @@ class RenderRequest(_Strict):
         return seen
 
 
-def new_job_id(now: datetime | None = None) -> str:
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d")
-    return f"job-{stamp}-{secrets.token_hex(6)}"
-
-
-def _field_path(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
 def parse_request(
     data: Any,
     *,
     max_lines: int = 500,
-    max_time_ms: int = 4 * 3600 * 1000,
+    max_time_ms: int = MAX_TIME_MS,
     allowed_hosts: frozenset[str] = frozenset(),
 ) -> RenderRequest:
-    """Validate a raw request (dict) into a RenderRequest or raise RequestInvalid naming the field.
+    """Validate a raw request (dict) into a RenderRequest, or raise RequestInvalid listing every problem
+    found, each with its field path (``exc.problems``; ``exc.field`` is the first one's).
 
-    A missing job_id or trace_id is generated here, so the result is complete.
+    A missing (or null) job_id or trace_id is generated here, so the result is complete.
     """
     if not isinstance(data, dict):
-        raise RequestInvalid("(body): the request must be a JSON object", field="(body)")
-    data = dict(data)
-    if data.get("job_id") is None:
-        data["job_id"] = new_job_id()
-    if data.get("trace_id") is None:
-        data["trace_id"] = secrets.token_hex(8)
+        raise RequestInvalid.of([FieldProblem("(body)", "the request must be a JSON object")])
+    data = {k: v for k, v in data.items() if not (k in ("job_id", "trace_id") and v is None)}
     # Large inputs are refused before the per-line work.
     lines = data.get("lines")
     if isinstance(lines, list) and len(lines) > max_lines:
-        raise RequestInvalid(
-            f"lines: {len(lines)} lines is more than the maximum of {max_lines} (CLIPLINE_MAX_LINES)",
-            field="lines",
-        )
+        msg = f"{len(lines)} lines is more than the maximum of {max_lines} (CLIPLINE_MAX_LINES)"
+        raise RequestInvalid.of([FieldProblem("lines", msg)])
     ctx = {"max_lines": max_lines, "max_time_ms": max_time_ms, "allowed_hosts": allowed_hosts}
     try:
         return RenderRequest.model_validate(data, context=ctx)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        first = errors[0]
-        field = _field_path(tuple(first["loc"])) or "(body)"
-        msg = str(first["msg"]).removeprefix("Value error, ")
-        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-        raise RequestInvalid(f"{field}: {msg}{more}", field=field) from exc
+        found = problems_of(exc)
+        if isinstance(lines, list):  # the lines' order is checked even when a line has its own problem
+            for loc, msg in timeline_problems(lines, max_time_ms):
+                if (more := FieldProblem(field_path(("lines", *loc)), msg)) not in found:
+                    found.append(more)
+        raise RequestInvalid.of(found) from exc
 
 
 @dataclass

@@ -32,5 +32,8 @@ class Observer:
     def config_changed(self, key: str, old: object, new: object) -> None:
         """A live setting changed (``clipline config set``)."""
 
+    def message_rejected(self, queue: str, reason: str) -> None:
+        """A message that can never be processed was dead-lettered (``rejects.Reason``)."""
+
 
 NULL_OBSERVER = Observer()

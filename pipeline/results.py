@@ -9,6 +9,7 @@ with the file backend.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +56,17 @@ def available(job: RenderJob) -> dict[str, bool]:
     }
 
 
-def urls(ctx: Context, job: RenderJob) -> dict[str, str | None]:
-    """output_url / report_url / poster_url (None for a result the job does not have)."""
+@dataclass(frozen=True)
+class Urls:
+    """Where people download a job's results (None for a result the job does not have)."""
+
+    output_url: str | None
+    report_url: str | None
+    poster_url: str | None
+
+
+def urls(ctx: Context, job: RenderJob) -> Urls:
+    """output_url / report_url / poster_url: presigned with S3, the API's routes with files."""
     have = available(job)
     out: dict[str, str | None] = {}
     base = ctx.settings.api_public_url.rstrip("/")
@@ -66,7 +76,7 @@ def urls(ctx: Context, job: RenderJob) -> dict[str, str | None]:
             continue
         signed = ctx.storage.presigned_url(key(job.id, name), ctx.settings.s3_url_ttl_s)
         out[field] = signed or f"{base}/jobs/{job.id}/{API_ROUTES[name]}"
-    return out
+    return Urls(**out)
 
 
 def read_report(ctx: Context, job: RenderJob) -> dict[str, Any] | None:

@@ -12,10 +12,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ClipLineError, FFmpegMissing
+from .webhook_signing import secret_key
 
 #: A hard ceiling on clip concurrency, whatever the machine (spec 000 assumes <= 16).
 MAX_CLIP_CONCURRENCY = 16
@@ -65,7 +66,7 @@ class Settings(BaseSettings):
     # A job idle this long is checked; with a sweep every 30 s a stuck job is repaired within 2 minutes.
     reconcile_after_s: float = _env("CLIPLINE_RECONCILE_AFTER_S", 90.0, gt=0)
     reconcile_interval_s: float = _env("CLIPLINE_RECONCILE_INTERVAL_S", 30.0, gt=0)
-    # Webhooks to callback_url: signed with HMAC-SHA256 when a secret is set; failures retry with backoff.
+    # Webhooks to callback_url: signed (Standard Webhooks) when a secret is set; failures retry with backoff.
     webhook_secret: str | None = _env("CLIPLINE_WEBHOOK_SECRET")
     webhook_timeout_s: float = _env("CLIPLINE_WEBHOOK_TIMEOUT_S", 10.0, gt=0)
     webhook_max_attempts: int = _env("CLIPLINE_WEBHOOK_MAX_ATTEMPTS", 8, ge=1, le=50)
@@ -89,6 +90,13 @@ class Settings(BaseSettings):
     s3_abort_uploads_after_s: float = _env("CLIPLINE_S3_ABORT_UPLOADS_AFTER_S", 6 * 3600.0, ge=0)
     # Where people reach `clipline api`: the base of output_url/report_url/poster_url with the file backend.
     api_public_url: str = _env("CLIPLINE_API_PUBLIC_URL", "http://127.0.0.1:8080")
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _usable_webhook_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            secret_key(value)  # a whsec_ secret that is not base64, or an empty one: refused at start
+        return value
 
     @property
     def allowed_host_set(self) -> frozenset[str]:

@@ -8,6 +8,10 @@ cannot regress it).
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+import secrets
 import threading
 from datetime import datetime
 from typing import Any
@@ -20,9 +24,13 @@ from sqlalchemy.orm import Session
 from . import schema
 from .errors import JobConflict, JobNotFound
 from .models import FINAL_STATUSES, JobStatus, RenderRequest
-from .tables import JobAttempt, RenderJob, WebhookDelivery, utcnow
+from .tables import ATTEMPT_MARK, JobAttempt, RenderJob, WebhookDelivery, utcnow
 
 __all__ = ["JobAttempt", "JobStore", "RenderJob", "WebhookDelivery", "engine_for", "new_engine", "utcnow"]
+
+#: Opens the request_hash of a job recorded from a refused request (``record_invalid``).
+INVALID_PREFIX = "invalid:"
+_TRACE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 #: The final statuses as stored, for ``status IN (...)`` filters.
 _FINAL = sorted(s.value for s in FINAL_STATUSES)
@@ -98,10 +106,82 @@ class JobStore:
                 s.rollback()
         existing = self.get(request.job_id)
         if existing.request_hash != digest:
+            if existing.request_hash.startswith(INVALID_PREFIX) and self._replace_invalid(existing, job):
+                return self.get(request.job_id), True
             raise JobConflict(
                 f"job {request.job_id} already exists with a different request body; use a new job_id"
             )
         return existing, False
+
+    def record_invalid(self, job_id: str, request: dict[str, Any], error: str) -> bool:
+        """Record a job whose request was refused (it came over the broker) as FAILED with the error.
+
+        Returns False when a job with this id exists already: it is left as it is. A valid request
+        with the same id later replaces this record (``create_or_get``).
+        """
+        digest = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
+        mix = request.get("mix_request_id")
+        trace = request.get("trace_id")
+        job = RenderJob(
+            id=job_id,
+            mix_request_id=mix if isinstance(mix, str) and len(mix) <= 128 else None,
+            trace_id=trace if isinstance(trace, str) and _TRACE.match(trace) else secrets.token_hex(8),
+            status=JobStatus.FAILED.value,
+            progress=0,
+            error_log=_error_line(error),
+            request=request,
+            request_hash=INVALID_PREFIX + digest,
+            metrics={},
+            attempts=1,
+            finished_at=utcnow(),
+        )
+        with self.session() as s:
+            s.add(job)
+            try:
+                s.commit()
+                return True
+            except IntegrityError:
+                s.rollback()
+                return False
+
+    def _replace_invalid(self, existing: RenderJob, job: RenderJob) -> bool:
+        """A valid request takes the place of a refused one with the same id: its next attempt, PENDING."""
+        attempt = existing.attempts
+        note = f"{ATTEMPT_MARK} {attempt + 1} replaces the refused request of attempt {attempt}"
+        history = JobAttempt(
+            job_id=existing.id,
+            attempt=existing.attempts,
+            status=existing.status,
+            finished_at=existing.finished_at,
+            report_path=None,
+            output_path=None,
+            clip_stats=None,
+            error=existing.current_error(),
+        )
+        stmt = (
+            update(RenderJob)
+            .where(RenderJob.id == existing.id, RenderJob.request_hash == existing.request_hash)
+            .values(
+                mix_request_id=job.mix_request_id,
+                trace_id=job.trace_id,
+                status=JobStatus.PENDING.value,
+                progress=0,
+                request=job.request,
+                request_hash=job.request_hash,
+                metrics={},
+                attempts=existing.attempts + 1,
+                finished_at=None,
+                updated_at=utcnow(),
+                error_log=_append_error(note),
+            )
+        )
+        with self.session() as s:
+            if not getattr(s.execute(stmt), "rowcount", 0):
+                s.rollback()
+                return False
+            s.merge(history)
+            s.commit()
+            return True
 
     def get(self, job_id: str) -> RenderJob:
         with self.session() as s:
@@ -242,23 +322,37 @@ class JobStore:
             total = int(s.scalar(select(func.count()).select_from(RenderJob).where(*where)) or 0)
             return list(s.scalars(stmt.limit(limit).offset(offset))), total
 
-    def list(self, *, status: JobStatus | None = None, limit: int = 50, offset: int = 0) -> list[RenderJob]:
+    def list(
+        self,
+        *,
+        status: JobStatus | None = None,
+        mix_request_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[RenderJob]:
+        """Jobs, newest first; of one status and/or one mix_request_id when given."""
         stmt = (
             select(RenderJob).order_by(RenderJob.created_at.desc(), RenderJob.id).limit(limit).offset(offset)
         )
         if status is not None:
             stmt = stmt.where(RenderJob.status == status.value)
+        if mix_request_id is not None:
+            stmt = stmt.where(RenderJob.mix_request_id == mix_request_id)
         with self.session() as s:
             return list(s.scalars(stmt))
 
 
-def _append_error(text: str) -> Any:
-    """SQL expression appending one line to error_log.
+def _error_line(text: str) -> str:
+    """One line of error_log: a UTC timestamp and the error.
 
     A multi-line error (ffmpeg's stderr tail) is joined with " | ": error_log is
     read line by line, and the job's error must keep the line that names the cause.
     """
     stamp = utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
     one_line = " | ".join(part.strip() for part in text.strip().splitlines() if part.strip())
-    entry = f"{stamp} {one_line}\n"
-    return func.coalesce(RenderJob.error_log, "").concat(entry)
+    return f"{stamp} {one_line}\n"
+
+
+def _append_error(text: str) -> Any:
+    """SQL expression appending one line to error_log."""
+    return func.coalesce(RenderJob.error_log, "").concat(_error_line(text))

@@ -74,17 +74,6 @@ class JobAttempt(Base):
     clip_stats: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "attempt": self.attempt,
-            "status": self.status,
-            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
-            "report_path": self.report_path,
-            "output_path": self.output_path,
-            "clip_stats": self.clip_stats,
-            "error": self.error,
-        }
-
 
 class WebhookDelivery(Base):
     """One callback of one job state: pending until the receiver answers 2xx, or failed after the last try.

@@ -1,12 +1,18 @@
 """Callbacks to the request's ``callback_url`` when a job reaches a final state.
 
 Each final state of each attempt is queued once (a unique row per job,
-attempt and status), then POSTed as JSON with:
+attempt and status), then POSTed as JSON (``CallbackPayload``; its schema is
+published in ``docs/schemas/``) with, when ``CLIPLINE_WEBHOOK_SECRET`` is set,
+the Standard Webhooks headers (``webhook_signing``):
 
-- ``X-Clipline-Delivery``: the delivery id (the same on every try of it);
-- ``X-Clipline-Signature``: ``sha256=<hex HMAC-SHA256 of the body>`` keyed
-  with ``CLIPLINE_WEBHOOK_SECRET`` (absent when no secret is set);
-- ``X-Clipline-Event``: ``job.finished``.
+- ``webhook-id``: the delivery id (the same on every try of it);
+- ``webhook-timestamp``: when this try was signed (Unix seconds);
+- ``webhook-signature``: ``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``;
+
+and always ``X-Clipline-Delivery`` (the delivery id) and ``X-Clipline-Event:
+job.finished``. ``X-Clipline-Signature`` (``sha256=<hex HMAC of the body>``,
+no timestamp, so a captured callback could be replayed) is still sent for one
+release and is deprecated.
 
 A try is claimed with a compare-and-set on the row before it is sent, so two
 workers never send the same delivery at once. A receiver that does not answer
@@ -18,75 +24,126 @@ update; the delivery id lets it drop the repeat.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import structlog
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import results
+from . import results, webhook_signing
 from .context import Context
-from .models import JobStatus
+from .models import SCHEMA_VERSION, JobStatus
+from .problems import url_problem
+from .records import UtcDatetime
 from .storage import StorageError
 from .tables import RenderJob, WebhookDelivery, utcnow
 
 log = structlog.get_logger("clipline.webhook")
 
-SIGNATURE_HEADER = "X-Clipline-Signature"
+LEGACY_SIGNATURE_HEADER = webhook_signing.LEGACY_SIGNATURE_HEADER  # deprecated
 DELIVERY_HEADER = "X-Clipline-Delivery"
 EVENT_HEADER = "X-Clipline-Event"
-EVENT = "job.finished"
+EVENT: Literal["job.finished"] = "job.finished"
 MAX_BACKOFF_S = 600.0
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 
 
-def sign(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+class CallbackSummary(BaseModel):
+    """The report's summary without the missing-footage detail (``GET /jobs/{id}/report`` has it)."""
+
+    slots: int
+    ok: int
+    local: int
+    placeholder: int
+    failed: int
+    text: list[str]
 
 
-def verify(secret: str, body: bytes, header: str | None) -> bool:
-    """What a receiver does: recompute the signature and compare in constant time."""
-    return bool(header) and hmac.compare_digest(sign(secret, body), str(header))
+class CallbackPayload(BaseModel):
+    """The JSON body of a callback."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    type: Literal["job.finished"] = Field(default=EVENT, description="the Standard Webhooks event type")
+    event: Literal["job.finished"] = Field(default=EVENT, description="the same as type (kept for receivers)")
+    timestamp: UtcDatetime = Field(description="when the delivery was queued")
+    delivery_id: str = Field(description="the same as the webhook-id header; drop repeats by it")
+    job_id: str
+    mix_request_id: str | None
+    trace_id: str
+    status: JobStatus
+    attempt: int
+    output_path: str | None
+    report_path: str | None
+    output_url: str | None = Field(description="where to download final.mp4 (as in the status object)")
+    report_url: str | None = Field(description="where to download report.json")
+    poster_url: str | None = Field(description="a frame from the middle of the video, JPEG")
+    error: str | None
+    finished_at: UtcDatetime | None
+    metadata: dict[str, Any] | None = Field(description="the request's metadata, unchanged")
+    report_summary: CallbackSummary | None
 
 
-def payload(ctx: Context, job: RenderJob, delivery_id: str) -> dict[str, Any]:
+def payload(ctx: Context, job: RenderJob, delivery_id: str) -> CallbackPayload:
     """The callback's body: the status object's fields, the results' URLs and the report's summary."""
     summary = None
     try:
         report = results.read_report(ctx, job)
+        summary = CallbackSummary.model_validate(report.get("summary")) if report else None
     except StorageError as exc:  # the callback still goes out, without the summary
         log.warning("webhook.no_report", job_id=job.id, error=str(exc))
-        report = None
-    if report is not None:
-        summary = {k: v for k, v in report.get("summary", {}).items() if k != "missing_footage"}
-    return {
-        "event": EVENT,
-        "delivery_id": delivery_id,
-        "job_id": job.id,
-        "mix_request_id": job.mix_request_id,
-        "trace_id": job.trace_id,
-        "status": job.status,
-        "attempt": job.attempts,
-        "output_path": job.output_path,
-        "report_path": job.report_path,
-        **results.urls(ctx, job),
-        "error": job.current_error(),
-        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
-        "report_summary": summary,
-    }
+    except ValidationError:
+        summary = None
+    request = job.request if isinstance(job.request, dict) else {}
+    metadata = request.get("metadata")
+    urls = results.urls(ctx, job)
+    return CallbackPayload(
+        timestamp=utcnow(),
+        delivery_id=delivery_id,
+        job_id=job.id,
+        mix_request_id=job.mix_request_id,
+        trace_id=job.trace_id,
+        status=JobStatus(job.status),
+        attempt=job.attempts,
+        output_path=job.output_path,
+        report_path=job.report_path,
+        output_url=urls.output_url,
+        report_url=urls.report_url,
+        poster_url=urls.poster_url,
+        error=job.current_error(),
+        finished_at=job.finished_at,
+        metadata=metadata if isinstance(metadata, dict) else None,
+        report_summary=summary,
+    )
+
+
+def callback_url(ctx: Context, job: RenderJob) -> str | None:
+    """The job's callback URL, if it has one that passes the request's URL rules (a job recorded from an
+    invalid request keeps the raw request, so its URL is checked here again)."""
+    url = (job.request or {}).get("callback_url") if isinstance(job.request, dict) else None
+    if not isinstance(url, str) or url_problem(url, ctx.settings.allowed_host_set):
+        return None
+    return url
+
+
+def signed_headers(secret: str | None, delivery_id: str, body: bytes) -> dict[str, str]:
+    """The headers of one try: Standard Webhooks' (signed now) and the deprecated signature, when a secret
+    is set; the delivery id and event always."""
+    headers = {"Content-Type": "application/json", DELIVERY_HEADER: delivery_id, EVENT_HEADER: EVENT}
+    if secret:
+        headers |= webhook_signing.headers(webhook_signing.secret_key(secret), delivery_id, body)
+        headers[LEGACY_SIGNATURE_HEADER] = webhook_signing.legacy_signature(secret, body)
+    return headers
 
 
 def queue(ctx: Context, job_id: str) -> WebhookDelivery | None:
     """Queue the job's current final state for delivery; None when there is nothing (new) to send."""
     job = ctx.store.get(job_id)
-    url = (job.request or {}).get("callback_url")
+    url = callback_url(ctx, job)
     if not url or not JobStatus(job.status).is_final:
         return None
     delivery_id = uuid.uuid4().hex
@@ -96,7 +153,7 @@ def queue(ctx: Context, job_id: str) -> WebhookDelivery | None:
         attempt=job.attempts,
         status=job.status,
         url=str(url),
-        body=json.dumps(payload(ctx, job, delivery_id), ensure_ascii=False, sort_keys=True),
+        body=payload(ctx, job, delivery_id).model_dump_json(),
         state=PENDING,
         tries=0,
         next_at=utcnow(),
@@ -151,7 +208,7 @@ def queue_missed(ctx: Context, *, within_s: float = 86400.0) -> int:
         known = {(j, a, st) for j, a, st in s.execute(stmt)}
     queued = 0
     for job in ctx.store.finished_since(since):
-        if (job.request or {}).get("callback_url") and (job.id, job.attempts, job.status) not in known:
+        if callback_url(ctx, job) and (job.id, job.attempts, job.status) not in known:
             queued += queue(ctx, job.id) is not None
     return queued
 
@@ -187,9 +244,7 @@ def _try(ctx: Context, row: WebhookDelivery, now: datetime) -> Sent | None:
     s = ctx.settings
     tries = row.tries + 1
     body = row.body.encode()
-    headers = {"Content-Type": "application/json", DELIVERY_HEADER: row.id, EVENT_HEADER: EVENT}
-    if s.webhook_secret:
-        headers[SIGNATURE_HEADER] = sign(s.webhook_secret, body)
+    headers = signed_headers(s.webhook_secret, row.id, body)
     error: str | None = None
     try:
         response = httpx.post(row.url, content=body, headers=headers, timeout=s.webhook_timeout_s)

@@ -198,7 +198,8 @@ def load(ctx: Context, job_id: str) -> JobPage:
     if rep is not None:
         missing = missing_lines((rep.get("summary") or {}).get("missing_footage") or [])
     else:
-        missing = missing_lines(report.missing_footage(view, records), known=set(records))
+        groups = [g.model_dump(mode="json") for g in report.missing_footage(view, records)]
+        missing = missing_lines(groups, known=set(records))
     urls = result_urls(job, rep is not None)
     return JobPage(
         job=job,

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from pydantic import ValidationError
-
 from pipeline import jobs
 from pipeline.context import Context
 from pipeline.errors import JobConflict, RequestInvalid
@@ -53,24 +51,8 @@ class Outcome:
 
 
 def _each(exc: RequestInvalid) -> list[tuple[str | None, str]]:
-    """Every problem of a failed validation as (field path or None for the whole body, message).
-
-    RequestInvalid names the first problem; the pydantic error it was raised from names them all.
-    """
-    cause = exc.__cause__
-    if isinstance(cause, ValidationError):
-        return [(_path(e["loc"]), str(e["msg"]).removeprefix("Value error, ")) for e in cause.errors()]
-    field = exc.field if exc.field and exc.field != "(body)" else None
-    message = str(exc)
-    return [(field, message.removeprefix(f"{exc.field}: ") if exc.field else message)]
-
-
-def _path(loc: tuple[int | str, ...]) -> str | None:
-    """pydantic's error location as the request's field path: ``lines[3].clip.end_ms``."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or None
+    """Every problem of a failed validation as (field path or None for the whole body, message)."""
+    return [(None if p.field == "(body)" else p.field, p.message) for p in exc.problems]
 
 
 def _utf16(text: str, offset: int) -> int:

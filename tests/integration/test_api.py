@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -54,6 +56,19 @@ def api(stack: Stack) -> Iterator[httpx.Client]:
         yield client
 
 
+ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+
+
+def error_of(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The one error shape: {"error": {"code", "message", "field", ...}} with its stable code."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"error"} and {"code", "message", "field"} <= set(body["error"]), body
+    assert body["error"]["code"] == code and body["error"]["message"], body
+    return dict(body["error"])
+
+
 def test_submit_poll_report_and_errors(stack: Stack, api: httpx.Client) -> None:
     stack.start_workers("--stage", "all", "--concurrency", "2")
     job_id = new_job_id("api")
@@ -64,9 +79,11 @@ def test_submit_poll_report_and_errors(stack: Stack, api: httpx.Client) -> None:
         line_ms=lambda i: 1000,
         audio=False,
     )
+    body["metadata"] = {"tenant": "t-7", "tags": ["歌", 1, None]}
 
     created = api.post("/jobs", json=body)
     assert created.status_code == 202 and created.json()["job_id"] == job_id
+    assert created.headers["location"] == f"/jobs/{job_id}"
     seen = []
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -77,34 +94,135 @@ def test_submit_poll_report_and_errors(stack: Stack, api: httpx.Client) -> None:
         time.sleep(0.2)
     assert job["status"] == "COMPLETED_WITH_GAPS" and job["progress"] == 100
     assert seen == sorted(seen)  # progress never goes backwards
-    assert job["clips"] == {"total": 4, "succeeded": 3, "fallback_local": 0, "placeholder": 1, "failed": 0}
+    assert job["clips"] == {
+        "total": 4,
+        "done": 4,
+        "succeeded": 3,
+        "fallback_local": 0,
+        "placeholder": 1,
+        "failed": 0,
+    }
+    assert job["metadata"] == body["metadata"] and job["schema_version"] == 1 and job["eta_s"] is None
+    # Every timestamp is ISO 8601 in UTC with its zone, on POST and GET alike (SQLite returns naive ones)
+    for stamp in (created.json()["created_at"], job["created_at"], job["updated_at"], job["finished_at"]):
+        assert ISO_UTC.match(stamp), stamp
     report = api.get(f"/jobs/{job_id}/report").json()
     assert [s["outcome"] for s in report["slots"]] == ["ok", "ok", "ok", "placeholder"]
+    assert report["summary"]["missing_footage"][0]["lines"][0]["line"] == 4
     assert api.get("/jobs", params={"status": "COMPLETED_WITH_GAPS"}).json()["jobs"][0]["job_id"] == job_id
 
     # Idempotency and conflicts
     again = api.post("/jobs", json=body)
     assert again.status_code == 200 and again.json()["job_id"] == job_id
+    assert again.headers["location"] == f"/jobs/{job_id}"
     other = dict(body, lines=body["lines"][:2])
-    assert api.post("/jobs", json=other).status_code == 409
-    bad = api.post("/jobs", json=dict(body, job_id="../etc"))
-    assert bad.status_code == 422 and bad.json()["field"] == "job_id"
-    assert api.get("/jobs/nope").status_code == 404
-    assert api.get("/jobs/nope/report").status_code == 404
+    error_of(api.post("/jobs", json=other), 409, "job_conflict")
+    bad = error_of(api.post("/jobs", json=dict(body, job_id="../etc")), 422, "request_invalid")
+    assert bad["field"] == "job_id" and bad["problems"][0]["field"] == "job_id"
+    error_of(api.get("/jobs/nope"), 404, "job_not_found")
+    error_of(api.get("/jobs/nope/report"), 404, "job_not_found")
     huge = dict(body, job_id=new_job_id("huge"), lines=body["lines"] * 3000)
-    assert api.post("/jobs", json=huge).status_code == 413
+    error_of(api.post("/jobs", json=huge), 413, "body_too_large")
 
     # Auth: everything but health and metrics needs the token
     anonymous = httpx.Client(base_url=str(api.base_url))
-    assert anonymous.get(f"/jobs/{job_id}").status_code == 401
+    error_of(anonymous.get(f"/jobs/{job_id}"), 401, "unauthorized")
     assert anonymous.post("/jobs", json=body).status_code == 401
     wrong = anonymous.get(f"/jobs/{job_id}", headers={"Authorization": "Bearer nope"})
-    assert wrong.status_code == 401
+    assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
     assert anonymous.get("/healthz").status_code == 200
     assert anonymous.get("/metrics").status_code == 200
     ready = anonymous.get("/readyz")
     assert ready.status_code == 200 and ready.json()["down"] == []
     assert "/jobs/{job_id}/report" in anonymous.get("/openapi.json").json()["paths"]
+
+
+def test_every_error_has_one_shape_and_a_stable_code(stack: Stack, api: httpx.Client) -> None:
+    # Every problem of a request, each with its field path, FastAPI's own validation errors included
+    body = build_request(
+        new_job_id("bad"), stack.cdn, [("v_a", 0, 900, True), ("a/b", 0, 900, True)], line_ms=lambda i: 1000
+    )
+    body["lines"][0]["end_ms"] = 0
+    body["colour"] = "red"
+    bad = error_of(api.post("/jobs", json=body), 422, "request_invalid")
+    assert [p["field"] for p in bad["problems"]] == ["lines[0].end_ms", "lines[1].clip.video_id", "colour"]
+    assert bad["field"] == "lines[0].end_ms" and "more problem" not in bad["message"]
+    not_json = error_of(api.post("/jobs", content=b"{nope"), 422, "request_invalid")
+    assert not_json["field"] == "(body)" and "not valid JSON" in not_json["message"]
+    assert error_of(api.post("/jobs", json=[1, 2]), 422, "request_invalid")["field"] == "(body)"
+    query = error_of(api.get("/jobs", params={"limit": 0, "status": "DONE"}), 422, "request_invalid")
+    assert sorted(p["field"] for p in query["problems"]) == ["limit", "status"]
+    error_of(api.get("/no/such/path"), 404, "not_found")
+    error_of(api.delete("/jobs"), 405, "method_not_allowed")
+    # No report yet, not retryable while it runs: each its own code
+    pending = build_request(new_job_id("pending"), stack.cdn, [("v_a", 0, 900, True)], line_ms=lambda i: 1000)
+    assert api.post("/jobs", json=pending).status_code == 202  # no worker: it stays PENDING
+    error_of(api.get(f"/jobs/{pending['job_id']}/report"), 404, "report_not_ready")
+    error_of(api.post(f"/jobs/{pending['job_id']}/retry"), 409, "job_not_retryable")
+    assert api.post(f"/jobs/{pending['job_id']}/cancel").json()["status"] == "CANCELLED"
+    error_of(api.post(f"/jobs/{pending['job_id']}/cancel"), 409, "job_finished")
+
+
+def test_a_service_down_is_a_503_in_the_error_shape(stack: Stack) -> None:
+    # Given an API whose broker and Redis cannot be reached
+    down = {"CLIPLINE_BROKER_URL": "amqp://guest:guest@127.0.0.1:1/%2F", "CLIPLINE_REDIS_URL": "redis://127.0.0.1:1/0"}
+    with running_api(stack, **down) as api:
+        body = build_request(new_job_id("down"), stack.cdn, [("v_a", 0, 900, True)], line_ms=lambda i: 1000)
+        # When a request is submitted, then it is recorded but the caller learns the broker is down
+        error_of(api.post("/jobs", json=body), 503, "unavailable")
+        # The job's status still answers, with no live counts (Redis is down too)
+        job = api.get(f"/jobs/{body['job_id']}").json()
+        assert job["status"] == "PENDING" and job["clips"] is None
+
+
+def test_jobs_filter_by_mix_request_id_and_status(stack: Stack, api: httpx.Client) -> None:
+    ids = [new_job_id("filter") for _ in range(3)]
+    for i, job_id in enumerate(ids):
+        body = build_request(job_id, stack.cdn, [("v_a", 0, 900, True)], line_ms=lambda i: 1000)
+        body["mix_request_id"] = "req-shared" if i < 2 else "req-other"
+        assert api.post("/jobs", json=body).status_code == 202
+    api.post(f"/jobs/{ids[0]}/cancel")
+    shared = api.get("/jobs", params={"mix_request_id": "req-shared"}).json()["jobs"]
+    assert sorted(j["job_id"] for j in shared) == sorted(ids[:2])
+    both = api.get("/jobs", params={"mix_request_id": "req-shared", "status": "CANCELLED"}).json()
+    assert [j["job_id"] for j in both["jobs"]] == [ids[0]] and both["limit"] == 50
+    assert api.get("/jobs", params={"mix_request_id": "req-none"}).json()["jobs"] == []
+
+
+def test_live_clip_counts_and_eta_while_the_job_runs(stack: Stack, api: httpx.Client) -> None:
+    # Given a job of 12 clips that takes a while (a slow CDN, two clips at a time)
+    stack.cdn.latency_ms = 150
+    stack.start_workers("--stage", "all", "--concurrency", "2")
+    job_id = new_job_id("live")
+    picks = [("v_a", 500 * i, 500 * i + 1500, True) for i in range(11)] + [("v_gone", 0, 900, False)]
+    body = build_request(job_id, stack.cdn, picks, line_ms=lambda i: 1500, audio=False)
+    try:
+        assert api.post("/jobs", json=body).status_code == 202
+        running: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            job = api.get(f"/jobs/{job_id}").json()
+            if job["status"] in ("COMPLETED", "COMPLETED_WITH_GAPS", "FAILED"):
+                break
+            if job["status"] == "EXTRACTING":
+                running.append(job)
+            time.sleep(0.05)
+    finally:
+        stack.cdn.latency_ms = 0
+    # Then, while it ran, the counts came from Redis: they rose, and always added up
+    assert running, "the job was never seen EXTRACTING"
+    for seen in running:
+        clips = seen["clips"]
+        assert clips["total"] == 12 and seen["clip_stats"] is None
+        by_outcome = ("succeeded", "fallback_local", "placeholder", "failed")
+        assert clips["done"] == sum(clips[k] for k in by_outcome)
+        # eta_s is there once a few clips are done, and only then
+        assert (seen["eta_s"] is not None) == (3 <= clips["done"] < 12), seen
+        assert seen["eta_s"] is None or seen["eta_s"] >= 0
+    done = [s["clips"]["done"] for s in running]
+    assert done == sorted(done) and done[-1] > done[0]
+    assert any(s["eta_s"] is not None for s in running), "no poll saw 3 or more clips done while extracting"
+    assert job["clips"]["done"] == 12 and job["clips"]["placeholder"] == 1
 
 
 def test_readyz_names_what_is_down(stack: Stack, api: httpx.Client) -> None:
@@ -176,5 +294,5 @@ def test_cancel_mid_job_stops_everything(stack: Stack, api: httpx.Client) -> Non
     assert not (stack.tmp / "output" / job_id / "final.mp4").exists()
     assert not [e for e in stack.events("assemble.started") if e["job_id"] == job_id]
     again = api.post(f"/jobs/{job_id}/cancel")
-    assert again.status_code == 409 and "already ended" in again.json()["detail"]
+    assert again.status_code == 409 and "already ended" in again.json()["error"]["message"]
     assert stack.cli("cancel", job_id).returncode == 2

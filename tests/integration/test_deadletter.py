@@ -71,6 +71,9 @@ def test_malformed_clip_messages_are_dead_lettered_and_the_worker_renders_on(sta
         every=0.5,
     )
     assert dead_letters(url)["render.clip.XQ"] - before == len(bad)  # each exactly once, nothing retried
+    # The undecodable one is also logged once as rejected (no job is recorded for a clip message)
+    rejected = [e for e in stack.events("message.rejected") if e["queue"] == "render.clip"]
+    assert [(e["reason"], e["recorded"]) for e in rejected] == [("undecodable", False)]
 
     # The same worker renders a real job afterwards
     job_id = new_job_id("after-dlq")

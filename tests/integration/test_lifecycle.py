@@ -13,11 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
+import standardwebhooks
 
 from clipline.dev.samples import count_frames
 from pipeline.models import parse_request
 from pipeline.store import JobStore
-from pipeline.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify
+from pipeline.webhook_signing import legacy_signature, secret_for_receivers
+from pipeline.webhooks import DELIVERY_HEADER, LEGACY_SIGNATURE_HEADER
 
 from .conftest import Stack, build_request, new_job_id
 from .test_api import running_api
@@ -104,6 +106,7 @@ def test_webhooks_retry_of_gaps_history_stats_and_cleanup(stack: Stack, receiver
         audio=False,
     )
     body["callback_url"] = receiver.url
+    body["metadata"] = {"caller": "lifecycle"}
     stack.cdn.set_gone("v_b")
     with running_api(stack, **webhook_env) as api:
         assert api.post("/jobs", json=body).status_code == 202
@@ -122,10 +125,20 @@ def test_webhooks_retry_of_gaps_history_stats_and_cleanup(stack: Stack, receiver
         hooks = receiver.wait_for(2)
         assert len(hooks) == 2 and {h["status"] for h in hooks} == {"COMPLETED_WITH_GAPS"}
         assert len({g["headers"][DELIVERY_HEADER] for g in receiver.got}) == 1
-        assert all(verify(SECRET, g["body"], g["headers"].get(SIGNATURE_HEADER)) for g in receiver.got)
+        # Each try verifies as Standard Webhooks with the receiver's own library (timestamp checked), and
+        # its webhook-id is the delivery id; the deprecated signature is still there for one release
+        verifier = standardwebhooks.Webhook(secret_for_receivers(SECRET))
+        for got in receiver.got:
+            assert verifier.verify(got["body"], got["headers"])["delivery_id"] == got["headers"]["webhook-id"]
+            assert got["headers"][LEGACY_SIGNATURE_HEADER] == legacy_signature(SECRET, got["body"])
         first_hook = receiver.got[0]
-        assert not verify("other-secret", first_hook["body"], first_hook["headers"][SIGNATURE_HEADER])
+        with pytest.raises(standardwebhooks.webhooks.WebhookVerificationError):
+            standardwebhooks.Webhook(secret_for_receivers("other-secret")).verify(
+                first_hook["body"], first_hook["headers"]
+            )
         assert hooks[0]["report_summary"]["placeholder"] == 3 and hooks[0]["job_id"] == job_id
+        assert hooks[0]["metadata"] == {"caller": "lifecycle"} and hooks[0]["type"] == "job.finished"
+        assert hooks[0]["report_summary"]["text"][0].startswith("v_b: 3 line(s) 2, 4, 6 -> placeholder")
 
         # When the video is back and the job is retried
         stack.cdn.set_gone("v_b", False)
@@ -159,7 +172,7 @@ def test_webhooks_retry_of_gaps_history_stats_and_cleanup(stack: Stack, receiver
 
         # A completed job has nothing to retry; an unknown one is 404
         done = api.post(f"/jobs/{job_id}/retry")
-        assert done.status_code == 409 and "nothing to retry" in done.json()["detail"]
+        assert done.status_code == 409 and "nothing to retry" in done.json()["error"]["message"]
         assert api.post("/jobs/nope/retry").status_code == 404
 
         # Statistics and listings, over HTTP and on the command line

@@ -101,6 +101,8 @@ def test_mixed_job_renders_with_gaps_exact_frames_and_minimal_bytes(stack: Stack
         assert outcomes[i] == want, (i, vid, report["slots"][i])
     gone = [g for g in report["summary"]["missing_footage"] if g["video_id"] == "v_gone"][0]
     assert [x["index"] for x in gone["lines"]] == [9, 20] and "404" in gone["reason"]
+    assert [x["line"] for x in gone["lines"]] == [10, 21]  # the lyric lines a person counts, from 1
+    assert f"clipline retry {result['job_id']}" in gone["action"]
     assert all(s["measured_frames"] == s["slot_frames"] for s in report["slots"])
 
     # One video API call per video that needed one; v_a came with its hls_url
@@ -210,6 +212,10 @@ def test_submission_is_idempotent_and_bad_input_enqueues_nothing(stack: Stack) -
     escape = dict(request, job_id="../../etc")
     res = stack.cli("submit", "-", input_json=escape)
     assert res.returncode == 2 and "job_id" in res.stderr
+    # Every problem is named, each with its field path
+    both = dict(escape, lines=bad["lines"])
+    res = stack.cli("submit", "-", input_json=both)
+    assert res.returncode == 2 and "job_id: " in res.stderr and "lines[0].end_ms: " in res.stderr
     assert queue_depth(stack, "render.plan") == before
 
     # A good one renders once; submitting it again returns the same job

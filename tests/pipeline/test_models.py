@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from typing import Any
 
 import pytest
 
 from pipeline.errors import RequestInvalid
-from pipeline.models import parse_request
+from pipeline.models import METADATA_MAX_BYTES, parse_request
 
 
 def line(start: int, end: int, video: str = "v1", cs: int = 0, ce: int = 1000, **clip: Any) -> dict[str, Any]:
@@ -94,15 +96,16 @@ def test_no_lines_and_too_many_lines() -> None:
 @pytest.mark.parametrize(
     ("lines", "field"),
     [
-        ([line(1000, 1000)], "lines[0]"),
-        ([line(1000, 500)], "lines[0]"),
-        ([line(0, 1000, cs=500, ce=500)], "lines[0].clip"),
-        ([line(0, 1000), line(900, 2000)], "lines"),  # overlapping
-        ([line(1000, 2000), line(0, 900)], "lines"),  # out of order
+        ([line(1000, 1000)], "lines[0].end_ms"),
+        ([line(1000, 500)], "lines[0].end_ms"),
+        ([line(0, 1000, cs=500, ce=500)], "lines[0].clip.end_ms"),
+        ([line(0, 1000), line(900, 2000)], "lines[1].start_ms"),  # overlapping
+        ([line(1000, 2000), line(0, 900)], "lines[1].start_ms"),  # out of order
         ([line(-5, 1000)], "lines[0].start_ms"),
-        ([line(0, 10**12)], "lines"),  # absurd
+        ([line(0, 10**12)], "lines[0].end_ms"),  # absurd
+        ([line(0, 1000, ce=10**12)], "lines[0].clip.end_ms"),
         ([line(0, 1000, cs=-1)], "lines[0].clip.start_ms"),
-        ([line(0, 10)], "(body)"),  # shorter than a frame at 30 fps: no frame for the slot
+        ([line(0, 10)], "lines[0]"),  # shorter than a frame at 30 fps: no frame for the slot
     ],
 )
 def test_time_rules(lines: list[dict[str, Any]], field: str) -> None:
@@ -129,3 +132,75 @@ def test_fingerprint_tracks_the_body() -> None:
     b = parse_request(copy.deepcopy(request()))
     c = parse_request(request(lines=[line(0, 1000), line(1000, 2600)]))
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+    # The caller's metadata is part of the body; the schema version and trace id are not
+    assert parse_request(request(metadata={"k": 1})).fingerprint() != a.fingerprint()
+    assert parse_request(request(schema_version=1, trace_id="t-2")).fingerprint() == a.fingerprint()
+
+
+def test_fingerprints_of_jobs_recorded_before_schema_version_and_metadata_still_match() -> None:
+    # The hash as it was computed before the two fields existed (a job recorded by the previous release)
+    req = parse_request(request())
+    old_body = req.model_dump(mode="json", exclude={"trace_id", "schema_version", "metadata"})
+    old = hashlib.sha256(json.dumps(old_body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    assert req.fingerprint() == old
+
+
+def test_every_problem_is_listed_with_its_field_path() -> None:
+    # Given a request with four independent mistakes
+    data = request(job_id="../x", colour="red", lines=[line(1000, 1000), line(2000, 3000, "a/b")])
+    # When it is validated, then each is named, none summarised as "and N more"
+    with pytest.raises(RequestInvalid) as err:
+        parse_request(data)
+    fields = [p.field for p in err.value.problems]
+    assert fields == ["job_id", "lines[0].end_ms", "lines[1].clip.video_id", "colour"]
+    assert err.value.field == "job_id"
+    assert all(f"{p.field}: {p.message}" in str(err.value) for p in err.value.problems)
+    assert "more problem" not in str(err.value)
+
+
+def test_every_overlap_and_every_slot_without_a_frame_is_listed() -> None:
+    overlapping = [line(0, 1000), line(900, 2000), line(1500, 2500), line(2500, 2600, ce=10**12)]
+    with pytest.raises(RequestInvalid) as err:
+        parse_request(request(lines=overlapping))
+    assert [p.field for p in err.value.problems] == [
+        "lines[1].start_ms",
+        "lines[2].start_ms",
+        "lines[3].clip.end_ms",
+    ]
+    with pytest.raises(RequestInvalid) as err:
+        parse_request(request(lines=[line(0, 10), line(10, 1000), line(1000, 1010)]))
+    assert [p.field for p in err.value.problems] == ["lines[0]", "lines[2]"]
+
+
+def test_schema_version_is_1_and_nothing_else() -> None:
+    assert parse_request(request()).schema_version == 1
+    assert parse_request(request(schema_version=1)).schema_version == 1
+    assert field_of(request(schema_version=2)) == "schema_version"
+    assert field_of(request(schema_version="1")) == "schema_version"
+
+
+def test_metadata_is_a_small_json_object() -> None:
+    meta = {"tenant": "t-1", "tags": ["a", "b"], "nested": {"n": 1.5, "ok": True, "none": None}}
+    assert parse_request(request(metadata=meta)).metadata == meta
+    assert field_of(request(metadata=["not", "an", "object"])) == "metadata"
+    big = {"blob": "x" * METADATA_MAX_BYTES}
+    with pytest.raises(RequestInvalid, match=f"more than the maximum of {METADATA_MAX_BYTES}"):
+        parse_request(request(metadata=big))
+
+
+def test_null_job_id_and_trace_id_are_generated_like_absent_ones() -> None:
+    req = parse_request(request(job_id=None, trace_id=None))
+    assert req.job_id.startswith("job-") and len(req.trace_id) == 16
+
+
+def test_the_lines_order_is_checked_even_when_a_line_has_its_own_problem() -> None:
+    # Given an overlap between lines 0 and 1 and a bad video id on line 2
+    lines = [line(0, 1000), line(500, 1500), line(1500, 2500, "a/b")]
+    with pytest.raises(RequestInvalid) as err:
+        parse_request(request(lines=lines))
+    # Then both are named (pydantic alone stops before the cross-line check when a line is invalid)
+    assert sorted(p.field for p in err.value.problems) == ["lines[1].start_ms", "lines[2].clip.video_id"]
+    # A value that is not an integer is named once, by its own check, not by the order check
+    with pytest.raises(RequestInvalid) as err:
+        parse_request(request(lines=[line(0, 1000), line("soon", 1500)]))  # type: ignore[arg-type]
+    assert [p.field for p in err.value.problems] == ["lines[1].start_ms"]

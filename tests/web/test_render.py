@@ -64,7 +64,9 @@ def _job_page() -> job_page.JobPage:
         status=JobStatus.EXTRACTING,
         error=EVIL,
         slots=slots,
-        missing=job_page.missing_lines(missing_footage(view, records), known=set(records)),
+        missing=job_page.missing_lines(
+            [g.model_dump(mode="json") for g in missing_footage(view, records)], known=set(records)
+        ),
         history=[],
         video_url="https://cdn.example/j/final.mp4?sig=1",
     )

@@ -22,8 +22,9 @@ def test_every_validation_problem_is_listed_with_its_field() -> None:
     with pytest.raises(RequestInvalid) as caught:
         parse_request(body)
     problems = dict(_each(caught.value))
-    assert set(problems) == {"job_id", "lines[0].clip"}
-    assert "pattern" in problems["job_id"] and "must be greater than start_ms" in problems["lines[0].clip"]
+    assert set(problems) == {"job_id", "lines[0].clip.end_ms"}
+    assert "pattern" in problems["job_id"]
+    assert "must be greater than start_ms" in problems["lines[0].clip.end_ms"]
     assert not any(m.startswith("Value error") for m in problems.values())
 
 
