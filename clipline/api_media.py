@@ -10,7 +10,7 @@ the key is built from the validated id and the result's fixed name.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
@@ -99,28 +99,37 @@ def serve(ctx: Context, job_id: str, name: str, request: Request) -> Response:
     return StreamingResponse(body, status_code=status, headers=headers, media_type=ctype)
 
 
+def _endpoint(ctx: Context, name: str) -> Callable[[str, Request], Response]:
+    def endpoint(job_id: str, request: Request) -> Response:
+        return serve(ctx, job_id, name, request)
+
+    return endpoint
+
+
 def media_router(ctx: Context, dependencies: Sequence[Depends]) -> APIRouter:
     """The routes, guarded like the rest of the API (``dependencies``: the token check)."""
     router = APIRouter(dependencies=list(dependencies), tags=["results"])
 
-    @router.api_route(
-        "/jobs/{job_id}/video",
-        methods=["GET", "HEAD"],
-        summary="The job's final.mp4 (byte ranges, ETag)",
-        response_class=StreamingResponse,
-        responses=_RESPONSES,
-    )
-    def video(job_id: str, request: Request) -> Response:
-        return serve(ctx, job_id, layout.FINAL, request)
-
-    @router.api_route(
-        "/jobs/{job_id}/poster",
-        methods=["GET", "HEAD"],
-        summary="A frame from the middle of the job's video (JPEG)",
-        response_class=StreamingResponse,
-        responses=_RESPONSES,
-    )
-    def poster(job_id: str, request: Request) -> Response:
-        return serve(ctx, job_id, layout.POSTER, request)
-
+    for name, route, summary in (
+        (layout.FINAL, "video", "The job's final.mp4 (byte ranges, ETag)"),
+        (layout.POSTER, "poster", "A frame from the middle of the job's video (JPEG)"),
+    ):
+        router.add_api_route(
+            f"/jobs/{{job_id}}/{route}",
+            _endpoint(ctx, name),
+            methods=["GET"],
+            operation_id=f"get_job_{route}",
+            summary=summary,
+            response_class=StreamingResponse,
+            responses=_RESPONSES,
+        )
+        router.add_api_route(  # the same answer without its body: a HEAD has its own operation id
+            f"/jobs/{{job_id}}/{route}",
+            _endpoint(ctx, name),
+            methods=["HEAD"],
+            operation_id=f"head_job_{route}",
+            summary=f"{summary}: headers only",
+            response_class=StreamingResponse,
+            responses=_RESPONSES,
+        )
     return router

@@ -38,6 +38,10 @@ def ctx(s3: LoopbackS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cont
     return stub_context(tmp_path, **env, CLIPLINE_S3_URL_TTL_S="900")
 
 
+#: A report summary as assembly writes it (what callbacks carry, without missing_footage).
+SUMMARY = {"slots": 2, "ok": 1, "local": 0, "placeholder": 1, "failed": 0, "text": ["1 line lacks footage"]}
+
+
 def finished_job(ctx: Context, job_id: str, status: JobStatus, lines: int = 2) -> None:
     """A job record that ended, with its clips, sidecars and results in the store."""
     request = parse_request(
@@ -62,7 +66,7 @@ def finished_job(ctx: Context, job_id: str, status: JobStatus, lines: int = 2) -
         ctx.storage.put_bytes(layout.clip_record(job_id, i), json.dumps(rec.to_json()).encode())
     for name, body in (
         (layout.FINAL, b"video"),
-        (layout.REPORT, b'{"summary": {"ok": 1}}'),
+        (layout.REPORT, json.dumps({"summary": SUMMARY}).encode()),
         (layout.POSTER, b"jpg"),
     ):
         ctx.storage.put_bytes(results.key(job_id, name), body)
@@ -88,18 +92,18 @@ def keys(s3: LoopbackS3, job_id: str) -> list[str]:
 def test_status_object_and_callback_carry_presigned_urls(ctx: Context, s3: LoopbackS3) -> None:
     finished_job(ctx, "urls-1", JobStatus.COMPLETED)
     job = ctx.store.get("urls-1")
-    obj = jobs.status_object(job, ctx)
+    obj = jobs.describe(ctx, job).model_dump(mode="json")
     assert obj["output_path"] == f"s3://{s3.bucket}/{s3.prefix}/output/urls-1/final.mp4"
     for field, body in (("output_url", b"video"), ("poster_url", b"jpg")):
         url = str(obj[field])
         assert parse_qs(urlsplit(url).query)["X-Amz-Expires"] == ["900"]
         assert httpx.get(url).content == body
-    body = webhooks.payload(ctx, job, "d1")
-    assert body["output_url"] and body["report_url"] and body["report_summary"] == {"ok": 1}
+    callback = webhooks.payload(ctx, job, "d1").model_dump(mode="json")
+    assert callback["output_url"] and callback["report_url"] and callback["report_summary"] == SUMMARY
     # a job without a video has no video or poster URL
     job.output_path = None
-    got = jobs.status_object(job, ctx)
-    assert got["output_url"] is None and got["poster_url"] is None and got["report_url"]
+    got = jobs.describe(ctx, job)
+    assert got.output_url is None and got.poster_url is None and got.report_url
 
 
 def test_retention_removes_the_objects_of_old_jobs_only(ctx: Context, s3: LoopbackS3) -> None:
