@@ -6,14 +6,15 @@ from dramatiq.middleware import CurrentMessage
 
 from pipeline import assembly, heartbeat
 from pipeline.errors import SourceUnavailable
+from pipeline.leases import LeaseTimeout
 from pipeline.logs import bind_job
 from pipeline.stages import Stage
 from pipeline.storage import StorageUnavailable
 
 from .runtime import context
 
-#: Retries of an assembly whose song or store failed for now; on the last attempt a storage error
-#: fails the job, naming it.
+#: Retries of an assembly whose song or store failed for now (or whose song the plan stage was still
+#: preparing); on the last attempt the error fails the job, naming the song or the store.
 MAX_RETRIES = 3
 
 
@@ -27,4 +28,4 @@ def assemble_render(job_id: str, trace_id: str | None = None) -> None:
 
 
 def retry_when(retries: int, exc: Exception) -> bool:
-    return isinstance(exc, SourceUnavailable | StorageUnavailable) and retries < MAX_RETRIES
+    return isinstance(exc, SourceUnavailable | StorageUnavailable | LeaseTimeout) and retries < MAX_RETRIES

@@ -8,12 +8,18 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 from pipeline import clipstage
+from pipeline.errors import FieldProblem
 from pipeline.logs import bind_job
+from pipeline.rejects import Reason
 from pipeline.stages import Stage
 from pipeline.storage import StorageUnavailable
 
+from . import names
+from .rejects import reject_in_actor
 from .runtime import context
 from .sender import send
+
+QUEUE = names.QUEUE[Stage.CLIP]
 
 
 class TransientClipError(Exception):
@@ -26,15 +32,19 @@ def extract_clip(job_id: str, index: int, trace_id: str | None = None) -> None:
     retries = int(message.options.get("retries", 0)) if message else 0
     with bind_job(job_id, trace_id), ctx.limit.slot() as slot:
         queue_wait_ms = (time.time() * 1000 - message.message_timestamp) if message and not retries else None
-        step = clipstage.run_clip(
-            ctx,
-            job_id,
-            index,
-            attempt=retries + 1,
-            max_attempts=ctx.settings.clip_max_retries + 1,
-            queue_wait_ms=queue_wait_ms,
-            parallel_slot=slot,
-        )
+        try:
+            step = clipstage.run_clip(
+                ctx,
+                job_id,
+                index,
+                attempt=retries + 1,
+                max_attempts=ctx.settings.clip_max_retries + 1,
+                queue_wait_ms=queue_wait_ms,
+                parallel_slot=slot,
+            )
+        except clipstage.SlotOutOfRange as exc:
+            problem = FieldProblem("(message).args[1]", str(exc))
+            return reject_in_actor(QUEUE, Reason.BAD_ARGUMENTS, [problem], None)
     match step:
         case clipstage.Done(fire=True):
             send(Stage.ASSEMBLE, job_id, trace_id)

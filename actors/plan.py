@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
+from dramatiq.middleware import CurrentMessage
 
 from pipeline import planning
 from pipeline.errors import FieldProblem, JobConflict, RequestInvalid
@@ -34,8 +35,9 @@ def plan_render(*args: Any, **kwargs: Any) -> None:
             got = f"plan_render takes the request as its one argument; got {len(args)} argument(s){keywords}"
             problem = FieldProblem("(message).args", got)
             return reject_in_actor(QUEUE, Reason.BAD_ARGUMENTS, [problem], request)
+        message = CurrentMessage.get_current_message()
         try:
-            plan = planning.plan(ctx, request)
+            plan = planning.plan(ctx, request, message_id=message.message_id if message else None)
         except RequestInvalid as exc:
             return reject_in_actor(QUEUE, Reason.INVALID_REQUEST, exc.problems, request)
         except JobConflict as exc:
@@ -44,16 +46,20 @@ def plan_render(*args: Any, **kwargs: Any) -> None:
             if not plan.fan_out:
                 log.info("plan.skip", reason=plan.reason)
                 return None
-            for line_index, line in enumerate(plan.request.lines):
-                send(Stage.CLIP, plan.job_id, line_index, plan.request.trace_id)
-                clip_event(
-                    log,
-                    job_id=plan.job_id,
-                    index=line_index,
-                    status="queued",
-                    parallel_slot=None,
-                    attempt=0,
-                    video_id=line.clip.video_id,
-                )
-            planning.fanned_out(ctx, plan)
+            try:
+                for line_index, line in enumerate(plan.request.lines):
+                    send(Stage.CLIP, plan.job_id, line_index, plan.request.trace_id)
+                    clip_event(
+                        log,
+                        job_id=plan.job_id,
+                        index=line_index,
+                        status="queued",
+                        parallel_slot=None,
+                        attempt=0,
+                        video_id=line.clip.video_id,
+                    )
+                planning.fanned_out(ctx, plan)
+            except BaseException:
+                planning.release(ctx, plan.job_id)  # the broker's retry may plan again at once
+                raise
     return None

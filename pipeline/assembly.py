@@ -23,6 +23,7 @@ from . import audio, clip_objects, cutting, ffmpeg_args, files, keys, results, w
 from .clip_stats import clip_stats
 from .context import Context, JobView
 from .errors import ClipLineError, FFmpegError, SourceError
+from .leases import LeaseTimeout
 from .models import ClipOutcome, ClipRecord, JobStatus
 from .report import build_report
 from .stages import Stage
@@ -47,8 +48,10 @@ def _records(ctx: Context, view: JobView) -> dict[int, ClipRecord]:
 def assemble(ctx: Context, job_id: str, *, last_attempt: bool = True) -> JobStatus | None:
     """Returns the final status, or None when there was nothing to do (already final or in progress).
 
-    Raises SourceUnavailable when the song could not be fetched for now, and StorageUnavailable when
-    the store failed and this is not the ``last_attempt`` (the actor retries both).
+    Does nothing (None) while a slot of the job has no outcome: only a complete set is assembled.
+    Raises SourceUnavailable when the song could not be fetched for now (or LeaseTimeout while the plan
+    stage still prepares it), and StorageUnavailable when the store failed, unless this is the
+    ``last_attempt`` (the actor retries them); on the last attempt they fail the job, naming the song.
     """
     s = ctx.settings
     lock = ctx.redis.lock(
@@ -63,9 +66,14 @@ def assemble(ctx: Context, job_id: str, *, last_attempt: bool = True) -> JobStat
             log.info("assemble.skip", reason=f"job is already {job.status}")
             return None
         view = ctx.view(job_id)
+        records = _records(ctx, view)
+        waiting = [slot.index for slot in view.slots if slot.index not in records]
+        if waiting:  # an early, duplicate or stale message: the clip that completes the set fires assembly
+            log.info("assemble.skip", reason="slots without an outcome yet", slots=waiting[:20])
+            return None
         log.info("assemble.started", clips=len(view.slots))
         ctx.store.advance(job_id, status=JobStatus.ASSEMBLING, progress=90)
-        return _assemble(ctx, view, job.created_at, last_attempt)
+        return _assemble(ctx, view, job.created_at, last_attempt, records)
     finally:
         try:
             lock.release()
@@ -73,10 +81,16 @@ def assemble(ctx: Context, job_id: str, *, last_attempt: bool = True) -> JobStat
             pass
 
 
-def _assemble(ctx: Context, view: JobView, created_at: datetime, last_attempt: bool = True) -> JobStatus:
+def _assemble(
+    ctx: Context,
+    view: JobView,
+    created_at: datetime,
+    last_attempt: bool = True,
+    records: dict[int, ClipRecord] | None = None,
+) -> JobStatus:
     job_id = view.job_id
     started = time.monotonic()
-    records = _records(ctx, view)
+    records = _records(ctx, view) if records is None else records
     expected = total_frames(view.request)
     stats = clip_stats(
         records.values(),
@@ -107,10 +121,11 @@ def _assemble(ctx: Context, view: JobView, created_at: datetime, last_attempt: b
             output_uri = _publish(ctx, view, final, expected, timing)
             gaps = any(r.outcome != ClipOutcome.OK for r in records.values())
             status = JobStatus.COMPLETED_WITH_GAPS if gaps else JobStatus.COMPLETED
-        except SourceError as exc:
-            if exc.transient:
+        except (SourceError, LeaseTimeout) as exc:
+            if exc.transient and not last_attempt:
                 raise
-            error, status = f"song could not be read: {exc}", JobStatus.FAILED
+            tried = "after its last retry: " if exc.transient else ""
+            error, status = f"song {audio.describe(view)} could not be read {tried}{exc}", JobStatus.FAILED
         except StorageError as exc:
             if exc.transient and not last_attempt:
                 raise

@@ -5,7 +5,13 @@ on the critical path. The plan stage prepares it right after the fan-out,
 while clips are being cut: an AAC song at least as long as the video is used
 as it is (assembly copies and cuts it); anything else is encoded once to AAC,
 padded with silence or cut to the video's exact length. Assembly calls
-``prepare`` too, which reuses the prepared file when it is there.
+``prepare`` too, which reuses the prepared file when it is there; the two never
+prepare at the same time (a leased lock per job's song).
+
+ffmpeg never decides what to open: the song is probed by format first with
+only single-file audio demuxers allowed (``ffmpeg_args.SONG_DEMUXERS``) and
+only the local file; a playlist (HLS, DASH), a concat list, or a file without
+an audio stream is refused (``SourceInvalid``: the job fails, naming it).
 """
 
 from __future__ import annotations
@@ -15,9 +21,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import fetch, ffmpeg_args, files
+from . import fetch, ffmpeg_args, files, keys, leases
 from .context import Context, JobView
-from .errors import ClipLineError
+from .errors import ClipLineError, SourceInvalid
 from .subprocesses import run
 from .timeline import total_frames
 
@@ -54,28 +60,93 @@ def _source(ctx: Context, view: JobView) -> tuple[Path, int] | None:
     return dest, nbytes
 
 
-def _probe(ctx: Context, path: Path) -> tuple[str | None, float]:
-    """(codec of the first audio stream, duration in seconds) of a media file."""
-    out = run(ffmpeg_args.probe_audio_argv(ctx.ffprobe, path), timeout_s=60).stdout
-    data = json.loads(out or b"{}")
-    streams = data.get("streams") or []
-    if not streams:
-        raise ClipLineError(f"the song {path.name} has no audio stream")
-    return streams[0].get("codec_name"), float(data.get("format", {}).get("duration") or 0)
+#: How the first bytes of a file that opens other files begin: refused before ffprobe sees it.
+_LISTS = ((b"#EXTM3U", "an HLS playlist"), (b"<MPD", "a DASH manifest"), (b"ffconcat", "a concat list"))
+#: How long the assembler waits for the planner still preparing the same song (and the other way round).
+SONG_LOCK_WAIT_S = 120.0
 
 
-def prepare(ctx: Context, view: JobView) -> Track | None:
-    """The track to mux (stream copy), or None for a silent video. Raises Source*/ClipLineError."""
+@dataclass(frozen=True)
+class Song:
+    """What ffprobe found in the song: the demuxer that reads it, its audio codec and duration."""
+
+    fmt: str
+    codec: str | None
+    duration_s: float
+
+
+def _what_list(path: Path) -> str | None:
+    """'an HLS playlist' (...) when the file starts like a playlist or list, else None."""
+    with path.open("rb") as f:
+        head = f.read(1024).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(b"<?xml") and b"<MPD" in head:
+        return "a DASH manifest"
+    return next((what for magic, what in _LISTS if head.startswith(magic)), None)
+
+
+def probe(ctx: Context, path: Path, what: str) -> Song:
+    """Probe the song by format first: only a single-file audio container (``SONG_DEMUXERS``) reading the
+    local file. Raises SourceInvalid for a playlist, a list, anything else, or a file with no audio."""
+    listed = _what_list(path)
+    if listed:
+        raise SourceInvalid(f"the song {what} is {listed}, not an audio file; refused")
+    done = run(ffmpeg_args.probe_song_argv(ctx.ffprobe, path), timeout_s=60, check=False)
+    if done.returncode != 0:
+        why = done.stderr.strip()[-300:] or f"ffprobe exit {done.returncode}"
+        raise SourceInvalid(f"the song {what} is not an audio file clipline reads ({why})")
+    try:
+        data = json.loads(done.stdout or b"{}")
+    except ValueError as exc:
+        raise SourceInvalid(f"ffprobe could not describe the song {what}") from exc
+    fmt = str((data.get("format") or {}).get("format_name") or "").split(",")[0]
+    if fmt not in ffmpeg_args.SONG_DEMUXERS:
+        raise SourceInvalid(f"the song {what} has format {fmt or 'unknown'!r}, not one clipline reads")
+    audio = [s for s in data.get("streams") or [] if s.get("codec_type") == "audio"]
+    if not audio:
+        raise SourceInvalid(f"the song {what} has no audio stream")
+    try:
+        duration_s = float((data.get("format") or {}).get("duration") or 0)
+    except ValueError:
+        duration_s = 0.0
+    return Song(fmt, audio[0].get("codec_name"), duration_s)
+
+
+def describe(view: JobView) -> str:
+    """The song as the request names it (its URL or its path under the media directory)."""
+    audio = view.request.audio
+    if audio is None:
+        return "(none)"
+    return repr(audio.url if audio.url is not None else audio.path)
+
+
+def prepare(ctx: Context, view: JobView, *, wait_s: float = SONG_LOCK_WAIT_S) -> Track | None:
+    """The track to mux (stream copy), or None for a silent video.
+
+    One preparer per job at a time (a leased lock): the plan and assemble stages never fetch or encode
+    the same song together. Raises Source*/ClipLineError, and ``leases.LeaseTimeout`` (transient)
+    when another preparer held the song for ``wait_s``.
+    """
     prepared = files.job_work_dir(ctx.settings, view.job_id) / "audio" / "track.m4a"
-    if prepared.exists():
-        return Track(prepared, 0)
+    if view.request.audio is None:
+        return None
+    with leases.held(ctx.redis, keys.job_lock(view.job_id, SONG_LOCK), wait_s=wait_s):
+        if prepared.exists():
+            return Track(prepared, 0)
+        return _prepare(ctx, view, prepared)
+
+
+#: The song lock's stage name in ``keys.job_lock``.
+SONG_LOCK = "song"
+
+
+def _prepare(ctx: Context, view: JobView, prepared: Path) -> Track | None:
     got = _source(ctx, view)
     if got is None:
         return None
     source, nbytes = got
     length_s = total_frames(view.request) / view.request.output.fps
-    codec, duration_s = _probe(ctx, source)
-    if codec == "aac" and duration_s >= length_s and source.suffix.lower() in (".m4a", ".mp4", ".aac", ""):
+    song = probe(ctx, source, describe(view))
+    if song.codec == "aac" and song.fmt == "mov" and song.duration_s >= length_s:
         if source.suffix == "":  # downloaded: name it so the muxer sees an MP4/M4A
             os.replace(source, prepared)
             return Track(prepared, nbytes)
@@ -84,7 +155,7 @@ def prepare(ctx: Context, view: JobView) -> Track | None:
     tmp = files.temp_name(prepared)
     try:
         run(
-            ffmpeg_args.song_argv(ctx.ffmpeg, source, tmp, length_s=length_s),
+            ffmpeg_args.song_argv(ctx.ffmpeg, source, song.fmt, tmp, length_s=length_s),
             timeout_s=ctx.settings.assemble_timeout_s,
             tag=view.job_id,
         )

@@ -10,12 +10,13 @@ Done or Skipped: every clip reaches a final outcome, so the job always ends.
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
-from . import clip_objects, cutting
+from . import clip_objects, cutting, keys, leases
 from .context import Context, JobView
 from .errors import ClipLineError, FFmpegMissing, is_transient
 from .logs import clip_event
@@ -51,6 +52,30 @@ class Skipped:
 
 
 Step = Done | Retry | Fallback | Skipped
+
+
+ANOTHER_DELIVERY = "another delivery of this slot is at work on it"
+
+
+class SlotOutOfRange(ClipLineError):
+    """A clip message names a slot the job does not have (or an index that is not an integer): it can
+    never be processed, so it is dead-lettered, never retried."""
+
+
+def _check_index(view: JobView, index: object) -> None:
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(view.slots):
+        raise SlotOutOfRange(f"job {view.job_id} has slots 0..{len(view.slots) - 1}; got index {index!r}")
+
+
+def _slot_held(ctx: Context, job_id: str, index: int) -> AbstractContextManager[bool]:
+    """Hold the slot's leased lock for the block (True), or say another delivery holds it (False).
+
+    One delivery of a slot cuts and publishes at a time: a duplicate finds the lock held and steps
+    aside (the holder is alive, since its lease is renewed, and will record the outcome or retry its
+    own message), or finds the outcome recorded once it gets the lock. So a losing duplicate never
+    writes over the winner's clip file or sidecar.
+    """
+    return leases.held_if_free(ctx.redis, keys.job_lock(job_id, f"clip-{index}"))
 
 
 def _skip_reason(ctx: Context, view: JobView, index: int) -> tuple[str | None, JobStatus | None]:
@@ -191,6 +216,23 @@ def run_clip(
     (``JobNotFound``, ``IndexError``), or a broken database or Redis (their own errors).
     """
     view = ctx.view(job_id)
+    _check_index(view, index)
+    with _slot_held(ctx, job_id, index) as held:
+        if not held:
+            return Skipped(ANOTHER_DELIVERY)
+        return _run_clip(ctx, view, index, attempt, max_attempts, queue_wait_ms, parallel_slot)
+
+
+def _run_clip(
+    ctx: Context,
+    view: JobView,
+    index: int,
+    attempt: int,
+    max_attempts: int,
+    queue_wait_ms: float | None,
+    parallel_slot: int | None,
+) -> Step:
+    job_id = view.job_id
     clip = view.request.lines[index].clip
     why, status = _skip_reason(ctx, view, index)
     if why:
@@ -255,8 +297,17 @@ def run_fallback(
         nothing. Never ``Retry``: every slot reaches an outcome, so every job ends.
     """
     view = ctx.view(job_id)
+    _check_index(view, index)
+    with _slot_held(ctx, job_id, index) as held:
+        if not held:
+            return Skipped(ANOTHER_DELIVERY)
+        return _run_fallback(ctx, view, index, reason, parallel_slot)
+
+
+def _run_fallback(ctx: Context, view: JobView, index: int, reason: str, parallel_slot: int | None) -> Step:
+    job_id = view.job_id
     clip = view.request.lines[index].clip
-    why, status = _skip_reason(ctx, view, index)
+    why, _ = _skip_reason(ctx, view, index)
     if why:
         return Skipped(why)
     recovered = _recover(ctx, view, index)

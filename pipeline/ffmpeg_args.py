@@ -160,19 +160,32 @@ def decoders_argv(ffmpeg_bin: str) -> list[str]:
 
 def placeholder_argv(ffmpeg_bin: str, out: Path, *, frames: int, profile: EncodeProfile) -> list[str]:
     """A black clip of exactly ``frames`` frames with the same encoder settings as every cut."""
-    inp = ffmpeg.input(f"color=c=black:s={profile.width}x{profile.height}:r={profile.fps}", f="lavfi")
+    inp = ffmpeg.input(
+        f"color=c=black:s={profile.width}x{profile.height}:r={profile.fps}",
+        f="lavfi",
+        protocol_whitelist="file",  # a generated picture: it opens nothing; said so all the same
+    )
     graph = ffmpeg.output(_normalise(inp.video, profile, frames), str(out), **profile.output_kwargs(frames))
     return _with_globals(ffmpeg_bin, [*PROGRESS_ARGS, *graph.compile(cmd=ffmpeg_bin)[1:]])
+
+
+#: Demuxers the concat list may use: the list itself, and our own MP4 clips (copied to the inner files).
+CONCAT_FORMATS = "concat,mov"
 
 
 def assemble_argv(
     ffmpeg_bin: str, concat_list: Path, out: Path, *, total_frames: int, fps: int, audio: Path | None
 ) -> list[str]:
-    """Concatenate clips and mux the prepared AAC track, both as stream copies, cut to the video's length."""
+    """Concatenate clips and mux the prepared AAC track, both as stream copies, cut to the video's length.
+
+    Both inputs have their demuxer named and open local files only; the concat list's entries may be
+    MP4 clips and nothing else (its whitelists pass to the files it opens).
+    """
     duration = f"{total_frames / fps:.6f}"
-    argv = [ffmpeg_bin, *GLOBAL_ARGS, "-f", "concat", "-safe", "0", "-i", str(concat_list)]
+    argv = [ffmpeg_bin, *GLOBAL_ARGS, "-f", "concat", "-safe", "0", *LOCAL_ONLY]
+    argv += ["-format_whitelist", CONCAT_FORMATS, "-i", str(concat_list)]
     if audio is not None:
-        argv += ["-i", str(audio)]
+        argv += ["-f", "mp4", *LOCAL_ONLY, "-i", str(audio)]
     argv += ["-map", "0:v:0"]
     if audio is not None:
         argv += ["-map", "1:a:0", "-c:a", "copy"]
@@ -182,27 +195,37 @@ def assemble_argv(
 
 #: The song's bitrate once it is encoded for the job.
 AAC_BITRATE = "192k"
+#: Demuxers a song may be read with: single-file audio containers. Never a playlist (hls, dash), a list
+#: (concat), an image sequence or anything else that opens other files or URLs.
+SONG_DEMUXERS = ("mov", "mp3", "wav", "flac", "ogg", "matroska", "aac", "aiff")
+#: Input options that keep a demuxer on the one local file it was given.
+LOCAL_ONLY = ["-protocol_whitelist", "file"]
 
 
-def song_argv(ffmpeg_bin: str, source: Path, out: Path, *, length_s: float) -> list[str]:
-    """The song as AAC in MP4, padded with silence or cut to exactly ``length_s`` seconds."""
+def song_argv(ffmpeg_bin: str, source: Path, fmt: str, out: Path, *, length_s: float) -> list[str]:
+    """The song (demuxer ``fmt``, from ``probe_song_argv``) as AAC in MP4, padded with silence or cut to
+    exactly ``length_s`` seconds."""
+    if fmt not in SONG_DEMUXERS:
+        raise ValueError(f"song demuxer {fmt!r} is not one of {SONG_DEMUXERS}")
     return _with_globals(
         ffmpeg_bin,
-        ["-i", str(source), "-vn", "-af", "apad", "-t", f"{length_s:.6f}"]
+        ["-f", fmt, *LOCAL_ONLY, "-i", str(source), "-vn", "-af", "apad", "-t", f"{length_s:.6f}"]
         + ["-c:a", "aac", "-b:a", AAC_BITRATE, "-f", "mp4", str(out)],
     )
 
 
-def probe_audio_argv(ffprobe_bin: str, media: Path) -> list[str]:
-    """ffprobe: the first audio stream's codec and the file's duration, as JSON."""
+def probe_song_argv(ffprobe_bin: str, media: Path) -> list[str]:
+    """ffprobe: the song's demuxer, duration and streams, as JSON. Only ``SONG_DEMUXERS`` may read it,
+    and only the local file: a playlist or list fails here ("Format not on whitelist")."""
     return [
         ffprobe_bin,
         "-v",
         "error",
-        "-select_streams",
-        "a:0",
+        *LOCAL_ONLY,
+        "-format_whitelist",
+        ",".join(SONG_DEMUXERS),
         "-show_entries",
-        "stream=codec_name:format=duration",
+        "stream=codec_type,codec_name:format=format_name,duration",
         "-of",
         "json",
         str(media),
@@ -230,12 +253,15 @@ def frames_from_progress(stdout: bytes) -> int | None:
     return frames
 
 
-def count_frames_argv(ffprobe_bin: str, video: Path) -> list[str]:
-    """ffprobe: the number of video packets (= frames for our constant-rate H.264 output)."""
+def count_frames_argv(ffprobe_bin: str, video: Path, fmt: str = "mp4") -> list[str]:
+    """ffprobe: the number of video packets (= frames for our constant-rate H.264 output, demuxer ``fmt``)."""
     return [
         ffprobe_bin,
         "-v",
         "error",
+        "-f",
+        fmt,
+        *LOCAL_ONLY,
         "-select_streams",
         "v:0",
         "-count_packets",
@@ -256,6 +282,7 @@ def poster_argv(ffmpeg_bin: str, video: Path, out: Path, *, at_s: float) -> list
         f"{at_s:.3f}",
         "-f",
         "mp4",
+        *LOCAL_ONLY,
         "-i",
         str(video),
         "-frames:v",

@@ -55,6 +55,11 @@ def job_lock(job_id: str, stage: str) -> str:
     return f"{PREFIX}:job:{job_id}:{stage}:lock"
 
 
+def job_repairs(job_id: str) -> str:
+    """How many times the reconciler repaired the job's current attempt (it gives up after a bound)."""
+    return f"{PREFIX}:job:{job_id}:repairs"
+
+
 def job_pattern(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:*"
 

@@ -19,12 +19,36 @@ from redis.lock import Lock
 LEASE_S = 6.0
 
 
+class LeaseTimeout(redis.exceptions.LockError):
+    """The lock was still held by a live holder after the wait: transient, worth a retry later
+    (never a reason for a placeholder or a failed job on the first try)."""
+
+    transient = True
+
+
 @contextmanager
 def held(r: redis.Redis, key: str, *, wait_s: float, lease_s: float = LEASE_S) -> Iterator[None]:
-    """Hold ``key`` for the block; waits up to ``wait_s`` for it, else raises redis LockError."""
+    """Hold ``key`` for the block; waits up to ``wait_s`` for it, else raises LeaseTimeout (transient)."""
     lock = r.lock(key, timeout=lease_s, blocking_timeout=wait_s, thread_local=False)
     if not lock.acquire():
-        raise redis.exceptions.LockError(f"{key} still held by another process after {wait_s:g}s")
+        raise LeaseTimeout(f"{key} still held by another process after {wait_s:g}s")
+    with _renewed(lock, lease_s):
+        yield
+
+
+@contextmanager
+def held_if_free(r: redis.Redis, key: str, *, lease_s: float = LEASE_S) -> Iterator[bool]:
+    """Hold ``key`` for the block if nobody does (True); False, without waiting, when a live holder has it."""
+    lock = r.lock(key, timeout=lease_s, blocking_timeout=0, thread_local=False)
+    if not lock.acquire():
+        yield False
+        return
+    with _renewed(lock, lease_s):
+        yield True
+
+
+@contextmanager
+def _renewed(lock: Lock, lease_s: float) -> Iterator[None]:
     done = threading.Event()
     renewer = threading.Thread(target=_renew, args=(lock, done, lease_s), daemon=True, name="lease")
     renewer.start()

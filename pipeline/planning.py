@@ -10,6 +10,7 @@ import structlog
 from . import audio, files, keys
 from .context import Context
 from .errors import ClipLineError
+from .leases import LeaseTimeout
 from .models import JobStatus, RenderRequest, parse_request
 from .stages import Stage
 
@@ -40,9 +41,26 @@ def validate(ctx: Context, raw: Any) -> RenderRequest:
     )
 
 
-def plan(ctx: Context, raw: Any) -> Plan:
-    """Raises RequestInvalid or JobConflict for a message that can never succeed."""
-    request = validate(ctx, raw)
+def job_id_for_message(message_id: str) -> str:
+    """The job id of a plan message that carries none: derived from the message, so a redelivery of the
+    same message (same message id) plans the same job instead of a second one."""
+    return f"msg-{message_id}"
+
+
+def with_job_id(raw: Any, message_id: str | None) -> Any:
+    """``raw`` with ``job_id`` filled in from ``message_id`` when it has none (null or absent)."""
+    if message_id and isinstance(raw, dict) and raw.get("job_id") is None:
+        return {**raw, "job_id": job_id_for_message(message_id)}
+    return raw
+
+
+def plan(ctx: Context, raw: Any, *, message_id: str | None = None) -> Plan:
+    """Raises RequestInvalid or JobConflict for a message that can never succeed.
+
+    ``message_id`` (the broker's id of the delivery) names a request without a ``job_id``: every
+    delivery of that message is the same job.
+    """
+    request = validate(ctx, with_job_id(raw, message_id))
     job, _ = ctx.store.create_or_get(request)
     status = JobStatus(job.status)
     if status not in (JobStatus.PENDING, JobStatus.PLANNING):
@@ -50,15 +68,25 @@ def plan(ctx: Context, raw: Any) -> Plan:
     lock = keys.job_lock(request.job_id, Stage.PLAN)
     if not ctx.redis.set(lock, "1", nx=True, ex=PLAN_LOCK_S):
         return Plan(request, False, "another delivery is planning this job")
-    ctx.completion.mark_planned(request.job_id)  # before any clip message exists
-    ctx.store.advance(
-        request.job_id,
-        status=JobStatus.PLANNING,
-        progress=1,
-        only_from=frozenset({JobStatus.PENDING, JobStatus.PLANNING}),
-    )
-    files.job_work_dir(ctx.settings, request.job_id).mkdir(parents=True, exist_ok=True)
+    try:
+        ctx.completion.mark_planned(request.job_id)  # before any clip message exists
+        ctx.store.advance(
+            request.job_id,
+            status=JobStatus.PLANNING,
+            progress=1,
+            only_from=frozenset({JobStatus.PENDING, JobStatus.PLANNING}),
+        )
+        files.job_work_dir(ctx.settings, request.job_id).mkdir(parents=True, exist_ok=True)
+    except BaseException:
+        release(ctx, request.job_id)
+        raise
     return Plan(request, True)
+
+
+def release(ctx: Context, job_id: str) -> None:
+    """Free the plan lock: a plan that failed half-way leaves the job to the next delivery (the broker's
+    retry or the reconciler) at once, not after ``PLAN_LOCK_S``."""
+    ctx.redis.delete(keys.job_lock(job_id, Stage.PLAN))
 
 
 def fanned_out(ctx: Context, plan: Plan) -> None:
@@ -78,8 +106,8 @@ def fanned_out(ctx: Context, plan: Plan) -> None:
     ctx.store.advance(
         plan.job_id, status=JobStatus.EXTRACTING, progress=5, only_from=frozenset({JobStatus.PLANNING})
     )
-    ctx.redis.delete(keys.job_lock(plan.job_id, Stage.PLAN))
-    try:
-        audio.prepare(ctx, ctx.view(plan.job_id))  # while the clips are cut, not after
-    except (ClipLineError, OSError) as exc:
+    release(ctx, plan.job_id)
+    try:  # while the clips are cut, not after; an assembler already preparing it is left to it
+        audio.prepare(ctx, ctx.view(plan.job_id), wait_s=0)
+    except (ClipLineError, OSError, LeaseTimeout) as exc:
         log.warning("plan.audio_not_prepared", error=f"{type(exc).__name__}: {exc}", retry="at assembly")

@@ -16,6 +16,11 @@ every unfinished job that has made no progress for ``stale_s`` seconds and:
 Every message it sends is idempotent at its stage, so a repair that races the
 real thing costs work, never correctness. A repaired job's ``updated_at`` is
 touched, so the next sweep waits another ``stale_s`` before acting again.
+
+Repairs are bounded: a job (attempt) repaired ``CLIPLINE_RECONCILE_MAX_REPAIRS``
+times that is still stuck is failed with the reason (the last repair tried),
+its callback fires, and it can be retried. The count lives with the job's
+Redis keys, so a retry starts again from zero.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import Any
 
 import structlog
 
-from . import clipstage, heartbeat, keys
+from . import assembly, clipstage, heartbeat, keys, webhooks
 from .context import Context
 from .errors import JobNotFound
 from .models import JobStatus
@@ -54,21 +59,53 @@ def sweep(ctx: Context, send: Send, *, stale_s: float, now: datetime | None = No
         status = JobStatus(job.status)
         trace_id = job.trace_id
         done: list[Repair] = []
+        messages: list[tuple[Any, ...]] = []  # sent once the repair is known to be within its bound
+
+        def hold(*args: Any, _into: list[tuple[Any, ...]] = messages) -> None:
+            _into.append(args)
+
         if status == JobStatus.PENDING or (
             status == JobStatus.PLANNING and not ctx.redis.exists(keys.job_lock(job.id, Stage.PLAN))
         ):
-            send(Stage.PLAN, job.request)
+            hold(Stage.PLAN, job.request)
             done.append(Repair(job.id, "plan re-sent", status.value))
         elif status == JobStatus.EXTRACTING:
-            done += _extracting(ctx, send, job.id, trace_id)
+            done += _extracting(ctx, hold, job.id, trace_id)
         elif status == JobStatus.ASSEMBLING:
-            done += _assembling(ctx, send, job.id, trace_id)
-        if done:
-            ctx.store.advance(job.id)  # touch updated_at: the next sweep gives the repair time to work
-            for r in done:
-                log.warning("reconcile.repaired", job_id=r.job_id, action=r.action, detail=r.detail)
-            repairs += done
+            done += _assembling(ctx, hold, job.id, trace_id)
+        if not done:
+            continue
+        if _repairs(ctx, job.id) > ctx.settings.reconcile_max_repairs:
+            repairs.append(_give_up(ctx, job.id, status, done))
+            continue
+        for args in messages:
+            send(*args)
+        ctx.store.advance(job.id)  # touch updated_at: the next sweep gives the repair time to work
+        for r in done:
+            log.warning("reconcile.repaired", job_id=r.job_id, action=r.action, detail=r.detail)
+        repairs += done
     return repairs
+
+
+def _repairs(ctx: Context, job_id: str) -> int:
+    """Count one more repair of the job; returns how many it has had (this one included)."""
+    key = keys.job_repairs(job_id)
+    pipe = ctx.redis.pipeline()
+    pipe.incr(key)
+    pipe.expire(key, keys.JOB_KEY_TTL_S)
+    return int(pipe.execute()[0])
+
+
+def _give_up(ctx: Context, job_id: str, status: JobStatus, tried: list[Repair]) -> Repair:
+    """Fail a job the repairs did not move: the error says why; its callback fires."""
+    n = ctx.settings.reconcile_max_repairs
+    what = "; ".join(f"{r.action}" + (f" ({r.detail})" if r.detail else "") for r in tried)
+    error = f"stuck in {status.value}: gave up after {n} repairs by the reconciler (the last needed: {what})"
+    if ctx.store.advance(job_id, status=JobStatus.FAILED, error=error, only_from=frozenset({status})):
+        log.error("reconcile.gave_up", job_id=job_id, status=status.value, repairs=n, error=error)
+        assembly.cleanup(ctx, job_id, JobStatus.FAILED)
+        webhooks.notify(ctx, job_id)
+    return Repair(job_id, "failed: too many repairs", error)
 
 
 def _extracting(ctx: Context, send: Send, job_id: str, trace_id: str) -> list[Repair]:
@@ -92,6 +129,8 @@ def _extracting(ctx: Context, send: Send, job_id: str, trace_id: str) -> list[Re
 def _assembling(ctx: Context, send: Send, job_id: str, trace_id: str) -> list[Repair]:
     if heartbeat.alive(ctx.redis, job_id, Stage.ASSEMBLE):
         return []  # an assembler is at work (its lock may have gone with a Redis restart)
+    if ctx.completion.done_count(job_id) < len(ctx.view(job_id).slots):  # outcomes lost: get them first
+        return _extracting(ctx, send, job_id, trace_id)
     lock = keys.job_lock(job_id, Stage.ASSEMBLE)
     if ctx.redis.delete(lock):
         detail = "the assembler holding the lock is dead; lock freed"

@@ -231,7 +231,8 @@ def read_frames(video: Path, *, ffmpeg: str = "ffmpeg", fmt: str | None = None) 
 
 
 def count_frames(video: Path, *, ffprobe: str = "ffprobe") -> int:
-    out = run(count_frames_argv(ffprobe, video), timeout_s=120).stdout
+    fmt = "mpegts" if video.suffix == ".ts" else "mp4"
+    out = run(count_frames_argv(ffprobe, video, fmt), timeout_s=120).stdout
     return int(out.decode().strip().splitlines()[0])
 
 

@@ -117,7 +117,19 @@ def test_assembly_is_a_stream_copy_with_the_song_cut_to_length() -> None:
     assert argv[argv.index("-c:v") + 1] == "copy"
     assert argv[argv.index("-t") + 1] == "180.000000"
     assert argv[argv.index("-c:a") + 1] == "copy"  # the track was prepared as AAC during planning
-    assert ["-f", "concat", "-safe", "0", "-i", "/w/list.txt", "-i", "/w/song"] == argv[6:14]
+    local = ["-protocol_whitelist", "file"]
+    assert argv[6:16] == [
+        "-f",
+        "concat",
+        "-safe",
+        "0",
+        *local,
+        "-format_whitelist",
+        "concat,mov",
+        "-i",
+        "/w/list.txt",
+    ]
+    assert argv[16:22] == ["-f", "mp4", *local, "-i", "/w/song"]
     silent = assemble_argv("ffmpeg", Path("l"), Path("o"), total_frames=30, fps=30, audio=None)
     assert "-c:a" not in silent and "1:a:0" not in silent
 
@@ -140,10 +152,14 @@ def test_frame_count_from_progress_output() -> None:
 
 
 def test_the_song_is_encoded_once_padded_or_cut_to_the_video_length() -> None:
-    argv = song_argv("ffmpeg", Path("/w/audio/source"), Path("/w/audio/.track.m4a.tmp"), length_s=12.5)
+    argv = song_argv("ffmpeg", Path("/w/audio/source"), "mp3", Path("/w/audio/.track.m4a.tmp"), length_s=12.5)
     assert argv == [
         "ffmpeg",
         *GLOBAL_ARGS,
+        "-f",
+        "mp3",
+        "-protocol_whitelist",
+        "file",
         "-i",
         "/w/audio/source",
         "-vn",

@@ -1,0 +1,190 @@
+"""Issue 12, items 4-6 on the in-memory stand-ins: every job ends, a redelivered plan is one job, and the
+concurrency faults (lease waits, the song lock, early assembly, foreign slot indexes, duplicate clips).
+
+The cut is the fake of ``test_clipstage``; nothing here runs ffmpeg or reaches a server (the dead song
+port is a loopback port where nothing listens).
+"""
+
+from __future__ import annotations
+
+import socket
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+import pytest
+
+from pipeline import assembly, audio, clipstage, keys, leases, planning, reconcile
+from pipeline.context import Context
+from pipeline.errors import SourceUnavailable, is_transient
+from pipeline.models import JobStatus
+from pipeline.stages import Stage
+from tests.pipeline.test_clipstage import FakeCuts, clip, planned
+from tests.stubs import stub_context
+
+
+@pytest.fixture
+def cuts(monkeypatch: pytest.MonkeyPatch) -> FakeCuts:
+    fake = FakeCuts()
+    fake.install(monkeypatch)
+    return fake
+
+
+@pytest.fixture
+def server() -> fakeredis.FakeServer:
+    return fakeredis.FakeServer()
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, server: fakeredis.FakeServer) -> Context:
+    return stub_context(tmp_path, server=server)
+
+
+def request(job_id: str | None = "j1", *, lines: int = 2, audio_url: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "output": {"width": 320, "height": 180, "fps": 30},
+        "lines": [
+            {
+                "text": f"line {i + 1}",
+                "start_ms": 1000 * i,
+                "end_ms": 1000 * (i + 1),
+                "clip": {"video_id": "v0", "start_ms": 0, "end_ms": 900, "hls_url": "http://cdn.test/x.m3u8"},
+            }
+            for i in range(lines)
+        ],
+    }
+    if job_id is not None:
+        body["job_id"] = job_id
+    if audio_url is not None:
+        body["audio"] = {"url": audio_url}
+    return body
+
+
+def dead_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again: nothing listens there
+
+
+# Item 5: a plan message without job_id, delivered twice, is one job.
+
+
+def test_a_redelivered_plan_message_without_job_id_plans_one_job(ctx: Context) -> None:
+    first = planning.plan(ctx, request(None), message_id="5b1f0c9e-msg")
+    again = planning.plan(ctx, request(None), message_id="5b1f0c9e-msg")
+    assert first.job_id == again.job_id == planning.job_id_for_message("5b1f0c9e-msg")
+    assert first.fan_out and not again.fan_out  # the redelivery found the job being planned
+    later = datetime.now(UTC) + timedelta(seconds=60)
+    assert [j.id for j in ctx.store.unfinished(updated_before=later)] == [first.job_id]
+
+
+# Item 4: a failed plan releases its lock.
+
+
+def test_a_plan_that_fails_half_way_releases_its_lock(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*a: Any, **k: Any) -> bool:
+        raise OSError("database gone")
+
+    monkeypatch.setattr(ctx.store, "advance", broken)
+    with pytest.raises(OSError):
+        planning.plan(ctx, request("j-fail"))
+    assert not ctx.redis.exists(keys.job_lock("j-fail", Stage.PLAN))  # the retry can plan at once
+    monkeypatch.undo()
+    assert planning.plan(ctx, request("j-fail")).fan_out
+
+
+# Item 6: lease waits are transient; the song has one preparer at a time.
+
+
+def test_a_lease_wait_that_times_out_is_retried_not_a_placeholder(ctx: Context, cuts: FakeCuts) -> None:
+    job = planned(ctx, lines=1)
+    cuts.hls_error = leases.LeaseTimeout("segment lock still held after 30s")
+    assert is_transient(cuts.hls_error)
+    step = clip(ctx, job, 0)
+    assert isinstance(step, clipstage.Retry)
+
+
+def test_plan_and_assemble_never_prepare_the_song_together(ctx: Context) -> None:
+    planning.plan(ctx, request("j-song", audio_url=f"http://127.0.0.1:{dead_port()}/song.m4a"))
+    view = ctx.view("j-song")
+    with leases.held(ctx.redis, keys.job_lock("j-song", audio.SONG_LOCK), wait_s=0):  # one preparer at work
+        with pytest.raises(leases.LeaseTimeout):
+            audio.prepare(ctx, view, wait_s=0.2)  # the other waits, then retries later: it never fetches
+        planning.fanned_out(ctx, planning.Plan(view.request, True))  # the plan stage leaves it: no error
+    assert not (Path(ctx.settings.work_dir) / "j-song" / "audio" / "source").exists()
+
+
+# Item 6: an assemble message acts only on a complete set.
+
+
+def test_an_early_assemble_message_changes_nothing(ctx: Context, cuts: FakeCuts) -> None:
+    job = planned(ctx, lines=3)
+    assert isinstance(clip(ctx, job, 0), clipstage.Done)
+    assert assembly.assemble(ctx, job) is None  # two slots have no outcome yet
+    assert ctx.store.get(job).status == JobStatus.EXTRACTING.value
+
+
+# Item 6: a clip message naming a slot the job does not have is never processed.
+
+
+@pytest.mark.parametrize("index", [-1, 3, 99, True, "1"])
+def test_a_clip_index_outside_the_job_is_refused(ctx: Context, cuts: FakeCuts, index: Any) -> None:
+    job = planned(ctx, lines=3)
+    with pytest.raises(clipstage.SlotOutOfRange):
+        clipstage.run_clip(ctx, job, index, attempt=1, max_attempts=3)
+    with pytest.raises(clipstage.SlotOutOfRange):
+        clipstage.run_fallback(ctx, job, index, "source gone")
+    assert cuts.calls == [] and ctx.completion.done_count(job) == 0
+
+
+# Item 6: a losing duplicate never writes over the winner's clip or sidecar.
+
+
+def test_a_duplicate_delivered_while_the_slot_is_cut_steps_aside(
+    ctx: Context, cuts: FakeCuts, tmp_path: Path, server: fakeredis.FakeServer
+) -> None:
+    job = planned(ctx, lines=1)
+    other = stub_context(tmp_path, server=server)  # a second worker on the same Redis and database
+    seen: list[clipstage.Step] = []
+    cuts.during_cut = lambda c, j: seen.append(clipstage.run_clip(other, j, 0, attempt=1, max_attempts=3))
+    winner = clip(ctx, job, 0)
+    assert isinstance(winner, clipstage.Done) and winner.added
+    assert seen == [clipstage.Skipped(clipstage.ANOTHER_DELIVERY)]
+    assert cuts.calls == [("hls", 0)]  # the duplicate cut nothing, so it wrote nothing
+    fallback = clipstage.run_fallback(other, job, 0, "late duplicate")  # after the winner: already recorded
+    assert isinstance(fallback, clipstage.Skipped) and cuts.calls == [("hls", 0)]
+
+
+# Item 4: the song that never works fails the job after its last retry, naming it.
+
+
+def test_a_song_that_never_answers_fails_the_job_on_the_last_attempt(ctx: Context, cuts: FakeCuts) -> None:
+    url = f"http://127.0.0.1:{dead_port()}/song.m4a"
+    planning.plan(ctx, request("j-dead", lines=1, audio_url=url))
+    assert isinstance(clip(ctx, "j-dead", 0), clipstage.Done)
+    with pytest.raises(SourceUnavailable):
+        assembly.assemble(ctx, "j-dead", last_attempt=False)  # the actor retries this one
+    assert assembly.assemble(ctx, "j-dead", last_attempt=True) == JobStatus.FAILED
+    job = ctx.store.get("j-dead")
+    assert job.status == "FAILED" and url in job.error_log and "could not be read" in job.error_log
+
+
+# Item 4: the reconciler gives up after a bounded number of repairs.
+
+
+def test_the_reconciler_gives_up_on_a_job_its_repairs_do_not_move(ctx: Context) -> None:
+    job_id = "j-stuck"
+    ctx.store.create_or_get(planning.validate(ctx, request(job_id)))  # PENDING; every plan message is lost
+    sent: list[tuple[Any, ...]] = []
+    bound = ctx.settings.reconcile_max_repairs
+    for _ in range(bound):
+        repairs = reconcile.sweep(ctx, lambda *a: sent.append(a), stale_s=0)
+        assert [r.action for r in repairs] == ["plan re-sent"]
+    assert ctx.store.get(job_id).status == JobStatus.PENDING.value
+    last = reconcile.sweep(ctx, lambda *a: sent.append(a), stale_s=0)
+    assert [r.action for r in last] == ["failed: too many repairs"]
+    job = ctx.store.get(job_id)
+    assert job.status == JobStatus.FAILED.value
+    assert f"gave up after {bound} repairs" in job.error_log and "plan re-sent" in job.error_log
+    assert len(sent) == bound and reconcile.sweep(ctx, lambda *a: sent.append(a), stale_s=0) == []
