@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import fetch, ffmpeg_args, files
+from . import fetch, ffmpeg_args, files, netguard
 from .context import Context, JobView
 from .errors import ClipLineError
 from .subprocesses import run
@@ -45,10 +45,7 @@ def _source(ctx: Context, view: JobView) -> tuple[Path, int] | None:
     if dest.exists():
         return dest, 0
     nbytes = fetch.download(
-        audio.url,
-        dest,
-        timeout_s=ctx.settings.http_timeout_s * 6,
-        allowed_hosts=ctx.settings.allowed_host_set,
+        audio.url, dest, policy=netguard.Policy.of(ctx.settings), limits=fetch.audio_limits(ctx.settings)
     )
     ctx.observer.bytes_fetched(nbytes)
     return dest, nbytes
