@@ -46,8 +46,8 @@ SECRET_PARAMS = (
 )
 _NAMES = "|".join(re.escape(n) for n in SECRET_PARAMS)
 # A parameter after ? or & (also URL-encoded &amp; in HTML-ish text); its value runs to the next
-# delimiter that cannot be part of a query value in a log line.
-_PARAM = re.compile(rf"(?i)([?&;](?:amp;)?(?:{_NAMES})=)[^&;#\s\"'<>\\]*")
+# delimiter that cannot be part of a query value in a log line (a closing parenthesis ends it too).
+_PARAM = re.compile(rf"(?i)([?&;](?:amp;)?(?:{_NAMES})=)[^&;#\s\"'<>()\\]*")
 # user:password@ in an authority.
 _USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@\"']*:)[^/\s@\"']*@")
 
