@@ -115,6 +115,7 @@ class Env:
                 "TWELVELABS_API_KEY": "bench-key",
                 "TWELVELABS_INDEX_ID": "bench-index",
                 "CLIPLINE_SOURCE_CACHE_TTL_S": "0",
+                "CLIPLINE_ALLOW_PRIVATE_NETWORKS": "true",  # the loopback CDN and video API
                 "CLIPLINE_LOG_LEVEL": "INFO",
                 "PYTHONPATH": str(ROOT),
                 **self.extra,

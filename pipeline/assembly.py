@@ -19,7 +19,7 @@ from pathlib import Path
 
 import structlog
 
-from . import audio, clip_objects, cutting, ffmpeg_args, files, keys, results, webhooks
+from . import audio, clip_objects, cutting, ffmpeg_args, files, keys, redact, results, webhooks
 from .clip_stats import clip_stats
 from .context import Context, JobView
 from .errors import ClipLineError, FFmpegError, SourceError
@@ -147,7 +147,7 @@ def _assemble(
     report_uri: str | None = None
     try:
         report_path = results.local_target(ctx, job_id, layout.REPORT)
-        files.write_json_atomic(report_path, report.model_dump(mode="json"))
+        files.write_json_atomic(report_path, redact.deep(report.model_dump(mode="json")))  # no signed URLs
         report_uri = results.publish(ctx, job_id, layout.REPORT, report_path)
     except StorageError as exc:
         if exc.transient and not last_attempt:

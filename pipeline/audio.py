@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import fetch, ffmpeg_args, files, keys, leases
+from . import fetch, ffmpeg_args, files, keys, leases, netguard, redact
 from .context import Context, JobView
 from .errors import ClipLineError, SourceInvalid
 from .subprocesses import run
@@ -51,10 +51,7 @@ def _source(ctx: Context, view: JobView) -> tuple[Path, int] | None:
     if dest.exists():
         return dest, 0
     nbytes = fetch.download(
-        audio.url,
-        dest,
-        timeout_s=ctx.settings.http_timeout_s * 6,
-        allowed_hosts=ctx.settings.allowed_host_set,
+        audio.url, dest, policy=netguard.Policy.of(ctx.settings), limits=fetch.audio_limits(ctx.settings)
     )
     ctx.observer.bytes_fetched(nbytes)
     return dest, nbytes
@@ -116,7 +113,7 @@ def describe(view: JobView) -> str:
     audio = view.request.audio
     if audio is None:
         return "(none)"
-    return repr(audio.url if audio.url is not None else audio.path)
+    return repr(redact.text(audio.url) if audio.url is not None else audio.path)
 
 
 def prepare(ctx: Context, view: JobView, *, wait_s: float = SONG_LOCK_WAIT_S) -> Track | None:

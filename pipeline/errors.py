@@ -29,6 +29,8 @@ from typing import NamedTuple
 
 import redis
 
+from . import redact
+
 
 class ClipLineError(Exception):
     """Root of every error clipline raises on purpose."""
@@ -87,9 +89,10 @@ class SourceError(ClipLineError):
     transient = False
 
     def __init__(self, message: str, *, video_id: str = "", url: str = "") -> None:
-        super().__init__(message)
+        # Stored on clip and job records and sent in callbacks: signed query strings are blanked here.
+        super().__init__(redact.text(message))
         self.video_id = video_id
-        self.url = url
+        self.url = redact.text(url)
 
 
 class SourceUnavailable(SourceError):

@@ -1,41 +1,126 @@
-"""HTTP reads of playlists, segments, API records and audio, with failures translated.
+"""HTTP reads of playlists, segments, keys, API records and audio: guarded, bounded, translated.
+
+Every request goes through ``netguard`` (scheme, host allowlist and address
+policy on every hop; fetch follows redirects itself, at most
+``netguard.MAX_REDIRECTS``, and drops ``x-api-key``/``Authorization``/``Cookie``
+when a redirect leaves the first URL's origin) and through ``Limits``: a
+timeout per connect or read, a deadline for the whole request (redirects
+included) and a cap on the bytes read. A limit that ends a request names its
+setting in the error.
 
 httpx exceptions and status codes become Source* errors here, so the rest of
-the code branches on type: 5xx/429/timeouts/refused -> SourceUnavailable
-(transient), 404/410 -> SourceNotFound, 401/403 -> SourceForbidden, anything
-else -> SourceInvalid. Every URL is checked against the scheme and the
-optional host allowlist before it is requested.
+the code branches on type: 5xx/429/timeouts/refused connections and the
+deadline or size cap -> SourceUnavailable (transient: retry, then fallback),
+404/410 -> SourceNotFound, 401/403 -> SourceForbidden, a URL or address the
+policy refuses and anything else -> SourceInvalid. Messages go through
+``redact`` (in SourceError), so signed query strings never reach a record.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import urljoin
 
 import httpx
 
+from . import netguard
 from .errors import SourceError, SourceForbidden, SourceInvalid, SourceNotFound, SourceUnavailable
+from .settings import Settings
 
 _local = threading.local()
 
+#: Headers that carry credentials: never sent to another origin than the first URL's.
+CREDENTIAL_HEADERS = frozenset({"x-api-key", "authorization", "cookie"})
+#: An AES-128 key is 16 bytes; a "key" of more than this is not read.
+MAX_KEY_BYTES = 4096
 
-def client(timeout_s: float) -> httpx.Client:
-    """One pooled client per thread (httpx clients are cheap to keep, costly to rebuild)."""
-    c: httpx.Client | None = getattr(_local, "client", None)
-    if c is None or getattr(_local, "timeout_s", None) != timeout_s:
-        c = httpx.Client(timeout=httpx.Timeout(timeout_s), follow_redirects=True, trust_env=False)
-        _local.client, _local.timeout_s = c, timeout_s
+
+@dataclass(frozen=True)
+class Limits:
+    """How long and how much one request may take; the setting names go into the errors."""
+
+    timeout_s: float  # one connect or one read
+    deadline_s: float  # the whole request, redirects included
+    max_bytes: int
+    deadline_setting: str = "CLIPLINE_HTTP_DEADLINE_S"
+    max_bytes_setting: str = "CLIPLINE_MAX_SEGMENT_BYTES"
+
+
+def segment_limits(s: Settings) -> Limits:
+    return Limits(s.http_timeout_s, s.http_deadline_s, s.max_segment_bytes)
+
+
+def key_limits(s: Settings) -> Limits:
+    return Limits(s.http_timeout_s, s.http_deadline_s, MAX_KEY_BYTES, max_bytes_setting="the AES key cap")
+
+
+def playlist_limits(s: Settings) -> Limits:
+    return Limits(
+        s.http_timeout_s,
+        s.http_deadline_s,
+        s.max_playlist_bytes,
+        max_bytes_setting="CLIPLINE_MAX_PLAYLIST_BYTES",
+    )
+
+
+def api_limits(s: Settings) -> Limits:
+    return Limits(
+        s.http_timeout_s,
+        s.http_deadline_s,
+        s.max_api_response_bytes,
+        max_bytes_setting="CLIPLINE_MAX_API_RESPONSE_BYTES",
+    )
+
+
+def audio_limits(s: Settings) -> Limits:
+    return Limits(
+        s.http_timeout_s,
+        s.audio_deadline_s,
+        s.max_audio_bytes,
+        deadline_setting="CLIPLINE_AUDIO_DEADLINE_S",
+        max_bytes_setting="CLIPLINE_MAX_AUDIO_BYTES",
+    )
+
+
+@dataclass(frozen=True)
+class Body:
+    """A response read whole: the URL it finally came from (after redirects), its status and bytes."""
+
+    url: str
+    status_code: int
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+def client(policy: netguard.Policy, timeout_s: float) -> httpx.Client:
+    """One pooled client per thread and policy (httpx clients are cheap to keep, costly to rebuild)."""
+    clients: dict[tuple[netguard.Policy, float], httpx.Client] = getattr(_local, "clients", None) or {}
+    _local.clients = clients
+    c = clients.get((policy, timeout_s))
+    if c is None:
+        c = clients[(policy, timeout_s)] = netguard.client(policy, timeout_s)
     return c
 
 
 def check_url(url: str, allowed_hosts: frozenset[str] = frozenset()) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise SourceInvalid(f"refusing to read {parts.scheme or 'schemeless'} URL {url!r}", url=url)
-    if allowed_hosts and (parts.hostname or "").lower() not in allowed_hosts:
-        raise SourceInvalid(f"host {parts.hostname!r} is not in CLIPLINE_ALLOWED_HOSTS", url=url)
+    """Scheme and allowlist only (no request): SourceInvalid naming what is wrong."""
+    try:
+        netguard.check_url(url, netguard.Policy(allowed_hosts, True))
+    except netguard.Refused as exc:
+        raise SourceInvalid(str(exc), url=url) from exc
 
 
 def _retry_after(resp: httpx.Response) -> float | None:
@@ -46,8 +131,8 @@ def _retry_after(resp: httpx.Response) -> float | None:
         return None
 
 
-def raise_for_status(resp: httpx.Response, *, video_id: str = "") -> None:
-    code, url = resp.status_code, str(resp.request.url)
+def raise_for_status(resp: httpx.Response, *, video_id: str = "", url: str = "") -> None:
+    code, url = resp.status_code, url or str(resp.request.url)
     if code < 400:
         return
     msg = f"{url} answered HTTP {code}"
@@ -60,38 +145,113 @@ def raise_for_status(resp: httpx.Response, *, video_id: str = "") -> None:
     raise SourceInvalid(msg, video_id=video_id, url=url)
 
 
-def translate(exc: httpx.HTTPError, url: str, video_id: str = "") -> SourceError:
+def translate(
+    exc: httpx.HTTPError, url: str, video_id: str = "", limits: Limits | None = None
+) -> SourceError:
     if isinstance(exc, httpx.TimeoutException):
+        left = netguard.remaining_s()
+        if limits is not None and left is not None and left <= 0.05:
+            return SourceUnavailable(
+                f"{url}: the deadline of {limits.deadline_s:g} s ({limits.deadline_setting}) ran out",
+                video_id=video_id,
+                url=url,
+            )
         return SourceUnavailable(f"{url}: timed out ({type(exc).__name__})", video_id=video_id, url=url)
     if isinstance(exc, httpx.TransportError):
         return SourceUnavailable(f"{url}: {type(exc).__name__}: {exc}", video_id=video_id, url=url)
     return SourceInvalid(f"{url}: {type(exc).__name__}: {exc}", video_id=video_id, url=url)
 
 
+def _named(url: str, hops: list[str]) -> str:
+    """The URL a failure happened on, with the redirects that led there."""
+    return f"{url} (redirected from {' -> '.join(hops)})" if hops else url
+
+
+@contextmanager
+def _open(
+    url: str,
+    *,
+    policy: netguard.Policy,
+    limits: Limits,
+    headers: dict[str, str] | None = None,
+    video_id: str = "",
+) -> Iterator[tuple[httpx.Response, str]]:
+    """The response (streaming, status checked) to GET ``url``, redirects followed and each hop checked;
+    yields (response, the URL named in errors)."""
+    first = netguard.origin(url)
+    sent = dict(headers or {})
+    hops: list[str] = []
+    c = client(policy, limits.timeout_s)
+    with netguard.deadline(limits.deadline_s):
+        try:
+            for _ in range(netguard.MAX_REDIRECTS + 1):
+                netguard.check_url(url, policy)
+                resp = c.send(c.build_request("GET", url, headers=sent), stream=True)
+                try:
+                    if resp.is_redirect:
+                        hops.append(url)
+                        url = urljoin(url, resp.headers["location"])
+                        if netguard.origin(url) != first:
+                            sent = {k: v for k, v in sent.items() if k.lower() not in CREDENTIAL_HEADERS}
+                        continue
+                    raise_for_status(resp, video_id=video_id, url=_named(url, hops))
+                    yield resp, _named(url, hops)
+                    return
+                finally:
+                    resp.close()
+            raise SourceInvalid(
+                f"{_named(url, hops)}: more than {netguard.MAX_REDIRECTS} redirects",
+                video_id=video_id,
+                url=url,
+            )
+        except netguard.Refused as exc:
+            raise SourceInvalid(f"{_named(url, hops)}: {exc}", video_id=video_id, url=url) from exc
+        except httpx.HTTPError as exc:
+            raise translate(exc, _named(url, hops), video_id, limits) from exc
+
+
+def _too_big(named: str, limits: Limits, video_id: str, what: str) -> SourceUnavailable:
+    return SourceUnavailable(
+        f"{named}: {what}, more than the cap of {limits.max_bytes} bytes ({limits.max_bytes_setting})",
+        video_id=video_id,
+        url=named,
+    )
+
+
+def _chunks(resp: httpx.Response, named: str, limits: Limits, video_id: str) -> Iterator[bytes]:
+    """The body, refused as soon as it (or its Content-Length) passes the cap."""
+    announced = resp.headers.get("content-length", "")
+    if announced.isdigit() and int(announced) > limits.max_bytes:
+        raise _too_big(named, limits, video_id, f"the body is {announced} bytes")
+    got = 0
+    for chunk in resp.iter_bytes(64 * 1024):
+        got += len(chunk)
+        if got > limits.max_bytes:
+            raise _too_big(named, limits, video_id, f"more than {limits.max_bytes} bytes came")
+        yield chunk
+
+
 def get(
     url: str,
     *,
-    timeout_s: float,
+    policy: netguard.Policy,
+    limits: Limits,
     headers: dict[str, str] | None = None,
     video_id: str = "",
-    allowed_hosts: frozenset[str] = frozenset(),
-) -> httpx.Response:
-    check_url(url, allowed_hosts)
-    try:
-        resp = client(timeout_s).get(url, headers=headers)
-    except httpx.HTTPError as exc:
-        raise translate(exc, url, video_id) from exc
-    raise_for_status(resp, video_id=video_id)
-    return resp
+) -> Body:
+    """GET ``url`` whole (at most ``limits.max_bytes``)."""
+    with _open(url, policy=policy, limits=limits, headers=headers, video_id=video_id) as (resp, named):
+        content = b"".join(_chunks(resp, named, limits, video_id))
+        return Body(str(resp.url), resp.status_code, content)
 
 
 def download(
     url: str,
     dest: Path,
     *,
-    timeout_s: float,
+    policy: netguard.Policy,
+    limits: Limits,
     video_id: str = "",
-    allowed_hosts: frozenset[str] = frozenset(),
     byte_range: tuple[int, int] | None = None,
 ) -> int:
     """Stream ``url`` to ``dest`` (temp name, then rename); returns the body bytes read.
@@ -99,22 +259,25 @@ def download(
     ``byte_range`` (first, last byte, inclusive) asks for that part only; a server that
     ignores ``Range`` (200) is read up to the range's end and no further.
     """
-    check_url(url, allowed_hosts)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.part")
     headers = {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else None
     nbytes = 0
     try:
-        with client(timeout_s).stream("GET", url, headers=headers) as resp:
-            raise_for_status(resp, video_id=video_id)
+        with _open(url, policy=policy, limits=limits, headers=headers, video_id=video_id) as (resp, named):
             skip, want = 0, None
             if byte_range is not None:
                 want = byte_range[1] - byte_range[0] + 1
+                if want > limits.max_bytes:
+                    raise _too_big(named, limits, video_id, f"the playlist asks for a range of {want} bytes")
                 if resp.status_code != 206:
                     skip = byte_range[0]
+            # A server that ignores Range sends the whole resource: its length is not the range's, so
+            # only the bytes kept count against the cap (the deadline bounds the bytes skipped).
+            body = resp.iter_bytes(64 * 1024) if skip else _chunks(resp, named, limits, video_id)
             kept = 0
             with open(tmp, "wb") as fh:
-                for chunk in resp.iter_bytes(64 * 1024):
+                for chunk in body:
                     nbytes += len(chunk)
                     if skip:
                         cut = min(skip, len(chunk))
@@ -127,13 +290,11 @@ def download(
                         break
             if byte_range is not None and kept != want:
                 raise SourceInvalid(
-                    f"{url}: bytes {byte_range[0]}-{byte_range[1]} asked, {kept} bytes came",
+                    f"{named}: bytes {byte_range[0]}-{byte_range[1]} asked, {kept} bytes came",
                     video_id=video_id,
                     url=url,
                 )
         os.replace(tmp, dest)
-    except httpx.HTTPError as exc:
-        raise translate(exc, url, video_id) from exc
     finally:
         tmp.unlink(missing_ok=True)
     return nbytes

@@ -9,22 +9,29 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any
 
 import structlog
 
+from . import redact
 from .models import ClipOutcome
 
 CLIP_EVENT = "twelvelabs.video_clip"
 #: Every clip_status of the clip event: the transitions, then the outcomes' public names.
 CLIP_STATUSES = ("queued", "started", "retrying", *(o.public_name for o in ClipOutcome))
 
+
 def _ensure_ids(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     event_dict.setdefault("trace_id", None)
     event_dict.setdefault("job_id", None)
     return event_dict
+
+
+def _redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
+    """Blank signed query strings and URL passwords in every field, tracebacks included."""
+    return {k: redact.deep(v) for k, v in event_dict.items()}
 
 
 def configure(level: str = "INFO", *, json_output: bool = True) -> None:
@@ -60,6 +67,7 @@ def configure(level: str = "INFO", *, json_output: bool = True) -> None:
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,  # tracebacks of stdlib records (Dramatiq) as text
+                _redact,  # the last step before the line is written: nothing logged skips it
                 renderer,
             ],
             foreign_pre_chain=[*pre_chain, structlog.stdlib.ExtraAdder()],

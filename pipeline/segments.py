@@ -22,8 +22,9 @@ from pathlib import Path
 import redis
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from . import fetch, keys, leases
+from . import fetch, keys, leases, netguard
 from .errors import SourceInvalid
+from .fetch import Limits
 from .hls import Key, Part, Segment
 from .settings import Settings
 
@@ -157,7 +158,7 @@ class SegmentCache:
         with leases.held(self.r, keys.segment_lock(job_id, video_id, dest.name), wait_s=self._wait_s()):
             if dest.exists():
                 return dest.read_bytes(), 0
-            got = self._download(Part(key.uri), dest, video_id)
+            got = self._download(Part(key.uri), dest, video_id, fetch.key_limits(self.settings))
             secret = dest.read_bytes()
             if len(secret) != 16:
                 dest.unlink(missing_ok=True)
@@ -168,15 +169,16 @@ class SegmentCache:
                 )
             return secret, got
 
-    def _download(self, part: Part, dest: Path, video_id: str) -> int:
+    def _download(self, part: Part, dest: Path, video_id: str, limits: Limits | None = None) -> int:
         return fetch.download(
             part.uri,
             dest,
-            timeout_s=self.settings.http_timeout_s,
+            policy=netguard.Policy.of(self.settings),
+            limits=limits or fetch.segment_limits(self.settings),
             video_id=video_id,
-            allowed_hosts=self.settings.allowed_host_set,
             byte_range=part.byte_range,
         )
 
     def _wait_s(self) -> float:
-        return self.settings.http_timeout_s * 4 + 5
+        # A download ends by its deadline: a clip waiting for another's download waits no longer.
+        return self.settings.http_deadline_s + 5

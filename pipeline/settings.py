@@ -52,6 +52,15 @@ class Settings(BaseSettings):
     max_lines: int = _env("CLIPLINE_MAX_LINES", 500, ge=1)
     max_time_ms: int = _env("CLIPLINE_MAX_TIME_MS", 4 * 3600 * 1000, ge=1000)
     allowed_hosts: str = _env("CLIPLINE_ALLOWED_HOSTS", "")
+    # Outbound requests (pipeline/netguard): loopback/private/link-local addresses are refused unless on.
+    allow_private_networks: bool = _env("CLIPLINE_ALLOW_PRIVATE_NETWORKS", False)
+    # Every download ends within its deadline and size cap (transient: the clip retries, then falls back).
+    http_deadline_s: float = _env("CLIPLINE_HTTP_DEADLINE_S", 60.0, gt=0)
+    max_segment_bytes: int = _env("CLIPLINE_MAX_SEGMENT_BYTES", 64 * 2**20, ge=1024)
+    max_playlist_bytes: int = _env("CLIPLINE_MAX_PLAYLIST_BYTES", 4 * 2**20, ge=1024)
+    max_api_response_bytes: int = _env("CLIPLINE_MAX_API_RESPONSE_BYTES", 2**20, ge=1024)
+    audio_deadline_s: float = _env("CLIPLINE_AUDIO_DEADLINE_S", 300.0, gt=0)
+    max_audio_bytes: int = _env("CLIPLINE_MAX_AUDIO_BYTES", 200 * 2**20, ge=1024)
     api_token: str | None = _env("CLIPLINE_API_TOKEN")
     # The web page's login: a session lasts this long, then the page asks for the token again.
     web_session_ttl_s: float = _env("CLIPLINE_WEB_SESSION_TTL_S", 8 * 3600.0, gt=0)

@@ -20,7 +20,7 @@ from typing import Any
 import redis
 import structlog
 
-from . import errors, fetch, keys, leases
+from . import errors, fetch, keys, leases, netguard
 from .errors import SourceError, SourceInvalid, SourceNotFound, SourceUnavailable
 from .ffmpeg_args import decoders_argv
 from .hls import MasterPlaylist, MediaPlaylist, parse_playlist, undecodable_codecs
@@ -75,7 +75,13 @@ class SourceResolver:
         headers = {"x-api-key": s.twelvelabs_api_key or ""}
         for attempt in range(1, API_429_ATTEMPTS + 1):
             try:
-                resp = fetch.get(url, timeout_s=s.http_timeout_s, headers=headers, video_id=video_id)
+                resp = fetch.get(
+                    url,
+                    policy=netguard.Policy(frozenset(), s.allow_private_networks),
+                    limits=fetch.api_limits(s),
+                    headers=headers,
+                    video_id=video_id,
+                )
                 break
             except SourceUnavailable as exc:
                 # A rate limit is honoured here, within a bound; other transient errors go to the caller.
@@ -98,7 +104,8 @@ class SourceResolver:
         hit = self._cached(job_id, video_id)
         if hit is not None:
             return hit
-        wait_s = self.settings.http_timeout_s * (API_429_ATTEMPTS + 2) + self.settings.api_max_retry_after_s
+        s = self.settings
+        wait_s = s.http_deadline_s * (API_429_ATTEMPTS + 2) + s.api_max_retry_after_s * API_429_ATTEMPTS
         # A leased lock: a resolver that dies (SIGKILL) holds up the job's clips for seconds, not wait_s.
         with leases.held(self.r, keys.job_source_lock(job_id, video_id), wait_s=wait_s):
             hit = self._cached(job_id, video_id)
@@ -154,9 +161,9 @@ class SourceResolver:
         s = self.settings
         url = self.hls_url(video_id, hint)
         kw: dict[str, Any] = {
-            "timeout_s": s.http_timeout_s,
+            "policy": netguard.Policy.of(s),
+            "limits": fetch.playlist_limits(s),
             "video_id": video_id,
-            "allowed_hosts": s.allowed_host_set,
         }
         resp = fetch.get(url, **kw)
         nbytes = len(resp.content)

@@ -35,7 +35,7 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import results, webhook_signing
+from . import netguard, redact, results, webhook_signing
 from .context import Context
 from .models import SCHEMA_VERSION, JobStatus
 from .problems import url_problem
@@ -114,7 +114,7 @@ def payload(ctx: Context, job: RenderJob, delivery_id: str) -> CallbackPayload:
         output_url=urls.output_url,
         report_url=urls.report_url,
         poster_url=urls.poster_url,
-        error=job.current_error(),
+        error=redact.text(job.current_error() or "") or None,
         finished_at=job.finished_at,
         metadata=metadata if isinstance(metadata, dict) else None,
         report_summary=summary,
@@ -238,6 +238,30 @@ def _claim(ctx: Context, row: WebhookDelivery, now: datetime) -> bool:
     return won
 
 
+def _post(ctx: Context, url: str, body: bytes, headers: dict[str, str]) -> tuple[str | None, bool]:
+    """(error or None, whether the network policy refused the URL: retrying cannot help).
+
+    One hop only (a redirect is an error, never followed), its address checked by netguard, the
+    whole exchange within webhook_timeout_s, and the receiver's body never read.
+    """
+    s = ctx.settings
+    try:
+        netguard.check_url(url, netguard.Policy.of(s))
+        with netguard.deadline(s.webhook_timeout_s), netguard.client(
+            netguard.Policy.of(s), s.webhook_timeout_s
+        ) as client:
+            request = client.build_request("POST", url, content=body, headers=headers)
+            response = client.send(request, stream=True)
+            response.close()
+    except netguard.Refused as exc:
+        return str(exc), True
+    except httpx.HTTPError as exc:
+        return redact.text(f"{type(exc).__name__}: {exc}"), False
+    if not response.is_success:
+        return f"receiver answered HTTP {response.status_code}", False
+    return None, False
+
+
 def _try(ctx: Context, row: WebhookDelivery, now: datetime) -> Sent | None:
     if not _claim(ctx, row, now):
         return None  # another worker took this try
@@ -245,17 +269,11 @@ def _try(ctx: Context, row: WebhookDelivery, now: datetime) -> Sent | None:
     tries = row.tries + 1
     body = row.body.encode()
     headers = signed_headers(s.webhook_secret, row.id, body)
-    error: str | None = None
-    try:
-        response = httpx.post(row.url, content=body, headers=headers, timeout=s.webhook_timeout_s)
-        if not response.is_success:
-            error = f"receiver answered HTTP {response.status_code}"
-    except httpx.HTTPError as exc:
-        error = f"{type(exc).__name__}: {exc}"
+    error, refused = _post(ctx, row.url, body, headers)
     values: dict[str, Any]
     if error is None:
         values = {"state": DELIVERED, "delivered_at": utcnow(), "last_error": None}
-    elif tries >= s.webhook_max_attempts:
+    elif refused or tries >= s.webhook_max_attempts:
         values = {"state": FAILED, "last_error": error}
     else:
         wait = min(MAX_BACKOFF_S, s.webhook_backoff_s * 2 ** (tries - 1))

@@ -112,6 +112,8 @@ def _env(cdn: LoopbackCDN, media_dir: Path) -> dict[str, str]:
         "TWELVELABS_API_URL": cdn.api_url,
         "TWELVELABS_API_KEY": API_KEY,
         "TWELVELABS_INDEX_ID": INDEX_ID,
+        # The demo's CDN and video API listen on loopback, which production refuses.
+        "CLIPLINE_ALLOW_PRIVATE_NETWORKS": "true",
     }
     return env
 

@@ -164,6 +164,8 @@ def stack_env(tmp: Path, vhost: str, redis_url: str, cdn: LoopbackCDN, samples: 
             "CLIPLINE_RETRY_MAX_BACKOFF_MS": "400",
             "CLIPLINE_HTTP_TIMEOUT_S": "5",
             "CLIPLINE_SOURCE_CACHE_TTL_S": "0",
+            # The loopback CDN, video API and callback receivers are on 127.0.0.1.
+            "CLIPLINE_ALLOW_PRIVATE_NETWORKS": "true",
             # No fixed port: tests that scrape metrics choose a free one.
             "CLIPLINE_METRICS_PORT": "0",
             "PYTHONPATH": str(ROOT),
