@@ -1,7 +1,8 @@
 """Every HLS variant of the corpus, cut by clipline and traced frame by frame with no tolerance.
 
-The corpus (``tests/media/corpus.py``) is made by ffmpeg's command line, not by
-clipline's sample code; each frame shows its absolute frame number. Clips are
+The corpus (``tests/media/corpus.py``) is made by ffmpeg's command line and by
+GStreamer's hlssink2, not by clipline's sample code; each frame shows its
+absolute frame number. Clips are
 cut through ``pipeline.cutting`` against a loopback CDN and real Redis, and
 every output frame is read back and compared with the frame rule:
 output frame i shows the source frame whose display interval contains

@@ -39,6 +39,7 @@ class Variant:
     playlist: str = "index.m3u8"  # relative to the variant's folder
     tool: str | None = None  # the packager's command, when it is not ffmpeg
     package: str | None = None  # the Debian packages that install it
+    elements: tuple[str, ...] = ()  # GStreamer elements the pipeline uses (each from some plugin package)
 
 
 GST_PACKAGES = "gstreamer1.0-tools gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav"
@@ -314,7 +315,14 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
     "map_changes": (map_changes, Variant("map_changes", Fraction(30), 180)),
     "gst_hlssink2": (
         gst_hlssink2,
-        Variant("gst_hlssink2", Fraction(30), 180, tool="gst-launch-1.0", package=GST_PACKAGES),
+        Variant(
+            "gst_hlssink2",
+            Fraction(30),
+            180,
+            tool="gst-launch-1.0",
+            package=GST_PACKAGES,
+            elements=("y4mdec", "x264enc", "h264parse", "avenc_aac", "aacparse", "hlssink2"),
+        ),
     ),
 }
 VERSION = 2
@@ -322,9 +330,17 @@ VERSION = 2
 
 def missing_tool(variant: Variant) -> str | None:
     """Why the variant cannot be built here (its packager is not installed), or None."""
-    if variant.tool is None or shutil.which(variant.tool):
+    if variant.tool is None:
         return None
-    return f"{variant.tool} is not installed (Debian: apt-get install {variant.package}; ./dev.sh test does)"
+    missing = [] if shutil.which(variant.tool) else [variant.tool]
+    if not missing and variant.elements:
+        inspect = ["gst-inspect-1.0", "--exists"]
+        missing = [e for e in variant.elements if subprocess.run([*inspect, e], check=False).returncode]
+    if not missing:
+        return None
+    return (
+        f"{', '.join(missing)} not installed (Debian: apt-get install {variant.package}; ./dev.sh test does)"
+    )
 
 
 def build(cache: Path) -> Path:
