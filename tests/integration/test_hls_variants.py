@@ -238,3 +238,30 @@ def test_live_event_sample_aes_and_drm_playlists_are_refused_before_any_segment_
         cutting.cut_from_hls(ctx, view, 0)
     assert cdn.url("hls/ts/refused.m3u8") in str(caught.value)
     assert [r.path for r in cdn.requests] == ["/hls/ts/refused.m3u8"]
+
+
+def test_an_aes_key_on_a_host_not_allowed_is_never_fetched(
+    tmp_path: Path, corpus_cdn: LoopbackCDN, redis_url: str
+) -> None:
+    """Key URIs pass the same host allowlist as playlists and segments."""
+    import shutil
+
+    root = tmp_path / "cdn"
+    shutil.copytree(corpus_cdn.root / "hls" / "aes", root / "hls" / "aes")
+    with LoopbackCDN(root) as cdn:
+        elsewhere = cdn.url("hls/aes/k.key").replace("127.0.0.1", "localhost")
+        text = (root / "hls" / "aes" / "index.m3u8").read_text().replace('URI="k.key"', f'URI="{elsewhere}"')
+        (root / "hls" / "aes" / "elsewhere.m3u8").write_text(text)
+        settings = load_settings(
+            {
+                "CLIPLINE_REDIS_URL": redis_url,
+                "CLIPLINE_WORK_DIR": str(tmp_path / "work"),
+                "CLIPLINE_MEDIA_DIR": str(tmp_path / "media"),
+                "CLIPLINE_DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite",
+                "CLIPLINE_ALLOWED_HOSTS": "127.0.0.1",
+            }
+        )
+        view = view_for(cdn.url("hls/aes/elsewhere.m3u8"), [(0, 1000, 1000)])
+        with pytest.raises(SourceInvalid, match="'localhost' is not in CLIPLINE_ALLOWED_HOSTS"):
+            cutting.cut_from_hls(Context(settings), view, 0)
+        assert cdn.count("/hls/aes/k.key") == 0
