@@ -2,7 +2,7 @@
 
 Each variant is made by running ffmpeg's command line directly (its hls muxer
 in its several modes, or one mpegts mux per segment with a playlist written
-here), or by another packager (GStreamer's ``hlssink2``, encoding with its own
+here), or by another packager (GStreamer's ``hlssink2`` and ``hlssink``, encoding with its own
 x264 element), from a frame-coded source: every frame shows its absolute frame
 number (``clipline.dev.samples.pattern_graph``), so a test can read back which
 source frame each output frame shows. Frame n of every variant is displayed
@@ -277,24 +277,41 @@ def master_skip(folder: Path) -> None:
     )
 
 
+def _gst(folder: Path, rate: int, *pipeline: str) -> None:
+    """Run a GStreamer pipeline whose ``SRC`` is the frame-coded pattern as raw frames (made by ffmpeg)."""
+    raw = folder / "src.y4m"
+    ff("-f", "lavfi", "-i", pattern_graph(DURATION_S, W, H, rate), "-f", "yuv4mpegpipe", str(raw))
+    argv = ["gst-launch-1.0", "-q", *f"filesrc location={raw} ! y4mdec ! videoconvert".split(), *pipeline]
+    subprocess.run(argv, check=True, timeout=300, capture_output=True)
+    raw.unlink()
+
+
 def gst_hlssink2(folder: Path) -> None:
     """GStreamer: its own x264 encoder (B-frames), mpegtsmux and hlssink2 (whole-second ``#EXTINF``,
-    timestamps from 1 h, rounded down to 90 kHz from nanoseconds). The raw frames come from ffmpeg."""
-    raw = folder / "src.y4m"
-    ff("-f", "lavfi", "-i", pattern_graph(DURATION_S, W, H, 30), "-f", "yuv4mpegpipe", str(raw))
-    argv = [
-        "gst-launch-1.0",
-        "-q",
-        *f"filesrc location={raw} ! y4mdec ! videoconvert".split(),
+    timestamps from 1 h, rounded down to 90 kHz from nanoseconds), with an AAC track."""
+    _gst(
+        folder,
+        30,
         *"! x264enc key-int-max=15 bframes=2 speed-preset=veryfast ! h264parse ! hls.video".split(),
         *f"audiotestsrc num-buffers={DURATION_S * 10} samplesperbuffer=4410".split(),
         *"! audioconvert ! avenc_aac ! aacparse ! hls.audio".split(),
         *"hlssink2 name=hls target-duration=1 playlist-length=0 max-files=0".split(),
         f"location={folder / 'g%03d.ts'}",
         f"playlist-location={folder / 'index.m3u8'}",
-    ]
-    subprocess.run(argv, check=True, timeout=300, capture_output=True)
-    raw.unlink()
+    )
+
+
+def gst_hlssink_25(folder: Path) -> None:
+    """GStreamer's older hlssink behind an explicit mpegtsmux: 25 fps, 2 s segments, video only
+    (its playlist ends ``#EXT-X-ENDLIST`` with no newline)."""
+    _gst(
+        folder,
+        25,
+        *"! x264enc key-int-max=25 speed-preset=veryfast ! h264parse ! mpegtsmux".split(),
+        *"! hlssink target-duration=2 playlist-length=0 max-files=0".split(),
+        f"location={folder / 'h%03d.ts'}",
+        f"playlist-location={folder / 'index.m3u8'}",
+    )
 
 
 VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
@@ -322,6 +339,17 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
             tool="gst-launch-1.0",
             package=GST_PACKAGES,
             elements=("y4mdec", "x264enc", "h264parse", "avenc_aac", "aacparse", "hlssink2"),
+        ),
+    ),
+    "gst_hlssink_25": (
+        gst_hlssink_25,
+        Variant(
+            "gst_hlssink_25",
+            Fraction(25),
+            150,
+            tool="gst-launch-1.0",
+            package=GST_PACKAGES,
+            elements=("y4mdec", "x264enc", "h264parse", "mpegtsmux", "hlssink"),
         ),
     ),
 }
