@@ -1,7 +1,8 @@
 """Every HLS variant of the corpus, cut by clipline and traced frame by frame with no tolerance.
 
-The corpus (``tests/media/corpus.py``) is made by ffmpeg's command line, not by
-clipline's sample code; each frame shows its absolute frame number. Clips are
+The corpus (``tests/media/corpus.py``) is made by ffmpeg's command line and by
+GStreamer's hlssink2, not by clipline's sample code; each frame shows its
+absolute frame number. Clips are
 cut through ``pipeline.cutting`` against a loopback CDN and real Redis, and
 every output frame is read back and compared with the frame rule:
 output frame i shows the source frame whose display interval contains
@@ -24,6 +25,7 @@ from clipline.dev.samples import read_frames
 from pipeline import cutting
 from pipeline.context import Context, JobView
 from pipeline.errors import SourceInvalid
+from pipeline.hls import MediaPlaylist, parse_playlist
 from pipeline.hls_inputs import SourceGap
 from pipeline.models import parse_request
 from pipeline.settings import load_settings
@@ -92,6 +94,8 @@ def view_for(url: str, windows: list[tuple[int, int, int]], height: int = 90) ->
 @pytest.mark.parametrize("name", sorted(corpus.VARIANTS))
 def test_every_variant_is_cut_frame_exactly(name: str, corpus_cdn: LoopbackCDN, ctx: Context) -> None:
     variant = corpus.VARIANTS[name][1]
+    if why := corpus.missing_tool(variant):
+        pytest.skip(why)
     windows = WINDOWS + ([(9000, 11000, 2000), (11500, 12000, 500)] if variant.frames > 300 else [])
     view = view_for(corpus_cdn.url(f"hls/{name}/{variant.playlist}"), windows)
     for slot, line in zip(view.slots, view.request.lines, strict=True):
@@ -147,3 +151,118 @@ def test_a_damaged_segment_is_an_error_never_a_wrong_frame(
     view = view_for(cdn.url("hls/ts/index.m3u8"), [(2600, 3400, 800)])
     with pytest.raises(SourceInvalid):
         cutting.cut_from_hls(ctx, view, 0)
+
+
+def test_single_file_hls_fetches_only_the_byte_ranges_the_window_needs(
+    corpus_cdn: LoopbackCDN, ctx: Context
+) -> None:
+    """Byte ranges go through the job's segment cache: fetched once, counted, never the whole file."""
+    folder = corpus_cdn.root / "hls" / "single_file"
+    media = folder / "index.ts"
+    playlist = parse_playlist(
+        (folder / "index.m3u8").read_text(), corpus_cdn.url("hls/single_file/index.m3u8")
+    )
+    assert isinstance(playlist, MediaPlaylist)
+    ranges = {s.seq: (s.offset, s.length) for s in playlist.segments}
+    corpus_cdn.reset_counters()
+    view = view_for(corpus_cdn.url("hls/single_file/index.m3u8"), [(1234, 1900, 666), (1500, 1800, 300)])
+    first = cutting.cut_from_hls(ctx, view, 0)
+    media_requests = [r for r in corpus_cdn.requests if r.path.endswith("/index.ts")]
+    # segment 1 (1-2 s) and at most the first bytes of segment 0 (the anchor's first timestamp)
+    assert media_requests and all(r.status == 206 for r in media_requests)
+    served = sum(r.bytes for r in media_requests)
+    assert (ranges[1][1] or 0) < served <= (ranges[0][1] or 0) + (ranges[1][1] or 0) < media.stat().st_size
+    assert first.bytes_fetched == served and first.segments_fetched >= 1
+    # A second clip of the same window: every range comes from the job's cache, nothing is fetched.
+    second = cutting.cut_from_hls(ctx, view, 1)
+    assert len([r for r in corpus_cdn.requests if r.path.endswith("/index.ts")]) == len(media_requests)
+    assert second.bytes_fetched == 0 and second.segments_shared >= 1
+    assert read_frames(Path(second.path or "")) == list(range(45, 54))
+
+
+def test_an_aes_key_is_fetched_once_per_job_and_never_logged(
+    corpus_cdn: LoopbackCDN, ctx: Context, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    corpus_cdn.reset_counters()
+    view = view_for(
+        corpus_cdn.url("hls/aes/index.m3u8"), [(0, 1000, 1000), (2500, 3600, 1100), (4000, 5000, 1000)]
+    )
+    variant = corpus.VARIANTS["aes"][1]
+    for slot, line in zip(view.slots, view.request.lines, strict=True):
+        record = cutting.cut_from_hls(ctx, view, slot.index)
+        want = expected(variant, line.clip.start_ms, line.clip.end_ms, slot.frames)
+        assert read_frames(Path(record.path or "")) == want
+    assert corpus_cdn.count("/hls/aes/k.key") == 1
+    out = capfd.readouterr()
+    text = out.out + out.err + caplog.text
+    assert corpus.KEY.hex() not in text.lower() and repr(corpus.KEY) not in text
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda t: t.replace("#EXT-X-ENDLIST\n", ""), "VOD playlist without #EXT-X-ENDLIST"),
+        (
+            lambda t: t.replace("#EXT-X-PLAYLIST-TYPE:VOD", "#EXT-X-PLAYLIST-TYPE:EVENT").replace(
+                "#EXT-X-ENDLIST\n", ""
+            ),
+            "EVENT playlist without #EXT-X-ENDLIST",
+        ),
+        (
+            lambda t: t.replace("#EXT-X-PLAYLIST-TYPE:VOD\n", "").replace("#EXT-X-ENDLIST\n", ""),
+            "LIVE playlist without #EXT-X-ENDLIST",
+        ),
+        (
+            lambda t: t.replace(
+                "#EXTINF:1.000000,\ns002.ts",
+                '#EXT-X-KEY:METHOD=SAMPLE-AES,URI="k.key"\n#EXTINF:1.000000,\ns002.ts',
+            ),
+            "METHOD=SAMPLE-AES",
+        ),
+        (
+            lambda t: t.replace(
+                "#EXTINF:1.000000,\ns002.ts",
+                '#EXT-X-KEY:METHOD=SAMPLE-AES,URI="skd://k",KEYFORMAT="com.apple.streamingkeydelivery"\n#EXTINF:1.000000,\ns002.ts',
+            ),
+            "KEYFORMAT=com.apple.streamingkeydelivery",
+        ),
+    ],
+)
+def test_live_event_sample_aes_and_drm_playlists_are_refused_before_any_segment_is_fetched(
+    edit: Any, match: str, damaged: tuple[Path, LoopbackCDN], ctx: Context
+) -> None:
+    folder, cdn = damaged
+    (folder / "refused.m3u8").write_text(edit((folder / "index.m3u8").read_text()))
+    view = view_for(cdn.url("hls/ts/refused.m3u8"), [(0, 1000, 1000)])
+    with pytest.raises(SourceInvalid, match=match) as caught:
+        cutting.cut_from_hls(ctx, view, 0)
+    assert cdn.url("hls/ts/refused.m3u8") in str(caught.value)
+    assert [r.path for r in cdn.requests] == ["/hls/ts/refused.m3u8"]
+
+
+def test_an_aes_key_on_a_host_not_allowed_is_never_fetched(
+    tmp_path: Path, corpus_cdn: LoopbackCDN, redis_url: str
+) -> None:
+    """Key URIs pass the same host allowlist as playlists and segments."""
+    import shutil
+
+    root = tmp_path / "cdn"
+    shutil.copytree(corpus_cdn.root / "hls" / "aes", root / "hls" / "aes")
+    with LoopbackCDN(root) as cdn:
+        elsewhere = cdn.url("hls/aes/k.key").replace("127.0.0.1", "localhost")
+        text = (root / "hls" / "aes" / "index.m3u8").read_text().replace('URI="k.key"', f'URI="{elsewhere}"')
+        (root / "hls" / "aes" / "elsewhere.m3u8").write_text(text)
+        settings = load_settings(
+            {
+                "CLIPLINE_REDIS_URL": redis_url,
+                "CLIPLINE_WORK_DIR": str(tmp_path / "work"),
+                "CLIPLINE_MEDIA_DIR": str(tmp_path / "media"),
+                "CLIPLINE_DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite",
+                "CLIPLINE_ALLOWED_HOSTS": "127.0.0.1",
+            }
+        )
+        view = view_for(cdn.url("hls/aes/elsewhere.m3u8"), [(0, 1000, 1000)])
+        with pytest.raises(SourceInvalid, match="'localhost' is not in CLIPLINE_ALLOWED_HOSTS"):
+            cutting.cut_from_hls(Context(settings), view, 0)
+        assert cdn.count("/hls/aes/k.key") == 0

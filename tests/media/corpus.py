@@ -2,10 +2,13 @@
 
 Each variant is made by running ffmpeg's command line directly (its hls muxer
 in its several modes, or one mpegts mux per segment with a playlist written
-here) from a frame-coded source: every frame shows its absolute frame number
-(``clipline.dev.samples.pattern_graph``), so a test can read back which source
-frame each output frame shows. Frame n of every variant is displayed from
-source time n / rate. Built once per content hash under ``.cache/``.
+here), or by another packager (GStreamer's ``hlssink2`` and ``hlssink``, encoding with its own
+x264 element), from a frame-coded source: every frame shows its absolute frame
+number (``clipline.dev.samples.pattern_graph``), so a test can read back which
+source frame each output frame shows. Frame n of every variant is displayed
+from source time n / rate. Built once per content hash (and set of installed
+packagers) under ``.cache/``; a variant whose packager is not installed is not
+built, and its test is skipped naming the Debian package.
 """
 
 from __future__ import annotations
@@ -34,6 +37,12 @@ class Variant:
     rate: Fraction
     frames: int  # frames in the source
     playlist: str = "index.m3u8"  # relative to the variant's folder
+    tool: str | None = None  # the packager's command, when it is not ffmpeg
+    package: str | None = None  # the Debian packages that install it
+    elements: tuple[str, ...] = ()  # GStreamer elements the pipeline uses (each from some plugin package)
+
+
+GST_PACKAGES = "gstreamer1.0-tools gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav"
 
 
 def ff(*args: str) -> None:
@@ -228,6 +237,83 @@ def master(folder: Path) -> None:
     )
 
 
+def map_changes(folder: Path) -> None:
+    """fMP4 whose ``#EXT-X-MAP`` changes mid-playlist with no discontinuity, each map a BYTERANGE of one
+    file: segments 0-2 from one encode of the source, 3-5 from another (another init section, the same
+    timeline), as a packager that re-encoded part of a title writes it."""
+    lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-TARGETDURATION:1", "#EXT-X-PLAYLIST-TYPE:VOD"]
+    inits = b""
+    for half, crf in enumerate(("24", "30")):
+        sub = folder / f"e{half}"
+        sub.mkdir()
+        x264 = _x264(15)
+        x264[x264.index("-crf") + 1] = crf
+        ff(
+            *_source("30"),
+            *x264,
+            *_hls(sub, 1, "-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4", ext="m4s"),
+        )
+        init = (sub / "init.mp4").read_bytes()
+        lines.append(f'#EXT-X-MAP:URI="maps.mp4",BYTERANGE="{len(init)}@{len(inits)}"')
+        inits += init
+        entries = (sub / "index.m3u8").read_text().split("#EXTINF")[1:]
+        for entry in entries[half * 3 : half * 3 + 3]:
+            extinf, uri = entry.strip().splitlines()[:2]
+            lines += [f"#EXTINF{extinf}", f"e{half}/{uri}"]
+        for unused in (sub / "index.m3u8").read_text().split():
+            if unused.endswith(".m4s") and f"e{half}/{unused}" not in lines:
+                (sub / unused).unlink()
+    (folder / "maps.mp4").write_bytes(inits)
+    (folder / "index.m3u8").write_text("\n".join([*lines, "#EXT-X-ENDLIST", ""]))
+
+
+def master_skip(folder: Path) -> None:
+    """A master playlist whose smallest rendition (the one a 90p job would pick) is in a codec ffmpeg
+    cannot decode (VVC, with no segments behind it): the cut must take the H.264 180p one instead."""
+    (folder / "index.m3u8").write_text(
+        "#EXTM3U\n"
+        '#EXT-X-STREAM-INF:BANDWIDTH=150000,RESOLUTION=160x90,CODECS="vvc1.1.L51.CQA.O1+3"\nvvc/index.m3u8\n'
+        '#EXT-X-STREAM-INF:BANDWIDTH=400000,RESOLUTION=320x180,CODECS="avc1.64000d"\n../master/hi/index.m3u8\n'
+    )
+
+
+def _gst(folder: Path, rate: int, *pipeline: str) -> None:
+    """Run a GStreamer pipeline whose ``SRC`` is the frame-coded pattern as raw frames (made by ffmpeg)."""
+    raw = folder / "src.y4m"
+    ff("-f", "lavfi", "-i", pattern_graph(DURATION_S, W, H, rate), "-f", "yuv4mpegpipe", str(raw))
+    argv = ["gst-launch-1.0", "-q", *f"filesrc location={raw} ! y4mdec ! videoconvert".split(), *pipeline]
+    subprocess.run(argv, check=True, timeout=300, capture_output=True)
+    raw.unlink()
+
+
+def gst_hlssink2(folder: Path) -> None:
+    """GStreamer: its own x264 encoder (B-frames), mpegtsmux and hlssink2 (whole-second ``#EXTINF``,
+    timestamps from 1 h, rounded down to 90 kHz from nanoseconds), with an AAC track."""
+    _gst(
+        folder,
+        30,
+        *"! x264enc key-int-max=15 bframes=2 speed-preset=veryfast ! h264parse ! hls.video".split(),
+        *f"audiotestsrc num-buffers={DURATION_S * 10} samplesperbuffer=4410".split(),
+        *"! audioconvert ! avenc_aac ! aacparse ! hls.audio".split(),
+        *"hlssink2 name=hls target-duration=1 playlist-length=0 max-files=0".split(),
+        f"location={folder / 'g%03d.ts'}",
+        f"playlist-location={folder / 'index.m3u8'}",
+    )
+
+
+def gst_hlssink_25(folder: Path) -> None:
+    """GStreamer's older hlssink behind an explicit mpegtsmux: 25 fps, 2 s segments, video only
+    (its playlist ends ``#EXT-X-ENDLIST`` with no newline)."""
+    _gst(
+        folder,
+        25,
+        *"! x264enc key-int-max=25 speed-preset=veryfast ! h264parse ! mpegtsmux".split(),
+        *"! hlssink target-duration=2 playlist-length=0 max-files=0".split(),
+        f"location={folder / 'h%03d.ts'}",
+        f"playlist-location={folder / 'index.m3u8'}",
+    )
+
+
 VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
     "ts": (ts, Variant("ts", Fraction(30), 180)),
     "fmp4": (fmp4, Variant("fmp4", Fraction(30), 180)),
@@ -242,23 +328,64 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
     "hours": (offset(10 * 3600), Variant("hours", Fraction(30), 180)),
     "wrap": (offset(TS_WRAP_S - 2.5), Variant("wrap", Fraction(30), 180)),
     "master": (master, Variant("master", Fraction(30), 180)),
+    "master_skip": (master_skip, Variant("master_skip", Fraction(30), 180)),
+    "map_changes": (map_changes, Variant("map_changes", Fraction(30), 180)),
+    "gst_hlssink2": (
+        gst_hlssink2,
+        Variant(
+            "gst_hlssink2",
+            Fraction(30),
+            180,
+            tool="gst-launch-1.0",
+            package=GST_PACKAGES,
+            elements=("y4mdec", "x264enc", "h264parse", "avenc_aac", "aacparse", "hlssink2"),
+        ),
+    ),
+    "gst_hlssink_25": (
+        gst_hlssink_25,
+        Variant(
+            "gst_hlssink_25",
+            Fraction(25),
+            150,
+            tool="gst-launch-1.0",
+            package=GST_PACKAGES,
+            elements=("y4mdec", "x264enc", "h264parse", "mpegtsmux", "hlssink"),
+        ),
+    ),
 }
-VERSION = 1
+VERSION = 2
+
+
+def missing_tool(variant: Variant) -> str | None:
+    """Why the variant cannot be built here (its packager is not installed), or None."""
+    if variant.tool is None:
+        return None
+    missing = [] if shutil.which(variant.tool) else [variant.tool]
+    if not missing and variant.elements:
+        inspect = ["gst-inspect-1.0", "--exists"]
+        missing = [e for e in variant.elements if subprocess.run([*inspect, e], check=False).returncode]
+    if not missing:
+        return None
+    return (
+        f"{', '.join(missing)} not installed (Debian: apt-get install {variant.package}; ./dev.sh test does)"
+    )
 
 
 def build(cache: Path) -> Path:
     """Make every variant under ``cache/<hash>/hls/<name>/`` once; returns the folder to serve."""
-    digest = hashlib.sha256((Path(__file__).read_text() + str(VERSION)).encode()).hexdigest()[:12]
+    buildable = [name for name, (_, v) in VARIANTS.items() if missing_tool(v) is None]
+    recipe = Path(__file__).read_text() + str(VERSION) + ",".join(buildable)
+    digest = hashlib.sha256(recipe.encode()).hexdigest()[:12]
     base = cache / digest
     if (base / "complete.json").exists():
         return base
     tmp = cache / f".{digest}.{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    for name, (make, _) in VARIANTS.items():
+    for name in buildable:
         folder = tmp / "hls" / name
         folder.mkdir(parents=True)
-        make(folder)
-    (tmp / "complete.json").write_text(json.dumps(sorted(VARIANTS)))
+        VARIANTS[name][0](folder)
+    (tmp / "complete.json").write_text(json.dumps(sorted(buildable)))
     shutil.rmtree(base, ignore_errors=True)
     os.replace(tmp, base)
     return base
