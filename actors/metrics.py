@@ -20,6 +20,11 @@ CLIP_QUEUE_WAIT_SECONDS = Histogram(
 )
 RETRIES = Counter("clipline_clip_retries_total", "Clip attempts that will be retried", ["reason"])
 SOURCE_RESOLUTIONS = Counter("clipline_source_resolutions_total", "Video API lookups", ["result"])
+CLIP_CACHE_LOOKUPS = Counter(
+    "clipline_clip_cache_lookups_total",
+    "Lookups in the cross-job clip cache (CLIPLINE_CLIP_CACHE_BYTES)",
+    ["result"],
+)
 BYTES_FETCHED = Counter("clipline_bytes_fetched_total", "Bytes read from the CDN")
 JOBS = Counter("clipline_jobs_total", "Jobs that reached a final status", ["status"])
 JOB_SECONDS = Histogram(
@@ -59,6 +64,9 @@ class PrometheusObserver(Observer):
         CLIP_OUTCOMES.labels(outcome).inc()
         if extract_ms is not None and outcome == "ok":
             CLIP_EXTRACT_SECONDS.observe(extract_ms / 1000)
+
+    def clip_cache(self, result: str) -> None:
+        CLIP_CACHE_LOOKUPS.labels(result).inc()
 
     def retry(self, reason: str) -> None:
         RETRIES.labels(reason).inc()

@@ -3,6 +3,8 @@
     .venv/bin/python -m bench.run                  # everything (about 10 minutes on 2 cores)
     .venv/bin/python -m bench.run --profiles network --caps 1,4 --skip-throughput
     .venv/bin/python -m bench.run --only-storage   # the S3 backend against the file backend
+    .venv/bin/python -m bench.run --cache --profiles cpu --caps 4 --skip-baselines --skip-storage
+                                                   # the same job twice, clip cache on (issue 16.2)
 
 Prints a table per profile and writes bench/results/latest.json. Needs the
 services ./dev.sh starts (RabbitMQ, Redis) and ffmpeg.
@@ -21,7 +23,7 @@ from typing import Any
 from clipline.dev.cdn import LoopbackCDN
 from tests.integration.redisdb import claimed_db
 
-from . import baselines, job, storage
+from . import baselines, cache, job, storage
 from .harness import Env, RssSampler, Workers, drop_vhost, job_figures, reset_state, submit, wait_final
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -176,6 +178,9 @@ def main() -> None:
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--skip-storage", action="store_true", help="no S3-against-file comparison")
     ap.add_argument("--only-storage", action="store_true", help="only the S3-against-file comparison")
+    ap.add_argument(
+        "--cache", action="store_true", help="only the clip cache re-render, per profile, at --caps"
+    )
     ap.add_argument("--out", default="bench/results/latest.json")
     args = ap.parse_args()
     from pipeline import logs
@@ -218,6 +223,11 @@ def run_profiles(args: Any, job: Any, samples: Any, redis_url: str, results: dic
             env = Env(RUN_ROOT / name, cdn.api_url, samples.media_dir, redis_url)
             env.root.mkdir(parents=True, exist_ok=True)
             prof: dict[str, Any] = {"shape": shape, "pipeline": {}}
+            if args.cache:
+                prof["clip_cache"] = {c: cache.rerender(env, cdn, int(c)) for c in args.caps.split(",")}
+                print(f"[{name}] clip cache: {json.dumps(prof['clip_cache'])}", flush=True)
+                results["profiles"][name] = prof
+                continue
             for cap in [int(c) for c in args.caps.split(",")]:
                 prof["pipeline"][cap] = pipeline_run(env, cdn, cap, name)
                 print(f"[{name}] cap {cap}: {json.dumps(prof['pipeline'][cap])}", flush=True)
@@ -264,7 +274,7 @@ def print_table(results: dict[str, Any]) -> None:
             print(" | ".join(str(cap if c == "cap" else fig.get(c)) for c in cols))
         for bname, b in prof.get("baselines", {}).items():
             print(f"{bname}: {b}")
-        for extra in ("throughput", "live_config"):
+        for extra in ("throughput", "live_config", "clip_cache"):
             if extra in prof:
                 print(f"{extra}: {prof[extra]}")
     if "storage" in results:

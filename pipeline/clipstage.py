@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from . import clip_objects, cutting, keys, leases
+from . import clip_objects, clip_reuse, cutting, keys, leases
 from .context import Context, JobView
 from .errors import ClipLineError, FFmpegMissing, is_transient
 from .logs import clip_event
@@ -175,7 +175,11 @@ def announce(ctx: Context, view: JobView, record: ClipRecord, parallel_slot: int
     if clip_objects.was_logged(ctx, view.job_id, record.index):
         return
     ctx.observer.clip_outcome(record.outcome, record.extract_ms)
-    extra = {"bytes_fetched": record.bytes_fetched} if record.outcome == ClipOutcome.OK else {}
+    extra: dict[str, Any] = {}
+    if record.outcome == ClipOutcome.OK:
+        extra["bytes_fetched"] = record.bytes_fetched
+    reuse = {"reused_from": record.reused_from, "reuse": record.reuse, "cache": record.cache}
+    extra.update({k: v for k, v in reuse.items() if v is not None})
     clip_event(
         log,
         job_id=view.job_id,
@@ -255,7 +259,7 @@ def _run_clip(
     ctx.completion.enter(job_id)
     started = time.monotonic()
     try:
-        record = cutting.cut_from_hls(ctx, view, index)
+        record = clip_reuse.cut_once(ctx, view, index)  # cut, or reuse a twin's clip or a cached one
     except FFmpegMissing as exc:
         return _failed(ctx, view, index, attempts, f"ffmpeg is missing: {exc}", parallel_slot)
     except Exception as exc:  # noqa: BLE001 - every failure ends in retry or fallback, never a lost clip

@@ -145,6 +145,20 @@ def seek_cut_argv(
     return _with_globals(ffmpeg_bin, [*PROGRESS_ARGS, *graph.compile(cmd=ffmpeg_bin)[1:]])
 
 
+def retime_argv(ffmpeg_bin: str, clip: Path, out: Path, *, frames: int, profile: EncodeProfile) -> list[str]:
+    """A finished clip re-encoded to ``frames`` frames: its first frames (a trim) or all of them with the
+    last one held (``tpad``), with the same encoder settings as every cut (``pipeline.clip_reuse``)."""
+    inp = ffmpeg.input(str(clip), f="mp4", protocol_whitelist="file").video
+    hold_s = frames / profile.fps + 1
+    v = (
+        inp.filter("tpad", stop_mode="clone", stop_duration=f"{hold_s:g}")
+        .filter("trim", end_frame=frames)
+        .filter("setpts", "PTS-STARTPTS")
+    )
+    graph = ffmpeg.output(v, str(out), **profile.output_kwargs(frames))
+    return _with_globals(ffmpeg_bin, ["-xerror", *PROGRESS_ARGS, *graph.compile(cmd=ffmpeg_bin)[1:]])
+
+
 def video_packets_argv(ffprobe_bin: str, path: Path, fmt: str, *, first_only: bool = False) -> list[str]:
     """ffprobe: the video stream's time base and rate, and its packets' pts, flags and byte positions."""
     argv = [ffprobe_bin, "-v", "error", "-f", fmt, "-protocol_whitelist", "file", "-select_streams", "v:0"]

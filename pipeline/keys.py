@@ -85,3 +85,13 @@ def job_holders(job_id: str, stage: str) -> str:
     Lets the reconciler tell a stage lock whose holder died (SIGKILL, OOM) from one still at work.
     """
     return f"{PREFIX}:job:{job_id}:{stage}:holders"
+
+
+def job_twins(job_id: str) -> str:
+    """Hash: twin group (video, source window) -> the record of the slot whose cut its twins reuse."""
+    return f"{PREFIX}:job:{job_id}:twins"
+
+
+def job_twin_lock(job_id: str, group: str) -> str:
+    """Held while one slot of a twin group cuts, so its twins wait and reuse the clip."""
+    return f"{PREFIX}:job:{job_id}:twin:{group}:lock"

@@ -296,6 +296,12 @@ def parse_request(
         raise RequestInvalid.of(found) from exc
 
 
+#: How a slot's clip was made from another clip of the same source window (``pipeline.clip_reuse``).
+Reuse = Literal["copy", "trim", "hold"]
+#: What the cross-job clip cache answered for an HLS cut.
+CacheResult = Literal["hit", "miss"]
+
+
 @dataclass
 class ClipRecord:
     """A clip's final outcome: beside the clip file and in Redis; read by assembly and the report."""
@@ -317,6 +323,9 @@ class ClipRecord:
     source_first_frame: int | None = None  # the source frames the slot shows (frame rule), first and last
     source_last_frame: int | None = None
     cpu_ms: float | None = None  # CPU of this clip's ffmpeg/ffprobe children (wait4 rusage)
+    reused_from: int | None = None  # the twin slot whose clip this one reuses (pipeline/clip_reuse.py)
+    reuse: Reuse | None = None  # how a reused clip was made: copy | trim | hold
+    cache: CacheResult | None = None  # the cross-job clip cache: hit | miss (None: off, or not cacheable)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -23,6 +23,9 @@ class Observer:
     def clip_outcome(self, outcome: str, extract_ms: float | None) -> None:
         """A clip reached a final outcome: ok | local | placeholder | failed."""
 
+    def clip_cache(self, result: str) -> None:
+        """A lookup in the cross-job clip cache: hit | miss | uncacheable (no ETag or length)."""
+
     def retry(self, reason: str) -> None:
         """A transient failure will be retried; reason is the error class name."""
 

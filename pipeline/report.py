@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from .clip_stats import ClipStats
 from .context import JobView
-from .models import SCHEMA_VERSION, ClipOutcome, ClipRecord, JobStatus
+from .models import SCHEMA_VERSION, CacheResult, ClipOutcome, ClipRecord, JobStatus, Reuse
 
 
 class SlotRow(BaseModel):
@@ -43,6 +43,15 @@ class SlotRow(BaseModel):
     source_first_frame: int | None = Field(description="the first source frame the slot shows (frame rule)")
     source_last_frame: int | None = Field(description="the last source frame the slot shows")
     cpu_ms: float | None = Field(description="CPU of this clip's ffmpeg/ffprobe children")
+    reused_from: int | None = Field(
+        None, description="the slot (0-based) of the same video and source window whose clip this one reuses"
+    )
+    reuse: Reuse | None = Field(
+        None, description="how a reused clip was made: the same file, its first frames, its last frame held"
+    )
+    cache: CacheResult | None = Field(
+        None, description="the cross-job clip cache (CLIPLINE_CLIP_CACHE_BYTES): hit, miss; null when off"
+    )
 
 
 class MissingLine(BaseModel):
@@ -143,6 +152,9 @@ def slot_rows(view: JobView, records: dict[int, ClipRecord]) -> list[SlotRow]:
                 source_first_frame=rec.source_first_frame,
                 source_last_frame=rec.source_last_frame,
                 cpu_ms=rec.cpu_ms,
+                reused_from=rec.reused_from,
+                reuse=rec.reuse,
+                cache=rec.cache,
             )
         )
     return rows

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     webhook_poll_s: float = _env("CLIPLINE_WEBHOOK_POLL_S", 1.0, gt=0)
     # Finished jobs older than this are removed by the workers' sweep (0: only `clipline cleanup`).
     retention_hours: float = _env("CLIPLINE_RETENTION_HOURS", 0.0, ge=0)
+    # Cross-job clip cache (pipeline/clip_cache.py): at most this many bytes on this host (0: off).
+    clip_cache_bytes: int = _env("CLIPLINE_CLIP_CACHE_BYTES", 0, ge=0)
+    clip_cache_dir: Path | None = _env("CLIPLINE_CLIP_CACHE_DIR")  # None: {work_dir}/.clip-cache
     log_level: str = _env("CLIPLINE_LOG_LEVEL", "INFO")
     # Where clips and results live (pipeline/storage): unset is the file backend on the work/output dirs.
     storage_url: str | None = _env("CLIPLINE_STORAGE_URL")
@@ -108,6 +111,10 @@ class Settings(BaseSettings):
         if value is not None:
             secret_key(value)  # a whsec_ secret that is not base64, or an empty one: refused at start
         return value
+
+    @property
+    def clip_cache_root(self) -> Path:
+        return self.clip_cache_dir if self.clip_cache_dir is not None else self.work_dir / ".clip-cache"
 
     @property
     def allowed_host_set(self) -> frozenset[str]:

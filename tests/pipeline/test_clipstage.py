@@ -88,8 +88,8 @@ def planned(ctx: Context, lines: int = 3, job_id: str = "j1") -> str:
                 "end_ms": 1000 * (i + 1),
                 "clip": {
                     "video_id": f"v{i % 2}",
-                    "start_ms": 0,
-                    "end_ms": 900,
+                    "start_ms": 1000 * i,  # distinct windows: twins (clip_reuse) are tested on their own
+                    "end_ms": 1000 * i + 900,
                     "hls_url": "http://cdn.test/x.m3u8",
                 },
             }
