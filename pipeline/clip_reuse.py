@@ -39,7 +39,7 @@ from typing import Any
 import redis
 import structlog
 
-from . import clip_objects, cutting, fetch, ffmpeg_args, files, keys, leases
+from . import clip_objects, cutting, fetch, ffmpeg_args, files, keys, leases, netguard
 from .clip_cache import ClipCache, cache_key, source_identity
 from .context import Context, JobView
 from .errors import FFmpegFailed, FFmpegMissing, SourceError
@@ -197,20 +197,17 @@ def _validator(ctx: Context, url: str) -> str | None:
     """The resource's ETag, else its length (a HEAD request); None when it has neither or fails."""
     s = ctx.settings
     try:
-        fetch.check_url(url, s.allowed_host_set)
-        resp = fetch.client(s.http_timeout_s).head(url)
+        headers = fetch.head(url, policy=netguard.Policy.of(s), limits=fetch.segment_limits(s))
     except (SourceError, OSError, ValueError) as exc:
         log.info("clip.cache_head_failed", url=url.split("?")[0], error=str(exc))
         return None
     except Exception as exc:  # noqa: BLE001 - httpx errors: the clip is simply not cached
         log.info("clip.cache_head_failed", url=url.split("?")[0], error=f"{type(exc).__name__}: {exc}")
         return None
-    if resp.status_code >= 400:
-        return None
-    etag = resp.headers.get("etag")
+    etag = headers.get("etag")
     if etag:
         return f"etag:{etag}"
-    length = resp.headers.get("content-length")
+    length = headers.get("content-length")
     return f"length:{length}" if length else None
 
 

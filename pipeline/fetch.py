@@ -175,8 +175,9 @@ def _open(
     limits: Limits,
     headers: dict[str, str] | None = None,
     video_id: str = "",
+    method: str = "GET",
 ) -> Iterator[tuple[httpx.Response, str]]:
-    """The response (streaming, status checked) to GET ``url``, redirects followed and each hop checked;
+    """The response (streaming, status checked) to ``method`` ``url``, redirects followed, each hop checked;
     yields (response, the URL named in errors)."""
     first = netguard.origin(url)
     sent = dict(headers or {})
@@ -186,7 +187,7 @@ def _open(
         try:
             for _ in range(netguard.MAX_REDIRECTS + 1):
                 netguard.check_url(url, policy)
-                resp = c.send(c.build_request("GET", url, headers=sent), stream=True)
+                resp = c.send(c.build_request(method, url, headers=sent), stream=True)
                 try:
                     if resp.is_redirect:
                         hops.append(url)
@@ -243,6 +244,12 @@ def get(
     with _open(url, policy=policy, limits=limits, headers=headers, video_id=video_id) as (resp, named):
         content = b"".join(_chunks(resp, named, limits, video_id))
         return Body(str(resp.url), resp.status_code, content)
+
+
+def head(url: str, *, policy: netguard.Policy, limits: Limits, video_id: str = "") -> httpx.Headers:
+    """The headers a HEAD of ``url`` answers (redirects followed, each hop checked)."""
+    with _open(url, policy=policy, limits=limits, video_id=video_id, method="HEAD") as (resp, _named_url):
+        return resp.headers
 
 
 def download(

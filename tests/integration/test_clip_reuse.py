@@ -44,6 +44,7 @@ def context(tmp_path: Path, redis_url: str, **env: str) -> Context:
             "CLIPLINE_MEDIA_DIR": str(tmp_path / "media"),
             "CLIPLINE_DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite",
             "CLIPLINE_HTTP_TIMEOUT_S": "5",
+            "CLIPLINE_ALLOW_PRIVATE_NETWORKS": "true",  # the loopback CDN
             **env,
         }
     )
