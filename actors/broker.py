@@ -24,7 +24,7 @@ from .assemble import assemble_render
 from .assemble import retry_when as assemble_retry_when
 from .clip import extract_clip, retry_when
 from .fallback import fallback_clip
-from .middleware import CancelWatcher, LiveSettings, WorkerPrometheus, metrics_enabled
+from .middleware import CancelWatcher, LiveSettings, ParentWatch, WorkerPrometheus, metrics_enabled
 from .plan import plan_render
 
 #: No Dramatiq time limit interrupts our stages: every subprocess carries its own timeout.
@@ -37,9 +37,9 @@ def setup_broker(
     """Make ``broker`` (by default a RabbitMQ broker on ``settings.broker_url`` with publisher
     confirms) the process's broker and register the four actors on it, each on its own queue.
 
-    ``with_worker_middleware``: also the middleware a worker process needs (live settings, the
-    cancel watcher, Prometheus when a multiprocess directory is set, the report of messages that
-    can never be processed: ``actors.rejects``). Senders leave it off.
+    ``with_worker_middleware``: also the middleware a worker process needs (the parent watch, live
+    settings, the cancel watcher, Prometheus when a multiprocess directory is set, the report of
+    messages that can never be processed: ``actors.rejects``). Senders leave it off.
     Returns the broker. Connects lazily: nothing is opened until the first send or consume.
     """
     if broker is None:
@@ -47,6 +47,7 @@ def setup_broker(
     if not any(isinstance(m, CurrentMessage) for m in broker.middleware):
         broker.add_middleware(CurrentMessage())
     if with_worker_middleware:
+        broker.add_middleware(ParentWatch())
         broker.add_middleware(LiveSettings())
         broker.add_middleware(CancelWatcher())
         if metrics_enabled():

@@ -1,4 +1,5 @@
-"""Cross-cutting worker behaviour: Prometheus in multiprocess mode, and live config refresh."""
+"""Cross-cutting worker behaviour: Prometheus in multiprocess mode, live config refresh, the cancel
+watcher, and the parent watch (a worker process dies with the dramatiq command that forked it)."""
 
 from __future__ import annotations
 
@@ -113,6 +114,27 @@ class CancelWatcher(dramatiq.Middleware):
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self._stop.set()
+
+
+class ParentWatch(dramatiq.Middleware):
+    """A worker process dies with the dramatiq command that forked it.
+
+    ``clipline worker`` starts each stage's dramatiq command so that it is SIGKILLed when the
+    supervisor dies (``pipeline.subprocesses.spawn``); that command forks the worker processes,
+    which Dramatiq does not tie to it. At boot each one asks the kernel for the same
+    (PR_SET_PDEATHSIG, SIGKILL: it fires when the forking thread, the command's main thread, ends),
+    so no worker process keeps consuming with an old configuration after its supervisor is gone.
+    Its running ffmpeg die with it (each is tied to the thread that started it).
+    """
+
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        import multiprocessing
+
+        from pipeline.subprocesses import die_with_parent
+
+        parent = multiprocessing.parent_process()
+        if parent is not None and parent.pid is not None:  # forked by the dramatiq command
+            die_with_parent(parent.pid)
 
 
 def metrics_enabled() -> bool:

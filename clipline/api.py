@@ -10,7 +10,6 @@ When CLIPLINE_API_TOKEN is set every call but health and metrics needs
 
 from __future__ import annotations
 
-import hmac
 import json
 from typing import Annotated, Any
 
@@ -30,9 +29,11 @@ from pipeline.report import Report
 from pipeline.settings import Settings
 
 from . import web
-from .api_errors import ApiError, ErrorCode, error_response, install, responses
+from .api_errors import ApiError, ErrorCode, install, responses
+from .api_gate import RequestGate
 from .api_media import media_router
 from .health import readiness
+from .web.session import bearer_ok
 
 EXAMPLE = {
     "job_id": "mix-20261122-0001",
@@ -60,8 +61,10 @@ class Health(BaseModel):
 
 class Readiness(BaseModel):
     status: str = Field(description='"ready" or "not ready"')
-    down: list[str] = Field(description="what cannot be reached: broker, redis, database, ffmpeg")
-    checks: dict[str, str] = Field(description='each check: "ok" or what failed')
+    down: list[str] = Field(description="what cannot be used: broker, redis, database, ffmpeg, storage")
+    checks: dict[str, str] = Field(
+        description='each check: "ok" or "down" (the reason is in the API\'s log, never in the answer)'
+    )
 
 
 #: Errors every guarded route may answer: no token, bad parameters, a service down, a bug.
@@ -94,22 +97,15 @@ def create_app(settings: Settings) -> FastAPI:
         token = settings.api_token
         if not token or web.cookie_grants(request, token):  # the web page's login reads (video, report)
             return
-        given = (authorization or "").removeprefix("Bearer ").strip()
-        if not (authorization or "").startswith("Bearer ") or not hmac.compare_digest(given, token):
+        if not bearer_ok(token, authorization):  # compared as bytes: any header value is a 401 at worst
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
     guarded = [Depends(authorised)]
     app.include_router(web.build_router(ctx, enqueue))  # the operations page at / (clipline/web/)
     app.include_router(media_router(ctx, guarded))
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > settings.api_max_body_bytes:
-            too_large = f"body over {settings.api_max_body_bytes} bytes"
-            return error_response(ErrorCode.BODY_TOO_LARGE, too_large)
-        response: Response = await call_next(request)
-        return response
+    # Credentials before the body, and the body's size however it is sent (clipline/api_gate.py).
+    app.add_middleware(RequestGate, token=settings.api_token, max_body_bytes=settings.api_max_body_bytes)
 
     @app.post(
         "/jobs",
@@ -231,7 +227,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get(
         "/readyz",
-        summary="Broker, Redis, database and ffmpeg reachable",
+        summary="Broker, Redis, database, ffmpeg and storage usable",
         response_model=Readiness,
         responses={503: {"model": Readiness, "description": "something is down: `down` names it"}},
     )

@@ -292,7 +292,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
         if sweeper is not None:
             sweeper.start()
         commands = worker.plan_commands(
-            settings, args.stage, args.concurrency, args.processes, metrics.env() if metrics else None
+            settings,
+            args.stage,
+            args.concurrency,
+            args.processes,
+            metrics.env() if metrics else None,
+            shutdown_timeout=args.shutdown_timeout,
         )
         return worker.run(commands)
     finally:
@@ -413,6 +418,13 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--stage", choices=[*(s.value for s in Stage), "all"], default="all")
     w.add_argument("--concurrency", type=int, help="clip cap (default RENDER_CLIP_CONCURRENCY)")
     w.add_argument("--processes", type=int, default=1, help="worker processes per stage")
+    w.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="on SIGTERM, how long running messages may finish before they are killed "
+        "(default: each stage's longest run plus 60 s; the clip stage: CLIPLINE_FFMPEG_TIMEOUT_S + 60)",
+    )
     w.add_argument(
         "--metrics-port",
         type=int,

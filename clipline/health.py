@@ -1,13 +1,19 @@
-"""Readiness: can this process reach what a render needs? Each check names what is down."""
+"""Readiness: can this process reach what a render needs? Each check names what is down.
+
+The answer says only "ok" or "down" per check: ``/readyz`` is open to anyone who can reach the API,
+and exception text can hold hosts, user names or a database URL. The reason goes to the log.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import structlog
 from sqlalchemy import text
 
 from pipeline.context import Context
-from pipeline.errors import FFmpegMissing
+
+log = structlog.get_logger("clipline.health")
 
 
 def _broker(ctx: Context) -> None:
@@ -43,15 +49,17 @@ CHECKS: dict[str, Callable[[Context], None]] = {
 }
 
 
+OK, DOWN = "ok", "down"
+
+
 def readiness(ctx: Context) -> dict[str, str]:
-    """name -> "ok" or the error that made it fail."""
+    """name -> "ok" or "down"; why a check failed is logged (``readiness.down``), never returned."""
     out: dict[str, str] = {}
     for name, check in CHECKS.items():
         try:
             check(ctx)
-            out[name] = "ok"
-        except FFmpegMissing as exc:
-            out[name] = str(exc)
+            out[name] = OK
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready", named
-            out[name] = f"{type(exc).__name__}: {exc}"
+            log.warning("readiness.down", check=name, error=f"{type(exc).__name__}: {exc}")
+            out[name] = DOWN
     return out

@@ -3,7 +3,11 @@
 One dramatiq process applies one prefetch to every queue it consumes, so
 stages with different caps need separate commands. ``--stage all`` starts
 all four and supervises them: a child that dies is restarted; SIGTERM stops
-them all.
+them all, each letting its running messages finish for up to its shutdown
+timeout, then kills what is left. Every process under the supervisor dies with
+it, even when it is SIGKILLed: the stage commands are tied to it
+(``subprocesses.spawn``), their worker processes to them (``actors.middleware.
+ParentWatch``), and every ffmpeg to the worker thread that started it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ NEEDS_FFMPEG = {Stage.CLIP, Stage.FALLBACK, Stage.ASSEMBLE}
 RESTART_DELAY_S = 1.0
 #: Added to a stage's longest ffmpeg run for its downloads, uploads and bookkeeping.
 SHUTDOWN_MARGIN_S = 60.0
+#: How long after its shutdown timeout a stage command that has not exited is killed.
+STOP_MARGIN_S = 5.0
 
 
 def shutdown_timeout_s(settings: Settings, stage: Stage) -> float:
@@ -67,7 +73,10 @@ def plan_commands(
     concurrency: int | None,
     processes: int,
     extra_env: dict[str, str] | None = None,
+    shutdown_timeout: float | None = None,
 ) -> list[StageCommand]:
+    """The stage commands of ``clipline worker``. ``shutdown_timeout`` (seconds) replaces every
+    stage's own grace time on SIGTERM (``shutdown_timeout_s``: above the stage's longest run)."""
     stages = tuple(Stage) if stage == "all" else (Stage(stage),)
     requested = concurrency if concurrency is not None else settings.render_clip_concurrency
     clip_cap, warning = clamp_concurrency(requested)
@@ -87,7 +96,7 @@ def plan_commands(
             clip_cap if s == Stage.CLIP else OTHER_THREADS[s],
             processes,
             env,
-            shutdown_timeout_s(settings, s),
+            shutdown_timeout_s(settings, s) if shutdown_timeout is None else shutdown_timeout,
         )
         for s in stages
     ]
@@ -122,12 +131,14 @@ def run(commands: list[StageCommand]) -> int:
         time.sleep(0.2)
         if stopping:
             # Each dramatiq command stops on its own within its shutdown timeout; this is the backstop.
-            deadline = time.monotonic() + max(c.shutdown_timeout_s for c in commands) + 5
-            for proc in children.values():
+            deadline = time.monotonic() + max(c.shutdown_timeout_s for c in commands) + STOP_MARGIN_S
+            for stage, proc in children.items():
                 try:
                     proc.wait(timeout=max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
-                    proc.kill()
+                    log.warning("worker.killed", stage=stage, pid=proc.pid, reason="shutdown timeout passed")
+                    _kill_group(proc)  # the command and its worker processes; their ffmpeg die with them
+                    proc.wait()
             return 0
         for stage, proc in list(children.items()):
             code = proc.poll()
@@ -135,3 +146,11 @@ def run(commands: list[StageCommand]) -> int:
                 log.error("worker.died", stage=stage, exit_code=code, restart_in_s=RESTART_DELAY_S)
                 time.sleep(RESTART_DELAY_S)
                 children[stage] = spawn(by_stage[stage].argv(), env=by_stage[stage].env())
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a stage command's process group: the command and the worker processes it forked."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

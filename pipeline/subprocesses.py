@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import shlex
 import signal
@@ -34,9 +35,16 @@ _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if os.name == "posix" else None
 
 
-def _die_with_parent() -> None:
+def die_with_parent(parent_pid: int) -> None:
+    """Make the calling process die (SIGKILL) when the thread of ``parent_pid`` that started it ends.
+
+    Called in a child right after fork (``preexec_fn``, a dramatiq worker process at boot). A parent
+    that died before the call would never signal us: then the child ends itself at once.
+    """
     if _libc is not None and hasattr(_libc, "prctl"):
         _libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        if os.getppid() != parent_pid:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -121,7 +129,7 @@ def run(argv: list[str], *, timeout_s: float, tag: str | None = None, check: boo
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # one C call in the child, no Python lock taken
+            preexec_fn=functools.partial(die_with_parent, os.getpid()),  # C calls in the child, no lock
         )
     except FileNotFoundError as exc:
         raise FFmpegMissing(f"{argv[0]} not found: install ffmpeg or set CLIPLINE_FFMPEG", argv=argv) from exc
@@ -182,10 +190,17 @@ def _output_write_error(stderr: str) -> str | None:
 def spawn(argv: list[str], *, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start a long-lived child (a worker process): argv only, stdin closed, its own process group.
 
-    Its output goes to ours. The caller owns its lifetime (``terminate``/``wait``).
+    Its output goes to ours. The caller owns its lifetime (``terminate``/``wait``); should the caller
+    die without stopping it (SIGKILL, OOM), the child is SIGKILLed too (``die_with_parent``).
     """
     log.info("subprocess.spawn", cmd=shlex.join(argv))
     try:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+            preexec_fn=functools.partial(die_with_parent, os.getpid()),
+        )
     except FileNotFoundError as exc:
         raise FFmpegMissing(f"{argv[0]} not found", argv=argv) from exc

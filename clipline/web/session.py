@@ -53,7 +53,7 @@ def check_cookie(token: str, value: str | None, *, now: float | None = None) -> 
         return Access.MISSING
     version, _, rest = value.partition(".")
     expiry, _, mac = rest.partition(".")
-    if version != _VERSION or not expiry.isdigit():
+    if version != _VERSION or not (expiry.isascii() and expiry.isdigit()):  # "²".isdigit() is true
         return Access.MISSING
     if not hmac.compare_digest(mac.encode(), _mac(token, f"{version}.{expiry}").encode()):
         return Access.MISSING
@@ -61,6 +61,7 @@ def check_cookie(token: str, value: str | None, *, now: float | None = None) -> 
 
 
 def bearer_ok(token: str, authorization: str | None) -> bool:
+    """``Authorization: Bearer <token>``, compared as bytes: a header with any characters is a plain no."""
     if not authorization or not authorization.startswith("Bearer "):
         return False
     given = authorization.removeprefix("Bearer ").strip()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
+import select
+import socket
 import subprocess
 import sys
 import time
@@ -225,11 +228,20 @@ def test_live_clip_counts_and_eta_while_the_job_runs(stack: Stack, api: httpx.Cl
     assert job["clips"]["done"] == 12 and job["clips"]["placeholder"] == 1
 
 
+#: Redis, the database and the store unusable as well; the database URL holds a password.
+DOWN_TOO = {
+    "CLIPLINE_REDIS_URL": "redis://127.0.0.1:1/0",
+    "CLIPLINE_DATABASE_URL": "postgresql+psycopg://clipline:hunter2@127.0.0.1:1/clipline",
+    "CLIPLINE_STORAGE_URL": "file:///proc/clipline-nope",
+}
+
+
 def test_readyz_names_what_is_down(stack: Stack, api: httpx.Client) -> None:
     port = free_port()
     env = dict(
         stack.env, CLIPLINE_BROKER_URL="amqp://guest:guest@127.0.0.1:1/%2F", CLIPLINE_FFMPEG="/nope/ffmpeg"
     )
+    env.update(DOWN_TOO)
     proc = subprocess.Popen(
         [sys.executable, "-m", "clipline.cli", "api", "--port", str(port)],
         env=env,
@@ -245,7 +257,11 @@ def test_readyz_names_what_is_down(stack: Stack, api: httpx.Client) -> None:
             except httpx.TransportError:
                 time.sleep(0.2)
         assert res is not None and res.status_code == 503
-        assert sorted(res.json()["down"]) == ["broker", "ffmpeg"]
+        assert sorted(res.json()["down"]) == ["broker", "database", "ffmpeg", "redis", "storage"]
+        # Each named, none explained: the answer is open to anyone, exception text is for the log
+        assert set(res.json()["checks"].values()) == {"down"}
+        for secret in ("hunter2", "127.0.0.1", "nope", "Error", "/proc"):
+            assert secret not in res.text, res.text
     finally:
         proc.terminate()
         proc.wait(10)
@@ -296,3 +312,90 @@ def test_cancel_mid_job_stops_everything(stack: Stack, api: httpx.Client) -> Non
     again = api.post(f"/jobs/{job_id}/cancel")
     assert again.status_code == 409 and "already ended" in again.json()["error"]["message"]
     assert stack.cli("cancel", job_id).returncode == 2
+
+
+# -- hostile requests: bodies, tokens, what /readyz tells ---------------------------------------------
+
+
+def _raw(
+    port: int, head: bytes, chunks: tuple[bytes, ...] = (), wait_s: float = 15
+) -> tuple[int, dict[str, str], bytes, int]:
+    """One request over a plain socket: the head, then ``chunks`` one by one for as long as no answer
+    has come. Returns (status, headers, body, bytes of body sent before the answer came)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait_s) as sock:
+        sock.sendall(head)
+        sent = 0
+        for chunk in chunks:
+            if select.select([sock], [], [], 0.02)[0]:
+                break  # the server answered: stop sending, as a client that reads its answers would
+            try:
+                sock.sendall(chunk)
+            except OSError:
+                break
+            sent += len(chunk)
+        answer = b""
+        try:
+            while data := sock.recv(65536):
+                answer += data
+        except (TimeoutError, ConnectionResetError):
+            pass
+    assert answer, "no answer"
+    top, _, body = answer.partition(b"\r\n\r\n")
+    lines = top.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    return int(lines[0].split()[1]), headers, body, sent
+
+
+def _chunks(count: int, size: int) -> tuple[bytes, ...]:
+    return tuple(f"{size:x}\r\n".encode() + b"x" * size + b"\r\n" for _ in range(count))
+
+
+def _port(api: httpx.Client) -> int:
+    port = api.base_url.port
+    assert port is not None
+    return port
+
+
+def test_a_chunked_body_over_the_limit_is_refused_as_it_streams(api: httpx.Client) -> None:
+    # Given an API whose body limit is 200,000 bytes (running_api)
+    head = (
+        b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + TOKEN.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    # When a body without Content-Length streams on past the limit (2 MB offered, never ended)
+    status, headers, body, sent = _raw(_port(api), head, _chunks(100, 20_000))
+    # Then the answer is 413 in the error shape, given before the body ended, and the connection closes
+    assert status == 413 and json.loads(body)["error"]["code"] == "body_too_large", body
+    assert sent < 2_000_000 and headers.get("connection") == "close"
+
+
+def test_credentials_are_checked_before_the_body_is_read(api: httpx.Client) -> None:
+    port = _port(api)
+    # A huge declared body without a token: 401 (not 413: nothing is learnt before authenticating)
+    head = b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000000000\r\n\r\n"
+    status, headers, body, _ = _raw(port, head)
+    assert status == 401 and json.loads(body)["error"]["code"] == "unauthorized", body
+    assert headers.get("www-authenticate") == "Bearer"
+    # A page form streamed without a login: sent to the login page before its body is read
+    head = (
+        b"POST /ui/submit HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    status, headers, _, sent = _raw(port, head, _chunks(5, 1000))
+    assert status == 303 and headers["location"].startswith("/login?next=%2Fui%2Fsubmit"), headers
+    assert sent < 5000
+    # With the token the same route reads its body as before
+    assert api.get("/jobs").status_code == 200
+
+
+def test_a_token_or_cookie_with_any_bytes_is_a_401_not_a_500(api: httpx.Client) -> None:
+    url = str(api.base_url.join("/jobs"))
+    for headers in (
+        {b"Authorization": "Bearer tökén".encode()},
+        {b"Authorization": b"Bearer \xff\xfe"},
+        {b"Cookie": b"clipline_session=v1.\xb2.abc"},  # "²": a digit to str.isdigit, not to int()
+        {b"Cookie": "clipline_session=v1.١٢٣.abc".encode()},
+    ):
+        for method in ("GET", "POST"):
+            res = httpx.request(method, url, headers=headers, content=b"{}", timeout=30)
+            error_of(res, 401, "unauthorized")

@@ -13,6 +13,8 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -240,3 +242,171 @@ def test_an_ffmpeg_killed_mid_clip_is_retried_and_its_slot_completes(stack: Stac
     outcome = check_job(stack, request, result)
     assert outcome.clips_lost == 0 and outcome.assemblies == 1
     assert result["clip_stats"]["retries"] >= 1
+
+
+# -- the supervisor itself stopped or killed ---------------------------------------------------------
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time (field 22 of /proc/PID/stat): with the pid, it names one process even
+    after the pid is reused. None for a process that is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] == "Z" else fields[19]
+
+
+def _tree(pid: int) -> dict[int, str]:
+    """``pid`` and every process under it (ppid links, read from /proc), with their start times."""
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            kids.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    out: dict[int, str] = {}
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        started = _start_time(p)
+        if started is not None:
+            out[p] = started
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def _alive(tree: dict[int, str]) -> dict[int, str]:
+    """The processes of ``tree`` still running (same pid, same start time), with their command lines."""
+    out = {}
+    for pid, started in tree.items():
+        if _start_time(pid) == started:
+            try:
+                out[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+            except OSError:
+                continue
+    return out
+
+
+def _slow_clip_ffmpeg(stack: Stack, delay_s: float) -> str:
+    """An ffmpeg that waits ``delay_s`` and then becomes the real one (exec: one process throughout,
+    unlike a shell script whose ``sleep`` child would be a process of its own). Returns its path."""
+    import shutil
+    import sys
+
+    bin_dir = stack.tmp / "waiting-ffmpeg"
+    bin_dir.mkdir(exist_ok=True)
+    real = shutil.which("ffmpeg")
+    probe = shutil.which("ffprobe")
+    assert real and probe
+    script = bin_dir / "ffmpeg"
+    script.write_text(
+        f"#!{sys.executable}\nimport os, sys, time\ntime.sleep({delay_s})\n"
+        f"os.execv({real!r}, [{real!r}, *sys.argv[1:]])\n"
+    )
+    script.chmod(0o755)
+    (bin_dir / "ffprobe").symlink_to(probe)
+    return str(script)
+
+
+def _job_in_flight(
+    stack: Stack, delay_s: float, extra: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[bytes], dict[str, Any], dict[int, str]]:
+    """A ``clipline worker --stage all`` whose ffmpeg waits ``delay_s``, with a job's clips running.
+    Returns the supervisor, the request, and every process under the supervisor (ffmpeg included)."""
+    stack.env.update(FAST_RECONCILE)
+    init_db(stack)
+    real = stack.env.get("CLIPLINE_FFMPEG")
+    stack.env["CLIPLINE_FFMPEG"] = _slow_clip_ffmpeg(stack, delay_s)
+    try:
+        supervisor = stack.start_workers("--stage", "all", "--concurrency", "2", *extra, name="doomed")
+    finally:
+        stack.env.pop("CLIPLINE_FFMPEG")
+        if real is not None:
+            stack.env["CLIPLINE_FFMPEG"] = real
+    request = small_request(stack, new_job_id("supkill"), 6)
+    submit(stack, request)
+    job_id = str(request["job_id"])
+    wait_for("a clip's ffmpeg", lambda: bool(ffmpeg_pids(f"{job_id}/clips/")), timeout=120, every=0.05)
+    tree = _tree(supervisor.pid)
+    # the supervisor, 4 stage commands, their worker processes, and at least one ffmpeg
+    assert len(tree) >= 10, tree
+    return supervisor, request, tree
+
+
+def _gone_within(tree: dict[int, str], timeout_s: float) -> float:
+    """Seconds until no process of ``tree`` runs; fails naming the survivors after ``timeout_s``."""
+    started = time.monotonic()
+    left: dict[int, str] = {}
+
+    def none_left() -> bool:
+        nonlocal left
+        left = _alive(tree)
+        return not left
+
+    try:
+        wait_for("the worker's processes to end", none_left, timeout=timeout_s, every=0.1)
+    except AssertionError:
+        for pid in left:  # leave nothing running for the next test
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        raise AssertionError(f"still running {timeout_s:g} s after the supervisor ended: {left}") from None
+    return time.monotonic() - started
+
+
+def _finish_with_a_new_worker(stack: Stack, request: dict[str, Any]) -> Outcome:
+    stack.start_workers("--stage", "all", "--concurrency", "2", name="replacement")
+    result = wait_final(stack, str(request["job_id"]), timeout=240)
+    return check_job(stack, request, result)
+
+
+def test_a_supervisor_sigkilled_takes_every_process_of_its_worker_with_it(stack: Stack) -> None:
+    # Given a worker of all stages with clips (and their ffmpeg) running
+    supervisor, request, tree = _job_in_flight(stack, delay_s=2.0)
+    # When the supervisor alone is SIGKILLed (OOM killer, `docker kill`, a stop that ran out of time)
+    supervisor.kill()
+    supervisor.wait(10)
+    # Then every stage command, worker process and ffmpeg under it ends within 15 s
+    took = _gone_within(tree, 15)
+    print(f"\nsupervisor SIGKILLed: {len(tree)} processes gone {took:.2f} s later")
+    # And a new worker finishes the job, assembling it exactly once
+    outcome = _finish_with_a_new_worker(stack, request)
+    assert outcome.clips_lost == 0 and outcome.assemblies == 1
+
+
+def test_a_supervisor_sigtermed_stops_its_worker_within_the_shutdown_timeout(stack: Stack) -> None:
+    # Given a worker told to wait at most 2 s for running messages, with clips whose ffmpeg needs 60 s
+    supervisor, request, tree = _job_in_flight(stack, delay_s=60.0, extra=("--shutdown-timeout", "2"))
+    # When it is stopped with SIGTERM
+    supervisor.send_signal(signal.SIGTERM)
+    stopped_at = time.monotonic()
+    # Then it exits and nothing of it is left within the grace time plus 15 s
+    took = _gone_within(tree, 2 + 15)
+    assert supervisor.wait(1) == 0
+    print(f"\nsupervisor SIGTERMed (shutdown timeout 2 s): {len(tree)} processes gone {took:.2f} s later")
+    assert time.monotonic() - stopped_at < 2 + 15
+    # And a new worker finishes the job, assembling it exactly once
+    outcome = _finish_with_a_new_worker(stack, request)
+    assert outcome.clips_lost == 0 and outcome.assemblies == 1
+
+
+def test_a_supervisor_sigtermed_lets_running_clips_finish(stack: Stack) -> None:
+    # Given clips that need about 3 s each, running under a worker with the default shutdown timeout
+    supervisor, request, tree = _job_in_flight(stack, delay_s=3.0)
+    job_id = str(request["job_id"])
+    running = clip_events(stack, job_id, ("started",)).keys() - clip_events(stack, job_id, FINAL_CLIP).keys()
+    assert running, "no clip was running at the stop"
+    # When it is stopped with SIGTERM
+    supervisor.send_signal(signal.SIGTERM)
+    assert supervisor.wait(120) == 0
+    # Then the clips it was running finished before it exited, and it left nothing behind
+    finished = clip_events(stack, job_id, FINAL_CLIP).keys()
+    assert running <= finished, (running, finished)
+    assert not _alive(tree)
+    outcome = _finish_with_a_new_worker(stack, request)
+    assert outcome.clips_lost == 0 and outcome.assemblies == 1

@@ -66,3 +66,42 @@ def test_a_child_dies_with_a_sigkilled_parent() -> None:
     while _state(kids[0]) not in (None, "Z") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _state(kids[0]) in (None, "Z"), "the child outlived its SIGKILLed parent"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
+def test_a_spawned_worker_dies_with_a_sigkilled_supervisor() -> None:
+    root = Path(__file__).resolve().parents[2]
+    code = (
+        f"import sys, time; sys.path.insert(0, {str(root)!r}); from pipeline.subprocesses import spawn; "
+        "spawn(['sleep', '30']); time.sleep(30)"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not (kids := _children_of(parent.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert kids, "the child never started"
+    finally:
+        parent.kill()
+        parent.wait(10)
+    deadline = time.monotonic() + 5
+    while _state(kids[0]) not in (None, "Z") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _state(kids[0]) in (None, "Z"), "the spawned child outlived its SIGKILLed parent"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
+def test_a_child_whose_parent_died_before_it_asked_ends_itself() -> None:
+    # Given a process whose parent is not the one it was started by (that one died before prctl)
+    root = Path(__file__).resolve().parents[2]
+    code = (
+        f"import os, sys; sys.path.insert(0, {str(root)!r}); "
+        "from pipeline.subprocesses import die_with_parent; "
+        "die_with_parent(os.getppid() + 1); print('survived')"
+    )
+    # When it asks to die with that parent
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    # Then it ends at once instead of running on as an orphan
+    assert done.returncode == -9 and "survived" not in done.stdout
