@@ -96,7 +96,10 @@ class SegmentCache:
         if seg.length is not None:
             last = min(last, start + seg.length - 1)
         part = Part(seg.uri, start, last - start + 1)
-        return self._file(job_id, video_id, f"{seg.seq:06d}.head", part, seg.key, seg.seq, final=False)
+        # a segment shorter than HEAD_BYTES (its length unknown: not a byte range) comes whole
+        return self._file(
+            job_id, video_id, f"{seg.seq:06d}.head", part, seg.key, seg.seq, final=False, up_to=True
+        )
 
     def init_path(self, job_id: str, video_id: str, part: Part) -> Path:
         return self.root(job_id, video_id) / f"init-{_short(repr(part))}.mp4"
@@ -129,6 +132,7 @@ class SegmentCache:
         seq: int,
         *,
         final: bool = True,
+        up_to: bool = False,
     ) -> tuple[Path, int]:
         dest = self.root(job_id, video_id) / name
         if dest.exists():
@@ -137,11 +141,11 @@ class SegmentCache:
             if dest.exists():
                 return dest, 0
             if key is None:
-                return dest, self._download(part, dest, video_id)
+                return dest, self._download(part, dest, video_id, up_to=up_to)
             secret, got = self._key(job_id, video_id, key)
             enc = dest.with_name(f".{dest.name}.{os.getpid()}.enc")
             try:
-                got += self._download(part, enc, video_id)
+                got += self._download(part, enc, video_id, up_to=up_to)
                 tmp = dest.with_name(f".{dest.name}.{os.getpid()}.dec")
                 tmp.write_bytes(decrypt(enc.read_bytes(), secret, key.iv_for(seq), final=final))
                 os.replace(tmp, dest)
@@ -168,7 +172,7 @@ class SegmentCache:
                 )
             return secret, got
 
-    def _download(self, part: Part, dest: Path, video_id: str) -> int:
+    def _download(self, part: Part, dest: Path, video_id: str, *, up_to: bool = False) -> int:
         return fetch.download(
             part.uri,
             dest,
@@ -176,6 +180,7 @@ class SegmentCache:
             video_id=video_id,
             allowed_hosts=self.settings.allowed_host_set,
             byte_range=part.byte_range,
+            up_to=up_to,
         )
 
     def _wait_s(self) -> float:

@@ -24,8 +24,11 @@ from clipline.dev.samples import read_frames
 from pipeline import cutting
 from pipeline.context import Context, JobView
 from pipeline.errors import SourceInvalid
-from pipeline.hls_inputs import SourceGap
+from pipeline.frame_rule import output_times
+from pipeline.hls import select_segments
+from pipeline.hls_inputs import HlsInputs, SourceGap
 from pipeline.models import parse_request
+from pipeline.probe import video_packets
 from pipeline.settings import load_settings
 from pipeline.timeline import build_slots
 from tests.media import corpus
@@ -101,6 +104,31 @@ def test_every_variant_is_cut_frame_exactly(name: str, corpus_cdn: LoopbackCDN, 
         assert shown == want, (name, slot.index)
         assert (record.source_first_frame, record.source_last_frame) == (want[0], want[-1])
         assert record.cpu_ms and record.cpu_ms > 0
+
+
+@pytest.mark.parametrize("name", ["ts", "fmp4", "single_file", "fmp4_single_file", "aes"])
+def test_decoding_starts_at_the_keyframe_before_the_window_not_at_the_segment(
+    name: str, corpus_cdn: LoopbackCDN, ctx: Context, tmp_path: Path
+) -> None:
+    # Given 1-second segments with a keyframe every 15 frames (0.5 s), and a window from 2.5 s:
+    # its segment starts at 2.0 s, its keyframe at 2.5 s
+    variant = corpus.VARIANTS[name][1]
+    view = view_for(corpus_cdn.url(f"hls/{name}/{variant.playlist}"), [(2500, 3600, 1100)])
+    clip, slot = view.request.lines[0].clip, view.slots[0]
+    playlist = ctx.resolver.source_for(view.job_id, "v", clip.hls_url, 90)
+    times = output_times(clip.start_ms, 1100, slot.fps, slot.frames)
+    segments = select_segments(playlist, clip.start_ms, clip.end_ms)
+    # When the window is planned
+    planned = HlsInputs(ctx, view.job_id, "v", playlist, tmp_path).plan(segments, times)
+    # Then the input ffmpeg decodes holds no frame before that keyframe (not the segment's first 15)
+    (cut_input,) = planned.inputs
+    probe = video_packets(ctx.ffprobe, cut_input.path, cut_input.fmt)
+    assert planned.picks[0].source_frame == 75
+    assert [p for p in probe.display_pts if p < planned.picks[0].pts] == []
+    assert len(probe.packets) == 45  # frames 75-119: the rest of segment 2 and segment 3
+    # and the cut from it still shows exactly the planned frames
+    record = cutting.cut_from_hls(ctx, view, 0)
+    assert read_frames(Path(record.path or "")) == expected(variant, 2500, 3600, slot.frames)
 
 
 @pytest.fixture
