@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -21,7 +22,7 @@ import pytest
 
 from clipline.dev.cdn import LoopbackCDN
 from clipline.dev.samples import read_frames
-from pipeline import cutting
+from pipeline import cutting, prefetch
 from pipeline.context import Context, JobView
 from pipeline.errors import SourceInvalid
 from pipeline.frame_rule import output_times
@@ -129,6 +130,31 @@ def test_decoding_starts_at_the_keyframe_before_the_window_not_at_the_segment(
     # and the cut from it still shows exactly the planned frames
     record = cutting.cut_from_hls(ctx, view, 0)
     assert read_frames(Path(record.path or "")) == expected(variant, 2500, 3600, slot.frames)
+
+
+def test_the_next_slots_segments_are_fetched_while_a_clip_encodes_and_counted_once(
+    corpus_cdn: LoopbackCDN, ctx: Context
+) -> None:
+    # Given a job whose second slot needs segments 2 and 3, which the first slot does not
+    view = view_for(corpus_cdn.url("hls/ts/index.m3u8"), [(0, 1000, 1000), (2500, 3600, 1100)])
+    corpus_cdn.reset_counters()
+    segments = ctx.segments.root(view.job_id, "v")
+    # When the first slot is cut
+    first = cutting.cut_from_hls(ctx, view, 0)
+    deadline = time.monotonic() + 30
+    while prefetch.pending() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    # Then the second slot's segments were fetched in the background
+    assert (segments / "000002.seg").exists() and (segments / "000003.seg").exists()
+    served = corpus_cdn.total_bytes("/hls/ts/")
+    # and cutting it fetches nothing more, yet its record counts those bytes (once)
+    second = cutting.cut_from_hls(ctx, view, 1)
+    assert corpus_cdn.total_bytes("/hls/ts/") == served
+    want = sum((corpus_cdn.root / "hls" / "ts" / f"s00{i}.ts").stat().st_size for i in (2, 3))
+    assert second.bytes_fetched == want
+    playlist = (corpus_cdn.root / "hls" / "ts" / "index.m3u8").stat().st_size
+    assert first.bytes_fetched + second.bytes_fetched + playlist == served
+    assert read_frames(Path(second.path or "")) == expected(corpus.VARIANTS["ts"][1], 2500, 3600, 33)
 
 
 @pytest.fixture
