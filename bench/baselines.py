@@ -12,6 +12,7 @@ import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,12 @@ def _assemble(ffmpeg: str, clips: list[Path], work: Path, audio_url: str, frames
     )
 
 
+@dataclass(frozen=True)
+class BaselineRun:
+    wall_s: float
+    clip_cpu_ms: list[float]  # each clip's ffmpeg CPU (user + system, from wait4), as clipline reports it
+
+
 def _cut_and_assemble(
     req_data: dict[str, Any],
     work: Path,
@@ -44,7 +51,7 @@ def _cut_and_assemble(
     ffmpeg: str,
     *,
     prepare: Callable[[list[str]], dict[str, str]],
-) -> float:
+) -> BaselineRun:
     """prepare(video ids) -> ffmpeg input per video; then every clip (``cap`` at a time) and the assembly."""
     req = parse_request(req_data)
     profile = EncodeProfile(req.output.width, req.output.height, req.output.fps)
@@ -53,6 +60,8 @@ def _cut_and_assemble(
     work.mkdir(parents=True)
     started = time.monotonic()
     inputs = prepare(sorted({line.clip.video_id for line in req.lines}))
+
+    cpu_ms: list[float] = []
 
     def cut(i: int) -> Path:
         slot, clip = slots[i], req.lines[i].clip
@@ -67,18 +76,19 @@ def _cut_and_assemble(
             frames=slot.frames,
             profile=profile,
         )
-        run(argv, timeout_s=300)
+        done = run(argv, timeout_s=300)
+        cpu_ms.append(done.cpu_ms or 0.0)
         return out
 
     with ThreadPoolExecutor(cap) as pool:
         clips = list(pool.map(cut, range(len(slots))))
     _assemble(ffmpeg, clips, work, str(req.audio.url if req.audio else ""), total_frames(req), req.output.fps)
-    return time.monotonic() - started
+    return BaselineRun(time.monotonic() - started, cpu_ms)
 
 
 def bare_parallel_ffmpeg(
     req_data: dict[str, Any], hls_url_of: dict[str, str], work: Path, cap: int, ffmpeg: str = "ffmpeg"
-) -> float:
+) -> BaselineRun:
     """``ffmpeg -ss T -i playlist.m3u8`` per clip, ``cap`` at a time, then the same assembly (seconds)."""
     return _cut_and_assemble(
         req_data,
@@ -91,7 +101,7 @@ def bare_parallel_ffmpeg(
 
 def download_everything_first(
     req_data: dict[str, Any], hls_url_of: dict[str, str], work: Path, cap: int, ffmpeg: str = "ffmpeg"
-) -> float:
+) -> BaselineRun:
     """Download every segment of every source (``cap`` at a time), remux to MP4, cut locally, assemble."""
 
     def fetch(video_id: str) -> str:

@@ -46,6 +46,14 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
+def cpu_figures(cpu_s: list[float]) -> dict[str, float | None]:
+    """CPU seconds per clip (ffmpeg/ffprobe children, user + system): mean and p95."""
+    return {
+        "cpu_s_per_clip_mean": round(sum(cpu_s) / len(cpu_s), 3) if cpu_s else None,
+        "cpu_s_per_clip_p95": round(p, 3) if (p := percentile(cpu_s, 95)) is not None else None,
+    }
+
+
 class RssSampler:
     """Peak resident memory of a process and all its descendants (the worker command and its children)."""
 
@@ -237,6 +245,7 @@ def job_figures(job: Any, events: list[dict[str, Any]]) -> dict[str, Any]:
         s["extract_ms"] for s in report["slots"] if s["extract_ms"] is not None and s["outcome"] == "ok"
     ]
     stats = report["clip_stats"]
+    cpu_s = [s["cpu_ms"] / 1000 for s in report["slots"] if s.get("cpu_ms") is not None]
     return {
         "status": job.status,
         "wall_s": round(finished - created, 2),
@@ -247,6 +256,7 @@ def job_figures(job: Any, events: list[dict[str, Any]]) -> dict[str, Any]:
         "extract_p50_ms": percentile(extract, 50),
         "extract_p95_ms": percentile(extract, 95),
         "assembly_ms": stats.get("assembly_ms"),
+        **cpu_figures(cpu_s),
         "peak_in_flight": stats.get("peak_concurrency"),
         "bytes_fetched": stats.get("bytes_fetched"),
         "outcomes": report["summary"]["ok"],

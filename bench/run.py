@@ -24,7 +24,17 @@ from clipline.dev.cdn import LoopbackCDN
 from tests.integration.redisdb import claimed_db
 
 from . import baselines, cache, job, storage
-from .harness import Env, RssSampler, Workers, drop_vhost, job_figures, reset_state, submit, wait_final
+from .harness import (
+    Env,
+    RssSampler,
+    Workers,
+    cpu_figures,
+    drop_vhost,
+    job_figures,
+    reset_state,
+    submit,
+    wait_final,
+)
 
 PROFILES: dict[str, dict[str, Any]] = {
     "network": {"latency_ms": 300, "bandwidth_bps": 1_500_000},
@@ -57,18 +67,33 @@ def pipeline_run(env: Env, cdn: LoopbackCDN, cap: int, label: str) -> dict[str, 
         workers.stop()
 
 
-def baseline_runs(cdn: LoopbackCDN, cap: int, label: str) -> dict[str, Any]:
+def baseline_runs(
+    cdn: LoopbackCDN, cap: int, label: str, *, bare: bool = True, everything_first: bool = True
+) -> dict[str, Any]:
     req = job.request(f"bench-{label}-baseline", cdn)
     urls = {s.video_id: cdn.hls_url(s.video_id) for s in job.SOURCES}
     out: dict[str, Any] = {}
-    for name, fn in (
-        ("bare_parallel_ffmpeg", baselines.bare_parallel_ffmpeg),
-        ("download_everything_first", baselines.download_everything_first),
-    ):
+    runs = [("bare_parallel_ffmpeg", baselines.bare_parallel_ffmpeg)] if bare else []
+    if everything_first:
+        runs.append(("download_everything_first", baselines.download_everything_first))
+    for name, fn in runs:
         cdn.reset_counters()
-        seconds = fn(req, urls, RUN_ROOT / name, cap)
-        out[name] = {"wall_s": round(seconds, 2), "cdn_bytes_hls": cdn.total_bytes("/hls/")}
+        done = fn(req, urls, RUN_ROOT / name, cap)
+        out[name] = {
+            "wall_s": round(done.wall_s, 2),
+            "cdn_bytes_hls": cdn.total_bytes("/hls/"),
+            **cpu_figures([ms / 1000 for ms in done.clip_cpu_ms]),
+        }
     return out
+
+
+def compare_with_bare(fig: dict[str, Any], bare: dict[str, Any]) -> None:
+    """Side by side at one cap: clipline's wall time over the bare script's, and both CPU s per clip."""
+    fig["bare_wall_s"] = bare["wall_s"]
+    fig["bare_cdn_bytes_hls"] = bare["cdn_bytes_hls"]
+    fig["clipline_over_bare_wall"] = round(fig["wall_s"] / bare["wall_s"], 2)
+    fig["bare_cpu_s_per_clip_mean"] = bare["cpu_s_per_clip_mean"]
+    fig["bare_cpu_s_per_clip_p95"] = bare["cpu_s_per_clip_p95"]
 
 
 def throughput_and_fairness(env: Env, cdn: LoopbackCDN) -> dict[str, Any]:
@@ -182,7 +207,14 @@ def main() -> None:
         "--cache", action="store_true", help="only the clip cache re-render, per profile, at --caps"
     )
     ap.add_argument("--out", default="bench/results/latest.json")
+    ap.add_argument(
+        "--ref",
+        metavar="GIT_REV",
+        help="run this same bench (today's bench/) against the code of an older revision, in a git worktree",
+    )
     args = ap.parse_args()
+    if args.ref:
+        raise SystemExit(run_at_ref(args.ref))
     from pipeline import logs
 
     logs.configure("WARNING", json_output=False)
@@ -216,6 +248,41 @@ def main() -> None:
     print(f"\nwritten to {out}")
 
 
+def run_at_ref(rev: str) -> int:
+    """The same benchmark, on the pipeline, actors and workers of ``rev`` (a "before" figure).
+
+    ``rev`` is checked out in a temporary git worktree; today's ``bench/`` is copied over its own
+    (so both sides print the same figures) and its media cache is today's. The command line is
+    this one's without ``--ref``; results go to ``bench/results/ref-<rev>.json`` here unless
+    ``--out`` says otherwise. Needs a revision whose job API the bench uses (the hls work and later:
+    earlier reports have no per-slot ``cpu_ms``, so CPU figures come out empty).
+    """
+    import shutil
+    import subprocess
+    import sys
+
+    here = Path(__file__).resolve().parents[1]
+    sha = subprocess.run(
+        ["git", "-C", str(here), "rev-parse", "--short", rev], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    tree = Path(f"/tmp/clipline-bench-ref-{sha}")
+    remove = ["git", "-C", str(here), "worktree", "remove", "--force", str(tree)]
+    subprocess.run(remove, capture_output=True)
+    subprocess.run(["git", "-C", str(here), "worktree", "add", "--detach", str(tree), sha], check=True)
+    try:
+        shutil.rmtree(tree / "bench")
+        skip = shutil.ignore_patterns("results", "__pycache__")
+        shutil.copytree(here / "bench", tree / "bench", ignore=skip)
+        (tree / ".cache").symlink_to(here / ".cache", target_is_directory=True)
+        argv = [a for a in sys.argv[1:] if a != "--ref" and a != rev and not a.startswith("--ref=")]
+        if not any(a.startswith("--out") for a in argv):
+            argv += ["--out", str(here / "bench" / "results" / f"ref-{sha}.json")]
+        env = {**__import__("os").environ, "PYTHONPATH": str(tree)}
+        return subprocess.run([sys.executable, "-m", "bench.run", *argv], cwd=tree, env=env).returncode
+    finally:
+        subprocess.run(remove, capture_output=True)
+
+
 def run_profiles(args: Any, job: Any, samples: Any, redis_url: str, results: dict[str, Any]) -> None:
     for name in args.profiles.split(","):
         shape = PROFILES[name]
@@ -230,14 +297,26 @@ def run_profiles(args: Any, job: Any, samples: Any, redis_url: str, results: dic
                 continue
             for cap in [int(c) for c in args.caps.split(",")]:
                 prof["pipeline"][cap] = pipeline_run(env, cdn, cap, name)
+                if not args.skip_baselines:  # the bare script at the same cap, right after
+                    bare = baseline_runs(cdn, cap, name, everything_first=False)["bare_parallel_ffmpeg"]
+                    compare_with_bare(prof["pipeline"][cap], bare)
                 print(f"[{name}] cap {cap}: {json.dumps(prof['pipeline'][cap])}", flush=True)
             if 1 in prof["pipeline"]:
                 for fig in prof["pipeline"].values():
                     fig["speedup_vs_cap1"] = round(prof["pipeline"][1]["wall_s"] / fig["wall_s"], 2)
             if not args.skip_baselines:
-                prof["baselines"] = baseline_runs(cdn, args.baseline_cap, name)
                 ref = prof["pipeline"].get(args.baseline_cap)
+                prof["baselines"] = baseline_runs(cdn, args.baseline_cap, name, bare=ref is None)
                 if ref:
+                    prof["baselines"] = {
+                        "bare_parallel_ffmpeg": {
+                            "wall_s": ref["bare_wall_s"],
+                            "cdn_bytes_hls": ref["bare_cdn_bytes_hls"],
+                            "cpu_s_per_clip_mean": ref["bare_cpu_s_per_clip_mean"],
+                            "cpu_s_per_clip_p95": ref["bare_cpu_s_per_clip_p95"],
+                        },
+                        **prof["baselines"],
+                    }
                     for b in prof["baselines"].values():
                         b["pipeline_over_baseline"] = round(ref["wall_s"] / b["wall_s"], 2)
                         b["baseline_bytes_ratio"] = round(b["cdn_bytes_hls"] / ref["needed_segment_bytes"], 3)
@@ -262,6 +341,12 @@ def print_table(results: dict[str, Any]) -> None:
         "extract_p50_ms",
         "extract_p95_ms",
         "assembly_ms",
+        "cpu_s_per_clip_mean",
+        "cpu_s_per_clip_p95",
+        "bare_cpu_s_per_clip_mean",
+        "bare_cpu_s_per_clip_p95",
+        "bare_wall_s",
+        "clipline_over_bare_wall",
         "submit_to_first_clip_ms",
         "last_clip_to_assembly_ms",
         "peak_in_flight",

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
-from . import clip_objects, ffmpeg_args, files
+from . import clip_objects, ffmpeg_args, files, prefetch
 from .context import Context, JobView
 from .errors import FFmpegFailed
 from .frame_rule import Anchor, Pick, Run, output_times, plan, run_cuts
@@ -107,6 +107,7 @@ def cut_from_hls(ctx: Context, view: JobView, index: int) -> ClipRecord:
             planned = source.plan(segments, times)
         finally:
             ctx.observer.bytes_fetched(source.out.bytes_fetched)
+        prefetch.after_fetch(ctx, view, index)  # the next slots' segments come while this one encodes
         path, frames, drift, cpu_ms = _cut(
             ctx, view, index, planned.inputs, planned.runs, planned.picks, times
         )

@@ -260,11 +260,13 @@ def download(
     limits: Limits,
     video_id: str = "",
     byte_range: tuple[int, int] | None = None,
+    up_to: bool = False,
 ) -> int:
     """Stream ``url`` to ``dest`` (temp name, then rename); returns the body bytes read.
 
     ``byte_range`` (first, last byte, inclusive) asks for that part only; a server that
-    ignores ``Range`` (200) is read up to the range's end and no further.
+    ignores ``Range`` (200) is read up to the range's end and no further. ``up_to``: the
+    range is a bound, not a promise (a segment's first bytes): a body that ends sooner is kept.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.part")
@@ -295,7 +297,7 @@ def download(
                     kept += len(chunk)
                     if want is not None and kept >= want:
                         break
-            if byte_range is not None and kept != want:
+            if byte_range is not None and kept != want and not (up_to and kept):
                 raise SourceInvalid(
                     f"{named}: bytes {byte_range[0]}-{byte_range[1]} asked, {kept} bytes came",
                     video_id=video_id,

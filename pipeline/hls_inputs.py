@@ -7,9 +7,14 @@ behind their init section. Each discontinuity is anchored by its first
 segment's first video timestamp (read from the segment's first bytes when the
 window does not need that segment). The frame rule then picks every output
 frame; a pick that needs frames of a neighbouring segment (``#EXTINF`` off
-from the real durations) fetches it and plans again. Finally an MPEG-TS run
-is started at the keyframe at or before its first pick, so decoding starts
-there rather than at the start of the segment.
+from the real durations) fetches it and plans again. Finally each run is
+started at the keyframe at or before its first pick, so decoding starts there
+rather than at the start of the segment: an MPEG-TS run from that keyframe's
+packet (``mpegts.from_position``), an fMP4 run (byte ranges included) by
+rewriting the fragment that holds it (``fmp4.from_sample``). The cut file is
+probed again and the run's timestamps follow any shift, so the frame rule
+picks the same frames. (A local copy seeks to its keyframe through its index:
+``cutting.cut_from_local``.)
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
-from . import mpegts
+from . import fmp4, mpegts
 from .context import Context
 from .errors import SourceInvalid, SourceNotFound
 from .ffmpeg_args import CutInput
@@ -170,6 +175,28 @@ class HlsInputs:
         self.out.shared += shared
 
     # -- decode from the keyframe at or before the window ----------------------------------
+    @staticmethod
+    def _fmp4_from_sample(path: Path, probe: VideoProbe, n: int) -> Path | None:
+        """The fMP4 run from its ``n``-th video packet (a keyframe) on; None when it cannot be cut."""
+        data = path.read_bytes()
+        try:
+            split = next(b.end for b in fmp4.boxes(data) if b.type == b"moov")
+        except (fmp4.Unsupported, StopIteration):
+            return None
+        init, fragments = data[:split], data[split:]
+        try:
+            total = sum(fmp4.video_sample_counts(fragments, fmp4.video_track_id(init)))
+        except fmp4.Unsupported:
+            return None
+        if total != len(probe.packets):  # packets without timestamps: the indexes would not match
+            return None
+        cut = fmp4.from_sample(init, fragments, n)
+        if cut is None:
+            return None
+        out = path.with_name(f"{path.stem}k.mp4")
+        out.write_bytes(cut)
+        return out
+
     def _start_at_keyframes(
         self,
         groups: list[list[Segment]],
@@ -184,24 +211,24 @@ class HlsInputs:
         new_runs: list[Run] = []
         for i in used:
             path, probe = probes[i]
-            run = runs[i]
             first_pick = min(p.pts for p in picks if p.run == i)
-            if groups[i][0].container == "mpegts":
-                key = max(
-                    (k for k in probe.packets if k.key and k.pts <= first_pick),
-                    key=lambda k: k.pts,
-                    default=None,
-                )
-                if key is not None and key.pos:
-                    cut = path.with_name(f"{path.stem}k.ts")
-                    cut.write_bytes(mpegts.from_position(path.read_bytes(), key.pos))
-                    again = video_packets(self.ctx.ffprobe, cut, "mpegts", first_only=True, what=cut.name)
-                    self.out.cpu_ms += again.cpu_ms or 0
-                    delta = again.first_key.pts - key.pts
-                    kept = tuple(p + delta for p in run.pts if p >= key.pts)
-                    # the anchor offset must be measured from the same frame: keep the run's timeline
-                    run = replace(run, pts=kept)
-                    path = cut
+            keys = [(n, k) for n, k in enumerate(probe.packets) if k.key and k.pts <= first_pick]
+            n, key = max(keys, key=lambda nk: nk[1].pts, default=(0, None))
+            cut = None
+            if key is not None and groups[i][0].container == "mpegts" and key.pos:
+                cut = path.with_name(f"{path.stem}k.ts")
+                cut.write_bytes(mpegts.from_position(path.read_bytes(), key.pos))
+            elif key is not None and groups[i][0].container != "mpegts" and n > 0:
+                cut = self._fmp4_from_sample(path, probe, n)
+            run = runs[i]
+            if key is not None and cut is not None:
+                fmt = groups[i][0].container
+                again = video_packets(self.ctx.ffprobe, cut, fmt, first_only=True, what=cut.name)
+                self.out.cpu_ms += again.cpu_ms or 0
+                delta = again.first_key.pts - key.pts
+                # the anchor offset must be measured from the same frame: keep the run's timeline
+                run = replace(run, pts=tuple(p + delta for p in run.pts if p >= key.pts))
+                path = cut
             inputs.append(CutInput(path, groups[i][0].container))
             new_runs.append(run)
         final = plan(times, anchors, new_runs, probes[0][1].rate)

@@ -72,20 +72,29 @@ class SegmentCache:
         return self.settings.work_dir / job_id / "segments" / video_id
 
     # -- what clips ask for ----------------------------------------------------------
-    def fetch(self, job_id: str, video_id: str, segments: list[Segment]) -> Fetched:
+    def fetch(
+        self, job_id: str, video_id: str, segments: list[Segment], *, prefetch: bool = False
+    ) -> Fetched:
         """Every segment (decrypted) and, for fMP4, its init section; paths in the segments' order,
-        each segment's init first where it changes."""
+        each segment's init first where it changes.
+
+        ``prefetch``: fetched ahead of the clip that needs it (``pipeline.prefetch``); its bytes are
+        left in a ``.prefetched`` note and counted by the first clip that uses the file, so a job's
+        ``bytes_fetched`` still adds up to what its clips took from the CDN."""
         jobs: list[Callable[[], tuple[Path, int]]] = []
         init: Part | None = None
         for s in segments:
             if s.init is not None and s.init != init:
-                jobs.append(partial(self._init, job_id, video_id, s.init))
+                jobs.append(partial(self._init, job_id, video_id, s.init, prefetch=prefetch))
             init = s.init
-            jobs.append(partial(self.segment, job_id, video_id, s))
+            jobs.append(partial(self.segment, job_id, video_id, s, prefetch=prefetch))
         return self._run(jobs)
 
-    def segment(self, job_id: str, video_id: str, seg: Segment) -> tuple[Path, int]:
-        return self._file(job_id, video_id, f"{seg.seq:06d}.seg", seg.part, seg.key, seg.seq)
+    def segment(
+        self, job_id: str, video_id: str, seg: Segment, *, prefetch: bool = False
+    ) -> tuple[Path, int]:
+        name = f"{seg.seq:06d}.seg"
+        return self._file(job_id, video_id, name, seg.part, seg.key, seg.seq, prefetch=prefetch)
 
     def head(self, job_id: str, video_id: str, seg: Segment) -> tuple[Path, int]:
         """The segment if it is here already, else its first ``HEAD_BYTES`` (decrypted)."""
@@ -97,7 +106,10 @@ class SegmentCache:
         if seg.length is not None:
             last = min(last, start + seg.length - 1)
         part = Part(seg.uri, start, last - start + 1)
-        return self._file(job_id, video_id, f"{seg.seq:06d}.head", part, seg.key, seg.seq, final=False)
+        # a segment shorter than HEAD_BYTES (its length unknown: not a byte range) comes whole
+        return self._file(
+            job_id, video_id, f"{seg.seq:06d}.head", part, seg.key, seg.seq, final=False, up_to=True
+        )
 
     def init_path(self, job_id: str, video_id: str, part: Part) -> Path:
         return self.root(job_id, video_id) / f"init-{_short(repr(part))}.mp4"
@@ -116,9 +128,30 @@ class SegmentCache:
         fetched = sum(1 for _, got in results if got)
         return Fetched(paths, nbytes, fetched, len(results) - fetched)
 
-    def _init(self, job_id: str, video_id: str, part: Part) -> tuple[Path, int]:
+    def _init(self, job_id: str, video_id: str, part: Part, *, prefetch: bool = False) -> tuple[Path, int]:
         name = self.init_path(job_id, video_id, part).name
-        return self._file(job_id, video_id, name, part, None, 0)
+        return self._file(job_id, video_id, name, part, None, 0, prefetch=prefetch)
+
+    @staticmethod
+    def _note(dest: Path) -> Path:
+        return dest.with_name(f".{dest.name}.prefetched")
+
+    def _claim(self, dest: Path) -> int:
+        """The bytes a prefetch spent on ``dest``, once: whoever removes the note counts them."""
+        note = self._note(dest)
+        try:
+            nbytes = int(note.read_text() or 0)
+            note.unlink()
+        except (FileNotFoundError, ValueError):
+            return 0
+        return nbytes
+
+    def _done(self, dest: Path, nbytes: int, prefetch: bool) -> tuple[Path, int]:
+        if not prefetch:
+            return dest, nbytes
+        if nbytes:
+            self._note(dest).write_text(str(nbytes))
+        return dest, 0
 
     def _file(
         self,
@@ -130,25 +163,35 @@ class SegmentCache:
         seq: int,
         *,
         final: bool = True,
+        up_to: bool = False,
+        prefetch: bool = False,
     ) -> tuple[Path, int]:
         dest = self.root(job_id, video_id) / name
         if dest.exists():
-            return dest, 0
+            return dest, 0 if prefetch else self._claim(dest)
         with leases.held(self.r, keys.segment_lock(job_id, video_id, name), wait_s=self._wait_s()):
             if dest.exists():
-                return dest, 0
+                return dest, 0 if prefetch else self._claim(dest)
             if key is None:
-                return dest, self._download(part, dest, video_id)
+                new = dest.with_name(f".{dest.name}.{os.getpid()}.new")
+                try:
+                    got = self._download(part, new, video_id, up_to=up_to)
+                    self._done(dest, got, prefetch)  # the note before the file: a clip never misses it
+                    os.replace(new, dest)
+                finally:
+                    new.unlink(missing_ok=True)
+                return dest, 0 if prefetch else got
             secret, got = self._key(job_id, video_id, key)
             enc = dest.with_name(f".{dest.name}.{os.getpid()}.enc")
             try:
-                got += self._download(part, enc, video_id)
+                got += self._download(part, enc, video_id, up_to=up_to)
                 tmp = dest.with_name(f".{dest.name}.{os.getpid()}.dec")
                 tmp.write_bytes(decrypt(enc.read_bytes(), secret, key.iv_for(seq), final=final))
+                self._done(dest, got, prefetch)
                 os.replace(tmp, dest)
             finally:
                 enc.unlink(missing_ok=True)
-            return dest, got
+            return dest, 0 if prefetch else got
 
     def _key(self, job_id: str, video_id: str, key: Key) -> tuple[bytes, int]:
         """The key's 16 bytes, fetched once per job (a file beside the segments); never logged."""
@@ -169,7 +212,9 @@ class SegmentCache:
                 )
             return secret, got
 
-    def _download(self, part: Part, dest: Path, video_id: str, limits: Limits | None = None) -> int:
+    def _download(
+        self, part: Part, dest: Path, video_id: str, limits: Limits | None = None, *, up_to: bool = False
+    ) -> int:
         return fetch.download(
             part.uri,
             dest,
@@ -177,6 +222,7 @@ class SegmentCache:
             limits=limits or fetch.segment_limits(self.settings),
             video_id=video_id,
             byte_range=part.byte_range,
+            up_to=up_to,
         )
 
     def _wait_s(self) -> float:

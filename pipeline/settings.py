@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     ffmpeg_timeout_s: float = _env("CLIPLINE_FFMPEG_TIMEOUT_S", 120.0, gt=0)
     assemble_timeout_s: float = _env("CLIPLINE_ASSEMBLE_TIMEOUT_S", 600.0, gt=0)
     http_timeout_s: float = _env("CLIPLINE_HTTP_TIMEOUT_S", 10.0, gt=0)
+    # While a clip encodes, its worker fetches the segments of the job's next slots (0: off).
+    prefetch_slots: int = _env("CLIPLINE_PREFETCH_SLOTS", 4, ge=0, le=32)
     api_max_retry_after_s: float = _env("CLIPLINE_API_MAX_RETRY_AFTER_S", 30.0, ge=0)
     max_lines: int = _env("CLIPLINE_MAX_LINES", 500, ge=1)
     max_time_ms: int = _env("CLIPLINE_MAX_TIME_MS", 4 * 3600 * 1000, ge=1000)

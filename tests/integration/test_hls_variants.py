@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -22,12 +23,14 @@ import pytest
 
 from clipline.dev.cdn import LoopbackCDN
 from clipline.dev.samples import read_frames
-from pipeline import cutting
+from pipeline import cutting, prefetch
 from pipeline.context import Context, JobView
 from pipeline.errors import SourceInvalid
-from pipeline.hls import MediaPlaylist, parse_playlist
-from pipeline.hls_inputs import SourceGap
+from pipeline.frame_rule import output_times
+from pipeline.hls import MediaPlaylist, parse_playlist, select_segments
+from pipeline.hls_inputs import HlsInputs, SourceGap
 from pipeline.models import parse_request
+from pipeline.probe import video_packets
 from pipeline.settings import load_settings
 from pipeline.timeline import build_slots
 from tests.media import corpus
@@ -106,6 +109,56 @@ def test_every_variant_is_cut_frame_exactly(name: str, corpus_cdn: LoopbackCDN, 
         assert shown == want, (name, slot.index)
         assert (record.source_first_frame, record.source_last_frame) == (want[0], want[-1])
         assert record.cpu_ms and record.cpu_ms > 0
+
+
+@pytest.mark.parametrize("name", ["ts", "fmp4", "single_file", "fmp4_single_file", "aes"])
+def test_decoding_starts_at_the_keyframe_before_the_window_not_at_the_segment(
+    name: str, corpus_cdn: LoopbackCDN, ctx: Context, tmp_path: Path
+) -> None:
+    # Given 1-second segments with a keyframe every 15 frames (0.5 s), and a window from 2.5 s:
+    # its segment starts at 2.0 s, its keyframe at 2.5 s
+    variant = corpus.VARIANTS[name][1]
+    view = view_for(corpus_cdn.url(f"hls/{name}/{variant.playlist}"), [(2500, 3600, 1100)])
+    clip, slot = view.request.lines[0].clip, view.slots[0]
+    playlist = ctx.resolver.source_for(view.job_id, "v", clip.hls_url, 90)
+    times = output_times(clip.start_ms, 1100, slot.fps, slot.frames)
+    segments = select_segments(playlist, clip.start_ms, clip.end_ms)
+    # When the window is planned
+    planned = HlsInputs(ctx, view.job_id, "v", playlist, tmp_path).plan(segments, times)
+    # Then the input ffmpeg decodes holds no frame before that keyframe (not the segment's first 15)
+    (cut_input,) = planned.inputs
+    probe = video_packets(ctx.ffprobe, cut_input.path, cut_input.fmt)
+    assert planned.picks[0].source_frame == 75
+    assert [p for p in probe.display_pts if p < planned.picks[0].pts] == []
+    assert len(probe.packets) == 45  # frames 75-119: the rest of segment 2 and segment 3
+    # and the cut from it still shows exactly the planned frames
+    record = cutting.cut_from_hls(ctx, view, 0)
+    assert read_frames(Path(record.path or "")) == expected(variant, 2500, 3600, slot.frames)
+
+
+def test_the_next_slots_segments_are_fetched_while_a_clip_encodes_and_counted_once(
+    corpus_cdn: LoopbackCDN, ctx: Context
+) -> None:
+    # Given a job whose second slot needs segments 2 and 3, which the first slot does not
+    view = view_for(corpus_cdn.url("hls/ts/index.m3u8"), [(0, 1000, 1000), (2500, 3600, 1100)])
+    corpus_cdn.reset_counters()
+    segments = ctx.segments.root(view.job_id, "v")
+    # When the first slot is cut
+    first = cutting.cut_from_hls(ctx, view, 0)
+    deadline = time.monotonic() + 30
+    while prefetch.pending() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    # Then the second slot's segments were fetched in the background
+    assert (segments / "000002.seg").exists() and (segments / "000003.seg").exists()
+    served = corpus_cdn.total_bytes("/hls/ts/")
+    # and cutting it fetches nothing more, yet its record counts those bytes (once)
+    second = cutting.cut_from_hls(ctx, view, 1)
+    assert corpus_cdn.total_bytes("/hls/ts/") == served
+    want = sum((corpus_cdn.root / "hls" / "ts" / f"s00{i}.ts").stat().st_size for i in (2, 3))
+    assert second.bytes_fetched == want
+    playlist = (corpus_cdn.root / "hls" / "ts" / "index.m3u8").stat().st_size
+    assert first.bytes_fetched + second.bytes_fetched + playlist == served
+    assert read_frames(Path(second.path or "")) == expected(corpus.VARIANTS["ts"][1], 2500, 3600, 33)
 
 
 @pytest.fixture
