@@ -313,6 +313,7 @@ def test_an_aes_key_on_a_host_not_allowed_is_never_fetched(
                 "CLIPLINE_MEDIA_DIR": str(tmp_path / "media"),
                 "CLIPLINE_DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite",
                 "CLIPLINE_ALLOWED_HOSTS": "127.0.0.1",
+                "CLIPLINE_ALLOW_PRIVATE_NETWORKS": "true",  # the loopback CDN
             }
         )
         view = view_for(cdn.url("hls/aes/elsewhere.m3u8"), [(0, 1000, 1000)])
