@@ -6,7 +6,7 @@ from typing import Any
 
 import structlog
 
-from pipeline import planning
+from pipeline import planning, priority
 from pipeline.errors import FieldProblem, JobConflict, RequestInvalid
 from pipeline.logs import bind_job, clip_event
 from pipeline.rejects import Reason
@@ -44,8 +44,9 @@ def plan_render(*args: Any, **kwargs: Any) -> None:
             if not plan.fan_out:
                 log.info("plan.skip", reason=plan.reason)
                 return None
+            rank = priority.job_priority(ctx.store, plan.job_id, plan.total)
             for line_index, line in enumerate(plan.request.lines):
-                send(Stage.CLIP, plan.job_id, line_index, plan.request.trace_id)
+                send(Stage.CLIP, plan.job_id, line_index, plan.request.trace_id, priority=rank)
                 clip_event(
                     log,
                     job_id=plan.job_id,
