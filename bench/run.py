@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.run                  # everything (about 10 minutes on 2 cores)
     .venv/bin/python -m bench.run --profiles network --caps 1,4 --skip-throughput
     .venv/bin/python -m bench.run --only-storage   # the S3 backend against the file backend
+    .venv/bin/python -m bench.run --profiles cpu --fairness --draft   # only these (bench/fairness.py)
 
 Prints a table per profile and writes bench/results/latest.json. Needs the
 services ./dev.sh starts (RabbitMQ, Redis) and ffmpeg.
@@ -21,7 +22,7 @@ from typing import Any
 from clipline.dev.cdn import LoopbackCDN
 from tests.integration.redisdb import claimed_db
 
-from . import baselines, job, storage
+from . import baselines, fairness, job, storage
 from .harness import Env, RssSampler, Workers, drop_vhost, job_figures, reset_state, submit, wait_final
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -176,7 +177,8 @@ def main() -> None:
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--skip-storage", action="store_true", help="no S3-against-file comparison")
     ap.add_argument("--only-storage", action="store_true", help="only the S3-against-file comparison")
-    ap.add_argument("--out", default="bench/results/latest.json")
+    ap.add_argument("--out", help="default bench/results/latest.json (fairness.json with --fairness/--draft)")
+    fairness.add_arguments(ap)
     args = ap.parse_args()
     from pipeline import logs
 
@@ -195,16 +197,19 @@ def main() -> None:
     RUN_ROOT.mkdir(parents=True, exist_ok=True)
     with claimed_db("bench") as redis_url:
         try:
-            if not args.only_storage:
+            if args.fairness or args.draft:
+                results["extras"] = fairness.run(args, samples, redis_url, RUN_ROOT)
+            elif not args.only_storage:
                 run_profiles(args, job, samples, redis_url, results)
-            if not args.skip_storage:
+            if not args.skip_storage and not (args.fairness or args.draft):
                 with LoopbackCDN(samples.root, api_key=job.API_KEY, index_id=job.INDEX_ID) as cdn:
                     env = Env(RUN_ROOT / "storage", cdn.api_url, samples.media_dir, redis_url)
                     env.root.mkdir(parents=True, exist_ok=True)
                     results["storage"] = storage.compare(env, cdn)
         finally:
             drop_vhost()
-    out = Path(args.out)
+    extras_only = args.fairness or args.draft
+    out = Path(args.out or ("bench/results/fairness.json" if extras_only else "bench/results/latest.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str))
     print_table(results)
