@@ -13,7 +13,9 @@ Each figure is a job's wall time, submit to finished, on one set of workers per 
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 from clipline.dev.cdn import LoopbackCDN
@@ -83,6 +85,12 @@ def fairness(env: Env, cdn: LoopbackCDN, cap: int) -> dict[str, Any]:
     }
 
 
+def _clip_cpu_s(report_path: str) -> float:
+    """The clips' ffmpeg CPU seconds in all (the report's ``cpu_ms`` per slot)."""
+    slots = json.loads(Path(report_path).read_text())["slots"]
+    return round(sum(s.get("cpu_ms") or 0 for s in slots) / 1000, 2)
+
+
 def draft(env: Env, cdn: LoopbackCDN, cap: int) -> dict[str, Any]:
     reset_state(env)
     workers = Workers(env)
@@ -92,12 +100,19 @@ def draft(env: Env, cdn: LoopbackCDN, cap: int) -> dict[str, Any]:
         stamp = int(time.time())
         walls: dict[str, float] = {}
         frames: dict[str, Any] = {}
+        per_clip: dict[str, Any] = {}
         for quality in ("final", "draft"):
             req = job.request(f"draft-{quality}-{stamp}", cdn)
             req["output"]["quality"] = quality
             submit(env, req)
-            figures = job_figures(wait_final(env, req["job_id"]), workers.events())
+            record = wait_final(env, req["job_id"])
+            figures = job_figures(record, workers.events())
             walls[quality], frames[quality] = figures["wall_s"], figures["frames"]
+            per_clip[quality] = {
+                "ffmpeg_cpu_s": _clip_cpu_s(record.report_path),
+                "extract_p50_ms": figures["extract_p50_ms"],
+                "assembly_ms": figures["assembly_ms"],
+            }
     finally:
         workers.stop()
     return {
@@ -106,5 +121,6 @@ def draft(env: Env, cdn: LoopbackCDN, cap: int) -> dict[str, Any]:
         "draft_s": walls["draft"],
         "full_over_draft": round(walls["final"] / walls["draft"], 2),
         "same_frames": frames["final"] == frames["draft"],
+        "clips": per_clip,
         "target": "full_over_draft >= 3",
     }
