@@ -1,12 +1,13 @@
 """``clipline queues migrate``: give the stage queues declared by an older clipline their new arguments.
 
-RabbitMQ cannot change a queue's arguments (``x-max-priority`` here): the queue must be deleted and
-declared again. For each stage queue and its ``.DQ`` that has other arguments, with no consumer on it
-(the stage's workers stopped): move every message to ``{queue}.migrating``, delete the queue, declare
-it as the workers do, move the messages back (properties kept), delete ``{queue}.migrating``. Each
-message is acknowledged only once the broker confirmed its copy, so a crash duplicates at most a few
-messages (the stages are idempotent) and loses none; running the command again finishes the job (it
-also drains a ``.migrating`` queue left behind).
+RabbitMQ cannot change a queue's arguments (``x-max-priority`` here): the queue must be deleted
+and declared again. For each stage queue and its ``.DQ`` that has other arguments: move every
+message to ``{queue}.migrating``, delete the queue, declare it as the workers do, move the messages
+back (properties kept), delete ``{queue}.migrating``. None of those queues may have a consumer (the
+workers stopped): that is checked for all of them before anything moves. Each message is
+acknowledged only once the broker confirmed its copy, so a crash duplicates at most a few messages
+(the stages are idempotent) and loses none; running the command again finishes the job (it also
+drains a ``.migrating`` queue left behind).
 """
 
 from __future__ import annotations
@@ -38,17 +39,32 @@ def migrate(settings: Settings, *, dry_run: bool = False) -> list[Migrated]:
     """Migrate every stage queue that needs it (see the module); ``dry_run`` only says which."""
     conn = connect(settings, timeout_s=30.0)
     try:
-        return [_one(conn, queue, dry_run=dry_run) for queue in stage_queues()]
+        states = {queue: queue_state(conn, queue) for queue in stage_queues()}
+        if not dry_run:
+            _refuse_with_consumers(conn, [q for q, state in states.items() if state == "old"])
+        return [_one(conn, queue, state, dry_run=dry_run) for queue, state in states.items()]
     finally:
         conn.close()
+
+
+def _refuse_with_consumers(conn: pika.BlockingConnection, queues: list[str]) -> None:
+    """Before anything moves: every queue to migrate must be without consumers."""
+    for queue in queues:
+        channel = conn.channel()
+        consumers = int(channel.queue_declare(queue=queue, passive=True).method.consumer_count)
+        channel.close()
+        if consumers:
+            raise MigrationRefused(
+                f"queue {queue} has {consumers} consumer(s): stop the workers of its stage, then run "
+                "`clipline queues migrate` again (nothing was changed)"
+            )
 
 
 def holding_name(queue: str) -> str:
     return f"{queue}.migrating"
 
 
-def _one(conn: pika.BlockingConnection, queue: str, *, dry_run: bool) -> Migrated:
-    state = queue_state(conn, queue)
+def _one(conn: pika.BlockingConnection, queue: str, state: str, *, dry_run: bool) -> Migrated:
     holding = holding_name(queue)
     leftover = _depth(conn, holding)
     if dry_run or (state != "old" and leftover is None):
@@ -57,12 +73,6 @@ def _one(conn: pika.BlockingConnection, queue: str, *, dry_run: bool) -> Migrate
     channel.confirm_delivery()
     moved = 0
     if state == "old":
-        consumers = channel.queue_declare(queue=queue, passive=True).method.consumer_count
-        if consumers:
-            raise MigrationRefused(
-                f"queue {queue} has {consumers} consumer(s): stop the workers of its stage, then run "
-                "`clipline queues migrate` again"
-            )
         channel.queue_declare(queue=holding, durable=True)
         moved = _move(channel, queue, holding)
         channel.queue_delete(queue=queue, if_empty=True)

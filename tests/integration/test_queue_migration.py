@@ -22,6 +22,8 @@ from .faultkit import init_db
 
 pytestmark = pytest.mark.integration
 
+CLIP = {"video_id": "v_a", "start_ms": 0, "end_ms": 1000}
+
 
 @pytest.fixture
 def old_vhost() -> Iterator[str]:
@@ -78,6 +80,7 @@ def test_old_queues_are_refused_with_the_fix_named_then_migrated_keeping_their_m
     # Given render.clip declared by the old broker (no x-max-priority) holding 3 messages
     old = RabbitmqBroker(url=url, confirm_delivery=True, middleware=[])
     sent = [old.enqueue(message(i)).message_id for i in range(3)]
+    old.declare_queue("render.plan", ensure=True)  # and render.plan, empty
     old.close()
     # Then a sender of this clipline fails with an error that names the fix
     new = PriorityBroker(url=url, confirm_delivery=True, middleware=[])
@@ -88,10 +91,17 @@ def test_old_queues_are_refused_with_the_fix_named_then_migrated_keeping_their_m
     # and `queues check` names the queues, and a worker refuses to start (exit 3) naming the fix
     check = stack.cli("queues", "check", "--json")
     assert check.returncode == 1, check.stderr
-    assert json.loads(check.stdout)["needs_migration"] == ["render.clip", "render.clip.DQ"]
+    old_queues = ["render.plan", "render.plan.DQ", "render.clip", "render.clip.DQ"]
+    assert json.loads(check.stdout)["needs_migration"] == old_queues
+    request = stack.tmp / "request.json"
+    request.write_text(
+        json.dumps({"job_id": "mig-1", "lines": [{"start_ms": 0, "end_ms": 1000, "clip": CLIP}]})
+    )
+    submitted = stack.cli("submit", str(request))
+    assert submitted.returncode == 3 and "clipline queues migrate" in submitted.stderr
     worker = stack.cli("worker", "--stage", "clip", timeout=120)
     assert worker.returncode == 3
-    assert "render.clip" in worker.stderr and "clipline queues migrate" in worker.stderr
+    assert "queue render.plan" in worker.stderr and "clipline queues migrate" in worker.stderr
     # When a consumer is still attached, migrate refuses (exit 1) and changes nothing
     conn = pika.BlockingConnection(pika.URLParameters(url))
     ch = conn.channel()
@@ -99,13 +109,15 @@ def test_old_queues_are_refused_with_the_fix_named_then_migrated_keeping_their_m
     ch.basic_consume("render.clip", lambda *a: None)
     refused = stack.cli("queues", "migrate")
     assert refused.returncode == 1 and "stop the workers" in refused.stderr
+    assert json.loads(stack.cli("queues", "check", "--json").stdout)["needs_migration"] == old_queues
     conn.close()
     # When the workers are stopped, migrate moves the messages aside and back
     done = stack.cli("queues", "migrate", "--json")
     assert done.returncode == 0, done.stderr
     rows = {r["queue"]: r for r in json.loads(done.stdout)["queues"]}
     assert rows["render.clip"]["done"] and rows["render.clip"]["moved"] == 3
-    assert rows["render.plan"]["state"] == "absent" and not rows["render.plan"]["done"]
+    assert rows["render.plan"]["done"] and rows["render.plan"]["moved"] == 0
+    assert rows["render.fallback"]["state"] == "absent" and not rows["render.fallback"]["done"]
     # Then every message is kept, the queues are up to date, and this clipline sends with priorities
     assert sorted(b["message_id"] for b in bodies(url, "render.clip")) == sorted(sent)
     assert stack.cli("queues", "check").returncode == 0
