@@ -34,9 +34,16 @@ def test_a_small_job_queued_behind_a_big_one_runs_first(stack: Stack) -> None:
     # Given a planner only: a 12-line job's clips are queued, then a 3-line job's behind them
     stack.start_workers("--stage", "plan", name="plan")
     submit(stack, small_request(stack, big, 12, audio=False))
-    wait_for("the big job's clips queued", lambda: ready(url, "render.clip") == before + 12, timeout=90, every=0.2)
+    wait_for(
+        "the big job's clips queued", lambda: ready(url, "render.clip") == before + 12, timeout=90, every=0.2
+    )
     submit(stack, small_request(stack, small, 3, audio=False))
-    wait_for("the small job's clips queued", lambda: ready(url, "render.clip") == before + 15, timeout=90, every=0.2)
+    wait_for(
+        "the small job's clips queued",
+        lambda: ready(url, "render.clip") == before + 15,
+        timeout=90,
+        every=0.2,
+    )
     # When one clip worker (cap 1) starts, with fallback and assembly
     stack.start_workers("--stage", "clip", "--concurrency", "1", name="clip")
     stack.start_workers("--stage", "fallback", name="fallback")
