@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import dramatiq
-from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.middleware import CurrentMessage
 
 from pipeline.errors import JobConflict, RequestInvalid
@@ -26,6 +25,7 @@ from .clip import extract_clip, retry_when
 from .fallback import fallback_clip
 from .middleware import CancelWatcher, LiveSettings, ParentWatch, WorkerPrometheus, metrics_enabled
 from .plan import plan_render
+from .rabbit import PriorityBroker
 
 #: No Dramatiq time limit interrupts our stages: every subprocess carries its own timeout.
 NO_TIME_LIMIT_MS = 24 * 3600 * 1000
@@ -34,16 +34,17 @@ NO_TIME_LIMIT_MS = 24 * 3600 * 1000
 def setup_broker(
     settings: Settings, broker: dramatiq.Broker | None = None, *, with_worker_middleware: bool = False
 ) -> dramatiq.Broker:
-    """Make ``broker`` (by default a RabbitMQ broker on ``settings.broker_url`` with publisher
+    """Make ``broker`` (by default a priority-queue RabbitMQ broker on ``settings.broker_url``, publisher
     confirms) the process's broker and register the four actors on it, each on its own queue.
 
     ``with_worker_middleware``: also the middleware a worker process needs (the parent watch, live
     settings, the cancel watcher, Prometheus when a multiprocess directory is set, the report of
     messages that can never be processed: ``actors.rejects``). Senders leave it off.
-    Returns the broker. Connects lazily: nothing is opened until the first send or consume.
+    Returns the broker. Connects lazily: nothing is opened until the first send or consume. Its queues
+    are priority queues (``actors.rabbit``; the policy is ``pipeline.priority``).
     """
     if broker is None:
-        broker = RabbitmqBroker(url=settings.broker_url, confirm_delivery=True)
+        broker = PriorityBroker(url=settings.broker_url, confirm_delivery=True)
     if not any(isinstance(m, CurrentMessage) for m in broker.middleware):
         broker.add_middleware(CurrentMessage())
     if with_worker_middleware:

@@ -7,7 +7,7 @@ from typing import Any
 import structlog
 from dramatiq.middleware import CurrentMessage
 
-from pipeline import planning
+from pipeline import planning, priority
 from pipeline.errors import FieldProblem, JobConflict, RequestInvalid
 from pipeline.logs import bind_job, clip_event
 from pipeline.rejects import Reason
@@ -46,9 +46,10 @@ def plan_render(*args: Any, **kwargs: Any) -> None:
             if not plan.fan_out:
                 log.info("plan.skip", reason=plan.reason)
                 return None
+            rank = priority.job_priority(ctx.store, plan.job_id, plan.total)
             try:
                 for line_index, line in enumerate(plan.request.lines):
-                    send(Stage.CLIP, plan.job_id, line_index, plan.request.trace_id)
+                    send(Stage.CLIP, plan.job_id, line_index, plan.request.trace_id, priority=rank)
                     clip_event(
                         log,
                         job_id=plan.job_id,

@@ -13,13 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 import dramatiq
-from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 from pipeline.errors import ServiceUnavailable
 from pipeline.models import RenderRequest, parse_request
 from pipeline.stages import Stage
 
 from . import names
+from .rabbit import PriorityBroker
 
 
 def publish(request: dict[str, Any] | RenderRequest, broker_url: str, *, max_lines: int = 500) -> str:
@@ -39,7 +39,7 @@ def publish(request: dict[str, Any] | RenderRequest, broker_url: str, *, max_lin
         kwargs={},
         options={},
     )
-    broker = RabbitmqBroker(url=broker_url, confirm_delivery=True, middleware=[])
+    broker = PriorityBroker(url=broker_url, confirm_delivery=True, middleware=[])
     try:
         broker.enqueue(message)
     except dramatiq.errors.BrokerConnectionError as exc:

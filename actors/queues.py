@@ -1,5 +1,5 @@
 """Looking at the broker from outside a worker: queue depths per stage (passive declares: nothing is
-created) and the readiness check."""
+created), whether each stage queue has the arguments this clipline declares, and the readiness check."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pipeline.settings import Settings
 from pipeline.stages import Stage
 
 from . import names
+from .rabbit import PRECONDITION_FAILED, PriorityBroker, QueueNeedsMigration
 
 #: What a failed talk with the broker raises: pika's errors, and Dramatiq's wrapping of them on send.
 BROKER_ERRORS: tuple[type[Exception], ...] = (pika.exceptions.AMQPError, dramatiq.errors.ConnectionError)
@@ -66,5 +67,42 @@ def connect(settings: Settings, *, timeout_s: float = 3.0) -> pika.BlockingConne
 
 
 def check_broker(settings: Settings) -> None:
-    """Readiness: the broker accepts a connection. Raises when it does not."""
-    connect(settings).close()
+    """Readiness: the broker accepts a connection and no stage queue needs ``clipline queues migrate``.
+    Raises pika's AMQPError, or QueueNeedsMigration naming the first old queue."""
+    conn = connect(settings)
+    try:
+        for queue in stage_queues():
+            if queue_state(conn, queue) == "old":
+                raise QueueNeedsMigration(
+                    queue, f"not x-max-priority={expected_arguments(queue)['x-max-priority']}"
+                )
+    finally:
+        conn.close()
+
+
+def stage_queues() -> list[str]:
+    """The queues whose arguments carry ``x-max-priority``: each stage's queue and its ``.DQ``."""
+    return [q for stage in Stage for q in (names.QUEUE[stage], names.delay_queue(stage))]
+
+
+def expected_arguments(queue: str) -> dict[str, Any]:
+    """What the workers declare ``queue`` with (Dramatiq's dead-lettering plus ``x-max-priority``)."""
+    return PriorityBroker(url="amqp://unused", middleware=[]).queue_arguments(queue)
+
+
+def queue_state(conn: pika.BlockingConnection, queue: str) -> str:
+    """One of "absent" (the workers will declare it), "ok" (declared as this clipline declares it) or "old"
+    (other arguments: it needs ``clipline queues migrate``). Creates nothing."""
+    channel = conn.channel()
+    try:
+        channel.queue_declare(queue=queue, passive=True)
+    except pika.exceptions.ChannelClosedByBroker:  # 404
+        return "absent"
+    try:
+        channel.queue_declare(queue=queue, durable=True, arguments=expected_arguments(queue))
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code == PRECONDITION_FAILED:
+            return "old"
+        raise
+    channel.close()
+    return "ok"

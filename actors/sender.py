@@ -4,6 +4,10 @@ Inside a worker the actors are registered on the process's broker, and
 ``send`` uses it. A process that is not a worker (the CLI, the HTTP API, the
 sweeper, a benchmark) uses a ``Sender``: it sets the broker up once, on first
 use, and every send after that goes through the same connection.
+
+Priority (``pipeline.priority``): the fan-out gives each clip message its job's priority; a message
+sent while a message is being processed (clip -> fallback, clip -> assemble) inherits that message's
+priority, so a small job stays ahead through every stage. Without either it is 0, the lowest.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import threading
 from typing import Any
 
 import dramatiq
+from dramatiq.middleware import CurrentMessage
 
 from pipeline.settings import Settings
 from pipeline.stages import Stage
@@ -19,9 +24,18 @@ from pipeline.stages import Stage
 from . import names
 
 
-def send(stage: Stage, *args: Any) -> dramatiq.Message[Any]:
-    """Enqueue ``stage``'s message on the broker the actors are registered on (publisher confirms on)."""
-    return dramatiq.get_broker().get_actor(names.ACTOR[stage]).send(*args)
+def send(stage: Stage, *args: Any, priority: int | None = None) -> dramatiq.Message[Any]:
+    """Enqueue ``stage``'s message on the broker the actors are registered on (publisher confirms on),
+    at ``priority`` (by default the priority of the message being processed, if any)."""
+    actor = dramatiq.get_broker().get_actor(names.ACTOR[stage])
+    return actor.send_with_options(args=args, **_priority(priority))
+
+
+def _priority(priority: int | None) -> dict[str, Any]:
+    if priority is None:
+        current = CurrentMessage.get_current_message()
+        priority = current.options.get("broker_priority") if current is not None else None
+    return {} if priority is None else {"broker_priority": int(priority)}
 
 
 class Sender:
@@ -32,13 +46,13 @@ class Sender:
         self._broker: dramatiq.Broker | None = None
         self._lock = threading.Lock()
 
-    def __call__(self, stage: Stage, *args: Any) -> None:
+    def __call__(self, stage: Stage, *args: Any, priority: int | None = None) -> None:
         with self._lock:
             if self._broker is None:
                 from .broker import setup_broker
 
                 self._broker = setup_broker(self.settings)
-        self._broker.get_actor(names.ACTOR[stage]).send(*args)
+        self._broker.get_actor(names.ACTOR[stage]).send_with_options(args=args, **_priority(priority))
 
     def enqueue_plan(self, request: dict[str, Any]) -> None:
         self(Stage.PLAN, request)

@@ -5,6 +5,7 @@
     .venv/bin/python -m bench.run --only-storage   # the S3 backend against the file backend
     .venv/bin/python -m bench.run --cache --profiles cpu --caps 4 --skip-baselines --skip-storage
                                                    # the same job twice, clip cache on (issue 16.2)
+    .venv/bin/python -m bench.run --profiles cpu --fairness --draft   # only these (bench/fairness.py)
 
 Prints a table per profile and writes bench/results/latest.json. Needs the
 services ./dev.sh starts (RabbitMQ, Redis) and ffmpeg.
@@ -23,7 +24,7 @@ from typing import Any
 from clipline.dev.cdn import LoopbackCDN
 from tests.integration.redisdb import claimed_db
 
-from . import baselines, cache, job, storage
+from . import baselines, cache, fairness, job, storage
 from .harness import (
     Env,
     RssSampler,
@@ -206,7 +207,8 @@ def main() -> None:
     ap.add_argument(
         "--cache", action="store_true", help="only the clip cache re-render, per profile, at --caps"
     )
-    ap.add_argument("--out", default="bench/results/latest.json")
+    ap.add_argument("--out", help="default bench/results/latest.json (fairness.json with --fairness/--draft)")
+    fairness.add_arguments(ap)
     ap.add_argument(
         "--ref",
         metavar="GIT_REV",
@@ -232,16 +234,19 @@ def main() -> None:
     RUN_ROOT.mkdir(parents=True, exist_ok=True)
     with claimed_db("bench") as redis_url:
         try:
-            if not args.only_storage:
+            if args.fairness or args.draft:
+                results["extras"] = fairness.run(args, samples, redis_url, RUN_ROOT)
+            elif not args.only_storage:
                 run_profiles(args, job, samples, redis_url, results)
-            if not args.skip_storage:
+            if not args.skip_storage and not (args.fairness or args.draft):
                 with LoopbackCDN(samples.root, api_key=job.API_KEY, index_id=job.INDEX_ID) as cdn:
                     env = Env(RUN_ROOT / "storage", cdn.api_url, samples.media_dir, redis_url)
                     env.root.mkdir(parents=True, exist_ok=True)
                     results["storage"] = storage.compare(env, cdn)
         finally:
             drop_vhost()
-    out = Path(args.out)
+    extras_only = args.fairness or args.draft
+    out = Path(args.out or ("bench/results/fairness.json" if extras_only else "bench/results/latest.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str))
     print_table(results)

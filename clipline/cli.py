@@ -19,7 +19,7 @@ from pipeline.models import JobStatus
 from pipeline.settings import Settings, get_settings
 from pipeline.stages import Stage
 
-from . import cli_db, cli_dlq, exits
+from . import cli_db, cli_dlq, cli_queues, exits
 from .exits import Exit, WaitTimeout
 from .progress import wait_for
 
@@ -255,13 +255,15 @@ def _preflight(settings: Settings) -> None:
     Raises what the first missing one raised (exit 3, naming it)."""
     from urllib.parse import unquote, urlsplit
 
-    from actors.queues import BROKER_ERRORS, check_broker
+    from actors.queues import BROKER_ERRORS, QueueNeedsMigration, check_broker
 
     ctx = Context(settings)
     ctx.store  # noqa: B018 - opening the store checks the schema revision
     ctx.redis.ping()
     try:
         check_broker(settings)
+    except QueueNeedsMigration as exc:
+        raise exits.Unavailable("broker", str(exc)) from exc
     except BROKER_ERRORS as exc:
         url = urlsplit(settings.broker_url)
         where = f"{url.hostname}:{url.port or 5672} vhost {unquote(url.path[1:]) or '/'}"
@@ -502,6 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_dlq.add_parser(sub)
     cli_db.add_parser(sub)
+    cli_queues.add_parser(sub)
 
     a = command("api", "serve the HTTP API")
     a.add_argument("--host", default="127.0.0.1")

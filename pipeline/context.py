@@ -87,10 +87,7 @@ class Context:
         return self.settings.ffprobe_path()
 
     def profile(self, request: RenderRequest) -> EncodeProfile:
-        out = request.output
-        return EncodeProfile(
-            out.width, out.height, out.fps, self.settings.x264_preset, self.settings.x264_crf
-        )
+        return EncodeProfile.for_output(request.output, self.settings.x264_preset, self.settings.x264_crf)
 
     def view(self, job_id: str) -> JobView:
         """The job's request and slots; cached, since a job's request never changes."""

@@ -13,6 +13,7 @@ from pathlib import Path
 import ffmpeg  # ffmpeg-python: graph -> argv
 
 from .frame_rule import RunCut
+from .models import OutputProfile
 
 GLOBAL_ARGS = ["-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
 #: Clip encodes report their own progress on stdout; its last ``frame=`` is the frame count written,
@@ -22,6 +23,12 @@ PROGRESS_ARGS = ["-progress", "pipe:1", "-nostats"]
 TIMESCALE = 90000
 
 
+#: Drafts (``output.quality: "draft"``): x264's fastest preset, and a quality that is enough to check
+#: the alignment of lines and footage.
+DRAFT_PRESET = "ultrafast"
+DRAFT_CRF = 28
+
+
 @dataclass(frozen=True)
 class EncodeProfile:
     width: int
@@ -29,6 +36,15 @@ class EncodeProfile:
     fps: int
     preset: str = "veryfast"
     crf: int = 20
+
+    @classmethod
+    def for_output(cls, output: OutputProfile, preset: str, crf: int) -> EncodeProfile:
+        """The clips' profile for a request's ``output``: a draft is encoded at its ``frame_size`` (a
+        quarter of the pixels) with ``DRAFT_PRESET`` and ``DRAFT_CRF``; a final one as configured."""
+        width, height = output.frame_size
+        if output.quality == "draft":
+            return cls(width, height, output.fps, DRAFT_PRESET, DRAFT_CRF)
+        return cls(width, height, output.fps, preset, crf)
 
     def output_kwargs(self, frames: int) -> dict[str, object]:
         return {

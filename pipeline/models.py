@@ -109,10 +109,30 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+Quality = Literal["final", "draft"]
+
+
 class OutputProfile(_Strict):
     width: int = Field(1280, ge=16, le=3840, multiple_of=2)
     height: int = Field(720, ge=16, le=2160, multiple_of=2)
     fps: int = Field(30, ge=1, le=60)
+    quality: Quality = Field(
+        default="final",
+        description='"draft" for alignment review: a quarter of the pixels (half width and height, even), '
+        "the fastest encoder preset, the same timeline and frame counts; marked as draft in report.json "
+        "and the status object (the file is still final.mp4)",
+    )
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of the video rendered: the request's, or half of each (even) for a draft."""
+        if self.quality == "final":
+            return self.width, self.height
+        return _even_half(self.width), _even_half(self.height)
+
+
+def _even_half(pixels: int) -> int:
+    return max(2, pixels // 4 * 2)
 
 
 class Audio(_Strict):
@@ -248,10 +268,15 @@ class RenderRequest(_Strict):
 
         trace_id is left out: it describes the delivery, not the video, and is
         generated when absent, so a plain resubmission must still match; so is
-        schema_version (the envelope), and metadata when there is none, so the
-        hashes of jobs recorded before those fields existed still match.
+        schema_version (the envelope), metadata when there is none and
+        output.quality when it is "final", so the hashes of jobs recorded
+        before those fields existed still match.
         """
-        leave_out = {"trace_id", "schema_version"} | ({"metadata"} if self.metadata is None else set())
+        leave_out: dict[str, Any] = {"trace_id": True, "schema_version": True}
+        if self.metadata is None:
+            leave_out["metadata"] = True
+        if self.output.quality == "final":  # as before the field existed
+            leave_out["output"] = {"quality"}
         body = json.dumps(self.model_dump(mode="json", exclude=leave_out), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(body.encode()).hexdigest()
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, Field
 
 from .clip_stats import ClipCounts, ClipStats
-from .models import SCHEMA_VERSION, JobStatus
+from .models import SCHEMA_VERSION, JobStatus, Quality
 
 
 def as_utc(value: datetime) -> datetime:
@@ -54,6 +54,10 @@ class Job(BaseModel):
     attempt: int = Field(ge=1, description="1 for the first attempt, +1 per retry")
     output_path: str | None = Field(description="where final.mp4 is on the workers' side (path or s3:// URI)")
     report_path: str | None
+    quality: Quality = Field(
+        default="final",
+        description='the request\'s output.quality: "draft" renders at a quarter of the pixels',
+    )
     output_url: str | None = Field(
         description="where to download final.mp4: a presigned URL (S3 store, lives CLIPLINE_S3_URL_TTL_S) or "
         "the API's /jobs/{id}/video under CLIPLINE_API_PUBLIC_URL; null until the job has a video"

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from .clip_stats import ClipStats
 from .context import JobView
-from .models import SCHEMA_VERSION, CacheResult, ClipOutcome, ClipRecord, JobStatus, Reuse
+from .models import SCHEMA_VERSION, CacheResult, ClipOutcome, ClipRecord, JobStatus, Quality, Reuse
 
 
 class SlotRow(BaseModel):
@@ -92,8 +92,12 @@ class ReportSummary(BaseModel):
 
 class ReportOutput(BaseModel):
     path: str | None
-    width: int
-    height: int
+    quality: Quality = Field(
+        default="final",
+        description='"draft": rendered for alignment review at a quarter of the pixels; not for release',
+    )
+    width: int = Field(description="of the video written: half the requested width for a draft")
+    height: int = Field(description="of the video written: half the requested height for a draft")
     fps: int
     expected_frames: int
     measured_frames: int | None
@@ -237,8 +241,9 @@ def build_report(
         error=error,
         output=ReportOutput(
             path=output_path,
-            width=req.output.width,
-            height=req.output.height,
+            quality=req.output.quality,
+            width=req.output.frame_size[0],
+            height=req.output.frame_size[1],
             fps=req.output.fps,
             expected_frames=total_frames,
             measured_frames=measured_frames,

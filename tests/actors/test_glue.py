@@ -119,3 +119,22 @@ def test_done_without_fire_sends_nothing(broker: StubBroker, monkeypatch) -> Non
     run_worker(broker, names.QUEUE[Stage.CLIP])
     assert broker.queues[names.QUEUE[Stage.ASSEMBLE]].qsize() == 0
     assert broker.queues[names.QUEUE[Stage.FALLBACK]].qsize() == 0
+
+
+def test_a_clip_sent_with_a_priority_passes_it_to_its_fallback_and_its_retries(
+    broker: StubBroker, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    # Given a clip message sent at priority 4 (the fan-out's), retried once, then given up to fallback
+    _stub_run_clip(monkeypatch, [clipstage.Retry(OSError("503")), clipstage.Fallback("gone")], [])
+    broker.get_actor("extract_clip").send_with_options(args=("job-p", 2, "t"), broker_priority=4)
+    run_worker(broker, names.QUEUE[Stage.CLIP])
+    # Then the fallback message carries the same priority
+    msg = dramatiq.Message.decode(broker.queues[names.QUEUE[Stage.FALLBACK]].get())
+    assert msg.options.get("broker_priority") == 4
+
+
+def test_send_outside_a_message_has_no_priority_unless_given(broker: StubBroker) -> None:
+    from actors.sender import send
+
+    assert "broker_priority" not in send(Stage.ASSEMBLE, "job-q", "t").options
+    assert send(Stage.CLIP, "job-q", 0, "t", priority=3).options["broker_priority"] == 3

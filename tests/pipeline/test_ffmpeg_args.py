@@ -17,6 +17,7 @@ from pipeline.ffmpeg_args import (
     song_argv,
 )
 from pipeline.frame_rule import RunCut
+from pipeline.models import OutputProfile
 
 PROFILE = EncodeProfile(1280, 720, 30, "veryfast", 20)
 ENCODE = [
@@ -175,3 +176,18 @@ def test_the_song_is_encoded_once_padded_or_cut_to_the_video_length() -> None:
         "mp4",
         "/w/audio/.track.m4a.tmp",
     ]
+
+
+def test_a_draft_encodes_a_quarter_of_the_pixels_with_the_fastest_preset_at_the_same_fps() -> None:
+    final = EncodeProfile.for_output(OutputProfile(width=1280, height=720, fps=30), "veryfast", 20)
+    draft = EncodeProfile.for_output(
+        OutputProfile(width=1280, height=720, fps=30, quality="draft"), "veryfast", 20
+    )
+    assert final == EncodeProfile(1280, 720, 30, "veryfast", 20)
+    assert draft == EncodeProfile(640, 360, 30, "ultrafast", 28)
+    assert draft.width * draft.height * 4 == final.width * final.height
+    # the frame count written is the slot's, draft or not
+    assert draft.output_kwargs(42)["frames:v"] == final.output_kwargs(42)["frames:v"] == 42
+    # odd halves are rounded down to even (yuv420p needs even sizes)
+    odd = EncodeProfile.for_output(OutputProfile(width=1078, height=202, fps=25, quality="draft"), "slow", 18)
+    assert (odd.width, odd.height) == (538, 100)

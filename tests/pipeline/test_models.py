@@ -138,11 +138,15 @@ def test_fingerprint_tracks_the_body() -> None:
 
 
 def test_fingerprints_of_jobs_recorded_before_schema_version_and_metadata_still_match() -> None:
-    # The hash as it was computed before the two fields existed (a job recorded by the previous release)
+    # The hash as it was computed before the fields existed (a job recorded by an earlier release)
     req = parse_request(request())
-    old_body = req.model_dump(mode="json", exclude={"trace_id", "schema_version", "metadata"})
+    assert req.output.quality == "final"
+    leave_out: Any = {"trace_id": True, "schema_version": True, "metadata": True, "output": {"quality"}}
+    old_body = req.model_dump(mode="json", exclude=leave_out)
     old = hashlib.sha256(json.dumps(old_body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
     assert req.fingerprint() == old
+    # and a draft of the same body is another body
+    assert parse_request(request(output={"quality": "draft"})).fingerprint() != old
 
 
 def test_every_problem_is_listed_with_its_field_path() -> None:
@@ -204,3 +208,10 @@ def test_the_lines_order_is_checked_even_when_a_line_has_its_own_problem() -> No
     with pytest.raises(RequestInvalid) as err:
         parse_request(request(lines=[line(0, 1000), line("soon", 1500)]))  # type: ignore[arg-type]
     assert [p.field for p in err.value.problems] == ["lines[1].start_ms"]
+
+
+def test_output_quality_defaults_to_final_and_only_final_or_draft_is_accepted() -> None:
+    assert parse_request(request()).output.quality == "final"
+    draft = parse_request(request(output={"width": 640, "height": 360, "quality": "draft"}))
+    assert draft.output.frame_size == (320, 180) and draft.output.fps == 30
+    assert field_of(request(output={"quality": "preview"})) == "output.quality"

@@ -9,7 +9,7 @@ from pipeline.report import build_report
 from pipeline.timeline import build_slots
 
 
-def view() -> JobView:
+def view(**output: object) -> JobView:
     lines = [
         {
             "text": f"第{i}句",
@@ -23,7 +23,8 @@ def view() -> JobView:
         }
         for i in range(4)
     ]
-    req = parse_request({"job_id": "r1", "output": {"width": 320, "height": 180, "fps": 30}, "lines": lines})
+    out = {"width": 320, "height": 180, "fps": 30, **output}
+    req = parse_request({"job_id": "r1", "output": out, "lines": lines})
     return JobView(req, build_slots(req))
 
 
@@ -101,3 +102,23 @@ def test_a_slot_without_a_record_shows_as_failed() -> None:
     assert {s.outcome for s in r.slots} == {"failed"}
     assert r.summary.failed == 4
     assert "so the job failed" in r.summary.missing_footage[0].action
+
+
+def test_a_draft_report_says_draft_with_the_size_written_and_the_same_frames() -> None:
+    records = {i: ClipRecord(i, "ok", video_id="v", attempts=1, frames=30) for i in range(4)}
+    final, draft = (
+        build_report(
+            v,
+            records,
+            status=JobStatus.COMPLETED,
+            output_path="/o/r1/final.mp4",
+            total_frames=120,
+            measured_frames=120,
+            clip_stats=ClipStats(total=4),
+        )
+        for v in (view(), view(quality="draft"))
+    )
+    assert (final.output.quality, final.output.width, final.output.height) == ("final", 320, 180)
+    assert (draft.output.quality, draft.output.width, draft.output.height) == ("draft", 160, 90)
+    assert draft.output.expected_frames == final.output.expected_frames == 120
+    assert [r.model_dump() for r in draft.slots] == [r.model_dump() for r in final.slots]

@@ -1,0 +1,45 @@
+"""Draft mode end to end: ``output.quality: "draft"`` renders a quarter of the pixels, the same frames,
+and says draft in report.json and the status object (the file keeps its contract name final.mp4)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from clipline.dev.samples import count_frames
+from pipeline.subprocesses import run
+
+from .conftest import Stack, new_job_id
+from .faultkit import init_db, small_request, submit, wait_final
+
+pytestmark = pytest.mark.integration
+
+
+def size(video: Path) -> tuple[int, int]:
+    argv = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height"]
+    out = json.loads(run([*argv, "-of", "json", str(video)], timeout_s=30).stdout)["streams"][0]
+    return int(out["width"]), int(out["height"])
+
+
+def test_a_draft_renders_a_quarter_of_the_pixels_with_the_same_frames_marked_draft(stack: Stack) -> None:
+    init_db(stack)
+    stack.start_workers("--stage", "all", "--concurrency", "2")
+    # Given a 3-line request at 320x180, 30 fps, asked as a draft
+    job_id = new_job_id("draft")
+    request = small_request(stack, job_id, 3, audio=False)
+    request["output"]["quality"] = "draft"
+    submit(stack, request)
+    result = wait_final(stack, job_id)
+    # Then the status object says draft, and the video is final.mp4 at 160x90 with every frame
+    assert result["status"] == "COMPLETED" and result["quality"] == "draft"
+    final = Path(result["output_path"])
+    assert final.name == "final.mp4"
+    assert size(final) == (160, 90)
+    assert count_frames(final) == 3 * 30
+    # and report.json says draft, with the size written
+    report = json.loads(Path(result["report_path"]).read_text())
+    assert report["output"]["quality"] == "draft"
+    assert (report["output"]["width"], report["output"]["height"]) == (160, 90)
+    assert report["output"]["expected_frames"] == report["output"]["measured_frames"] == 90
