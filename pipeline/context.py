@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from functools import cached_property
 import redis
 
 from .completion import Completion
-from .ffmpeg_args import EncodeProfile
+from .ffmpeg_args import EncodeProfile, encoder_threads
 from .limits import ClusterLimit
 from .liveconfig import LiveConfig
 from .models import RenderRequest
@@ -89,7 +90,12 @@ class Context:
     def profile(self, request: RenderRequest) -> EncodeProfile:
         out = request.output
         return EncodeProfile(
-            out.width, out.height, out.fps, self.settings.x264_preset, self.settings.x264_crf
+            out.width,
+            out.height,
+            out.fps,
+            self.settings.x264_preset,
+            self.settings.x264_crf,
+            encoder_threads(os.cpu_count() or 1, self.settings.render_clip_concurrency),
         )
 
     def view(self, job_id: str) -> JobView:

@@ -29,9 +29,11 @@ class EncodeProfile:
     fps: int
     preset: str = "veryfast"
     crf: int = 20
+    threads: int = 0  # x264's threads; 0: x264 picks (1.5 per core), see ``encoder_threads``
 
     def output_kwargs(self, frames: int) -> dict[str, object]:
         return {
+            **({"threads": self.threads} if self.threads > 0 else {}),
             "frames:v": frames,
             "c:v": "libx264",
             "preset": self.preset,
@@ -47,6 +49,13 @@ class EncodeProfile:
             "map_metadata": -1,
             "f": "mp4",
         }
+
+
+def encoder_threads(cpus: int, concurrent_clips: int) -> int:
+    """x264 threads per clip when ``concurrent_clips`` encodes share ``cpus`` cores: the cores' share,
+    at least 1. x264's own default (1.5 threads per core, in every encode) oversubscribes the cores
+    when several clips encode at once and spends CPU on frame threading that buys no wall time."""
+    return max(1, cpus // max(1, concurrent_clips))
 
 
 def _with_globals(ffmpeg_bin: str, args: list[str]) -> list[str]:

@@ -175,3 +175,15 @@ def test_the_song_is_encoded_once_padded_or_cut_to_the_video_length() -> None:
         "mp4",
         "/w/audio/.track.m4a.tmp",
     ]
+
+
+def test_x264_threads_are_the_cores_share_of_the_clips_encoding_at_once() -> None:
+    from pipeline.ffmpeg_args import encoder_threads
+
+    assert encoder_threads(2, 4) == 1  # more clips than cores: one thread each, never 0
+    assert encoder_threads(16, 4) == 4
+    assert encoder_threads(8, 0) == 8
+    profile = EncodeProfile(640, 360, 30, threads=1)
+    black = placeholder_argv("ffmpeg", Path("o.mp4"), frames=30, profile=profile)
+    assert black[black.index("-threads") + 1] == "1"
+    assert "-threads" not in placeholder_argv("ffmpeg", Path("o.mp4"), frames=30, profile=PROFILE)
