@@ -14,6 +14,10 @@ from pipeline.models import parse_request
 from pipeline.timeline import build_slots
 
 WIDTH, HEIGHT, FPS, SEGMENT_S = 640, 360, 30, 4.0
+#: One keyframe a second (a 30-frame GOP) in 4 s segments, like most CDN encodes (1-2 s GOPs in 4-6 s
+#: segments). Until issue 16.1's follow-up the sources had one keyframe per segment, which hid
+#: clipline's start at the keyframe before the window (the bare ``-ss`` decodes from the segment start).
+KEYFRAME_S = 1.0
 SOURCES = [SourceSpec(f"v{i:02d}", duration_s=60.0) for i in range(6)] + [
     SourceSpec("v_short", duration_s=8.0)
 ]
@@ -22,7 +26,14 @@ API_KEY, INDEX_ID = "bench-key", "bench-index"
 
 def media(cache: Path) -> SampleSet:
     return build_sample_set(
-        cache, SOURCES, song_s=240.0, width=WIDTH, height=HEIGHT, fps=FPS, segment_s=SEGMENT_S
+        cache,
+        SOURCES,
+        song_s=240.0,
+        width=WIDTH,
+        height=HEIGHT,
+        fps=FPS,
+        segment_s=SEGMENT_S,
+        keyframe_s=KEYFRAME_S,
     )
 
 

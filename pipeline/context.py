@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from functools import cached_property
 import redis
 
 from .completion import Completion
-from .ffmpeg_args import EncodeProfile
+from .ffmpeg_args import EncodeProfile, encoder_threads
 from .limits import ClusterLimit
 from .liveconfig import LiveConfig
 from .models import RenderRequest
@@ -87,7 +88,10 @@ class Context:
         return self.settings.ffprobe_path()
 
     def profile(self, request: RenderRequest) -> EncodeProfile:
-        return EncodeProfile.for_output(request.output, self.settings.x264_preset, self.settings.x264_crf)
+        threads = encoder_threads(os.cpu_count() or 1, self.settings.render_clip_concurrency)
+        return EncodeProfile.for_output(
+            request.output, self.settings.x264_preset, self.settings.x264_crf, threads=threads
+        )
 
     def view(self, job_id: str) -> JobView:
         """The job's request and slots; cached, since a job's request never changes."""

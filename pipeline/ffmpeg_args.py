@@ -36,18 +36,20 @@ class EncodeProfile:
     fps: int
     preset: str = "veryfast"
     crf: int = 20
+    threads: int = 0  # x264's threads; 0: x264 picks (1.5 per core), see ``encoder_threads``
 
     @classmethod
-    def for_output(cls, output: OutputProfile, preset: str, crf: int) -> EncodeProfile:
+    def for_output(cls, output: OutputProfile, preset: str, crf: int, *, threads: int = 0) -> EncodeProfile:
         """The clips' profile for a request's ``output``: a draft is encoded at its ``frame_size`` (a
         quarter of the pixels) with ``DRAFT_PRESET`` and ``DRAFT_CRF``; a final one as configured."""
         width, height = output.frame_size
         if output.quality == "draft":
-            return cls(width, height, output.fps, DRAFT_PRESET, DRAFT_CRF)
-        return cls(width, height, output.fps, preset, crf)
+            return cls(width, height, output.fps, DRAFT_PRESET, DRAFT_CRF, threads)
+        return cls(width, height, output.fps, preset, crf, threads)
 
     def output_kwargs(self, frames: int) -> dict[str, object]:
         return {
+            **({"threads": self.threads} if self.threads > 0 else {}),
             "frames:v": frames,
             "c:v": "libx264",
             "preset": self.preset,
@@ -63,6 +65,13 @@ class EncodeProfile:
             "map_metadata": -1,
             "f": "mp4",
         }
+
+
+def encoder_threads(cpus: int, concurrent_clips: int) -> int:
+    """x264 threads per clip when ``concurrent_clips`` encodes share ``cpus`` cores: the cores' share,
+    at least 1. x264's own default (1.5 threads per core, in every encode) oversubscribes the cores
+    when several clips encode at once and spends CPU on frame threading that buys no wall time."""
+    return max(1, cpus // max(1, concurrent_clips))
 
 
 def _with_globals(ffmpeg_bin: str, args: list[str]) -> list[str]:

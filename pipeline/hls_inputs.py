@@ -12,7 +12,8 @@ started at the keyframe at or before its first pick, so decoding starts there
 rather than at the start of the segment: an MPEG-TS run from that keyframe's
 packet (``mpegts.from_position``), an fMP4 run (byte ranges included) by
 rewriting the fragment that holds it (``fmp4.from_sample``). The cut file is
-probed again and the run's timestamps follow any shift, so the frame rule
+probed again (unless it is MPEG-TS far from a timestamp wrap: the same PES, the same
+PTS) and the run's timestamps follow any shift, so the frame rule
 picks the same frames. (A local copy seeks to its keyframe through its index:
 ``cutting.cut_from_local``.)
 """
@@ -197,6 +198,16 @@ class HlsInputs:
         out.write_bytes(cut)
         return out
 
+    def _shift_after_cut(self, cut: Path, fmt: str, probe: VideoProbe, key_pts: int) -> int:
+        """How far ffmpeg's timestamps for the cut run are from the whole run's (ticks): 0 without a
+        probe for an MPEG-TS run far from a timestamp wrap (``mpegts.suffix_reads_the_same``: the
+        bytes from the keyframe on are the same PES with the same PTS), else measured by ffprobe."""
+        if fmt == "mpegts" and mpegts.suffix_reads_the_same(probe.display_pts):
+            return 0
+        again = video_packets(self.ctx.ffprobe, cut, fmt, first_only=True, what=cut.name)
+        self.out.cpu_ms += again.cpu_ms or 0
+        return again.first_key.pts - key_pts
+
     def _start_at_keyframes(
         self,
         groups: list[list[Segment]],
@@ -222,10 +233,7 @@ class HlsInputs:
                 cut = self._fmp4_from_sample(path, probe, n)
             run = runs[i]
             if key is not None and cut is not None:
-                fmt = groups[i][0].container
-                again = video_packets(self.ctx.ffprobe, cut, fmt, first_only=True, what=cut.name)
-                self.out.cpu_ms += again.cpu_ms or 0
-                delta = again.first_key.pts - key.pts
+                delta = self._shift_after_cut(cut, groups[i][0].container, probe, key.pts)
                 # the anchor offset must be measured from the same frame: keep the run's timeline
                 run = replace(run, pts=tuple(p + delta for p in run.pts if p >= key.pts))
                 path = cut

@@ -14,6 +14,13 @@ from collections.abc import Iterable
 
 PACKET = 188
 SYNC = 0x47
+#: PTS are 33-bit counters of a 90 kHz clock.
+PTS_WRAP = 1 << 33
+#: ffmpeg's demuxer places its wrap reference 60 s before a file's first timestamp and, for a first
+#: timestamp within the last eighth of the counter, subtracts the wrap from timestamps after it.
+_WRAP_REFERENCE_TICKS = 60 * 90_000
+#: Margin for the first packet being another stream's (audio) or a decode timestamp: 10 s.
+_MARGIN_TICKS = 10 * 90_000
 
 
 class NotTransportStream(ValueError):
@@ -80,6 +87,25 @@ def _program_tables(data: bytes) -> list[bytes]:
         if i is not None:
             tables.append(data[i : i + PACKET])
     return tables
+
+
+def suffix_reads_the_same(pts: tuple[int, ...] | list[int]) -> bool:
+    """True when any suffix of a stream whose video timestamps (as ffmpeg reads the whole stream) are
+    ``pts`` is read by ffmpeg with the same timestamps, so ``from_position`` needs no probe after it.
+
+    ffmpeg reads raw PTS unchanged unless its wrap correction applies: it does not when every timestamp
+    is a raw one (in [0, 2^33)), they span well under the 60 s between a file's first timestamp and its
+    wrap reference, and none is in the last eighth of the counter (where it subtracts). Otherwise (a run
+    across a wrap, or near one) the caller probes the suffix.
+    """
+    if not pts:
+        return False
+    low, high = min(pts), max(pts)
+    return (
+        low >= 0
+        and high < PTS_WRAP - (PTS_WRAP >> 3) - _MARGIN_TICKS
+        and high - low < _WRAP_REFERENCE_TICKS - _MARGIN_TICKS
+    )
 
 
 def from_position(data: bytes, pos: int) -> bytes:

@@ -58,3 +58,16 @@ def test_sample_set_is_built_once_and_reused(tmp_path: Path) -> None:
     assert again == first and again.song.stat().st_mtime_ns == stamp  # cached: not made again
     other = build_sample_set(tmp_path, specs, song_s=3.0, width=160, height=90, fps=30, segment_s=1.0)
     assert other.root != first.root  # other parameters, another cache entry
+
+
+def test_hls_source_may_have_several_keyframes_per_segment(tmp_path: Path) -> None:
+    from pipeline.probe import video_packets
+
+    playlist = make_hls_source(
+        tmp_path, "v", duration_s=2.0, width=160, height=90, fps=30, segment_s=1.0, keyframe_s=0.5
+    )
+    parsed = parse_playlist(playlist.read_text(), "http://127.0.0.1/hls/v/index.m3u8")
+    assert isinstance(parsed, MediaPlaylist) and len(parsed.segments) == 2
+    probe = video_packets("ffprobe", playlist.parent / "seg_00001.ts", "mpegts")
+    first = min(p.pts for p in probe.packets)
+    assert sorted((p.pts - first) // 3000 for p in probe.packets if p.key) == [0, 15]

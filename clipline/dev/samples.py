@@ -120,15 +120,18 @@ def make_hls_source(
     height: int = 180,
     fps: int = 30,
     segment_s: float = 2.0,
+    keyframe_s: float | None = None,
     ffmpeg: str = "ffmpeg",
 ) -> Path:
+    """An HLS VOD of the frame-coded pattern: a keyframe every ``keyframe_s`` (default: one per segment;
+    a divisor of ``segment_s`` keeps one at every segment start, like CDN encodes with short GOPs)."""
     final = root / "hls" / video_id
     tmp = root / "hls" / f".{video_id}.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     hls = [
         "-force_key_frames",
-        f"expr:gte(t,n_forced*{segment_s:g})",
+        f"expr:gte(t,n_forced*{keyframe_s or segment_s:g})",
         "-sc_threshold",
         "0",
         "-f",
@@ -245,6 +248,7 @@ def build_sample_set(
     height: int = 180,
     fps: int = 30,
     segment_s: float = 2.0,
+    keyframe_s: float | None = None,
     ffmpeg: str = "ffmpeg",
 ) -> SampleSet:
     """Make (or reuse from ``cache_dir``) the sources, local copies and song described."""
@@ -255,6 +259,7 @@ def build_sample_set(
         "height": height,
         "fps": fps,
         "segment_s": segment_s,
+        "keyframe_s": keyframe_s,
         # Any change to how samples are made (this file) makes a new cache entry: a stale sample set
         # made by an older generator is never reused.
         "generator": hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16],
@@ -277,6 +282,7 @@ def build_sample_set(
                     s.video_id,
                     duration_s=s.duration_s,
                     segment_s=segment_s,
+                    keyframe_s=keyframe_s,
                     **size,
                 )
             )

@@ -191,3 +191,15 @@ def test_a_draft_encodes_a_quarter_of_the_pixels_with_the_fastest_preset_at_the_
     # odd halves are rounded down to even (yuv420p needs even sizes)
     odd = EncodeProfile.for_output(OutputProfile(width=1078, height=202, fps=25, quality="draft"), "slow", 18)
     assert (odd.width, odd.height) == (538, 100)
+
+
+def test_x264_threads_are_the_cores_share_of_the_clips_encoding_at_once() -> None:
+    from pipeline.ffmpeg_args import encoder_threads
+
+    assert encoder_threads(2, 4) == 1  # more clips than cores: one thread each, never 0
+    assert encoder_threads(16, 4) == 4
+    assert encoder_threads(8, 0) == 8
+    profile = EncodeProfile(640, 360, 30, threads=1)
+    black = placeholder_argv("ffmpeg", Path("o.mp4"), frames=30, profile=profile)
+    assert black[black.index("-threads") + 1] == "1"
+    assert "-threads" not in placeholder_argv("ffmpeg", Path("o.mp4"), frames=30, profile=PROFILE)

@@ -44,3 +44,20 @@ def test_from_position_puts_the_program_tables_first() -> None:
     assert out[-188:] == data[-188:]
     with pytest.raises(mpegts.NotTransportStream):
         mpegts.from_position(data, 100)
+
+
+def test_a_suffix_far_from_the_wrap_reads_the_same_and_needs_no_probe() -> None:
+    assert mpegts.suffix_reads_the_same([900_000 + 3000 * i for i in range(240)])
+    assert mpegts.suffix_reads_the_same([0, 3000, 6000])
+
+
+def test_a_run_across_or_near_the_timestamp_wrap_is_probed_again() -> None:
+    wrap = mpegts.PTS_WRAP
+    # ffmpeg read it with the wrap added (timestamps past 2^33) or subtracted (negative)
+    assert not mpegts.suffix_reads_the_same([wrap - 3000, wrap, wrap + 3000])
+    assert not mpegts.suffix_reads_the_same([-3000, 0, 3000])
+    # raw, but in the last eighth of the counter, where ffmpeg subtracts the wrap after the first packet
+    assert not mpegts.suffix_reads_the_same([wrap - 90_000 * 600, wrap - 90_000 * 599])
+    # longer than the 60 s between a file's first timestamp and ffmpeg's wrap reference
+    assert not mpegts.suffix_reads_the_same([90_000 * 100, 90_000 * 160])
+    assert not mpegts.suffix_reads_the_same([])

@@ -1,0 +1,113 @@
+"""Where one clip's CPU goes (issue 16.1): clipline's exact subprocesses against the bare ``-ss`` cut.
+
+    .venv/bin/python -m bench.clip_cpu [--video v00] [--start-ms 10300] [--length-ms 3000] [--repeat 5]
+
+Plans one window of a bench source with the pipeline's own code (``HlsInputs`` over the bench media's
+local segment files: the same joins, probes and keyframe start a worker does, without the network),
+then runs, ``--repeat`` times each, every subprocess a clip costs and the bare script's
+``ffmpeg -ss T -t W -i playlist.m3u8``, and prints the median CPU (user + system, ``wait4``) of each.
+Variants of the encode (threads, filters) are listed with ``--variants``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from pipeline import ffmpeg_args, probe
+from pipeline.ffmpeg_args import EncodeProfile
+from pipeline.frame_rule import output_times, run_cuts
+from pipeline.hls import MediaPlaylist, Segment, parse_playlist, select_segments
+from pipeline.hls_inputs import HlsInputs
+from pipeline.segments import Fetched
+from pipeline.subprocesses import run
+
+from . import job
+from .run import CACHE
+
+
+class _LocalSegments:
+    """``SegmentCache``'s interface over the bench media's files: no network, nothing counted."""
+
+    def __init__(self, folder: Path, scratch: Path) -> None:
+        self.folder, self.scratch = folder, scratch
+
+    def _path(self, seg: Segment) -> Path:
+        return self.folder / seg.uri.rsplit("/", 1)[1]
+
+    def fetch(self, job_id: str, video_id: str, group: list[Segment], **_: Any) -> Fetched:
+        return Fetched([self._path(s) for s in group], 0, 0, len(group))
+
+    def head(self, job_id: str, video_id: str, seg: Segment) -> tuple[Path, int]:
+        return self._path(seg), 0
+
+    def root(self, job_id: str, video_id: str) -> Path:
+        return self.scratch
+
+
+def _cpu_ms(argv: list[str], repeat: int) -> float:
+    return statistics.median(run(argv, timeout_s=120).cpu_ms or 0.0 for _ in range(repeat))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--video", default="v00")
+    ap.add_argument("--start-ms", type=int, default=10_300)
+    ap.add_argument("--length-ms", type=int, default=3_000)
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    samples = job.media(CACHE)
+    folder = samples.root / "hls" / args.video
+    playlist = parse_playlist((folder / "index.m3u8").read_text(), f"http://x/hls/{args.video}/index.m3u8")
+    assert isinstance(playlist, MediaPlaylist)
+    fps = job.FPS
+    frames = args.length_ms * fps // 1000
+    profile = EncodeProfile(job.WIDTH, job.HEIGHT, fps)
+    times = output_times(args.start_ms, args.length_ms, fps, frames)
+    segments = select_segments(playlist, args.start_ms, args.start_ms + args.length_ms)
+    rows: list[tuple[str, float]] = []
+    with tempfile.TemporaryDirectory(prefix="clip-cpu-") as tmp:
+        scratch = Path(tmp)
+        ctx = SimpleNamespace(ffprobe="ffprobe", segments=_LocalSegments(folder, scratch))
+        planned = HlsInputs(ctx, "j", args.video, playlist, scratch).plan(segments, times)  # type: ignore[arg-type]
+        cuts = run_cuts(planned.picks, planned.runs, fps, times)
+        out = scratch / "clip.mp4"
+        clip = ffmpeg_args.cut_argv("ffmpeg", planned.inputs, cuts, out, frames=frames, profile=profile)
+        bare = ffmpeg_args.seek_cut_argv(
+            "ffmpeg",
+            str(folder / "index.m3u8"),
+            scratch / "bare.mp4",
+            offset_s=args.start_ms / 1000,
+            window_s=args.length_ms / 1000,
+            frames=frames,
+            profile=profile,
+        )
+        joined = sorted(scratch.glob("run*.ts"))
+        measured: list[tuple[str, Callable[[], list[str]]]] = [
+            ("clipline: ffprobe of the joined run (every packet)",
+             lambda: ffmpeg_args.video_packets_argv("ffprobe", joined[0], "mpegts")),
+            ("clipline before 16.1 follow-up: ffprobe of the keyframe-started run (first packet)",
+             lambda: ffmpeg_args.video_packets_argv(
+                 "ffprobe", planned.inputs[0].path, "mpegts", first_only=True
+             )),
+            ("clipline: encode (cut_argv)", lambda: clip),
+            ("bare: ffmpeg -ss T -t W -i playlist.m3u8", lambda: bare),
+        ]
+        for name, argv in measured:
+            rows.append((name, _cpu_ms(argv(), args.repeat)))
+        decoded = probe.video_packets("ffprobe", planned.inputs[0].path, "mpegts")
+        print(f"window {args.video} {args.start_ms}+{args.length_ms} ms, {frames} frames; "
+              f"clipline decodes {len(decoded.packets)} packets from {planned.inputs[0].path.name}")
+        print("argv clipline:", " ".join(clip))
+        print("argv bare:    ", " ".join(bare))
+    for name, ms in rows:
+        print(f"{ms:8.1f} ms  {name}")
+
+
+if __name__ == "__main__":
+    main()
