@@ -215,7 +215,9 @@ def _key(ctx: Context, view: JobView, index: int) -> str | None:
     req = view.request
     clip = req.lines[index].clip
     try:
-        playlist = ctx.resolver.source_for(view.job_id, clip.video_id, clip.hls_url, req.output.height)
+        playlist = ctx.resolver.source_for(
+            view.job_id, clip.video_id, clip.hls_url, req.output.rendition_height
+        )
         segments = select_segments(playlist, clip.start_ms, clip.end_ms)
     except SourceError:
         return None  # the cut meets the same error and decides

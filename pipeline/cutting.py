@@ -92,7 +92,7 @@ def cut_from_hls(ctx: Context, view: JobView, index: int) -> ClipRecord:
     req, slot = view.request, view.slots[index]
     clip = req.lines[index].clip
     started = time.monotonic()
-    playlist = ctx.resolver.source_for(view.job_id, clip.video_id, clip.hls_url, req.output.height)
+    playlist = ctx.resolver.source_for(view.job_id, clip.video_id, clip.hls_url, req.output.rendition_height)
     need_ms = _needed_ms(view, index)
     segments = select_segments(playlist, clip.start_ms, clip.start_ms + need_ms)
     times = output_times(clip.start_ms, need_ms, slot.fps, slot.frames)

@@ -130,6 +130,12 @@ class OutputProfile(_Strict):
             return self.width, self.height
         return _even_half(self.width), _even_half(self.height)
 
+    @property
+    def rendition_height(self) -> int:
+        """The height a master playlist's rendition is chosen for: the height written (a draft's is
+        half the request's, so a draft reads a smaller rendition where the source has one)."""
+        return self.frame_size[1]
+
 
 def _even_half(pixels: int) -> int:
     return max(2, pixels // 4 * 2)

@@ -97,7 +97,9 @@ def fanned_out(ctx: Context, plan: Plan) -> None:
     (a per-video lock), it never asks again.
     """
     request = plan.request
-    resolved = ctx.resolver.prewarm(request.job_id, request.distinct_videos(), request.output.height)
+    resolved = ctx.resolver.prewarm(
+        request.job_id, request.distinct_videos(), request.output.rendition_height
+    )
     for video_id, result in resolved.items():
         if result != "ok":
             log.warning("plan.source_unresolved", video_id=video_id, error=result)

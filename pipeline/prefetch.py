@@ -71,7 +71,9 @@ def _warm(ctx: Context, view: JobView, index: int) -> None:
             return
         req, slot = view.request, view.slots[index]
         clip = req.lines[index].clip
-        playlist = ctx.resolver.source_for(view.job_id, clip.video_id, clip.hls_url, req.output.height)
+        playlist = ctx.resolver.source_for(
+            view.job_id, clip.video_id, clip.hls_url, req.output.rendition_height
+        )
         need_ms = min(clip.duration_ms, -(-slot.frames * 1000 // slot.fps))
         segments = select_segments(playlist, clip.start_ms, clip.start_ms + need_ms)
         if not any(s.gap for s in segments):

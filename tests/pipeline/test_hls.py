@@ -78,6 +78,23 @@ def test_master_playlist_picks_the_smallest_variant_tall_enough() -> None:
     assert p.pick(2160).uri == "https://cdn.example/v/1080/index.m3u8"
 
 
+def test_a_draft_reads_the_rendition_of_the_height_it_writes() -> None:
+    from pipeline.models import OutputProfile
+
+    text = """#EXTM3U
+#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION=640x360
+360/index.m3u8
+#EXT-X-STREAM-INF:BANDWIDTH=2800000,RESOLUTION=1280x720
+720/index.m3u8
+"""
+    p = parse_playlist(text, "https://cdn.example/v/master.m3u8")
+    assert isinstance(p, MasterPlaylist)
+    final = OutputProfile(width=1280, height=720, fps=30)
+    draft = OutputProfile(width=1280, height=720, fps=30, quality="draft")
+    assert p.pick(final.rendition_height).uri.endswith("/720/index.m3u8")
+    assert p.pick(draft.rendition_height).uri.endswith("/360/index.m3u8")
+
+
 @pytest.mark.parametrize(
     ("body", "match"),
     [
