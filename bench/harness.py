@@ -54,11 +54,27 @@ def cpu_figures(cpu_s: list[float]) -> dict[str, float | None]:
     }
 
 
+def _own_cpu_ticks(pid: int) -> tuple[str, int] | None:
+    """(command name, user + system clock ticks of the process itself, its children not counted)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    comm, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+    return comm, int(rest[11]) + int(rest[12])  # fields 14 and 15: utime, stime
+
+
 class RssSampler:
-    """Peak resident memory of a process and all its descendants (the worker command and its children)."""
+    """Peak resident memory of a process and all its descendants (the worker command and its children),
+    and the CPU the long-lived Python processes of the tree spent themselves while sampled (``python_cpu_s``:
+    Dramatiq, Redis and database calls, logging, segment joins; their ffmpeg/ffprobe children not counted,
+    those are each slot's ``cpu_ms``)."""
 
     def __init__(self, root_pid: int) -> None:
         self.root_pid, self.peak_total_kb, self.peak_one_kb = root_pid, 0, 0
+        self._cpu_first: dict[int, int] = {}
+        self._cpu_last: dict[int, int] = {}
+        self._first_sample = True
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -69,6 +85,27 @@ class RssSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(2)
+        self._sample_cpu(self._tree(self._table()))
+
+    @property
+    def python_cpu_s(self) -> float:
+        ticks = sum(last - self._cpu_first.get(pid, 0) for pid, last in self._cpu_last.items())
+        return round(ticks / os.sysconf("SC_CLK_TCK"), 2)
+
+    def _sample_cpu(self, tree: set[int]) -> None:
+        for pid in tree:
+            own = _own_cpu_ticks(pid)
+            if own is None or own[0] in ("ffmpeg", "ffprobe"):
+                continue
+            self._cpu_first.setdefault(pid, own[1] if self._first_sample else 0)
+            self._cpu_last[pid] = own[1]
+
+    def _tree(self, table: dict[int, tuple[int, int]]) -> set[int]:
+        tree, changed = {self.root_pid}, True
+        while changed:
+            grown = {pid for pid, (ppid, _) in table.items() if ppid in tree} | tree
+            changed, tree = grown != tree, grown
+        return tree
 
     @staticmethod
     def _table() -> dict[int, tuple[int, int]]:
@@ -87,12 +124,12 @@ class RssSampler:
         return out
 
     def _loop(self) -> None:
+        self._sample_cpu(self._tree(self._table()))
+        self._first_sample = False
         while not self._stop.wait(0.25):
             table = self._table()
-            tree, changed = {self.root_pid}, True
-            while changed:
-                grown = {pid for pid, (ppid, _) in table.items() if ppid in tree} | tree
-                changed, tree = grown != tree, grown
+            tree = self._tree(table)
+            self._sample_cpu(tree)
             rss = [table[p][1] for p in tree if p in table]
             self.peak_total_kb = max(self.peak_total_kb, sum(rss))
             self.peak_one_kb = max([self.peak_one_kb, *rss])

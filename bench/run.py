@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from datetime import datetime
@@ -42,7 +43,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "cpu": {"latency_ms": 0, "bandwidth_bps": None},
 }
 CACHE = Path(".cache/bench-media")
-RUN_ROOT = Path("/tmp/clipline-bench")
+RUN_ROOT = Path(os.environ.get("BENCH_RUN_ROOT", "/tmp/clipline-bench"))  # one per concurrent bench
 
 
 def pipeline_run(env: Env, cdn: LoopbackCDN, cap: int, label: str) -> dict[str, Any]:
@@ -63,6 +64,7 @@ def pipeline_run(env: Env, cdn: LoopbackCDN, cap: int, label: str) -> dict[str, 
         figures["bytes_ratio"] = round(figures["cdn_bytes_hls"] / figures["needed_segment_bytes"], 3)
         figures["worker_rss_mb_total"] = round(rss.peak_total_kb / 1024, 1)
         figures["worker_rss_mb_max_process"] = round(rss.peak_one_kb / 1024, 1)
+        figures["worker_python_cpu_s"] = rss.python_cpu_s
         return figures
     finally:
         workers.stop()
