@@ -174,13 +174,15 @@ def test_a_lock_held_by_a_sigkilled_process_frees_itself_within_its_lease(redis_
 
 def test_the_reconciler_frees_the_lock_of_a_dead_assembler_only(stack: Stack) -> None:
     from pipeline import heartbeat, keys, planning, reconcile
-    from pipeline.models import JobStatus
+    from pipeline.models import ClipOutcome, ClipRecord, JobStatus
 
     from .test_stages import make_ctx
 
     ctx = make_ctx(stack)
     job_id = new_job_id("deadasm")
     planning.plan(ctx, small_request(stack, job_id, 2, audio=False))
+    for i in range(2):  # every slot has its outcome: the job reached assembly
+        ctx.completion.record(job_id, i, 2, ClipRecord(i, ClipOutcome.PLACEHOLDER).to_json())
     ctx.store.advance(job_id, status=JobStatus.ASSEMBLING, progress=90)
     lock = keys.job_lock(job_id, "assemble")
     ctx.redis.set(lock, "token-of-a-live-assembler", ex=600)
