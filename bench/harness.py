@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.subprocesses import tied_to_caller
 from tests.integration.redisdb import wipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -186,6 +187,7 @@ class Workers:
             stdout=fh,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=tied_to_caller(),  # a bench killed mid-run leaves no worker behind
         )
         self.procs.append(proc)
         self.logs.append(log)

@@ -15,7 +15,7 @@ import shlex
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +45,12 @@ def die_with_parent(parent_pid: int) -> None:
         _libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
         if os.getppid() != parent_pid:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def tied_to_caller() -> Callable[[], None]:
+    """A ``preexec_fn`` that ties a child to the calling thread (``die_with_parent``): for the programs
+    that start a ``clipline worker`` themselves (the demo, the tests, the bench)."""
+    return functools.partial(die_with_parent, os.getpid())
 
 
 @dataclass(frozen=True)

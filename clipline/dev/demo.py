@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipeline.subprocesses import tied_to_caller
+
 from .cdn import LoopbackCDN
 from .samples import SourceSpec, build_sample_set
 
@@ -168,6 +170,7 @@ def main(*, lines: int = 60, concurrency: int | None = None, s3: bool = False) -
                 stdin=subprocess.DEVNULL,
                 env=dict(os.environ),
                 start_new_session=True,
+                preexec_fn=tied_to_caller(),  # a demo killed with -9 takes its worker with it
             )
         try:
             ctx = Context(settings)

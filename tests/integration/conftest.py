@@ -19,6 +19,7 @@ import pytest
 
 from clipline.dev.cdn import LoopbackCDN
 from clipline.dev.samples import SampleSet, SourceSpec, build_sample_set
+from pipeline.subprocesses import tied_to_caller
 
 from .pg import fresh_database
 from .redisdb import claimed_db
@@ -95,6 +96,7 @@ class Stack:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=tied_to_caller(),  # a test run killed mid-test leaves no worker behind
         )
         self.procs.append(proc)
         self.logs.append(log)

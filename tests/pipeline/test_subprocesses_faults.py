@@ -68,12 +68,19 @@ def test_a_child_dies_with_a_sigkilled_parent() -> None:
     assert _state(kids[0]) in (None, "Z"), "the child outlived its SIGKILLed parent"
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
-def test_a_spawned_worker_dies_with_a_sigkilled_supervisor() -> None:
+@pytest.mark.parametrize(
+    "start",
+    [
+        "spawn(['sleep', '30'])",
+        # what the demo, the tests' stack and the bench do to start a clipline worker
+        "subprocess.Popen(['sleep', '30'], start_new_session=True, preexec_fn=tied_to_caller())",
+    ],
+)
+def test_a_started_worker_dies_with_a_sigkilled_starter(start: str) -> None:
     root = Path(__file__).resolve().parents[2]
     code = (
-        f"import sys, time; sys.path.insert(0, {str(root)!r}); from pipeline.subprocesses import spawn; "
-        "spawn(['sleep', '30']); time.sleep(30)"
+        f"import subprocess, sys, time; sys.path.insert(0, {str(root)!r}); "
+        f"from pipeline.subprocesses import spawn, tied_to_caller; {start}; time.sleep(30)"
     )
     parent = subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -89,7 +96,7 @@ def test_a_spawned_worker_dies_with_a_sigkilled_supervisor() -> None:
     deadline = time.monotonic() + 5
     while _state(kids[0]) not in (None, "Z") and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _state(kids[0]) in (None, "Z"), "the spawned child outlived its SIGKILLed parent"
+    assert _state(kids[0]) in (None, "Z"), "the started child outlived its SIGKILLed parent"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
