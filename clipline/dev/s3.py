@@ -25,6 +25,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from pipeline.subprocesses import tied_to_caller
+
 #: Credentials of the loopback server (moto accepts any unless auth is on; then only these).
 ACCESS_KEY, SECRET_KEY, REGION = "AKIACLIPLINELOOPBACK", "clipline-loopback-secret", "us-east-1"
 #: Requests before moto starts checking credentials (its INITIAL_NO_AUTH_ACTION_COUNT): creating the
@@ -124,7 +126,12 @@ class LoopbackS3:
         argv += ["--part-delay-ms", str(self.part_delay_ms)]
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115 - closed on stop
         self.proc = subprocess.Popen(
-            argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=tied_to_caller(),  # dies with whoever started it
         )
         self._wait_ready()
         if self.auth:

@@ -24,6 +24,8 @@ from pathlib import Path
 import pika
 import redis
 
+from pipeline.subprocesses import tied_to_caller
+
 RABBIT_BIN = Path(os.environ.get("CLIPLINE_TEST_RABBIT_BIN", "/usr/lib/rabbitmq/bin"))
 START_TIMEOUT_S = 90.0
 
@@ -73,6 +75,7 @@ class _Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=tied_to_caller(),
             )
 
     def stop(self) -> None:

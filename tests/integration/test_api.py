@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from pipeline.subprocesses import tied_to_caller
+
 from .conftest import Stack, build_request, new_job_id
 from .private import free_port
 
@@ -35,6 +37,7 @@ def running_api(stack: Stack, **env: str) -> Iterator[httpx.Client]:
         env=full,
         stdout=log,
         stderr=subprocess.STDOUT,
+        preexec_fn=tied_to_caller(),
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -247,6 +250,7 @@ def test_readyz_names_what_is_down(stack: Stack, api: httpx.Client) -> None:
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=tied_to_caller(),
     )
     try:
         deadline, res = time.monotonic() + 30, None

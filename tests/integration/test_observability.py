@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pipeline.subprocesses import tied_to_caller
+
 from .conftest import Stack, build_request, new_job_id
 from .private import free_port
 
@@ -42,6 +44,7 @@ def test_prometheus_scrapes_the_worker_and_counts_every_clip(stack: Stack) -> No
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=tied_to_caller(),
     )
     try:
         job_id = new_job_id("prom")

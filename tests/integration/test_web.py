@@ -23,6 +23,7 @@ from playwright.sync_api import Browser, BrowserContext, Page
 from clipline.web import session
 from pipeline.models import parse_request
 from pipeline.store import JobStore
+from pipeline.subprocesses import tied_to_caller
 
 from .browser import DESKTOP, PHONE, chromium, layout_problems, screenshot, tab_through, unlabelled_controls
 from .conftest import Stack, build_request, new_job_id, stack_env
@@ -68,6 +69,7 @@ def api_server(env: dict[str, str], log_dir: Path) -> Iterator[str]:
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        preexec_fn=tied_to_caller(),
     )
     base = f"http://127.0.0.1:{port}"
     try:
