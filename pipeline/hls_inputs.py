@@ -21,12 +21,11 @@ picks the same frames. (A local copy seeks to its keyframe through its index:
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
-from . import fmp4, mpegts
+from . import files, fmp4, mpegts
 from .context import Context
 from .errors import SourceInvalid, SourceNotFound
 from .ffmpeg_args import CutInput
@@ -165,9 +164,8 @@ class HlsInputs:
             self.ctx.ffprobe, probe_path, first.container, first_only=True, what=f"segment {first.seq}"
         )
         self.out.cpu_ms += probe.cpu_ms or 0
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
-        tmp.write_text(json.dumps({"pts": probe.first_key.pts, "time_base": str(probe.time_base)}))
-        os.replace(tmp, cache)
+        # Threads of one worker (clips, prefetch) may write it at once: a temporary name per thread.
+        files.write_json_atomic(cache, {"pts": probe.first_key.pts, "time_base": str(probe.time_base)})
         return Anchor(discontinuity, time_s, probe.first_key.pts, probe.time_base, wraps)
 
     def _account(self, nbytes: int, fetched: int, shared: int) -> None:

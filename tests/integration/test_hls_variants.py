@@ -320,3 +320,44 @@ def test_an_aes_key_on_a_host_not_allowed_is_never_fetched(
         with pytest.raises(SourceInvalid, match="'localhost' is not in CLIPLINE_ALLOWED_HOSTS"):
             cutting.cut_from_hls(Context(settings), view, 0)
         assert cdn.count("/hls/aes/k.key") == 0
+
+
+def test_threads_anchoring_one_source_at_once_do_not_trip_over_each_other(
+    corpus_cdn: LoopbackCDN, ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clip thread and a prefetch thread of one worker may anchor the same discontinuity at once:
+    both write its cached anchor, and neither may fail (each needs a temporary name of its own)."""
+    import os
+    import threading
+
+    variant = corpus.VARIANTS["ts"][1]
+    view = view_for(corpus_cdn.url(f"hls/ts/{variant.playlist}"), [(2500, 3600, 1100)])
+    playlist = ctx.resolver.source_for(view.job_id, "v", view.request.lines[0].clip.hls_url, 90)
+    real_replace, meet = os.replace, threading.Barrier(2)
+
+    def replace_together(src: Any, dst: Any) -> None:
+        if Path(dst).name == "anchor-0.json":
+            meet.wait(10)  # both threads have written their temporary file: now both publish it
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_together)
+    for attempt in range(2):
+        cache = ctx.segments.root(view.job_id, "v") / "anchor-0.json"
+        cache.unlink(missing_ok=True)
+        errors: list[BaseException] = []
+
+        def anchor(scratch: Path, errors: list[BaseException]) -> None:
+            try:
+                HlsInputs(ctx, view.job_id, "v", playlist, scratch)._anchor(0)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=anchor, args=(tmp_path / f"{attempt}-{n}", errors)) for n in range(2)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert errors == [], errors
+        assert cache.exists()
