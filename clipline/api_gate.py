@@ -17,8 +17,6 @@ Every refusal closes the connection (``Connection: close``): the unread rest of 
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -105,8 +103,8 @@ class RequestGate:
 
 def _unauthorised(request: Request, state: session.Access) -> Response:
     if request.url.path.startswith("/ui/"):  # a form of the page: log in (again), then come back
-        why = "expired" if state is session.Access.EXPIRED else "needed"
-        query = urlencode({"next": request.url.path, "why": why})
-        return RedirectResponse(f"/login?{query}", status_code=303, headers=_CLOSE)
+        return RedirectResponse(
+            session.login_location(request.url.path, state), status_code=303, headers=_CLOSE
+        )
     headers = {"WWW-Authenticate": "Bearer", **_CLOSE}
     return error_response(ErrorCode.UNAUTHORIZED, "missing or wrong bearer token", headers=headers)

@@ -119,14 +119,6 @@ def client(policy: netguard.Policy, timeout_s: float) -> httpx.Client:
         return c
 
 
-def check_url(url: str, allowed_hosts: frozenset[str] = frozenset()) -> None:
-    """Scheme and allowlist only (no request): SourceInvalid naming what is wrong."""
-    try:
-        netguard.check_url(url, netguard.Policy(allowed_hosts, True))
-    except netguard.Refused as exc:
-        raise SourceInvalid(str(exc), url=url) from exc
-
-
 def _retry_after(resp: httpx.Response) -> float | None:
     value = resp.headers.get("retry-after")
     try:

@@ -37,9 +37,8 @@ def build_router(ctx: Context, enqueue: jobs.Enqueue) -> APIRouter:
         state = session.access(request, token)
         if state in (session.Access.OPEN, session.Access.GRANTED):
             return None
-        why = "expired" if state is session.Access.EXPIRED else "needed"
         here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse(f"/login?{_qs(next=here, why=why)}", status_code=303)
+        return RedirectResponse(session.login_location(here, state), status_code=303)
 
     def logged_in() -> bool:
         return bool(token)
@@ -240,7 +239,3 @@ def _t(request: Request, key: str) -> str:
 
 def _problem(request: Request, key: str) -> Problem:
     return Problem(_t(request, key))
-
-
-def _qs(**params: str) -> str:
-    return urlencode(params)

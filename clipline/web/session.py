@@ -16,6 +16,7 @@ import hmac
 import secrets
 import time
 from enum import Enum
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -66,6 +67,12 @@ def bearer_ok(token: str, authorization: str | None) -> bool:
         return False
     given = authorization.removeprefix("Bearer ").strip()
     return hmac.compare_digest(given.encode("utf-8", "replace"), token.encode())
+
+
+def login_location(next_url: str, state: Access) -> str:
+    """Where a page request without a valid session goes: the login form, then back to ``next_url``."""
+    why = "expired" if state is Access.EXPIRED else "needed"
+    return f"/login?{urlencode({'next': next_url, 'why': why})}"
 
 
 def access(request: Request, token: str | None) -> Access:
