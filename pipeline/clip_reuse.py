@@ -71,17 +71,16 @@ def twin_group(view: JobView, index: int) -> str:
     return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]
 
 
-def twins(view: JobView, index: int) -> list[int]:
-    """The other slots of the job with the same video and source window."""
-    group = twin_group(view, index)
-    return [s.index for s in view.slots if s.index != index and twin_group(view, s.index) == group]
+def has_twins(view: JobView, index: int, group: str) -> bool:
+    """Whether another slot of the job has the same video and source window (``group``)."""
+    return any(s.index != index and twin_group(view, s.index) == group for s in view.slots)
 
 
 def cut_once(ctx: Context, view: JobView, index: int) -> ClipRecord:
     """The slot's clip, cut from HLS unless a twin's clip or a cache entry can make it."""
-    if not twins(view, index):
-        return _cached_or_cut(ctx, view, index)
     group = twin_group(view, index)
+    if not has_twins(view, index, group):
+        return _cached_or_cut(ctx, view, index)
     s = ctx.settings
     wait_s = s.ffmpeg_timeout_s + 4 * s.http_timeout_s + 30
     entered = False
@@ -198,10 +197,7 @@ def _validator(ctx: Context, url: str) -> str | None:
     s = ctx.settings
     try:
         headers = fetch.head(url, policy=netguard.Policy.of(s), limits=fetch.segment_limits(s))
-    except (SourceError, OSError, ValueError) as exc:
-        log.info("clip.cache_head_failed", url=url.split("?")[0], error=str(exc))
-        return None
-    except Exception as exc:  # noqa: BLE001 - httpx errors: the clip is simply not cached
+    except Exception as exc:  # noqa: BLE001 - any failure: the clip is simply not cached
         log.info("clip.cache_head_failed", url=url.split("?")[0], error=f"{type(exc).__name__}: {exc}")
         return None
     etag = headers.get("etag")
