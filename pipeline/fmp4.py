@@ -142,7 +142,7 @@ class _Trun:
             for value in (duration, size, flags, cts):
                 if value is not None:
                     body += struct.pack(">I", value)
-        return struct.pack(">I4s", 8 + len(body), b"trun") + body
+        return _box(b"trun", body)
 
 
 def _tfhd(body: bytes) -> tuple[int, int, int | None, int | None]:
