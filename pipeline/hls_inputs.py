@@ -25,13 +25,16 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
-from . import files, fmp4, mpegts
+from . import files, fmp4, mpegts, ts_packets
 from .context import Context
 from .errors import SourceInvalid, SourceNotFound
 from .ffmpeg_args import CutInput
 from .frame_rule import Anchor, FramesMissing, NeedSegments, Pick, Run, plan
 from .hls import MediaPlaylist, Segment
 from .probe import VideoProbe, video_packets
+
+#: MPEG-TS timestamps count a 90 kHz clock.
+TS_TIME_BASE = Fraction(1, 90_000)
 
 #: How many times a window may grow by a neighbouring segment before it is refused.
 MAX_EXTENSIONS = 4
@@ -68,6 +71,17 @@ def _check_gaps(playlist: MediaPlaylist, segments: list[Segment]) -> None:
         raise SourceGap(f"the window needs #EXT-X-GAP segment(s) {gaps} of {playlist.url}", url=playlist.url)
 
 
+def _read_ts(joined: bytes) -> VideoProbe | None:
+    """The joined run's packets read in Python (``ts_packets``) when that is exactly what ffprobe would
+    list, with ffmpeg reading the PTS unchanged; None otherwise (ffprobe reads the file)."""
+    packets = ts_packets.video_packets(joined)
+    if not packets or not any(p.key for p in packets):
+        return None
+    if not mpegts.suffix_reads_the_same([p.pts for p in packets]):
+        return None
+    return VideoProbe(TS_TIME_BASE, None, "h264", tuple(packets), 0.0)
+
+
 class HlsInputs:
     def __init__(
         self, ctx: Context, job_id: str, video_id: str, playlist: MediaPlaylist, scratch: Path
@@ -80,6 +94,7 @@ class HlsInputs:
             scratch,
         )
         self.out = Planned([], [], [])
+        self.rates: dict[int, Fraction | None] = {}  # ffprobe's frame rate, per discontinuity (anchors)
 
     def plan(self, segments: list[Segment], times: list[Fraction]) -> Planned:
         for _ in range(MAX_EXTENSIONS + 1):
@@ -90,14 +105,15 @@ class HlsInputs:
             anchors = sorted(
                 (self._anchor(d) for d in {g[0].discontinuity for g in groups}), key=lambda a: a.time_s
             )
+            rate = probes[0][1].rate or self.rates.get(groups[0][0].discontinuity)
             try:
-                picks = plan(times, anchors, runs, probes[0][1].rate)
+                picks = plan(times, anchors, runs, rate)
             except FramesMissing as exc:
                 raise SourceInvalid(f"{self.playlist.url}: {exc}", video_id=self.video_id) from exc
             except NeedSegments as need:
                 segments = self._extend(segments, need)
                 continue
-            return self._start_at_keyframes(groups, probes, runs, anchors, times, picks)
+            return self._start_at_keyframes(groups, probes, runs, anchors, times, picks, rate)
         raise SourceInvalid(f"{self.playlist.url}: #EXTINF and the real timestamps disagree beyond repair")
 
     # -- segments and runs -----------------------------------------------------------
@@ -114,16 +130,20 @@ class HlsInputs:
         got = self.ctx.segments.fetch(self.job_id, self.video_id, group)
         self._account(got.bytes_fetched, got.fetched, got.shared)
         path = self.scratch / f"run{i}.{'ts' if group[0].container == 'mpegts' else 'mp4'}"
+        joined = None
         try:
             if group[0].container == "mpegts":
                 datas = [p.read_bytes() for p in got.paths]
                 for s, d in zip(group, datas, strict=True):
                     mpegts.check(d, f"segment {s.seq} of {self.playlist.url}")
-                path.write_bytes(mpegts.join(datas))
+                joined = mpegts.join(datas)
+                path.write_bytes(joined)
             else:
                 path.write_bytes(b"".join(p.read_bytes() for p in got.paths))
         except mpegts.NotTransportStream as exc:
             raise SourceInvalid(str(exc), video_id=self.video_id, url=self.playlist.url) from exc
+        if joined is not None and (read := _read_ts(joined)) is not None:
+            return path, read
         probe = video_packets(
             self.ctx.ffprobe, path, group[0].container, what=f"segments {group[0].seq}-{group[-1].seq}"
         )
@@ -143,6 +163,7 @@ class HlsInputs:
         wraps = first.container == "mpegts"
         if cache.exists():
             d = json.loads(cache.read_text())
+            self.rates[discontinuity] = Fraction(d["rate"]) if d.get("rate") else None
             return Anchor(discontinuity, time_s, d["pts"], Fraction(d["time_base"]), wraps)
         if first.gap:
             raise SourceGap(
@@ -165,7 +186,15 @@ class HlsInputs:
         )
         self.out.cpu_ms += probe.cpu_ms or 0
         # Threads of one worker (clips, prefetch) may write it at once: a temporary name per thread.
-        files.write_json_atomic(cache, {"pts": probe.first_key.pts, "time_base": str(probe.time_base)})
+        self.rates[discontinuity] = probe.rate
+        files.write_json_atomic(
+            cache,
+            {
+                "pts": probe.first_key.pts,
+                "time_base": str(probe.time_base),
+                "rate": str(probe.rate) if probe.rate else None,
+            },
+        )
         return Anchor(discontinuity, time_s, probe.first_key.pts, probe.time_base, wraps)
 
     def _account(self, nbytes: int, fetched: int, shared: int) -> None:
@@ -214,6 +243,7 @@ class HlsInputs:
         anchors: list[Anchor],
         times: list[Fraction],
         picks: list[Pick],
+        rate: Fraction | None,
     ) -> Planned:
         used = sorted({p.run for p in picks})
         inputs: list[CutInput] = []
@@ -237,6 +267,6 @@ class HlsInputs:
                 path = cut
             inputs.append(CutInput(path, groups[i][0].container))
             new_runs.append(run)
-        final = plan(times, anchors, new_runs, probes[0][1].rate)
+        final = plan(times, anchors, new_runs, rate)
         self.out.inputs, self.out.runs, self.out.picks = inputs, new_runs, final
         return self.out

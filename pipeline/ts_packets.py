@@ -1,0 +1,197 @@
+"""An MPEG-TS file's H.264 video packets read in Python, as ffprobe lists them, or None when unsure. Pure.
+
+A clip used to run ffprobe on its joined segments only to learn each video
+packet's PTS, key flag and byte position: about 55 ms of CPU per clip, almost
+all of it ffprobe starting up. For the plain form every HLS packager writes
+(one H.264 picture per PES packet, each PES with a PTS) those three values are
+read here from the bytes, and they are the ones ffprobe reports:
+
+- ``pts``: the PES header's PTS (raw; ``mpegts.suffix_reads_the_same`` tells
+  the caller when ffmpeg would read it unchanged);
+- ``pos``: the byte position of the TS packet that starts the PES;
+- ``key``: the picture is an IDR picture (ffmpeg's H.264 parser also flags a
+  picture behind a recovery-point SEI; such a stream is left to ffprobe).
+
+Anything else returns None and the caller asks ffprobe: another codec or more
+than one video stream, scrambled or errored packets, a continuity jump, a PES
+without a PTS or with a length it does not have, a PES holding no picture or
+several (fields, packed frames), data partitioning, SVC/MVC, a picture whose
+first slice does not say where it starts. Never a guess: a wrong key flag
+would start decoding where it cannot, a wrong PTS would pick a wrong frame.
+"""
+
+from __future__ import annotations
+
+from .mpegts import PACKET, SYNC
+from .probe import Packet
+
+#: PMT stream types that carry video; only H.264 (0x1B) is read here.
+_VIDEO_STREAM_TYPES = {0x01, 0x02, 0x10, 0x1B, 0x24, 0x42, 0xD1, 0xEA}
+_H264 = 0x1B
+_IDR, _SLICE, _SEI = 5, 1, 6
+#: NAL unit types this reader does not follow: data partitions, SVC/MVC prefix and extensions.
+_REFUSED_NALS = {2, 3, 4, 14, 15, 20, 21}
+_RECOVERY_POINT = 6  # SEI payload type
+
+
+class _Unsure(Exception):
+    """The stream is not the plain form: ffprobe decides."""
+
+
+def video_packets(data: bytes) -> list[Packet] | None:
+    """The first video stream's packets in decode order, or None when ffprobe must read the file."""
+    try:
+        return _read(data)
+    except (_Unsure, IndexError):
+        return None
+
+
+def _section(packet: bytes) -> bytes:
+    """A PSI packet's section, after the adaptation field and the pointer field."""
+    start = 4 + (1 + packet[4] if packet[3] & 0x20 else 0)
+    start += 1 + packet[start]
+    length = ((packet[start + 1] & 0x0F) << 8) | packet[start + 2]
+    if start + 3 + length > PACKET:  # a section spanning packets: not a table this reader follows
+        raise _Unsure
+    return packet[start : start + 3 + length]
+
+
+def _pmt_pids(pat: bytes) -> list[int]:
+    entries = pat[8:-4]
+    return [
+        ((entries[j + 2] & 0x1F) << 8) | entries[j + 3]
+        for j in range(0, len(entries) - 3, 4)
+        if (entries[j] << 8 | entries[j + 1]) != 0
+    ]
+
+
+def _video_pid(pmt: bytes) -> int:
+    """The PMT's one H.264 stream; raises _Unsure for other or several video streams."""
+    info_len = ((pmt[10] & 0x0F) << 8) | pmt[11]
+    i, end = 12 + info_len, len(pmt) - 4
+    video: list[tuple[int, int]] = []
+    while i + 5 <= end:
+        stream_type, pid = pmt[i], ((pmt[i + 1] & 0x1F) << 8) | pmt[i + 2]
+        if stream_type in _VIDEO_STREAM_TYPES:
+            video.append((stream_type, pid))
+        i += 5 + (((pmt[i + 3] & 0x0F) << 8) | pmt[i + 4])
+    if len(video) != 1 or video[0][0] != _H264:
+        raise _Unsure
+    return video[0][1]
+
+
+def _payload(packet: bytes) -> bytes:
+    if packet[3] & 0x20:
+        start = 5 + packet[4]
+        if start > PACKET:
+            raise _Unsure
+        return packet[start:] if packet[3] & 0x10 else b""
+    return packet[4:]
+
+
+def _read(data: bytes) -> list[Packet] | None:
+    if not data or len(data) % PACKET:
+        return None
+    pmt_pids: list[int] = []
+    pid: int | None = None
+    last_cc: int | None = None
+    pes: list[bytes] = []
+    pes_pos = -1
+    out: list[Packet] = []
+    for i in range(0, len(data), PACKET):
+        packet = data[i : i + PACKET]
+        if packet[0] != SYNC or packet[1] & 0x80 or packet[3] & 0xC0:  # sync, error, scrambled
+            raise _Unsure
+        this = ((packet[1] & 0x1F) << 8) | packet[2]
+        start = bool(packet[1] & 0x40)
+        if this == 0 and start and not pmt_pids:
+            pmt_pids = _pmt_pids(_section(packet))
+        elif this in pmt_pids and start and pid is None:
+            pid = _video_pid(_section(packet))
+        if this != pid or pid is None:
+            continue
+        if packet[3] & 0x10:
+            cc = packet[3] & 0x0F
+            if last_cc is not None and cc != (last_cc + 1) % 16:
+                raise _Unsure
+            last_cc = cc
+        if start:
+            if pes:
+                out.append(_picture(b"".join(pes), pes_pos))
+            pes, pes_pos = [], i
+        if pes_pos >= 0:
+            pes.append(_payload(packet))
+    if pes:
+        out.append(_picture(b"".join(pes), pes_pos))
+    return out or None
+
+
+def _pts(b: bytes) -> int:
+    if not (b[0] & 1 and b[2] & 1 and b[4] & 1):  # marker bits
+        raise _Unsure
+    return ((b[0] >> 1) & 0x07) << 30 | b[1] << 22 | (b[2] >> 1) << 15 | b[3] << 7 | b[4] >> 1
+
+
+def _picture(pes: bytes, pos: int) -> Packet:
+    """One PES: its PTS, and whether its one picture is an IDR picture."""
+    if pes[:3] != b"\x00\x00\x01" or not 0xE0 <= pes[3] <= 0xEF or pes[6] & 0xC0 != 0x80:
+        raise _Unsure
+    declared = pes[4] << 8 | pes[5]
+    if declared and declared != len(pes) - 6:
+        raise _Unsure
+    if not pes[7] & 0x80:  # no PTS
+        raise _Unsure
+    pts = _pts(pes[9:14])
+    return Packet(pts, _is_idr_picture(pes[9 + pes[8] :]), pos)
+
+
+def _nal_units(es: bytes) -> list[bytes]:
+    """The NAL units of an Annex B byte stream (each from its header byte on)."""
+    starts: list[int] = []
+    i = es.find(b"\x00\x00\x01")
+    while i >= 0:
+        starts.append(i + 3)
+        i = es.find(b"\x00\x00\x01", i + 3)
+    return [es[s : (n - 3 if n else len(es))] for s, n in zip(starts, [*starts[1:], 0], strict=True)]
+
+
+def _is_idr_picture(es: bytes) -> bool:
+    pictures = 0
+    idr = recovery = False
+    for nal in _nal_units(es):
+        if not nal:
+            continue
+        kind = nal[0] & 0x1F
+        if kind in _REFUSED_NALS:
+            raise _Unsure
+        if kind in (_SLICE, _IDR):
+            if len(nal) < 2:
+                raise _Unsure
+            if nal[1] & 0x80:  # first_mb_in_slice is 0: a new picture starts
+                pictures += 1
+                if pictures == 1:
+                    idr = kind == _IDR
+            elif pictures == 0:  # a slice before any picture's first: not the plain form
+                raise _Unsure
+        elif kind == _SEI and pictures == 0 and _has_recovery_point(nal[1:]):
+            recovery = True
+    if pictures != 1 or (recovery and not idr):
+        raise _Unsure
+    return idr
+
+
+def _has_recovery_point(payload: bytes) -> bool:
+    rbsp = payload.replace(b"\x00\x00\x03", b"\x00\x00")
+    i = 0
+    while i < len(rbsp) and rbsp[i] != 0x80:  # 0x80: rbsp_trailing_bits
+        kind = size = 0
+        while rbsp[i] == 0xFF:
+            kind, i = kind + 255, i + 1
+        kind, i = kind + rbsp[i], i + 1
+        while rbsp[i] == 0xFF:
+            size, i = size + 255, i + 1
+        size, i = size + rbsp[i], i + 1
+        if kind == _RECOVERY_POINT:
+            return True
+        i += size
+    return False

@@ -1,0 +1,98 @@
+"""The Python MPEG-TS reader lists exactly what ffprobe lists, or declines: never a different packet.
+
+Checked on every MPEG-TS segment of the HLS corpus (ffmpeg's muxers and
+GStreamer's), on consecutive segments joined as a clip joins them, and on
+streams made here with the forms the reader must leave to ffprobe (recovery
+points, other codecs). A decline costs one ffprobe; a wrong key flag or PTS
+would cost a wrong frame.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pipeline import mpegts, ts_packets
+from pipeline.probe import Packet, video_packets
+from tests.media import corpus
+
+from .conftest import CACHE
+
+pytestmark = pytest.mark.integration
+
+
+def ffprobe_packets(path: Path) -> list[Packet]:
+    return list(video_packets("ffprobe", path, "mpegts").packets)
+
+
+def corpus_segments() -> dict[str, list[Path]]:
+    base = corpus.build(CACHE.parent / "hls-corpus")
+    folders = sorted(p for p in (base / "hls").iterdir() if p.is_dir())
+    found = {f.name: sorted(f.rglob("*.ts")) for f in folders}
+    return {name: segs for name, segs in found.items() if segs}
+
+
+def test_every_corpus_segment_and_join_reads_as_ffprobe_lists_it_or_is_declined(tmp_path: Path) -> None:
+    read = declined = 0
+    for name, segments in corpus_segments().items():
+        datas = [s.read_bytes() for s in segments]
+        pairs = [mpegts.join(datas[i : i + 2]) for i in range(len(datas) - 1)]
+        for n, data in enumerate([*datas, *pairs]):
+            mine = ts_packets.video_packets(data)
+            if mine is None:
+                declined += 1
+                continue
+            path = tmp_path / f"{name}-{n}.ts"
+            path.write_bytes(data)
+            ref = ffprobe_packets(path)
+            if mpegts.suffix_reads_the_same([p.pts for p in mine]):  # what a clip uses
+                assert mine == ref, (name, n)
+                read += 1
+            else:  # near the wrap: ffmpeg corrects the PTS, the clip asks ffprobe
+                assert [p.pts % mpegts.PTS_WRAP for p in ref] == [p.pts for p in mine], (name, n)
+                assert [(p.key, p.pos) for p in ref] == [(p.key, p.pos) for p in mine], (name, n)
+                declined += 1
+    assert read >= 100
+    # declined: AES-128 segments are encrypted (the pipeline reads them decrypted)
+    assert declined <= read // 5
+
+
+def make(tmp_path: Path, name: str, *encode: str, size: str = "160x96") -> Path:
+    out = tmp_path / f"{name}.ts"
+    src = ["-f", "lavfi", "-i", f"testsrc2=s={size}:r=30:d=3"]
+    subprocess.run(["ffmpeg", "-v", "error", *src, *encode, "-f", "mpegts", str(out)], check=True)
+    return out
+
+
+@pytest.mark.parametrize(
+    "name, encode",
+    [
+        ("slices", ["-c:v", "libx264", "-x264-params", "slices=4:keyint=30"]),
+        ("no_aud", ["-c:v", "libx264", "-bsf:v", "h264_metadata=aud=remove"]),
+        ("mbaff", ["-c:v", "libx264", "-flags", "+ilme+ildct", "-x264-params", "interlaced=1"]),
+        ("b_frames", ["-c:v", "libx264", "-bf", "3", "-x264-params", "keyint=20:scenecut=0"]),
+    ],
+)
+def test_other_h264_forms_read_as_ffprobe_lists_them(tmp_path: Path, name: str, encode: list[str]) -> None:
+    path = make(tmp_path, name, *encode)
+    mine = ts_packets.video_packets(path.read_bytes())
+    assert mine is not None
+    assert mine == ffprobe_packets(path)
+
+
+@pytest.mark.parametrize(
+    "name, encode",
+    [
+        # non-IDR pictures behind a recovery-point SEI: ffmpeg flags them as keyframes; left to ffprobe
+        ("open_gop", ["-c:v", "libx264", "-x264-params", "open-gop=1:keyint=30"]),
+        ("intra_refresh", ["-c:v", "libx264", "-x264-params", "intra-refresh=1:keyint=30"]),
+        ("hevc", ["-c:v", "libx265", "-x265-params", "log-level=error"]),
+        ("mpeg2", ["-c:v", "mpeg2video"]),
+    ],
+)
+def test_forms_the_reader_does_not_follow_are_declined(tmp_path: Path, name: str, encode: list[str]) -> None:
+    path = make(tmp_path, name, *encode)
+    assert ts_packets.video_packets(path.read_bytes()) is None
+    assert ffprobe_packets(path)  # ffprobe reads them: the caller falls back to it

@@ -1,0 +1,125 @@
+"""The Python MPEG-TS reader on hand-made streams: what it reads, and every form it leaves to ffprobe.
+
+(Parity with ffprobe on real muxers' output: tests/integration/test_ts_packets.py.)
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline import ts_packets
+from pipeline.probe import Packet
+
+VIDEO = 0x100
+AUD = b"\x00\x00\x00\x01\x09\xf0"
+IDR = b"\x00\x00\x01\x65\x88" + b"\x11" * 40  # first_mb_in_slice 0
+P = b"\x00\x00\x01\x41\x9a" + b"\x22" * 40
+P_SECOND_SLICE = b"\x00\x00\x01\x41\x40" + b"\x33" * 10  # first_mb_in_slice > 0
+RECOVERY_SEI = b"\x00\x00\x01\x06\x06\x01\x84\x80"  # payload type 6 (recovery point), size 1
+
+
+def ts(pid: int, cc: int, payload: bytes, *, start: bool, flags: int = 0) -> bytes:
+    head = bytes([0x47, (0x40 if start else 0) | pid >> 8, pid & 0xFF, 0x10 | cc | flags])
+    room = 184 - len(payload)
+    if room == 0:
+        return head + payload
+    adaptation = bytes([room - 1]) + (b"\x00" + b"\xff" * (room - 2) if room > 1 else b"")
+    head = head[:3] + bytes([head[3] | 0x20])
+    return head + adaptation + payload
+
+
+def section(table_id: int, body: bytes) -> bytes:
+    length = 5 + len(body) + 4
+    return b"\x00" + bytes([table_id, 0xB0 | length >> 8, length & 0xFF, 0, 1, 0xC1, 0, 0]) + body + b"\0" * 4
+
+
+PAT = ts(0, 0, section(0, b"\x00\x01\xf0\x00"), start=True)  # program 1 -> PMT pid 0x1000
+
+
+def pmt(*streams: tuple[int, int]) -> bytes:
+    body = b"\xe1\x00\xf0\x00" + b"".join(bytes([t, 0xE0 | p >> 8, p & 0xFF, 0xF0, 0]) for t, p in streams)
+    return ts(0x1000, 0, section(2, body), start=True)
+
+
+def pts_bytes(pts: int) -> bytes:
+    return bytes(
+        [
+            0x21 | (pts >> 29) & 0x0E,
+            (pts >> 22) & 0xFF,
+            0x01 | (pts >> 14) & 0xFE,
+            (pts >> 7) & 0xFF,
+            0x01 | (pts << 1) & 0xFE,
+        ]
+    )
+
+
+def pes(pts: int | None, es: bytes, declared: int | None = 0) -> bytes:
+    header = (b"\x80\x80\x05" + pts_bytes(pts)) if pts is not None else b"\x80\x00\x00"
+    body = header + es
+    length = len(body) if declared is None else declared
+    return b"\x00\x00\x01\xe0" + bytes([length >> 8, length & 0xFF]) + body
+
+
+def stream(*pictures: bytes, tables: bytes | None = None, first_cc: int = 0) -> bytes:
+    out = tables if tables is not None else PAT + pmt((0x1B, VIDEO), (0x0F, 0x101))
+    cc = first_cc
+    for p in pictures:
+        for i in range(0, len(p), 184):
+            out += ts(VIDEO, cc % 16, p[i : i + 184], start=i == 0)
+            cc += 1
+    return out
+
+
+def test_reads_pts_key_and_position_of_each_picture() -> None:
+    data = stream(pes(900_000, AUD + IDR), pes(903_000, AUD + P), pes(906_000, AUD + P + P_SECOND_SLICE))
+    assert ts_packets.video_packets(data) == [
+        Packet(900_000, True, 2 * 188),
+        Packet(903_000, False, 3 * 188),
+        Packet(906_000, False, 4 * 188),
+    ]
+
+
+def test_a_pes_spanning_packets_is_one_picture_at_its_first_packet() -> None:
+    big = AUD + IDR + b"\x44" * 500
+    data = stream(pes(0, big), pes(3000, AUD + P))
+    assert ts_packets.video_packets(data) == [Packet(0, True, 2 * 188), Packet(3000, False, 6 * 188)]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(stream(pes(0, AUD + IDR), pes(None, AUD + P)), id="a PES without PTS"),
+        pytest.param(stream(pes(0, AUD + IDR + P)), id="two pictures in one PES"),
+        pytest.param(stream(pes(0, AUD)), id="no picture in a PES"),
+        pytest.param(stream(pes(0, AUD + P_SECOND_SLICE)), id="a picture without its first slice"),
+        pytest.param(stream(pes(0, AUD + RECOVERY_SEI + P)), id="a recovery point on a non-IDR picture"),
+        pytest.param(stream(pes(0, AUD + b"\x00\x00\x01\x14\x80")), id="an MVC extension"),
+        pytest.param(stream(pes(0, AUD + IDR, declared=300)), id="a PES shorter than it says"),
+        pytest.param(stream(pes(0, AUD + IDR), tables=PAT + pmt((0x24, VIDEO))), id="HEVC"),
+        pytest.param(
+            stream(pes(0, AUD + IDR), tables=PAT + pmt((0x1B, VIDEO), (0x1B, 0x102))), id="two video streams"
+        ),
+        pytest.param(stream(pes(0, AUD + IDR), tables=b""), id="no program tables"),
+        pytest.param(b"", id="empty"),
+        pytest.param(stream(pes(0, AUD + IDR))[:-5], id="not whole packets"),
+    ],
+)
+def test_declines_what_it_does_not_follow(data: bytes) -> None:
+    assert ts_packets.video_packets(data) is None
+
+
+def test_declines_a_continuity_jump_and_a_scrambled_or_errored_packet() -> None:
+    good = stream(pes(0, AUD + IDR), pes(3000, AUD + P))
+    assert ts_packets.video_packets(good) is not None
+    jumped = bytearray(good)
+    jumped[3 * 188 + 3] = (jumped[3 * 188 + 3] & 0xF0) | 5
+    assert ts_packets.video_packets(bytes(jumped)) is None
+    for byte, bit in ((3, 0x80), (1, 0x80)):  # scrambling control; transport error indicator
+        marked = bytearray(good)
+        marked[2 * 188 + byte] |= bit
+        assert ts_packets.video_packets(bytes(marked)) is None
+
+
+def test_an_idr_picture_behind_a_recovery_point_is_read() -> None:
+    data = stream(pes(0, AUD + RECOVERY_SEI + IDR))
+    assert ts_packets.video_packets(data) == [Packet(0, True, 2 * 188)]
