@@ -102,6 +102,7 @@ def plan(times: list[Fraction], anchors: list[Anchor], runs: list[Run], rate: Fr
     by_disc = {a.discontinuity: a for a in anchors}
     starts = [a.time_s for a in anchors]
     picks: list[Pick] = []
+    steps: dict[int, int] = {}  # run index -> its usual frame duration
     for t in times:
         anchor = anchors[max(0, bisect.bisect_right(starts, t) - 1)]
         elapsed = t - anchor.time_s
@@ -121,7 +122,9 @@ def plan(times: list[Fraction], anchors: list[Anchor], runs: list[Run], rate: Fr
             if target >= run.pts[-1] + step:
                 raise NeedSegments(anchor.discontinuity, before=False)
         pts = run.pts[j]
-        step = _step(run)
+        if ri not in steps:
+            steps[ri] = _step(run)
+        step = steps[ri]
         if step and target - pts >= 2 * step and (j + 1 < len(run.pts) or run.more_after):
             raise FramesMissing(f"no frame between pts {pts} and the next, {target - pts} ticks later")
         frame = 0
