@@ -5,8 +5,8 @@
 Plans one window of a bench source with the pipeline's own code (``HlsInputs`` over the bench media's
 local segment files: the same joins, probes and keyframe start a worker does, without the network),
 then runs, ``--repeat`` times each, every subprocess a clip costs and the bare script's
-``ffmpeg -ss T -t W -i playlist.m3u8``, and prints the median CPU (user + system, ``wait4``) of each.
-Variants of the encode (threads, filters) are listed with ``--variants``.
+``ffmpeg -ss T -t W -i playlist.m3u8``, and prints the median CPU (user + system, ``wait4``) of each,
+with the worker's own CPU for reading the joined run's packets in Python (``pipeline.ts_packets``).
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from pipeline import ffmpeg_args, probe
+from pipeline import ffmpeg_args, probe, ts_packets
 from pipeline.ffmpeg_args import EncodeProfile
 from pipeline.frame_rule import output_times, run_cuts
 from pipeline.hls import MediaPlaylist, Segment, parse_playlist, select_segments
@@ -88,8 +89,18 @@ def main() -> None:
             profile=profile,
         )
         joined = sorted(scratch.glob("run*.ts"))
+        data = joined[0].read_bytes()
+        started = time.process_time()
+        for _ in range(args.repeat):
+            ts_packets.video_packets(data)
+        rows.append(
+            (
+                "clipline: Python read of the joined run's packets (ts_packets, in the worker)",
+                (time.process_time() - started) * 1000 / args.repeat,
+            )
+        )
         measured: list[tuple[str, Callable[[], list[str]]]] = [
-            ("clipline: ffprobe of the joined run (every packet)",
+            ("clipline before ts_packets: ffprobe of the joined run (every packet)",
              lambda: ffmpeg_args.video_packets_argv("ffprobe", joined[0], "mpegts")),
             ("clipline before 16.1 follow-up: ffprobe of the keyframe-started run (first packet)",
              lambda: ffmpeg_args.video_packets_argv(

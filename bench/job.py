@@ -24,6 +24,14 @@ SOURCES = [SourceSpec(f"v{i:02d}", duration_s=60.0) for i in range(6)] + [
 API_KEY, INDEX_ID = "bench-key", "bench-index"
 
 
+def resize(size: str) -> None:
+    """Use sources and an output of ``size`` ("WxH", default 640x360) for this run (``--size``): the same
+    job at another frame size, e.g. 1280x720 to see what the encode costs where it dominates."""
+    global WIDTH, HEIGHT
+    w, _, h = size.partition("x")
+    WIDTH, HEIGHT = int(w), int(h)
+
+
 def media(cache: Path) -> SampleSet:
     return build_sample_set(
         cache,

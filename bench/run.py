@@ -212,6 +212,11 @@ def main() -> None:
     ap.add_argument("--out", help="default bench/results/latest.json (fairness.json with --fairness/--draft)")
     fairness.add_arguments(ap)
     ap.add_argument(
+        "--size",
+        default=f"{job.WIDTH}x{job.HEIGHT}",
+        help="sources and output of the job, WxH (default %(default)s; sources are built once per size)",
+    )
+    ap.add_argument(
         "--ref",
         metavar="GIT_REV",
         help="run this same bench (today's bench/) against the code of an older revision, in a git worktree",
@@ -222,6 +227,7 @@ def main() -> None:
     from pipeline import logs
 
     logs.configure("WARNING", json_output=False)
+    job.resize(args.size)
     samples = job.media(CACHE)
     samples_cache.append(samples)
     results: dict[str, Any] = {
