@@ -5,7 +5,8 @@ Off unless ``CLIPLINE_CLIP_CACHE_BYTES`` > 0. The key (``cache_key``) is a hash 
 - the source's identity (``source_identity``): the media playlist with every URL stripped of its
   signature parameters (``strip_signature``), and each needed segment's URL, byte range and
   validator (its ETag, else its length, from a HEAD request); a source without either is not cached;
-- the source window (start and end ms) and the output profile (size, fps, x264 preset and crf);
+- the source window (start and end ms) and the output profile (size, fps, x264 preset and crf, the
+  scaler when one is named);
 - ``CUT_RULE_VERSION``: bump it whenever a change to cutting could change a clip's frames.
 
 The slot's frame count is *not* in the key: an entry keeps its clip's frame count and the first
@@ -134,6 +135,8 @@ def cache_key(identity: str, start_ms: int, end_ms: int, profile: EncodeProfile)
         "window": [start_ms, end_ms],
         "profile": [profile.width, profile.height, profile.fps, profile.preset, profile.crf],
     }
+    if profile.scaler:  # drafts: the scaler shapes the pixels too (absent, keys stay as they were)
+        fields["scaler"] = profile.scaler
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 

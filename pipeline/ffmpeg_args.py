@@ -27,6 +27,9 @@ TIMESCALE = 90000
 #: the alignment of lines and footage.
 DRAFT_PRESET = "ultrafast"
 DRAFT_CRF = 28
+#: A draft halves the source's width and height: averaging each 2x2 block (swscale's ``area``) costs
+#: 5-9 % less of a draft clip's CPU than the default bicubic, with no ringing (bench/clip_cpu.py).
+DRAFT_SCALER = "area"
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class EncodeProfile:
     preset: str = "veryfast"
     crf: int = 20
     threads: int = 0  # x264's threads; 0: x264 picks (1.5 per core), see ``encoder_threads``
+    scaler: str | None = None  # swscale's algorithm when the source is scaled; None: ffmpeg's (bicubic)
 
     @classmethod
     def for_output(cls, output: OutputProfile, preset: str, crf: int, *, threads: int = 0) -> EncodeProfile:
@@ -44,7 +48,7 @@ class EncodeProfile:
         quarter of the pixels) with ``DRAFT_PRESET`` and ``DRAFT_CRF``; a final one as configured."""
         width, height = output.frame_size
         if output.quality == "draft":
-            return cls(width, height, output.fps, DRAFT_PRESET, DRAFT_CRF, threads)
+            return cls(width, height, output.fps, DRAFT_PRESET, DRAFT_CRF, threads, DRAFT_SCALER)
         return cls(width, height, output.fps, preset, crf, threads)
 
     def output_kwargs(self, frames: int) -> dict[str, object]:
@@ -90,7 +94,13 @@ def _normalise(stream: ffmpeg.nodes.FilterableStream, profile: EncodeProfile, fr
 def _fit(stream: ffmpeg.nodes.FilterableStream, profile: EncodeProfile) -> ffmpeg.nodes.FilterableStream:
     """Scale with aspect kept, pad to size, square pixels, yuv420p."""
     return (
-        stream.filter("scale", profile.width, profile.height, force_original_aspect_ratio="decrease")
+        stream.filter(
+            "scale",
+            profile.width,
+            profile.height,
+            force_original_aspect_ratio="decrease",
+            **({"flags": profile.scaler} if profile.scaler else {}),
+        )
         .filter("pad", profile.width, profile.height, "(ow-iw)/2", "(oh-ih)/2", color="black")
         .filter("setsar", 1)
         .filter("format", "yuv420p")

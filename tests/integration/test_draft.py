@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from clipline.dev.samples import count_frames
+from clipline.dev.samples import count_frames, read_frames
 from pipeline.subprocesses import run
 
 from .conftest import Stack, new_job_id
@@ -38,6 +38,9 @@ def test_a_draft_renders_a_quarter_of_the_pixels_with_the_same_frames_marked_dra
     assert final.name == "final.mp4"
     assert size(final) == (160, 90)
     assert count_frames(final) == 3 * 30
+    # showing, frame by frame, the source frames a final render shows (1 s windows on whole frames)
+    want = [line["clip"]["start_ms"] * 30 // 1000 + i for line in request["lines"] for i in range(30)]
+    assert read_frames(final) == want
     # and report.json says draft, with the size written
     report = json.loads(Path(result["report_path"]).read_text())
     assert report["output"]["quality"] == "draft"

@@ -43,6 +43,8 @@ def test_a_changed_query_signature_hits_but_a_changed_source_profile_or_rule_mis
     assert key_for(playlist(signed), etag='"def"') != first  # the segment changed
     assert key_for(playlist(signed), profile=EncodeProfile(640, 360, 30)) != first
     assert key_for(playlist(signed), profile=EncodeProfile(1280, 720, 30, "veryfast", 23)) != first
+    area = EncodeProfile(1280, 720, 30, "veryfast", 20, scaler="area")
+    assert key_for(playlist(signed), profile=area) != first
     identity = source_identity(playlist(signed), list(playlist(signed).segments[:2]), lambda u: "etag:x")
     assert identity is not None
     assert cache_key(identity, 1000, 5001, PROFILE) != cache_key(identity, 1000, 5000, PROFILE)

@@ -184,7 +184,17 @@ def test_a_draft_encodes_a_quarter_of_the_pixels_with_the_fastest_preset_at_the_
         OutputProfile(width=1280, height=720, fps=30, quality="draft"), "veryfast", 20
     )
     assert final == EncodeProfile(1280, 720, 30, "veryfast", 20)
-    assert draft == EncodeProfile(640, 360, 30, "ultrafast", 28)
+    assert draft == EncodeProfile(640, 360, 30, "ultrafast", 28, scaler="area")
+    # a draft averages each 2x2 block of the source; a final render scales as ffmpeg does by default
+    one = [CutInput(Path("/w/run0.ts"), "mpegts")]
+    cuts = [RunCut(0, 0, 42, 2700000, 0, None)]
+
+    def graph(profile: EncodeProfile) -> str:
+        argv = cut_argv("ffmpeg", one, cuts, Path("/w/o.mp4"), frames=42, profile=profile)
+        return argv[argv.index("-filter_complex") + 1]
+
+    assert "scale=640:360:flags=area:force_original_aspect_ratio=decrease" in graph(draft)
+    assert "flags=" not in graph(final)
     assert draft.width * draft.height * 4 == final.width * final.height
     # the frame count written is the slot's, draft or not
     assert draft.output_kwargs(42)["frames:v"] == final.output_kwargs(42)["frames:v"] == 42
