@@ -152,7 +152,8 @@ def _nal_units(es: bytes) -> list[bytes]:
     while i >= 0:
         starts.append(i + 3)
         i = es.find(b"\x00\x00\x01", i + 3)
-    return [es[s : (n - 3 if n else len(es))] for s, n in zip(starts, [*starts[1:], 0], strict=True)]
+    ends = [s - 3 for s in starts[1:]] + [len(es)]
+    return [es[s:e] for s, e in zip(starts, ends, strict=False)]
 
 
 def _is_idr_picture(es: bytes) -> bool:

@@ -9,6 +9,7 @@ would cost a wrong frame.
 
 from __future__ import annotations
 
+import random
 import subprocess
 from pathlib import Path
 
@@ -96,3 +97,14 @@ def test_forms_the_reader_does_not_follow_are_declined(tmp_path: Path, name: str
     path = make(tmp_path, name, *encode)
     assert ts_packets.video_packets(path.read_bytes()) is None
     assert ffprobe_packets(path)  # ffprobe reads them: the caller falls back to it
+
+
+def test_damaged_real_segments_never_raise_they_read_or_decline() -> None:
+    segment = corpus_segments()["ts"][1].read_bytes()
+    rng = random.Random(11)
+    for _ in range(2000):
+        data = bytearray(segment)
+        for _ in range(rng.choice((1, 5, 50))):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        got = ts_packets.video_packets(bytes(data))
+        assert got is None or all(isinstance(p, Packet) for p in got)

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from pipeline import ts_packets
@@ -123,3 +125,17 @@ def test_declines_a_continuity_jump_and_a_scrambled_or_errored_packet() -> None:
 def test_an_idr_picture_behind_a_recovery_point_is_read() -> None:
     data = stream(pes(0, AUD + RECOVERY_SEI + IDR))
     assert ts_packets.video_packets(data) == [Packet(0, True, 2 * 188)]
+
+
+def test_damaged_bytes_never_raise_they_read_or_decline() -> None:
+    good = stream(*(pes(3000 * n, AUD + (IDR if n % 4 == 0 else P)) for n in range(12)))
+    rng = random.Random(7)
+    read = 0
+    for _ in range(3000):
+        data = bytearray(good)
+        for _ in range(rng.choice((1, 4, 40))):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        got = ts_packets.video_packets(bytes(data))
+        assert got is None or all(isinstance(p, Packet) for p in got)
+        read += got is not None
+    assert 0 < read < 3000  # some damage lands in padding and is read; most is declined
