@@ -32,7 +32,7 @@ from typing import Any
 
 import structlog
 
-from . import assembly, clipstage, heartbeat, keys, webhooks
+from . import assembly, clipstage, heartbeat, keys, priority, webhooks
 from .context import Context
 from .errors import JobNotFound
 from .models import JobStatus
@@ -42,6 +42,7 @@ from .storage import layout, uploads
 log = structlog.get_logger("clipline.reconcile")
 
 Send = Callable[..., Any]
+Held = tuple[tuple[Any, ...], dict[str, Any]]  # a message's arguments and options, held
 
 
 @dataclass(frozen=True)
@@ -52,17 +53,18 @@ class Repair:
 
 
 def sweep(ctx: Context, send: Send, *, stale_s: float, now: datetime | None = None) -> list[Repair]:
-    """One pass over unfinished jobs idle for ``stale_s``; ``send(stage, *args)`` enqueues a message."""
+    """One pass over unfinished jobs idle for ``stale_s``; ``send(stage, *args, priority=None)`` enqueues
+    a message (re-sent clips and assemblies at the job's priority, ``pipeline.priority``)."""
     cutoff = (now or datetime.now(UTC)) - timedelta(seconds=stale_s)
     repairs: list[Repair] = []
     for job in ctx.store.unfinished(updated_before=cutoff):
         status = JobStatus(job.status)
         trace_id = job.trace_id
         done: list[Repair] = []
-        messages: list[tuple[Any, ...]] = []  # sent once the repair is known to be within its bound
+        messages: list[Held] = []  # sent once the repair is known to be within its bound
 
-        def hold(*args: Any, _into: list[tuple[Any, ...]] = messages) -> None:
-            _into.append(args)
+        def hold(*args: Any, _into: list[Held] = messages, **kw: Any) -> None:
+            _into.append((args, kw))
 
         if status == JobStatus.PENDING or (
             status == JobStatus.PLANNING and not ctx.redis.exists(keys.job_lock(job.id, Stage.PLAN))
@@ -78,8 +80,8 @@ def sweep(ctx: Context, send: Send, *, stale_s: float, now: datetime | None = No
         if _repairs(ctx, job.id) > ctx.settings.reconcile_max_repairs:
             repairs.append(_give_up(ctx, job.id, status, done))
             continue
-        for args in messages:
-            send(*args)
+        for args, kw in messages:
+            send(*args, **kw)
         ctx.store.advance(job.id)  # touch updated_at: the next sweep gives the repair time to work
         for r in done:
             log.warning("reconcile.repaired", job_id=r.job_id, action=r.action, detail=r.detail)
@@ -116,12 +118,15 @@ def _extracting(ctx: Context, send: Send, job_id: str, trace_id: str) -> list[Re
     out: list[Repair] = []
     if restored:
         out.append(Repair(job_id, "outcomes restored from disk", f"{restored} clip(s)"))
+    # Re-sent messages rank as the fan-out ranks a job's clips (pipeline.priority), by what is left
+    # to cut: a repaired small job is not pushed behind the big ones at priority 0.
+    rank = priority.job_priority(ctx.store, job_id, len(missing))
     for index in missing:
-        send(Stage.CLIP, job_id, index, trace_id)
+        send(Stage.CLIP, job_id, index, trace_id, priority=rank)
     if missing:
         out.append(Repair(job_id, "clips re-sent", f"slots {missing}"))
     if fired or (not missing and not restored and already == len(view.slots)):
-        send(Stage.ASSEMBLE, job_id, trace_id)
+        send(Stage.ASSEMBLE, job_id, trace_id, priority=rank)
         out.append(Repair(job_id, "assembly sent", "every slot has its outcome"))
     return out
 
@@ -142,7 +147,7 @@ def _assembling(ctx: Context, send: Send, job_id: str, trace_id: str) -> list[Re
         path.unlink(missing_ok=True)
     if stray:
         detail += f"; removed {len(stray)} temporary file(s)"
-    send(Stage.ASSEMBLE, job_id, trace_id)
+    send(Stage.ASSEMBLE, job_id, trace_id, priority=priority.job_priority(ctx.store, job_id, 0))
     return [Repair(job_id, "assembly re-sent", detail)]
 
 

@@ -197,7 +197,7 @@ def test_the_reconciler_frees_the_lock_of_a_dead_assembler_only(stack: Stack) ->
     beats.start()
     try:
         time.sleep(0.2)
-        assert reconcile.sweep(ctx, lambda *a: sent.append(a), stale_s=0) == []
+        assert reconcile.sweep(ctx, lambda *a, **_: sent.append(a), stale_s=0) == []
         assert ctx.redis.exists(lock) and sent == []
     finally:
         stop.set()
@@ -205,7 +205,7 @@ def test_the_reconciler_frees_the_lock_of_a_dead_assembler_only(stack: Stack) ->
 
     # Once it stops beating (SIGKILL), its lock is freed, its temporary file removed, assembly re-sent
     assert not heartbeat.alive(ctx.redis, job_id, "assemble")
-    repairs = reconcile.sweep(ctx, lambda *a: sent.append(a), stale_s=0)
+    repairs = reconcile.sweep(ctx, lambda *a, **_: sent.append(a), stale_s=0)
     assert [r.action for r in repairs] == ["assembly re-sent"] and "dead" in repairs[0].detail
     assert not ctx.redis.exists(lock) and sent == [("assemble", job_id, ctx.store.get(job_id).trace_id)]
     assert list(out.iterdir()) == []

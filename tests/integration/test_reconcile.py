@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from clipline.dev.samples import count_frames
-from pipeline import assembly, clipstage, planning, reconcile
+from pipeline import assembly, clipstage, planning, priority, reconcile
 from pipeline.models import JobStatus, parse_request
 
 from .conftest import Stack, build_request, new_job_id
@@ -24,9 +24,11 @@ pytestmark = pytest.mark.integration
 class Recorder:
     def __init__(self) -> None:
         self.sent: list[tuple[Any, ...]] = []
+        self.priorities: list[int | None] = []
 
-    def __call__(self, stage: str, *args: Any) -> None:
+    def __call__(self, stage: str, *args: Any, priority: int | None = None) -> None:
         self.sent.append((stage, *args))
+        self.priorities.append(priority)
 
 
 def _four_line_job(stack: Stack, prefix: str) -> tuple[Any, str, dict[str, Any]]:
@@ -57,6 +59,9 @@ def test_lost_outcomes_are_restored_from_disk_and_lost_clips_re_sent(stack: Stac
     # Then the outcomes on disk are counted again and only the lost clips are re-sent
     assert [r.action for r in repairs] == ["outcomes restored from disk", "clips re-sent"]
     assert send.sent == [("clip", job_id, 2, request["trace_id"]), ("clip", job_id, 3, request["trace_id"])]
+    # at the priority the fan-out gives a job with that many clips left (not 0, the lowest)
+    assert send.priorities == [priority.job_priority(ctx.store, job_id, 2)] * 2
+    assert priority.job_priority(ctx.store, job_id, 2) > 0
     assert ctx.completion.done_count(job_id) == 2
     assert isinstance(clipstage.run_clip(ctx, job_id, 2, attempt=1, max_attempts=3), clipstage.Done)
     last = clipstage.run_clip(ctx, job_id, 3, attempt=1, max_attempts=3)

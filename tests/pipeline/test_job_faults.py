@@ -180,12 +180,12 @@ def test_the_reconciler_gives_up_on_a_job_its_repairs_do_not_move(ctx: Context) 
     sent: list[tuple[Any, ...]] = []
     bound = ctx.settings.reconcile_max_repairs
     for _ in range(bound):
-        repairs = reconcile.sweep(ctx, lambda *a: sent.append(a), stale_s=0)
+        repairs = reconcile.sweep(ctx, lambda *a, **_: sent.append(a), stale_s=0)
         assert [r.action for r in repairs] == ["plan re-sent"]
     assert ctx.store.get(job_id).status == JobStatus.PENDING.value
-    last = reconcile.sweep(ctx, lambda *a: sent.append(a), stale_s=0)
+    last = reconcile.sweep(ctx, lambda *a, **_: sent.append(a), stale_s=0)
     assert [r.action for r in last] == ["failed: too many repairs"]
     job = ctx.store.get(job_id)
     assert job.status == JobStatus.FAILED.value
     assert f"gave up after {bound} repairs" in job.error_log and "plan re-sent" in job.error_log
-    assert len(sent) == bound and reconcile.sweep(ctx, lambda *a: sent.append(a), stale_s=0) == []
+    assert len(sent) == bound and reconcile.sweep(ctx, lambda *a, **_: sent.append(a), stale_s=0) == []
