@@ -155,7 +155,7 @@ def describe(ctx: Context, job: RenderJob, *, now_s: float | None = None) -> Job
         attempt=job.attempts,
         output_path=job.output_path,
         report_path=job.report_path,
-        quality="draft" if (request.get("output") or {}).get("quality") == "draft" else "final",
+        quality=job.quality,
         output_url=urls.output_url,
         report_url=urls.report_url,
         poster_url=urls.poster_url,

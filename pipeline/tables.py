@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from .models import JobStatus, RenderRequest
+from .models import JobStatus, Quality, RenderRequest
 
 #: Opens the error_log line that starts a retry's attempt; the lines before it belong to earlier attempts.
 ATTEMPT_MARK = "=== attempt"
@@ -51,6 +51,12 @@ class RenderJob(Base):
 
     def render_request(self) -> RenderRequest:
         return RenderRequest.model_validate(self.request)
+
+    @property
+    def quality(self) -> Quality:
+        """The request's ``output.quality``: "final" when it is absent (or the request was not valid)."""
+        output = self.request.get("output") if isinstance(self.request, dict) else None
+        return "draft" if isinstance(output, dict) and output.get("quality") == "draft" else "final"
 
     def current_error(self) -> str | None:
         """The last error of the current attempt (error_log keeps the lines of every attempt)."""

@@ -37,7 +37,7 @@ from sqlalchemy.exc import IntegrityError
 
 from . import netguard, redact, results, webhook_signing
 from .context import Context
-from .models import SCHEMA_VERSION, JobStatus
+from .models import SCHEMA_VERSION, JobStatus, Quality
 from .problems import url_problem
 from .records import UtcDatetime
 from .storage import StorageError
@@ -79,6 +79,10 @@ class CallbackPayload(BaseModel):
     attempt: int
     output_path: str | None
     report_path: str | None
+    quality: Quality = Field(
+        default="final",
+        description='the request\'s output.quality: "draft" is a quarter of the pixels, for review only',
+    )
     output_url: str | None = Field(description="where to download final.mp4 (as in the status object)")
     report_url: str | None = Field(description="where to download report.json")
     poster_url: str | None = Field(description="a frame from the middle of the video, JPEG")
@@ -111,6 +115,7 @@ def payload(ctx: Context, job: RenderJob, delivery_id: str) -> CallbackPayload:
         attempt=job.attempts,
         output_path=job.output_path,
         report_path=job.report_path,
+        quality=job.quality,
         output_url=urls.output_url,
         report_url=urls.report_url,
         poster_url=urls.poster_url,

@@ -1,5 +1,6 @@
 """Draft mode end to end: ``output.quality: "draft"`` renders a quarter of the pixels, the same frames,
-and says draft in report.json and the status object (the file keeps its contract name final.mp4)."""
+and says draft in report.json, the status object and the callback (the file keeps its contract name
+final.mp4)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pipeline.subprocesses import run
 
 from .conftest import Stack, new_job_id
 from .faultkit import init_db, small_request, submit, wait_final
+from .test_lifecycle import Receiver
 
 pytestmark = pytest.mark.integration
 
@@ -30,10 +32,18 @@ def test_a_draft_renders_a_quarter_of_the_pixels_with_the_same_frames_marked_dra
     job_id = new_job_id("draft")
     request = small_request(stack, job_id, 3, audio=False)
     request["output"]["quality"] = "draft"
-    submit(stack, request)
-    result = wait_final(stack, job_id)
+    receiver = Receiver(fail_first=0)
+    request["callback_url"] = receiver.url
+    try:
+        submit(stack, request)
+        result = wait_final(stack, job_id)
+        callbacks = receiver.wait_for(1)
+    finally:
+        receiver.close()
     # Then the status object says draft, and the video is final.mp4 at 160x90 with every frame
     assert result["status"] == "COMPLETED" and result["quality"] == "draft"
+    # and so does the callback
+    assert [(c["job_id"], c["quality"]) for c in callbacks] == [(job_id, "draft")]
     final = Path(result["output_path"])
     assert final.name == "final.mp4"
     assert size(final) == (160, 90)

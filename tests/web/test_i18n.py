@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 from importlib import resources
 from string import Formatter
+from typing import get_args
 
 import pytest
 
 from clipline.web import i18n
 from clipline.web.job_page import STATES
-from pipeline.models import JobStatus
+from pipeline.models import JobStatus, Quality
 
 
 def _fields(template: str) -> set[str]:
@@ -38,6 +39,7 @@ def test_templates_use_only_known_labels() -> None:
     built = {f"status.{s.value}" for s in JobStatus} | {f"outcome.{s}" for s in STATES}
     built |= {f"advice.{o}" for o in ("local", "placeholder", "failed")}
     built |= {f"job.{a}.confirm" for a in ("cancel", "retry")}
+    built |= {f"quality.{q}" for q in get_args(Quality)}
     assert {k.split(".")[0] + "." for k in built} == used - literal
     assert built <= known, sorted(built - known)
 

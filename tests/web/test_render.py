@@ -25,9 +25,10 @@ def _request(lang: str = "en") -> Request:
     )
 
 
-def _job_page() -> job_page.JobPage:
+def _job_page(quality: str = "final") -> job_page.JobPage:
     raw = {
         "job_id": "j",
+        "output": {"width": 1280, "height": 720, "fps": 30, "quality": quality},
         "mix_request_id": EVIL,
         "lines": [
             {
@@ -95,6 +96,17 @@ def test_slots_are_to_scale_and_running_differs_from_pending() -> None:
     ]
     assert [m.index for m in jp.missing] == [0]  # only slots with an outcome, not the running one
     assert jp.can_cancel and not jp.can_retry
+
+
+@pytest.mark.parametrize(("lang", "words"), [("en", "Draft: a quarter of the pixels"), ("zh", "草稿")])
+def test_a_draft_says_so_on_its_page_and_a_final_render_does_not(lang: str, words: str) -> None:
+    def html(quality: str) -> str:
+        jp = _job_page(quality)
+        kwargs = {"jp": jp, "notice": None, "error": None, "error_key": None}
+        return bytes(page(_request(lang), "job.html", **kwargs).body).decode()
+
+    assert 'data-quality="draft"' in html("draft") and words in html("draft")
+    assert 'data-quality="final"' in html("final") and words not in html("final")
 
 
 def test_chinese_page() -> None:
