@@ -12,9 +12,9 @@ ranges, AES keys, the song, the video API, callbacks) goes through ``client``:
   ``CLIPLINE_ALLOW_PRIVATE_NETWORKS``), and the socket connects to those very
   addresses, so a DNS answer that changes between check and connect (rebinding)
   cannot slip a private address in;
-- every socket read and connect is cut short at the request's deadline
-  (``deadline``), so a server that drips one byte at a time cannot hold a
-  request past it.
+- every name resolution, socket connect and read is cut short at the request's
+  deadline (``deadline``), so neither a server that drips one byte at a time
+  nor a resolver that does not answer can hold a request past it.
 
 Errors: ``Refused`` (the policy forbids the URL or address; permanent).
 """
@@ -161,6 +161,39 @@ class _Stream(httpcore.NetworkStream):
         return self._inner.get_extra_info(info)
 
 
+#: Name lookups running at once (each in a daemon thread that ends when the system resolver gives up);
+#: a lookup that finds them all busy waits for one, within its own deadline.
+MAX_LOOKUPS = 16
+_lookups = threading.BoundedSemaphore(MAX_LOOKUPS)
+
+
+def resolve(host: str, port: int, timeout: float | None) -> list[str]:
+    """``host``'s addresses, each once, in the resolver's order; raises httpcore.ConnectTimeout when
+    no answer came within ``timeout`` seconds (the lookup goes on in its thread, its answer unused)."""
+    started = time.monotonic()
+    if not _lookups.acquire(timeout=timeout if timeout is not None else -1):
+        raise httpcore.ConnectTimeout(f"cannot resolve {host}: {MAX_LOOKUPS} lookups already waiting")
+    answer: list[Any] = []
+    done = threading.Event()
+
+    def lookup() -> None:
+        try:
+            answer.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as exc:
+            answer.append(exc)
+        finally:
+            _lookups.release()
+            done.set()
+
+    threading.Thread(target=lookup, name="clipline-resolve", daemon=True).start()
+    left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+    if not done.wait(left):
+        raise httpcore.ConnectTimeout(f"cannot resolve {host}: no answer within {timeout:g} s")
+    if isinstance(answer[0], OSError):
+        raise httpcore.ConnectError(f"cannot resolve {host}: {answer[0]}") from answer[0]
+    return list(dict.fromkeys(str(info[4][0]) for info in answer[0]))
+
+
 class _Backend(httpcore.SyncBackend):
     """Resolves the host once, checks every address, then connects to those addresses only."""
 
@@ -175,12 +208,8 @@ class _Backend(httpcore.SyncBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        timeout = _clamp(timeout, httpcore.ConnectTimeout)
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        addresses = resolve(host, port, _clamp(timeout, httpcore.ConnectTimeout))
+        timeout = _clamp(timeout, httpcore.ConnectTimeout)  # what the lookup left of the deadline
         if not self.policy.allow_private:
             for address in addresses:
                 problem = address_problem(address)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+
+import httpx
 import pytest
 
 from pipeline import netguard
@@ -77,3 +82,32 @@ def test_the_policy_comes_from_the_settings() -> None:
     s = load_settings({"CLIPLINE_ALLOWED_HOSTS": "a.example", "CLIPLINE_ALLOW_PRIVATE_NETWORKS": "true"})
     assert Policy.of(s) == Policy(frozenset({"a.example"}), True)
     assert Policy.of(load_settings({})) == Policy(frozenset(), False)  # production default: refused
+
+
+def test_a_resolver_that_does_not_answer_ends_at_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    release = threading.Event()
+
+    def hanging(*args: object, **kwargs: object) -> list[object]:
+        release.wait(10)
+        raise OSError("gave up")
+
+    monkeypatch.setattr(netguard.socket, "getaddrinfo", hanging)
+    policy = Policy(allowed_hosts=frozenset(), allow_private=True)
+    started = time.monotonic()
+    try:
+        with netguard.deadline(0.3), netguard.client(policy, 30) as client:
+            with pytest.raises(httpx.ConnectTimeout, match="cannot resolve slow.example"):
+                client.get("http://slow.example/playlist.m3u8")
+    finally:
+        release.set()
+    assert time.monotonic() - started < 2
+
+
+def test_a_resolver_error_names_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(*args: object, **kwargs: object) -> list[object]:
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(netguard.socket, "getaddrinfo", failing)
+    policy = Policy(allowed_hosts=frozenset(), allow_private=True)
+    with netguard.client(policy, 5) as client, pytest.raises(httpx.ConnectError, match="nowhere.example"):
+        client.get("http://nowhere.example/")
