@@ -20,12 +20,12 @@ from pathlib import Path
 import structlog
 
 from . import audio, clip_objects, cutting, ffmpeg_args, files, keys, redact, results, webhooks
-from .clip_stats import clip_stats
+from .clip_stats import ClipStats, clip_stats
 from .context import Context, JobView
 from .errors import ClipLineError, FFmpegError, SourceError
 from .leases import LeaseTimeout
 from .models import ClipOutcome, ClipRecord, JobStatus
-from .report import build_report
+from .report import Report, build_report
 from .stages import Stage
 from .storage import StorageError, layout
 from .subprocesses import run
@@ -92,12 +92,7 @@ def _assemble(
     started = time.monotonic()
     records = _records(ctx, view) if records is None else records
     expected = total_frames(view.request)
-    stats = clip_stats(
-        records.values(),
-        peak_concurrency=ctx.completion.peak(job_id),
-        configured_concurrency=ctx.live.clip_concurrency(),
-        playlist_bytes=ctx.resolver.playlist_bytes(job_id, list(view.request.distinct_videos())),
-    )
+    stats = _stats(ctx, view, records)
     final = results.local_target(ctx, job_id, layout.FINAL)
     output_uri: str | None = None
     timing: dict[str, float | bool | str] = {"store": ctx.storage.description}
@@ -146,9 +141,7 @@ def _assemble(
     )
     report_uri: str | None = None
     try:
-        report_path = results.local_target(ctx, job_id, layout.REPORT)
-        files.write_json_atomic(report_path, redact.deep(report.model_dump(mode="json")))  # no signed URLs
-        report_uri = results.publish(ctx, job_id, layout.REPORT, report_path)
+        report_uri = _publish_report(ctx, job_id, report)
     except StorageError as exc:
         if exc.transient and not last_attempt:
             raise
@@ -181,6 +174,45 @@ def _assemble(
     cleanup(ctx, job_id, status)
     webhooks.notify(ctx, job_id)
     return status
+
+
+def _stats(ctx: Context, view: JobView, records: dict[int, ClipRecord]) -> ClipStats:
+    return clip_stats(
+        records.values(),
+        peak_concurrency=ctx.completion.peak(view.job_id),
+        configured_concurrency=ctx.live.clip_concurrency(),
+        playlist_bytes=ctx.resolver.playlist_bytes(view.job_id, list(view.request.distinct_videos())),
+    )
+
+
+def _publish_report(ctx: Context, job_id: str, report: Report) -> str:
+    """report.json written under a temporary name, renamed, published; returns where it is."""
+    path = results.local_target(ctx, job_id, layout.REPORT)
+    files.write_json_atomic(path, redact.deep(report.model_dump(mode="json")))  # no signed URLs
+    return results.publish(ctx, job_id, layout.REPORT, path)
+
+
+def failure_report(ctx: Context, job_id: str, error: str) -> str | None:
+    """report.json for a job failed without an assembly (the reconciler gave up on it): each slot's
+    outcome so far, the lines without footage, the error. Returns where it is, or None when it could
+    not be made (logged: the job stays FAILED with its error, without a report)."""
+    try:
+        view = ctx.view(job_id)
+        records = _records(ctx, view)
+        report = build_report(
+            view,
+            records,
+            status=JobStatus.FAILED,
+            output_path=None,
+            total_frames=total_frames(view.request),
+            measured_frames=None,
+            clip_stats=_stats(ctx, view, records),
+            error=error,
+        )
+        return _publish_report(ctx, job_id, report)
+    except Exception as exc:  # noqa: BLE001 - a missing report must not keep the job from ending
+        log.warning("report.not_written", job_id=job_id, error=f"{type(exc).__name__}: {exc}")
+        return None
 
 
 def _fetch(ctx: Context, view: JobView, timing: dict[str, float | bool | str]) -> list[Path]:

@@ -99,12 +99,16 @@ def _repairs(ctx: Context, job_id: str) -> int:
 
 
 def _give_up(ctx: Context, job_id: str, status: JobStatus, tried: list[Repair]) -> Repair:
-    """Fail a job the repairs did not move: the error says why; its callback fires."""
+    """Fail a job the repairs did not move: the error says why, report.json lists the clips it has and
+    the lines without footage, its callback fires."""
     n = ctx.settings.reconcile_max_repairs
     what = "; ".join(f"{r.action}" + (f" ({r.detail})" if r.detail else "") for r in tried)
     error = f"stuck in {status.value}: gave up after {n} repairs by the reconciler (the last needed: {what})"
     if ctx.store.advance(job_id, status=JobStatus.FAILED, error=error, only_from=frozenset({status})):
         log.error("reconcile.gave_up", job_id=job_id, status=status.value, repairs=n, error=error)
+        report = assembly.failure_report(ctx, job_id, error)  # written once the job is ours to fail
+        if report is not None:
+            ctx.store.advance(job_id, report_path=report, only_from=frozenset({JobStatus.FAILED}))
         assembly.cleanup(ctx, job_id, JobStatus.FAILED)
         webhooks.notify(ctx, job_id)
     return Repair(job_id, "failed: too many repairs", error)

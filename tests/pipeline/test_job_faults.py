@@ -7,6 +7,7 @@ port is a loopback port where nothing listens).
 
 from __future__ import annotations
 
+import json
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -189,3 +190,20 @@ def test_the_reconciler_gives_up_on_a_job_its_repairs_do_not_move(ctx: Context) 
     assert job.status == JobStatus.FAILED.value
     assert f"gave up after {bound} repairs" in job.error_log and "plan re-sent" in job.error_log
     assert len(sent) == bound and reconcile.sweep(ctx, lambda *a, **_: sent.append(a), stale_s=0) == []
+    # and its report.json says so, every line listed without footage
+    assert job.report_path is not None
+    report = json.loads(Path(job.report_path).read_text())
+    assert report["status"] == "FAILED" and "gave up" in report["error"]
+    assert [g["index"] for g in report["summary"]["missing_footage"][0]["lines"]] == [0, 1]
+
+
+def test_a_job_given_up_while_extracting_reports_the_clips_it_has(ctx: Context, cuts: FakeCuts) -> None:
+    planning.plan(ctx, request("j-half", lines=2))
+    assert isinstance(clip(ctx, "j-half", 0), clipstage.Done)  # slot 1's message is lost, again and again
+    for _ in range(ctx.settings.reconcile_max_repairs + 1):
+        reconcile.sweep(ctx, lambda *a, **_: None, stale_s=0)
+    job = ctx.store.get("j-half")
+    assert job.status == JobStatus.FAILED.value and job.report_path is not None
+    report = json.loads(Path(job.report_path).read_text())
+    assert [s["outcome"] for s in report["slots"]] == ["ok", "failed"]
+    assert [g["lines"][0]["index"] for g in report["summary"]["missing_footage"]] == [1]
