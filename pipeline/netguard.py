@@ -171,7 +171,7 @@ def resolve(host: str, port: int, timeout: float | None) -> list[str]:
     """``host``'s addresses, each once, in the resolver's order; raises httpcore.ConnectTimeout when
     no answer came within ``timeout`` seconds (the lookup goes on in its thread, its answer unused)."""
     started = time.monotonic()
-    if not _lookups.acquire(timeout=timeout if timeout is not None else -1):
+    if not _lookups.acquire(timeout=timeout):
         raise httpcore.ConnectTimeout(f"cannot resolve {host}: {MAX_LOOKUPS} lookups already waiting")
     answer: list[Any] = []
     done = threading.Event()
