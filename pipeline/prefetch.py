@@ -3,13 +3,14 @@
 Clip messages of a job are queued in slot order, so the next clips a worker
 takes are the following slots. Once a clip's own segments are local,
 ``after_fetch`` hands slots ``index+1 .. index+N`` (``CLIPLINE_PREFETCH_SLOTS``,
-0: off) to a small per-process pool that fetches exactly the segments each of
-those windows needs (``hls.select_segments``) into the shared cache. It never
-fetches more than the clips would (bytes stay at the needed segments): a
-segment already there, or being fetched by another clip (the cache's Redis
-lock), is not fetched again. A slot already cut, a job whose work directory
-is gone (finished, cancelled), or any error is skipped silently: the clip
-itself fetches what it needs as before.
+0: off) to a per-process pool (as many threads as the process cuts clips at once)
+that fetches exactly the segments each of those windows needs
+(``hls.select_segments``) into the shared cache. It never fetches more than
+the clips would (bytes stay at the needed segments): a segment already there,
+or being fetched by a clip or another prefetch (the cache's Redis lock, which a
+prefetch never waits for), is not fetched again. A slot already cut, a job
+whose work directory is gone (finished, cancelled), or any error is skipped
+silently: the clip itself fetches what it needs as before.
 """
 
 from __future__ import annotations
@@ -24,19 +25,22 @@ from .hls import select_segments
 
 log = logging.getLogger(__name__)
 
-#: Prefetches running at once in one worker process (each fetches one window's segments side by side).
-WORKERS = 2
+#: Prefetches running at once in one worker process (each fetches one window's segments side by side):
+#: as many as the clips the process cuts at once, at least this many, so the warming keeps pace with
+#: the clips when a clip costs less CPU time than its segments take to arrive.
+MIN_WORKERS = 2
 
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _queued: set[tuple[str, int]] = set()
 
 
-def _executor() -> ThreadPoolExecutor:
+def _executor(ctx: Context) -> ThreadPoolExecutor:
     global _pool
     with _lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="prefetch")
+            workers = max(MIN_WORKERS, ctx.settings.render_clip_concurrency)
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prefetch")
         return _pool
 
 
@@ -59,7 +63,7 @@ def after_fetch(ctx: Context, view: JobView, index: int) -> None:
             if key in _queued:
                 continue
             _queued.add(key)
-        _executor().submit(_warm, ctx, view, j)
+        _executor(ctx).submit(_warm, ctx, view, j)
 
 
 def _warm(ctx: Context, view: JobView, index: int) -> None:

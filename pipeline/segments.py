@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -169,7 +170,9 @@ class SegmentCache:
         dest = self.root(job_id, video_id) / name
         if dest.exists():
             return dest, 0 if prefetch else self._claim(dest)
-        with leases.held(self.r, keys.segment_lock(job_id, video_id, name), wait_s=self._wait_s()):
+        with self._locked(keys.segment_lock(job_id, video_id, name), prefetch) as mine:
+            if not mine:  # a prefetch never waits: the clip or prefetch fetching it now will have it
+                return dest, 0
             if dest.exists():
                 return dest, 0 if prefetch else self._claim(dest)
             if key is None:
@@ -192,6 +195,17 @@ class SegmentCache:
             finally:
                 enc.unlink(missing_ok=True)
             return dest, 0 if prefetch else got
+
+    @contextmanager
+    def _locked(self, lock: str, prefetch: bool) -> Iterator[bool]:
+        """The segment's lock: waited for by a clip (up to the lease wait); taken only if free by a
+        prefetch, which yields False rather than wait behind a download already under way."""
+        if prefetch:
+            with leases.held_if_free(self.r, lock) as free:
+                yield free
+        else:
+            with leases.held(self.r, lock, wait_s=self._wait_s()):
+                yield True
 
     def _key(self, job_id: str, video_id: str, key: Key) -> tuple[bytes, int]:
         """The key's 16 bytes, fetched once per job (a file beside the segments); never logged."""

@@ -23,7 +23,7 @@ import pytest
 
 from clipline.dev.cdn import LoopbackCDN
 from clipline.dev.samples import read_frames
-from pipeline import cutting, prefetch
+from pipeline import cutting, keys, leases, prefetch
 from pipeline.context import Context, JobView
 from pipeline.errors import SourceInvalid
 from pipeline.frame_rule import output_times
@@ -159,6 +159,28 @@ def test_the_next_slots_segments_are_fetched_while_a_clip_encodes_and_counted_on
     playlist = (corpus_cdn.root / "hls" / "ts" / "index.m3u8").stat().st_size
     assert first.bytes_fetched + second.bytes_fetched + playlist == served
     assert read_frames(Path(second.path or "")) == expected(corpus.VARIANTS["ts"][1], 2500, 3600, 33)
+
+
+def test_a_prefetch_never_waits_behind_a_segment_someone_is_fetching(
+    corpus_cdn: LoopbackCDN, ctx: Context
+) -> None:
+    view = view_for(corpus_cdn.url("hls/ts/index.m3u8"), [(2500, 3600, 1100)])
+    clip = view.request.lines[0].clip
+    playlist = ctx.resolver.source_for(view.job_id, "v", clip.hls_url, 90)
+    segments = select_segments(playlist, 2500, 3600)
+    corpus_cdn.reset_counters()
+    # Given a clip holding the lock of the window's first segment (its download under way)
+    with leases.held(ctx.redis, keys.segment_lock(view.job_id, "v", f"{segments[0].seq:06d}.seg"), wait_s=1):
+        # When a prefetch warms the window
+        started = time.monotonic()
+        ctx.segments.fetch(view.job_id, "v", segments, prefetch=True)
+        took = time.monotonic() - started
+    # Then it fetched the other segment and left the held one to its holder, without waiting for it
+    root = ctx.segments.root(view.job_id, "v")
+    assert not (root / f"{segments[0].seq:06d}.seg").exists()
+    assert (root / f"{segments[1].seq:06d}.seg").exists()
+    assert took < 2
+    assert corpus_cdn.count("/hls/ts/s") == 1
 
 
 @pytest.fixture
