@@ -5,7 +5,8 @@ one init section); each run becomes one local file: MPEG-TS segments joined
 with their continuity counters renumbered (``mpegts.join``), fMP4 segments
 behind their init section. Each discontinuity is anchored by its first
 segment's first video timestamp (read from the segment's first bytes when the
-window does not need that segment). The frame rule then picks every output
+window does not need that segment, fetched while the window's segments arrive).
+The frame rule then picks every output
 frame; a pick that needs frames of a neighbouring segment (``#EXTINF`` off
 from the real durations) fetches it and plans again. Finally each run is
 started at the keyframe at or before its first pick, so decoding starts there
@@ -21,6 +22,8 @@ picks the same frames. (A local copy seeks to its keyframe through its index:
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -95,16 +98,20 @@ class HlsInputs:
         )
         self.out = Planned([], [], [])
         self.rates: dict[int, Fraction | None] = {}  # ffprobe's frame rate, per discontinuity (anchors)
+        self._lock = threading.Lock()
 
     def plan(self, segments: list[Segment], times: list[Fraction]) -> Planned:
         for _ in range(MAX_EXTENSIONS + 1):
             _check_gaps(self.playlist, segments)
             groups = _group(segments)
-            probes = [self._run_file(i, g) for i, g in enumerate(groups)]
+            # A discontinuity's anchor (its first segment's head, once per job and video) is fetched
+            # while the window's own segments arrive: two round trips overlap instead of following.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="anchor") as pool:
+                discontinuities = sorted({g[0].discontinuity for g in groups})
+                anchoring = pool.submit(lambda ds: [self._anchor(d) for d in ds], discontinuities)
+                probes = [self._run_file(i, g) for i, g in enumerate(groups)]
+                anchors = sorted(anchoring.result(), key=lambda a: a.time_s)
             runs = [self._run(g, p) for g, p in zip(groups, probes, strict=True)]
-            anchors = sorted(
-                (self._anchor(d) for d in {g[0].discontinuity for g in groups}), key=lambda a: a.time_s
-            )
             rate = probes[0][1].rate or self.rates.get(groups[0][0].discontinuity)
             try:
                 picks = plan(times, anchors, runs, rate)
@@ -147,7 +154,7 @@ class HlsInputs:
         probe = video_packets(
             self.ctx.ffprobe, path, group[0].container, what=f"segments {group[0].seq}-{group[-1].seq}"
         )
-        self.out.cpu_ms += probe.cpu_ms or 0
+        self._cpu(probe.cpu_ms)
         return path, probe
 
     def _run(self, group: list[Segment], probe: tuple[Path, VideoProbe]) -> Run:
@@ -184,7 +191,7 @@ class HlsInputs:
         probe = video_packets(
             self.ctx.ffprobe, probe_path, first.container, first_only=True, what=f"segment {first.seq}"
         )
-        self.out.cpu_ms += probe.cpu_ms or 0
+        self._cpu(probe.cpu_ms)
         # Threads of one worker (clips, prefetch) may write it at once: a temporary name per thread.
         self.rates[discontinuity] = probe.rate
         files.write_json_atomic(
@@ -197,10 +204,15 @@ class HlsInputs:
         )
         return Anchor(discontinuity, time_s, probe.first_key.pts, probe.time_base, wraps)
 
+    def _cpu(self, ms: float | None) -> None:
+        with self._lock:  # the anchor thread and the caller's
+            self.out.cpu_ms += ms or 0
+
     def _account(self, nbytes: int, fetched: int, shared: int) -> None:
-        self.out.bytes_fetched += nbytes
-        self.out.fetched += fetched
-        self.out.shared += shared
+        with self._lock:
+            self.out.bytes_fetched += nbytes
+            self.out.fetched += fetched
+            self.out.shared += shared
 
     # -- decode from the keyframe at or before the window ----------------------------------
     @staticmethod
@@ -232,7 +244,7 @@ class HlsInputs:
         if fmt == "mpegts" and mpegts.suffix_reads_the_same(probe.display_pts):
             return 0
         again = video_packets(self.ctx.ffprobe, cut, fmt, first_only=True, what=cut.name)
-        self.out.cpu_ms += again.cpu_ms or 0
+        self._cpu(again.cpu_ms)
         return again.first_key.pts - key_pts
 
     def _start_at_keyframes(
