@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +34,50 @@ def resize(size: str) -> None:
     WIDTH, HEIGHT = int(w), int(h)
 
 
-def media(cache: Path) -> SampleSet:
+def media(cache: Path, width: int | None = None, height: int | None = None) -> SampleSet:
     return build_sample_set(
         cache,
         SOURCES,
         song_s=240.0,
-        width=WIDTH,
-        height=HEIGHT,
+        width=width or WIDTH,
+        height=height or HEIGHT,
         fps=FPS,
         segment_s=SEGMENT_S,
         keyframe_s=KEYFRAME_S,
     )
+
+
+def ladder_media(cache: Path) -> SampleSet:
+    """The sources as master playlists with two renditions, the job's size and half of it (the bottom
+    of an ABR ladder, as CDNs serve video): a final render reads the first, a draft the second
+    (``--ladder``). Files are hard links into the two single-rendition sample sets."""
+    full = media(cache)
+    half_w, half_h = WIDTH // 4 * 2, HEIGHT // 4 * 2
+    half = media(cache, half_w, half_h)
+    base = cache / f"ladder-{full.root.parent.name}-{half.root.parent.name}"
+    root = base / "cdn"
+    if not (base / "complete.json").exists():
+        tmp = base.with_name(f".{base.name}.{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        for sample, name in ((full, "hi"), (half, "lo")):
+            for f in sorted((sample.root / "hls").glob("*/*")):
+                dest = tmp / "cdn" / "hls" / f.parent.name / name / f.name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.link(f, dest)
+        (tmp / "cdn" / "audio").mkdir(parents=True)
+        os.link(full.song, tmp / "cdn" / "audio" / full.song.name)
+        for folder in sorted((tmp / "cdn" / "hls").iterdir()):
+            (folder / "index.m3u8").write_text(
+                "#EXTM3U\n"
+                f'#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION={half_w}x{half_h},CODECS="avc1.64001f"\n'
+                "lo/index.m3u8\n"
+                f'#EXT-X-STREAM-INF:BANDWIDTH=3000000,RESOLUTION={WIDTH}x{HEIGHT},CODECS="avc1.64001f"\n'
+                "hi/index.m3u8\n"
+            )
+        (tmp / "complete.json").write_text("{}")
+        shutil.rmtree(base, ignore_errors=True)
+        os.replace(tmp, base)
+    return SampleSet(root, full.media_dir, root / "audio" / full.song.name, full.sources)
 
 
 def request(job_id: str, cdn: LoopbackCDN, lines: int = 60, seed: int = 11) -> dict[str, Any]:

@@ -217,6 +217,11 @@ def main() -> None:
         help="sources and output of the job, WxH (default %(default)s; sources are built once per size)",
     )
     ap.add_argument(
+        "--ladder",
+        action="store_true",
+        help="with --draft: sources as master playlists of two renditions, the job's size and half of it",
+    )
+    ap.add_argument(
         "--ref",
         metavar="GIT_REV",
         help="run this same bench (today's bench/) against the code of an older revision, in a git worktree",
@@ -228,7 +233,9 @@ def main() -> None:
 
     logs.configure("WARNING", json_output=False)
     job.resize(args.size)
-    samples = job.media(CACHE)
+    if args.ladder and not args.draft:
+        ap.error("--ladder goes with --draft (the bytes ratio and baselines read single-rendition sources)")
+    samples = job.ladder_media(CACHE) if args.ladder else job.media(CACHE)
     samples_cache.append(samples)
     results: dict[str, Any] = {
         "machine": {
