@@ -12,8 +12,9 @@ read here from the bytes, and they are the ones ffprobe reports:
 - ``key``: the picture is an IDR picture (ffmpeg's H.264 parser also flags a
   picture behind a recovery-point SEI; such a stream is left to ffprobe).
 
-Anything else returns None and the caller asks ffprobe: another codec or more
-than one video stream, scrambled or errored packets, a continuity jump, a PES
+Anything else returns None and the caller asks ffprobe: another codec, more
+than one video stream or program, a PES before the program tables, scrambled
+or errored packets, a continuity jump, a PES
 without a PTS or with a length it does not have, a PES holding no picture or
 several (fields, packed frames), data partitioning, SVC/MVC, a picture whose
 first slice does not say where it starts. Never a guess: a wrong key flag
@@ -106,8 +107,12 @@ def _read(data: bytes) -> list[Packet] | None:
         start = bool(packet[1] & 0x40)
         if this == 0 and start and not pmt_pids:
             pmt_pids = _pmt_pids(_section(packet))
+            if len(pmt_pids) != 1:  # several programs: which video ffmpeg lists first is its choice
+                raise _Unsure
         elif this in pmt_pids and start and pid is None:
             pid = _video_pid(_section(packet))
+        elif pid is None and start and _payload(packet)[:3] == b"\x00\x00\x01":
+            raise _Unsure  # a PES before its program tables: ffmpeg may or may not keep it
         if this != pid or pid is None:
             continue
         if packet[3] & 0x10:

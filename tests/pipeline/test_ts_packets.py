@@ -146,3 +146,11 @@ def test_damaged_bytes_never_raise_they_read_or_decline() -> None:
     good = stream(*(pes(3000 * n, AUD + (IDR if n % 4 == 0 else P)) for n in range(12)))
     read = read_damaged(good, seed=7, times=3000)
     assert 0 < read < 3000  # some damage lands in padding and is read; most is declined
+
+
+def test_declines_several_programs_and_a_pes_before_the_program_tables() -> None:
+    two_programs = ts(0, 0, section(0, b"\x00\x01\xf0\x00\x00\x02\xf0\x01"), start=True)
+    tables = two_programs + pmt((0x1B, VIDEO))
+    assert ts_packets.video_packets(stream(pes(0, AUD + IDR), tables=tables)) is None
+    early = ts(VIDEO, 15, pes(0, AUD + IDR)[:184], start=True)  # the video PES, then PAT and PMT
+    assert ts_packets.video_packets(early + stream(pes(3000, AUD + IDR))) is None
