@@ -17,7 +17,8 @@ pytestmark = pytest.mark.integration
 def one_clip_job(stack: Stack, video: str = "v_b", start: int = 4200, direct: bool = True):  # type: ignore[no-untyped-def]
     ctx = make_ctx(stack, CLIPLINE_HTTP_TIMEOUT_S="1")
     job_id = new_job_id("fault")
-    # A window inside one 2-second segment, so each attempt makes exactly one segment request.
+    # A window inside one 2-second segment (segment 2 at 4200 ms), so each attempt makes exactly one
+    # request for the window's segment (the source's anchor, segment 0's head, is fetched alongside).
     request = build_request(
         job_id, stack.cdn, [(video, start, start + 1000, direct)], line_ms=lambda i: 1000, audio=False
     )
@@ -27,7 +28,7 @@ def one_clip_job(stack: Stack, video: str = "v_b", start: int = 4200, direct: bo
 
 def test_503_twice_then_200_is_retried_and_counted(stack: Stack) -> None:
     ctx, job_id = one_clip_job(stack)
-    stack.cdn.fail_next("/hls/v_b/seg_", 503, times=2)
+    stack.cdn.fail_next("/hls/v_b/seg_00002", 503, times=2)
     steps = [clipstage.run_clip(ctx, job_id, 0, attempt=a, max_attempts=4) for a in (1, 2, 3)]
     assert [type(s).__name__ for s in steps] == ["Retry", "Retry", "Done"]
     done = steps[2]
