@@ -4,7 +4,8 @@ Off unless ``CLIPLINE_CLIP_CACHE_BYTES`` > 0. The key (``cache_key``) is a hash 
 
 - the source's identity (``source_identity``): the media playlist with every URL stripped of its
   signature parameters (``strip_signature``), and each needed segment's URL, byte range and
-  validator (its ETag, else its length, from a HEAD request); a source without either is not cached;
+  validator (its ETag, else its length, from a HEAD request, once per job: ``clip_reuse``); a source
+  without either is not cached;
 - the source window (start and end ms) and the output profile (size, fps, x264 preset and crf, the
   scaler when one is named);
 - ``CUT_RULE_VERSION``: bump it whenever a change to cutting could change a clip's frames.

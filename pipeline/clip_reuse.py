@@ -33,6 +33,7 @@ import os
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +208,32 @@ def _validator(ctx: Context, url: str) -> str | None:
     return f"length:{length}" if length else None
 
 
+#: HEAD requests one clip sends at once for its segments' validators.
+PARALLEL_HEADS = 4
+
+
+def _validators(ctx: Context, job_id: str, urls: list[str]) -> dict[str, str | None]:
+    """Each URL's validator: from the job's memo in Redis (each URL is asked once per job, as its
+    segment is fetched once per job), else a HEAD request, several at once; answers are kept."""
+    memo = keys.job_validators(job_id)
+    known = dict(zip(urls, ctx.redis.hmget(memo, urls), strict=True))
+    out: dict[str, str | None] = {
+        u: v.decode() if isinstance(v, bytes) else str(v) for u, v in known.items() if v is not None
+    }
+    missing = [u for u in urls if u not in out]
+    if missing:
+        with ThreadPoolExecutor(max_workers=min(PARALLEL_HEADS, len(missing))) as pool:
+            asked = dict(zip(missing, pool.map(lambda u: _validator(ctx, u), missing), strict=True))
+        found: dict[Any, Any] = {u: tag for u, tag in asked.items() if tag is not None}
+        if found:
+            pipe = ctx.redis.pipeline()
+            pipe.hset(memo, mapping=found)
+            pipe.expire(memo, keys.JOB_KEY_TTL_S)
+            pipe.execute()
+        out.update(asked)
+    return out
+
+
 def _key(ctx: Context, view: JobView, index: int) -> str | None:
     req = view.request
     clip = req.lines[index].clip
@@ -217,7 +244,8 @@ def _key(ctx: Context, view: JobView, index: int) -> str | None:
         segments = select_segments(playlist, clip.start_ms, clip.end_ms)
     except SourceError:
         return None  # the cut meets the same error and decides
-    identity = source_identity(playlist, segments, lambda url: _validator(ctx, url))
+    urls = sorted({u for s in segments for u in (s.uri, *([s.init.uri] if s.init else []))})
+    identity = source_identity(playlist, segments, _validators(ctx, view.job_id, urls).get)
     if identity is None:
         return None
     return cache_key(identity, clip.start_ms, clip.end_ms, ctx.profile(req))

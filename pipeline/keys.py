@@ -20,6 +20,11 @@ def job_source_lock(job_id: str, video_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:source:{video_id}:lock"
 
 
+def job_validators(job_id: str) -> str:
+    """Hash: segment URL -> its clip cache validator (ETag or length), asked once per job."""
+    return f"{PREFIX}:job:{job_id}:validators"
+
+
 def segment_lock(job_id: str, video_id: str, name: str | int) -> str:
     return f"{PREFIX}:job:{job_id}:seg:{video_id}:{name}:lock"
 

@@ -120,17 +120,21 @@ def test_the_clip_cache_serves_a_second_job_without_cutting(
 ) -> None:
     ctx = context(tmp_path, redis_url, CLIPLINE_CLIP_CACHE_BYTES=str(50 * 2**20))
     signed = corpus_cdn.url(f"hls/ts/{VARIANT.playlist}") + "?Expires=1700000000&Signature=first"
-    first = view_for(signed, [(0, 1000, 1000), (2500, 3600, 1100)])
-    records = [clip_reuse.cut_once(ctx, first, i) for i in range(2)]
-    assert cuts == [0, 1] and [r.cache for r in records] == ["miss", "miss"]
+    first = view_for(signed, [(0, 1000, 1000), (2500, 3600, 1100), (2600, 3500, 900)])
+    corpus_cdn.reset_counters()
+    records = [clip_reuse.cut_once(ctx, first, i) for i in range(3)]
+    assert cuts == [0, 1, 2] and [r.cache for r in records] == ["miss", "miss", "miss"]
+    # each segment's validator is asked once per job (slot 2 needs the segments slot 1 asked about)
+    heads = [r.path for r in corpus_cdn.requests if r.method == "HEAD"]
+    assert heads and len(heads) == len(set(heads))
     # A later job: the same windows, its playlist URL signed again, one slot shorter, one longer
     resigned = corpus_cdn.url(f"hls/ts/{VARIANT.playlist}") + "?Expires=1800000000&Signature=second"
     second = view_for(resigned, [(0, 1000, 1000), (2500, 3600, 700), (2500, 3600, 1600)])
     again = [clip_reuse.cut_once(ctx, second, i) for i in range(3)]
-    assert cuts == [0, 1]  # nothing cut again
+    assert cuts == [0, 1, 2]  # nothing cut again
     assert [(r.cache, r.reuse) for r in again] == [("hit", "copy"), ("hit", "trim"), ("hit", "hold")]
     assert all(r.bytes_fetched == 0 for r in again)
     check_frames(second, again)
     # A changed profile misses
     other = view_for(resigned, [(0, 1000, 1000)], height=72)
-    assert clip_reuse.cut_once(ctx, other, 0).cache == "miss" and cuts == [0, 1, 0]
+    assert clip_reuse.cut_once(ctx, other, 0).cache == "miss" and cuts == [0, 1, 2, 0]
