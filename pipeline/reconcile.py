@@ -122,6 +122,9 @@ def _extracting(ctx: Context, send: Send, job_id: str, trace_id: str) -> list[Re
     out: list[Repair] = []
     if restored:
         out.append(Repair(job_id, "outcomes restored from disk", f"{restored} clip(s)"))
+    assemble = fired or (not missing and not restored and already == len(view.slots))
+    if not missing and not assemble:
+        return out  # nothing to send: no need to rank the job
     # Re-sent messages rank as the fan-out ranks a job's clips (pipeline.priority), by what is left
     # to cut: a repaired small job is not pushed behind the big ones at priority 0.
     rank = priority.job_priority(ctx.store, job_id, len(missing))
@@ -129,7 +132,7 @@ def _extracting(ctx: Context, send: Send, job_id: str, trace_id: str) -> list[Re
         send(Stage.CLIP, job_id, index, trace_id, priority=rank)
     if missing:
         out.append(Repair(job_id, "clips re-sent", f"slots {missing}"))
-    if fired or (not missing and not restored and already == len(view.slots)):
+    if assemble:
         send(Stage.ASSEMBLE, job_id, trace_id, priority=rank)
         out.append(Repair(job_id, "assembly sent", "every slot has its outcome"))
     return out
