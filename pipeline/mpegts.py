@@ -66,23 +66,33 @@ def join(segments: Iterable[bytes]) -> bytes:
     return bytes(out)
 
 
+def psi_section(packet: bytes) -> bytes:
+    """A PSI packet's section (after the adaptation and pointer fields), as far as the packet holds it:
+    shorter than its declared length (3 + the length field) when it continues in the next packet."""
+    start = 4 + (1 + packet[4] if packet[3] & 0x20 else 0)
+    start += 1 + packet[start]
+    length = ((packet[start + 1] & 0x0F) << 8) | packet[start + 2]
+    return packet[start : start + 3 + length]
+
+
+def pmt_pids(pat: bytes) -> list[int]:
+    """The PMT PIDs a PAT section names, in its order (program 0, the network PID, left out)."""
+    entries = pat[8:-4]
+    return [
+        ((entries[j + 2] & 0x1F) << 8) | entries[j + 3]
+        for j in range(0, len(entries) - 3, 4)
+        if (entries[j] << 8 | entries[j + 1]) != 0
+    ]
+
+
 def _program_tables(data: bytes) -> list[bytes]:
     """The first PAT packet and the first packet of each PMT it names."""
     pat = next((i for i in range(0, len(data), PACKET) if _pid(data, i) == 0), None)
     if pat is None:
         return []
     p = data[pat : pat + PACKET]
-    payload = 4 + (1 + p[4] if p[3] & 0x20 else 0)  # after the adaptation field, if any
-    start = payload + 1 + p[payload]  # after the pointer field
-    section_length = ((p[start + 1] & 0x0F) << 8) | p[start + 2]
-    programs = p[start + 8 : start + 3 + section_length - 4]
-    pmt_pids = {
-        ((programs[j + 2] & 0x1F) << 8) | programs[j + 3]
-        for j in range(0, len(programs) - 3, 4)
-        if (programs[j] << 8 | programs[j + 1]) != 0
-    }
     tables = [p]
-    for pid in sorted(pmt_pids):
+    for pid in sorted(set(pmt_pids(psi_section(p)))):
         i = next((i for i in range(0, len(data), PACKET) if _pid(data, i) == pid), None)
         if i is not None:
             tables.append(data[i : i + PACKET])

@@ -23,7 +23,7 @@ would start decoding where it cannot, a wrong PTS would pick a wrong frame.
 
 from __future__ import annotations
 
-from .mpegts import PACKET, SYNC
+from .mpegts import PACKET, SYNC, pmt_pids, psi_section
 from .probe import Packet
 
 #: PMT stream types that carry video; only H.264 (0x1B) is read here.
@@ -48,22 +48,11 @@ def video_packets(data: bytes) -> list[Packet] | None:
 
 
 def _section(packet: bytes) -> bytes:
-    """A PSI packet's section, after the adaptation field and the pointer field."""
-    start = 4 + (1 + packet[4] if packet[3] & 0x20 else 0)
-    start += 1 + packet[start]
-    length = ((packet[start + 1] & 0x0F) << 8) | packet[start + 2]
-    if start + 3 + length > PACKET:  # a section spanning packets: not a table this reader follows
+    """A PSI packet's whole section; raises _Unsure for one that continues in the next packet."""
+    section = psi_section(packet)
+    if len(section) < 3 + (((section[1] & 0x0F) << 8) | section[2]):
         raise _Unsure
-    return packet[start : start + 3 + length]
-
-
-def _pmt_pids(pat: bytes) -> list[int]:
-    entries = pat[8:-4]
-    return [
-        ((entries[j + 2] & 0x1F) << 8) | entries[j + 3]
-        for j in range(0, len(entries) - 3, 4)
-        if (entries[j] << 8 | entries[j + 1]) != 0
-    ]
+    return section
 
 
 def _video_pid(pmt: bytes) -> int:
@@ -93,7 +82,7 @@ def _payload(packet: bytes) -> bytes:
 def _read(data: bytes) -> list[Packet] | None:
     if not data or len(data) % PACKET:
         return None
-    pmt_pids: list[int] = []
+    programs: list[int] = []  # PMT PIDs
     pid: int | None = None
     last_cc: int | None = None
     pes: list[bytes] = []
@@ -105,11 +94,11 @@ def _read(data: bytes) -> list[Packet] | None:
             raise _Unsure
         this = ((packet[1] & 0x1F) << 8) | packet[2]
         start = bool(packet[1] & 0x40)
-        if this == 0 and start and not pmt_pids:
-            pmt_pids = _pmt_pids(_section(packet))
-            if len(pmt_pids) != 1:  # several programs: which video ffmpeg lists first is its choice
+        if this == 0 and start and not programs:
+            programs = pmt_pids(_section(packet))
+            if len(programs) != 1:  # several programs: which video ffmpeg lists first is its choice
                 raise _Unsure
-        elif this in pmt_pids and start and pid is None:
+        elif this in programs and start and pid is None:
             pid = _video_pid(_section(packet))
         elif pid is None and start and _payload(packet)[:3] == b"\x00\x00\x01":
             raise _Unsure  # a PES before its program tables: ffmpeg may or may not keep it
