@@ -31,7 +31,7 @@ ensure_packages() {
     dpkg -s fonts-wqy-microhei >/dev/null 2>&1 || want+=(fonts-wqy-microhei)
     # A second HLS packager for the corpus (tests/media/corpus.py): GStreamer's hlssink2 with its x264.
     local gst
-    for gst in gstreamer1.0-tools gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav; do
+    for gst in gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav; do
       dpkg -s "$gst" >/dev/null 2>&1 || want+=("$gst")
     done
   fi

@@ -3,7 +3,7 @@
 Each variant is made by running ffmpeg's command line directly (its hls muxer
 in its several modes, or one mpegts mux per segment with a playlist written
 here), or by another packager (GStreamer's ``hlssink2`` and ``hlssink``, encoding with its own
-x264 element), from a frame-coded source: every frame shows its absolute frame
+x264 element; GStreamer's fragmented ``mp4mux``, its fragments listed here as segments), from a frame-coded source: every frame shows its absolute frame
 number (``clipline.dev.samples.pattern_graph``), so a test can read back which
 source frame each output frame shows. Frame n of every variant is displayed
 from source time n / rate. Built once per content hash (and set of installed
@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import struct
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,7 +43,10 @@ class Variant:
     elements: tuple[str, ...] = ()  # GStreamer elements the pipeline uses (each from some plugin package)
 
 
-GST_PACKAGES = "gstreamer1.0-tools gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav"
+GST_PACKAGES = (
+    "gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly"
+    " gstreamer1.0-libav"
+)
 
 
 def ff(*args: str) -> None:
@@ -314,6 +318,79 @@ def gst_hlssink_25(folder: Path) -> None:
     )
 
 
+def _boxes(data: bytes, start: int = 0, end: int | None = None) -> list[tuple[str, int, int]]:
+    """The ISO BMFF boxes in ``data[start:end]``: (type, offset, size)."""
+    out, pos, end = [], start, len(data) if end is None else end
+    while pos < end:
+        size, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        if size == 1:
+            size = struct.unpack(">Q", data[pos + 8 : pos + 16])[0]
+        out.append((kind.decode("latin-1"), pos, size or end - pos))
+        pos += size or end - pos
+    return out
+
+
+def _segments(media: bytes, video_fragments: int = 2) -> tuple[int, list[tuple[int, int, int]]]:
+    """A fragmented MP4's init section length and its HLS segments: (offset, size, video frames).
+
+    GStreamer's mp4mux writes one ``moof`` + ``mdat`` per track and fragment (video: track 1); a
+    segment starts at every ``video_fragments``-th video fragment and holds every fragment up to the
+    next one, audio included."""
+    top = _boxes(media)
+    init = next(off for kind, off, _ in top if kind == "moof")
+    segments: list[list[int]] = []  # [offset, size, video frames]
+    videos = 0
+    for (kind, off, size), (next_kind, _, next_size) in zip(top, top[1:], strict=False):
+        if kind != "moof":
+            continue
+        assert next_kind == "mdat"
+        traf = next(b for b in _boxes(media, off + 8, off + size) if b[0] == "traf")
+        inside = {b[0]: b for b in _boxes(media, traf[1] + 8, traf[1] + traf[2])}
+        track = struct.unpack(">I", media[inside["tfhd"][1] + 12 : inside["tfhd"][1] + 16])[0]
+        samples = struct.unpack(">I", media[inside["trun"][1] + 12 : inside["trun"][1] + 16])[0]
+        if track == 1 and videos % video_fragments == 0:
+            segments.append([off, 0, 0])
+        videos += track == 1
+        segments[-1][1] = off + size + next_size - segments[-1][0]
+        segments[-1][2] += samples if track == 1 else 0
+    return init, [(off, size, frames) for off, size, frames in segments]
+
+
+def gst_fmp4(folder: Path) -> None:
+    """GStreamer's mp4mux in fragmented mode (a ``moof`` per track every half second, B-frames,
+    composition offsets and no edit list, an AAC track, an ``mfra`` at the end) as one file, listed
+    here as 1-second byte ranges (``#EXT-X-MAP`` with ``BYTERANGE``)."""
+    _gst(
+        folder,
+        30,
+        *"! x264enc key-int-max=15 bframes=2 speed-preset=veryfast ! h264parse ! mux.".split(),
+        *f"audiotestsrc num-buffers={DURATION_S * 10} samplesperbuffer=4410".split(),
+        *"! audioconvert ! avenc_aac ! aacparse ! mux.".split(),
+        *"mp4mux name=mux fragment-duration=1000 streamable=true ! filesink".split(),
+        f"location={folder / 'media.mp4'}",
+    )
+    init, segments = _segments((folder / "media.mp4").read_bytes())
+    lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-TARGETDURATION:1", "#EXT-X-PLAYLIST-TYPE:VOD"]
+    lines.append(f'#EXT-X-MAP:URI="media.mp4",BYTERANGE="{init}@0"')
+    for off, size, samples in segments:
+        lines += [f"#EXTINF:{samples / 30:.5f},", f"#EXT-X-BYTERANGE:{size}@{off}", "media.mp4"]
+    (folder / "index.m3u8").write_text("\n".join([*lines, "#EXT-X-ENDLIST", ""]))
+
+
+def gst_fmp4_files(folder: Path) -> None:
+    """The same GStreamer fragments written as an init file and one file per fragment (CMAF's layout)."""
+    gst_fmp4(folder)
+    media = (folder / "media.mp4").read_bytes()
+    init, segments = _segments(media)
+    (folder / "init.mp4").write_bytes(media[:init])
+    lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-TARGETDURATION:1", '#EXT-X-MAP:URI="init.mp4"']
+    for i, (off, size, samples) in enumerate(segments):
+        (folder / f"f{i:03d}.m4s").write_bytes(media[off : off + size])
+        lines += [f"#EXTINF:{samples / 30:.5f},", f"f{i:03d}.m4s"]
+    (folder / "media.mp4").unlink()
+    (folder / "index.m3u8").write_text("\n".join([*lines, "#EXT-X-ENDLIST", ""]))
+
+
 VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
     "ts": (ts, Variant("ts", Fraction(30), 180)),
     "fmp4": (fmp4, Variant("fmp4", Fraction(30), 180)),
@@ -341,6 +418,20 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
             elements=("y4mdec", "x264enc", "h264parse", "avenc_aac", "aacparse", "hlssink2"),
         ),
     ),
+    **{
+        name: (
+            build,
+            Variant(
+                name,
+                Fraction(30),
+                180,
+                tool="gst-launch-1.0",
+                package=GST_PACKAGES,
+                elements=("y4mdec", "x264enc", "h264parse", "avenc_aac", "aacparse", "mp4mux"),
+            ),
+        )
+        for name, build in (("gst_fmp4", gst_fmp4), ("gst_fmp4_files", gst_fmp4_files))
+    },
     "gst_hlssink_25": (
         gst_hlssink_25,
         Variant(
