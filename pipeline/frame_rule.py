@@ -97,6 +97,24 @@ def _step(run: Run) -> int:
     return gaps[len(gaps) // 2] if gaps else 0
 
 
+#: How many of a run's last frames (in display order) may be followed by a frame of the next segment:
+#: H.264 and HEVC reorder at most 16 frames. A packager that cuts segments in decode order where the
+#: time is up (GStreamer's fragmented mp4mux, B-frames) leaves a B-frame shown before the run's last
+#: frames in the segment after it.
+REORDER_DEPTH = 16
+
+
+def _after_the_run(run: Run, j: int, target: Fraction, step: int) -> bool:
+    """Whether the frame shown at ``target`` (pick ``run.pts[j]``) may be in the segment after the run:
+    ``target`` is a frame or more past the run's last frame, or it falls in a hole of more than a
+    frame among the run's last ``REORDER_DEPTH`` frames (where the next segment's frames can be)."""
+    last = len(run.pts) - 1
+    if j == last:
+        return target >= run.pts[-1] + step
+    hole = run.pts[j + 1] - run.pts[j]
+    return last - j <= REORDER_DEPTH and 2 * hole > 3 * step and 2 * (target - run.pts[j]) >= step
+
+
 def plan(times: list[Fraction], anchors: list[Anchor], runs: list[Run], rate: Fraction | None) -> list[Pick]:
     """The pick for each time. ``anchors`` sorted by time; ``runs`` in playlist order."""
     by_disc = {a.discontinuity: a for a in anchors}
@@ -117,14 +135,12 @@ def plan(times: list[Fraction], anchors: list[Anchor], runs: list[Run], rate: Fr
         run = runs[ri]
         target = run.first_pts + (elapsed - offsets[k]) / run.time_base
         j = bisect.bisect_right(run.pts, target) - 1
-        if j == len(run.pts) - 1 and k == len(mine) - 1 and run.more_after:
-            step = run.pts[-1] - run.pts[-2] if len(run.pts) > 1 else 0
-            if target >= run.pts[-1] + step:
-                raise NeedSegments(anchor.discontinuity, before=False)
         pts = run.pts[j]
         if ri not in steps:
             steps[ri] = _step(run)
         step = steps[ri]
+        if k == len(mine) - 1 and run.more_after and _after_the_run(run, j, target, step):
+            raise NeedSegments(anchor.discontinuity, before=False)
         if step and target - pts >= 2 * step and (j + 1 < len(run.pts) or run.more_after):
             raise FramesMissing(f"no frame between pts {pts} and the next, {target - pts} ticks later")
         frame = 0

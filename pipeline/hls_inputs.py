@@ -39,8 +39,10 @@ from .probe import VideoProbe, video_packets
 #: MPEG-TS timestamps count a 90 kHz clock.
 TS_TIME_BASE = Fraction(1, 90_000)
 
-#: How many times a window may grow by a neighbouring segment before it is refused.
-MAX_EXTENSIONS = 4
+#: How many times a window may grow by a neighbouring segment before it is refused: #EXTINF durations
+#: that differ from the timestamps, a B-frame left in the next segment, segments that start mid-GOP
+#: (one segment back each time, up to the keyframe).
+MAX_EXTENSIONS = 8
 
 
 class SourceGap(SourceNotFound):
@@ -85,6 +87,16 @@ def _read_ts(joined: bytes) -> VideoProbe | None:
     return VideoProbe(TS_TIME_BASE, None, "h264", tuple(packets), 0.0)
 
 
+def _keyless(probes: list[tuple[Path, VideoProbe]], picks: list[Pick]) -> int | None:
+    """The first run some of whose frames shown come before every keyframe in it (ffmpeg could not
+    decode them from it: the segments start mid-GOP), or None."""
+    for i in sorted({p.run for p in picks}):
+        first = min(p.pts for p in picks if p.run == i)
+        if not any(k.key and k.pts <= first for k in probes[i][1].packets):
+            return i
+    return None
+
+
 class HlsInputs:
     def __init__(
         self, ctx: Context, job_id: str, video_id: str, playlist: MediaPlaylist, scratch: Path
@@ -101,6 +113,7 @@ class HlsInputs:
         self._lock = threading.Lock()
 
     def plan(self, segments: list[Segment], times: list[Fraction]) -> Planned:
+        why = ""
         for _ in range(MAX_EXTENSIONS + 1):
             _check_gaps(self.playlist, segments)
             groups = _group(segments)
@@ -119,9 +132,15 @@ class HlsInputs:
                 raise SourceInvalid(f"{self.playlist.url}: {exc}", video_id=self.video_id) from exc
             except NeedSegments as need:
                 segments = self._extend(segments, need)
+                why = "#EXTINF and the real timestamps disagree beyond repair"
+                continue
+            keyless = _keyless(probes, picks)
+            if keyless is not None:  # a segment that starts mid-GOP: decode from an earlier one
+                segments = self._extend_to_keyframe(segments, groups[keyless])
+                why = f"no keyframe in the {MAX_EXTENSIONS} segments before segment {groups[keyless][0].seq}"
                 continue
             return self._start_at_keyframes(groups, probes, runs, anchors, times, picks, rate)
-        raise SourceInvalid(f"{self.playlist.url}: #EXTINF and the real timestamps disagree beyond repair")
+        raise SourceInvalid(f"{self.playlist.url}: {why}", video_id=self.video_id)
 
     # -- segments and runs -----------------------------------------------------------
     def _extend(self, segments: list[Segment], need: NeedSegments) -> list[Segment]:
@@ -132,6 +151,17 @@ class HlsInputs:
                 f"{self.playlist.url}: the window's frames are not in its segments' timestamps"
             )
         return sorted({*segments, extra}, key=lambda s: s.seq)
+
+    def _extend_to_keyframe(self, segments: list[Segment], group: list[Segment]) -> list[Segment]:
+        """``segments`` with the one before ``group``: its frames shown come before any keyframe in it."""
+        before = self.playlist.preceding(group[0])
+        if before is None or before.discontinuity != group[0].discontinuity or before in segments:
+            raise SourceInvalid(
+                f"{self.playlist.url}: segment {group[0].seq} starts without a keyframe and nothing"
+                " before it in its discontinuity (and initialisation section) can be decoded into it",
+                video_id=self.video_id,
+            )
+        return sorted({*segments, before}, key=lambda s: s.seq)
 
     def _run_file(self, i: int, group: list[Segment]) -> tuple[Path, VideoProbe]:
         got = self.ctx.segments.fetch(self.job_id, self.video_id, group)
@@ -152,7 +182,11 @@ class HlsInputs:
         if joined is not None and (read := _read_ts(joined)) is not None:
             return path, read
         probe = video_packets(
-            self.ctx.ffprobe, path, group[0].container, what=f"segments {group[0].seq}-{group[-1].seq}"
+            self.ctx.ffprobe,
+            path,
+            group[0].container,
+            what=f"segments {group[0].seq}-{group[-1].seq}",
+            keyless=True,  # segments from inside a GOP: plan() adds the ones before (``_keyless``)
         )
         self._cpu(probe.cpu_ms)
         return path, probe

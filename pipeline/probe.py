@@ -46,9 +46,11 @@ def _fraction(text: str | None) -> Fraction | None:
 
 
 def video_packets(
-    ffprobe: str, path: Path, fmt: str, *, first_only: bool = False, what: str = ""
+    ffprobe: str, path: Path, fmt: str, *, first_only: bool = False, what: str = "", keyless: bool = False
 ) -> VideoProbe:
-    """Probe ``path`` (demuxer ``fmt``). Raises SourceInvalid when it has no video frame with a timestamp."""
+    """Probe ``path`` (demuxer ``fmt``). Raises SourceInvalid when it has no video frame with a timestamp,
+    or no keyframe unless ``keyless`` (a run of segments from inside a GOP: its caller looks further
+    back)."""
     done = run(
         ffmpeg_args.video_packets_argv(ffprobe, path, fmt, first_only=first_only), timeout_s=60, check=False
     )
@@ -74,9 +76,11 @@ def video_packets(
         for p in data.get("packets") or []
         if p.get("pts") not in (None, "N/A")
     )
-    if tb is None or not packets or not any(p.key for p in packets):
-        why = done.stderr.strip()[-300:] or "no video stream, or no keyframe with a timestamp"
+    if tb is None or not packets:
+        why = done.stderr.strip()[-300:] or "no video stream with a timestamp"
         raise SourceInvalid(f"{name} has no video timestamps to cut on ({why})")
+    if not (keyless or any(p.key for p in packets)):
+        raise SourceInvalid(f"{name} has no keyframe to start decoding at (it starts inside a GOP)")
     stream = streams[0]
     return VideoProbe(
         tb,

@@ -210,6 +210,25 @@ def test_a_window_needing_a_gap_segment_goes_to_fallback(
         cutting.cut_from_hls(ctx, view, 1)
 
 
+def test_segments_with_no_keyframe_before_them_are_an_error_never_a_wrong_frame(
+    corpus_cdn: LoopbackCDN, ctx: Context, tmp_path: Path
+) -> None:
+    # Given the mid-GOP variant listed without its first segment, so that its first listed segments
+    # start after the keyframe at frame 0 and before the one at frame 45
+    import shutil
+
+    root = tmp_path / "cdn" / "hls" / "ts_mid_gop"
+    shutil.copytree(corpus_cdn.root / "hls" / "ts_mid_gop", root)
+    lines = (root / "index.m3u8").read_text().splitlines()
+    first = lines.index("m0.ts")
+    (root / "late.m3u8").write_text("\n".join(lines[: first - 1] + lines[first + 1 :]) + "\n")
+    with LoopbackCDN(tmp_path / "cdn") as cdn:
+        view = view_for(cdn.url("hls/ts_mid_gop/late.m3u8"), [(100, 600, 500)])
+        # When a window before the first keyframe is cut, it is refused: nothing could decode it
+        with pytest.raises(SourceInvalid, match="no keyframe"):
+            cutting.cut_from_hls(ctx, view, 0)
+
+
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "frames_missing"])
 def test_a_damaged_segment_is_an_error_never_a_wrong_frame(
     damage: str, damaged: tuple[Path, LoopbackCDN], ctx: Context

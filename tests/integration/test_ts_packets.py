@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 
 def ffprobe_packets(path: Path) -> list[Packet]:
-    return list(video_packets("ffprobe", path, "mpegts").packets)
+    return list(video_packets("ffprobe", path, "mpegts", keyless=True).packets)
 
 
 def corpus_segments() -> dict[str, list[Path]]:

@@ -2,10 +2,12 @@
 
 Each variant is made by running ffmpeg's command line directly (its hls muxer
 in its several modes, or one mpegts mux per segment with a playlist written
-here), or by another packager (GStreamer's ``hlssink2`` and ``hlssink``, encoding with its own
-x264 element; GStreamer's fragmented ``mp4mux``, its fragments listed here as segments), from a frame-coded source: every frame shows its absolute frame
-number (``clipline.dev.samples.pattern_graph``), so a test can read back which
-source frame each output frame shows. Frame n of every variant is displayed
+here), or by another packager (GStreamer's ``hlssink2`` and ``hlssink``,
+encoding with its own x264 element; GStreamer's fragmented ``mp4mux``, its
+fragments listed here as segments), from a frame-coded source: every frame
+shows its absolute frame number (``clipline.dev.samples.pattern_graph``), so a
+test can read back which source frame each output frame shows. Frame n of
+every variant is displayed
 from source time n / rate. Built once per content hash (and set of installed
 packagers) under ``.cache/``; a variant whose packager is not installed is not
 built, and its test is skipped naming the Debian package.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import struct
@@ -191,6 +194,39 @@ def per_segment(folder: Path) -> None:
     )
 
 
+def ts_mid_gop(folder: Path) -> None:
+    """ffmpeg's segment muxer cutting on time, not on keyframes (``break_non_keyframes``): half-second
+    MPEG-TS segments, a keyframe every 1.5 s and B-frames, so most segments start mid-GOP."""
+    ff(
+        *_source("30"),
+        *_x264(45),
+        "-f",
+        "segment",
+        "-segment_time",
+        "0.5",
+        "-break_non_keyframes",
+        "1",
+        "-segment_format",
+        "mpegts",
+        str(folder / "m%d.ts"),
+    )
+    # The segment muxer's own list undercounts these segments' durations (5.17 s of 6): list them by
+    # their first video timestamps instead.
+    names = sorted((p.name for p in folder.glob("m*.ts")), key=lambda n: int(n[1:-3]))
+    starts = [_first_video_pts(folder / n) for n in names] + [_first_video_pts(folder / names[0]) + 540000]
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:1", "#EXT-X-PLAYLIST-TYPE:VOD"]
+    for name, start, end in zip(names, starts, starts[1:], strict=False):
+        lines += [f"#EXTINF:{(end - start) / 90000:.6f},", name]
+    (folder / "index.m3u8").write_text("\n".join([*lines, "#EXT-X-ENDLIST", ""]))
+
+
+def _first_video_pts(path: Path) -> int:
+    """The smallest video PTS in an MPEG-TS file (90 kHz)."""
+    argv = ["ffprobe", "-v", "quiet", "-select_streams", "v:0", "-show_entries", "packet=pts", "-of", "csv"]
+    out = subprocess.run([*argv, str(path)], check=True, capture_output=True, text=True, timeout=60).stdout
+    return min(int(v) for v in out.replace(",", " ").split() if v.isdigit())
+
+
 def discontinuity(folder: Path) -> None:
     """Frames 0..89 then 90..179, muxed apart: the second half's timestamps restart at the first's."""
     lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:1", "#EXT-X-PLAYLIST-TYPE:VOD"]
@@ -281,12 +317,27 @@ def master_skip(folder: Path) -> None:
     )
 
 
+#: A GStreamer pipeline here takes well under a second; 1.22 sometimes hangs at the end of the stream
+#: (1 run in 5-10 of hlssink2's here), so a run that outlasts the timeout is killed and run again.
+GST_TIMEOUT_S = 20
+GST_ATTEMPTS = 4
+
+
 def _gst(folder: Path, rate: int, *pipeline: str) -> None:
     """Run a GStreamer pipeline whose ``SRC`` is the frame-coded pattern as raw frames (made by ffmpeg)."""
     raw = folder / "src.y4m"
     ff("-f", "lavfi", "-i", pattern_graph(DURATION_S, W, H, rate), "-f", "yuv4mpegpipe", str(raw))
     argv = ["gst-launch-1.0", "-q", *f"filesrc location={raw} ! y4mdec ! videoconvert".split(), *pipeline]
-    subprocess.run(argv, check=True, timeout=300, capture_output=True)
+    for attempt in range(1, GST_ATTEMPTS + 1):
+        try:
+            subprocess.run(argv, check=True, timeout=GST_TIMEOUT_S, capture_output=True)
+            break
+        except subprocess.TimeoutExpired:  # GStreamer 1.22 sometimes never reaches EOS: run it again
+            if attempt == GST_ATTEMPTS:
+                raise
+            for made in folder.iterdir():
+                if made != raw:
+                    made.unlink()
     raw.unlink()
 
 
@@ -334,8 +385,8 @@ def _segments(media: bytes, video_fragments: int = 2) -> tuple[int, list[tuple[i
     """A fragmented MP4's init section length and its HLS segments: (offset, size, video frames).
 
     GStreamer's mp4mux writes one ``moof`` + ``mdat`` per track and fragment (video: track 1); a
-    segment starts at every ``video_fragments``-th video fragment and holds every fragment up to the
-    next one, audio included."""
+    segment starts at every ``video_fragments``-th video fragment (the first one at the first
+    fragment) and holds every fragment up to the next one, audio included."""
     top = _boxes(media)
     init = next(off for kind, off, _ in top if kind == "moof")
     segments: list[list[int]] = []  # [offset, size, video frames]
@@ -348,7 +399,7 @@ def _segments(media: bytes, video_fragments: int = 2) -> tuple[int, list[tuple[i
         inside = {b[0]: b for b in _boxes(media, traf[1] + 8, traf[1] + traf[2])}
         track = struct.unpack(">I", media[inside["tfhd"][1] + 12 : inside["tfhd"][1] + 16])[0]
         samples = struct.unpack(">I", media[inside["trun"][1] + 12 : inside["trun"][1] + 16])[0]
-        if track == 1 and videos % video_fragments == 0:
+        if not segments or (track == 1 and videos % video_fragments == 0 and segments[-1][2]):
             segments.append([off, 0, 0])
         videos += track == 1
         segments[-1][1] = off + size + next_size - segments[-1][0]
@@ -356,39 +407,64 @@ def _segments(media: bytes, video_fragments: int = 2) -> tuple[int, list[tuple[i
     return init, [(off, size, frames) for off, size, frames in segments]
 
 
-def gst_fmp4(folder: Path) -> None:
-    """GStreamer's mp4mux in fragmented mode (a ``moof`` per track every half second, B-frames,
-    composition offsets and no edit list, an AAC track, an ``mfra`` at the end) as one file, listed
-    here as 1-second byte ranges (``#EXT-X-MAP`` with ``BYTERANGE``)."""
+def _mp4mux(folder: Path, *, key_int: int, fragment_ms: int, audio: bool) -> bytes:
+    """GStreamer's mp4mux in fragmented mode: a ``moof`` per track every ``fragment_ms`` (cut where
+    the time is up, keyframe or not), B-frames, composition offsets and no edit list, an ``mfra`` at
+    the end; with ``audio``, an AAC track. Returns the file's bytes."""
+    sound = [
+        *f"audiotestsrc num-buffers={DURATION_S * 10} samplesperbuffer=4410".split(),
+        *"! audioconvert ! avenc_aac ! aacparse ! mux.".split(),
+    ]
     _gst(
         folder,
         30,
-        *"! x264enc key-int-max=15 bframes=2 speed-preset=veryfast ! h264parse ! mux.".split(),
-        *f"audiotestsrc num-buffers={DURATION_S * 10} samplesperbuffer=4410".split(),
-        *"! audioconvert ! avenc_aac ! aacparse ! mux.".split(),
-        *"mp4mux name=mux fragment-duration=1000 streamable=true ! filesink".split(),
+        *f"! x264enc key-int-max={key_int} bframes=2 speed-preset=veryfast ! h264parse ! mux.".split(),
+        *(sound if audio else []),
+        *f"mp4mux name=mux fragment-duration={fragment_ms} streamable=true ! filesink".split(),
         f"location={folder / 'media.mp4'}",
     )
-    init, segments = _segments((folder / "media.mp4").read_bytes())
-    lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-TARGETDURATION:1", "#EXT-X-PLAYLIST-TYPE:VOD"]
-    lines.append(f'#EXT-X-MAP:URI="media.mp4",BYTERANGE="{init}@0"')
-    for off, size, samples in segments:
-        lines += [f"#EXTINF:{samples / 30:.5f},", f"#EXT-X-BYTERANGE:{size}@{off}", "media.mp4"]
+    return (folder / "media.mp4").read_bytes()
+
+
+def _fmp4_playlist(folder: Path, media: bytes, *, video_fragments: int, files: bool) -> None:
+    """List ``media``'s fragments as segments of ``video_fragments`` video fragments each: byte ranges
+    of ``media.mp4``, or (``files``) an init file and one file per segment (CMAF's layout)."""
+    init, segments = _segments(media, video_fragments)
+    target = math.ceil(max(samples for _, _, samples in segments) / 30)
+    lines = ["#EXTM3U", "#EXT-X-VERSION:7", f"#EXT-X-TARGETDURATION:{target}", "#EXT-X-PLAYLIST-TYPE:VOD"]
+    if files:
+        (folder / "init.mp4").write_bytes(media[:init])
+        (folder / "media.mp4").unlink()
+        lines.append('#EXT-X-MAP:URI="init.mp4"')
+    else:
+        lines.append(f'#EXT-X-MAP:URI="media.mp4",BYTERANGE="{init}@0"')
+    for i, (off, size, samples) in enumerate(segments):
+        lines.append(f"#EXTINF:{samples / 30:.5f},")
+        if files:
+            (folder / f"f{i:03d}.m4s").write_bytes(media[off : off + size])
+            lines.append(f"f{i:03d}.m4s")
+        else:
+            lines += [f"#EXT-X-BYTERANGE:{size}@{off}", "media.mp4"]
     (folder / "index.m3u8").write_text("\n".join([*lines, "#EXT-X-ENDLIST", ""]))
+
+
+def gst_fmp4(folder: Path) -> None:
+    """mp4mux's half-second fragments (keyframe every 15 frames, AAC) as 1-second byte ranges."""
+    media = _mp4mux(folder, key_int=15, fragment_ms=500, audio=True)
+    _fmp4_playlist(folder, media, video_fragments=2, files=False)
 
 
 def gst_fmp4_files(folder: Path) -> None:
-    """The same GStreamer fragments written as an init file and one file per fragment (CMAF's layout)."""
-    gst_fmp4(folder)
-    media = (folder / "media.mp4").read_bytes()
-    init, segments = _segments(media)
-    (folder / "init.mp4").write_bytes(media[:init])
-    lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-TARGETDURATION:1", '#EXT-X-MAP:URI="init.mp4"']
-    for i, (off, size, samples) in enumerate(segments):
-        (folder / f"f{i:03d}.m4s").write_bytes(media[off : off + size])
-        lines += [f"#EXTINF:{samples / 30:.5f},", f"f{i:03d}.m4s"]
-    (folder / "media.mp4").unlink()
-    (folder / "index.m3u8").write_text("\n".join([*lines, "#EXT-X-ENDLIST", ""]))
+    """The same as an init file and one file per 1-second segment."""
+    media = _mp4mux(folder, key_int=15, fragment_ms=500, audio=True)
+    _fmp4_playlist(folder, media, video_fragments=2, files=True)
+
+
+def gst_fmp4_open_gop(folder: Path) -> None:
+    """Half-second segments with a keyframe every 1.5 s: two of three segments start without one, and
+    a window may need segments before its own to decode (video only)."""
+    media = _mp4mux(folder, key_int=45, fragment_ms=500, audio=False)
+    _fmp4_playlist(folder, media, video_fragments=1, files=True)
 
 
 VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
@@ -397,6 +473,7 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
     "single_file": (single_file, Variant("single_file", Fraction(30), 180)),
     "fmp4_single_file": (fmp4_single_file, Variant("fmp4_single_file", Fraction(30), 180)),
     "per_segment": (per_segment, Variant("per_segment", Fraction(30), 180)),
+    "ts_mid_gop": (ts_mid_gop, Variant("ts_mid_gop", Fraction(30), 180)),
     "discontinuity": (discontinuity, Variant("discontinuity", Fraction(30), 180)),
     "rounded_2997": (rounded_2997, Variant("rounded_2997", Fraction(30000, 1001), 360)),
     "r25": (rate("25"), Variant("r25", Fraction(25), 150)),
@@ -430,7 +507,11 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
                 elements=("y4mdec", "x264enc", "h264parse", "avenc_aac", "aacparse", "mp4mux"),
             ),
         )
-        for name, build in (("gst_fmp4", gst_fmp4), ("gst_fmp4_files", gst_fmp4_files))
+        for name, build in (
+            ("gst_fmp4", gst_fmp4),
+            ("gst_fmp4_files", gst_fmp4_files),
+            ("gst_fmp4_open_gop", gst_fmp4_open_gop),
+        )
     },
     "gst_hlssink_25": (
         gst_hlssink_25,

@@ -85,6 +85,30 @@ def test_frames_before_the_fetched_segments_or_after_them_ask_for_the_neighbour(
     assert frames(plan([Fraction(5)], [anchor], [run_at(30, 30, base=0)], Fraction(30))) == [59]
 
 
+def test_a_b_frame_left_in_the_next_segment_asks_for_it() -> None:
+    # Given segments cut in decode order where the time was up (B-frames): the run of frames 0-29
+    # lacks frame 28, which is decoded after frame 29 and so went to the next segment
+    anchor = Anchor(0, Fraction(0), 0, TB, True)
+    pts = tuple(3000 * n for n in range(30) if n != 28)
+    holed = Run(0, pts, TB, True)
+    # When the window shows frame 28's time, the next segment is asked for
+    with pytest.raises(NeedSegments) as after:
+        plan([Fraction(28, 30)], [anchor], [holed], Fraction(30))
+    assert not after.value.before
+    # but frame 27's time, just before the hole, is frame 27's, and the run is enough
+    assert frames(plan([Fraction(27, 30)], [anchor], [holed], Fraction(30))) == [27]
+    # At the source's end nothing follows: the frame before the hole is held over it
+    assert frames(plan([Fraction(28, 30)], [anchor], [Run(0, pts, TB, False)], Fraction(30))) == [27]
+
+
+def test_a_hole_far_from_the_runs_end_is_the_sources_own() -> None:
+    # Given a run whose frame 5 is missing, 24 frames before its end (not where a B-frame of the next
+    # segment can be): the frame before the hole is shown, no segment is asked for
+    anchor = Anchor(0, Fraction(0), 0, TB, True)
+    run = Run(0, tuple(3000 * n for n in range(30) if n != 5), TB, True)
+    assert frames(plan([Fraction(5, 30)], [anchor], [run], Fraction(30))) == [4]
+
+
 def test_run_cuts_give_ffmpeg_whole_ticks_and_a_relative_hold() -> None:
     anchor = Anchor(0, Fraction(0), 132000, TB, True)
     run = run_at(60, 90, base=132000)

@@ -29,3 +29,15 @@ def test_a_file_without_video_timestamps_is_refused_for_good(tmp_path: Path) -> 
     with pytest.raises(SourceInvalid, match="has no video timestamps to cut on") as err:
         video_packets(probe, tmp_path / "run0.ts", "mpegts")
     assert not is_transient(err.value)
+
+
+def test_frames_without_a_keyframe_are_refused_unless_the_caller_looks_further_back(tmp_path: Path) -> None:
+    listing = (
+        '{"streams": [{"time_base": "1/90000", "r_frame_rate": "30/1", "codec_name": "h264"}],'
+        ' "packets": [{"pts": "3000", "flags": "__", "pos": "564"}, {"pts": "6000", "flags": "__"}]}'
+    )
+    probe = fake_ffprobe(tmp_path, f"echo '{listing}'")
+    with pytest.raises(SourceInvalid, match="run0.ts has no keyframe to start decoding at"):
+        video_packets(probe, tmp_path / "run0.ts", "mpegts")
+    got = video_packets(probe, tmp_path / "run0.ts", "mpegts", keyless=True)
+    assert [(p.pts, p.key, p.pos) for p in got.packets] == [(3000, False, 564), (6000, False, None)]
