@@ -27,7 +27,8 @@ TS_WRAP = 1 << 33
 
 
 class FramesMissing(ValueError):
-    """The timestamps jump over frames the window needs (a truncated or damaged segment)."""
+    """The timestamps cannot say which frame the window shows: they jump over frames it needs (a
+    truncated or damaged segment), or two frames share the timestamp of one it shows."""
 
 
 class NeedSegments(Exception):
@@ -141,6 +142,8 @@ def plan(times: list[Fraction], anchors: list[Anchor], runs: list[Run], rate: Fr
         step = steps[ri]
         if k == len(mine) - 1 and run.more_after and _after_the_run(run, j, target, step):
             raise NeedSegments(anchor.discontinuity, before=False)
+        if j > 0 and run.pts[j - 1] == pts:
+            raise FramesMissing(f"two frames share pts {pts}: which one the window shows is ambiguous")
         if step and target - pts >= 2 * step and (j + 1 < len(run.pts) or run.more_after):
             raise FramesMissing(f"no frame between pts {pts} and the next, {target - pts} ticks later")
         frame = 0

@@ -45,6 +45,7 @@ class Variant:
     package: str | None = None  # the Debian packages that install it
     elements: tuple[str, ...] = ()  # GStreamer elements the pipeline uses (each from some plugin package)
     only_first_segment: bool = False  # later segments cannot be decoded from themselves (see open_gop)
+    ambiguous: bool = False  # frames share timestamps: windows showing them are refused (hevc_open_gop)
 
 
 GST_PACKAGES = (
@@ -103,6 +104,21 @@ def ts(folder: Path) -> None:
 
 def fmp4(folder: Path) -> None:
     ff(*_source("30"), *_x264(15), *_hls(folder, 1, "-hls_segment_type", "fmp4", ext="m4s"))
+
+
+def hevc_fmp4(folder: Path) -> None:
+    """HEVC (x265, tagged ``hvc1`` as Apple's HLS asks, closed GOPs) in fMP4 segments."""
+    x265 = ["-c:v", "libx265", "-preset", "ultrafast", "-tag:v", "hvc1", "-c:a", "aac", "-b:a", "48k"]
+    params = ["-x265-params", "keyint=15:min-keyint=15:scenecut=0:open-gop=0:log-level=error"]
+    ff(*_source("30"), *x265, *params, *_hls(folder, 1, "-hls_segment_type", "fmp4", ext="m4s"))
+
+
+def hevc_open_gop(folder: Path) -> None:
+    """HEVC with x265's default open GOPs (CRA keyframes, leading pictures) in fMP4: as ffmpeg 5.1
+    writes and reads it, a leading picture shares its timestamp with the CRA frame after it."""
+    x265 = ["-c:v", "libx265", "-preset", "ultrafast", "-tag:v", "hvc1", "-c:a", "aac", "-b:a", "48k"]
+    params = ["-x265-params", "keyint=15:min-keyint=15:scenecut=0:log-level=error"]
+    ff(*_source("30"), *x265, *params, *_hls(folder, 1, "-hls_segment_type", "fmp4", ext="m4s"))
 
 
 def single_file(folder: Path) -> None:
@@ -480,6 +496,8 @@ def gst_fmp4_open_gop(folder: Path) -> None:
 VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
     "ts": (ts, Variant("ts", Fraction(30), 180)),
     "fmp4": (fmp4, Variant("fmp4", Fraction(30), 180)),
+    "hevc_fmp4": (hevc_fmp4, Variant("hevc_fmp4", Fraction(30), 180)),
+    "hevc_open_gop": (hevc_open_gop, Variant("hevc_open_gop", Fraction(30), 180, ambiguous=True)),
     "single_file": (single_file, Variant("single_file", Fraction(30), 180)),
     "fmp4_single_file": (fmp4_single_file, Variant("fmp4_single_file", Fraction(30), 180)),
     "per_segment": (per_segment, Variant("per_segment", Fraction(30), 180)),

@@ -116,3 +116,15 @@ def test_run_cuts_give_ffmpeg_whole_ticks_and_a_relative_hold() -> None:
     (cut,) = run_cuts(plan(times, [anchor], [run], Fraction(30)), [run], 30, times)
     assert (cut.tick_den, cut.shift, cut.count) == (2700000, (132000 + 269100) * 30, 33)
     assert cut.end_pts == 30 * 90000 + 1  # after setpts: frame 30's tick is kept, later frames are not
+
+
+def test_two_frames_with_the_timestamp_of_the_one_shown_are_refused_not_guessed() -> None:
+    from pipeline.frame_rule import FramesMissing
+
+    anchor = Anchor(0, Fraction(0), 0, TB, True)
+    pts = sorted([3000 * n for n in range(30)] + [3000 * 12])  # frame 12's timestamp twice
+    run = Run(0, tuple(pts), TB, False)
+    with pytest.raises(FramesMissing, match="two frames share pts 36000"):
+        plan([Fraction(12, 30)], [anchor], [run], Fraction(30))
+    # frames whose own timestamps are unique are still cut
+    assert frames(plan([Fraction(11, 30), Fraction(13, 30)], [anchor], [run], Fraction(30))) == [11, 13]
