@@ -253,6 +253,8 @@ def _media(parsed: Any, url: str) -> MediaPlaylist:
     next_offset: dict[str, int] = {}
     for i, s in enumerate(parsed.segments):
         seq = int(parsed.media_sequence or 0) + i
+        if not s.uri and s.duration is None and s.parts and i == len(parsed.segments) - 1:
+            continue  # low-latency HLS: the segment being written, listed by its parts so far
         d = s.duration
         if d is None or not math.isfinite(d) or d <= 0 or d > MAX_EXTINF_S:
             raise SourceInvalid(f"{url}: segment {seq} has an absurd #EXTINF ({d!r} s)", url=url)

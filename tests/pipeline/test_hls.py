@@ -205,3 +205,40 @@ def test_master_skips_renditions_whose_video_codec_cannot_be_decoded() -> None:
     assert picked.uri.endswith("/360/index.m3u8")
     with pytest.raises(SourceInvalid, match="no rendition has codecs"):
         p.pick(720, lambda v: False)
+
+
+LOW_LATENCY = """#EXTM3U
+#EXT-X-VERSION:9
+#EXT-X-TARGETDURATION:2
+#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.0
+#EXT-X-PART-INF:PART-TARGET=0.5
+#EXT-X-MEDIA-SEQUENCE:100
+#EXT-X-INDEPENDENT-SEGMENTS
+#EXT-X-PROGRAM-DATE-TIME:2026-12-02T10:00:00.000Z
+#EXT-X-MAP:URI="init.mp4"
+#EXTINF:2.0,
+a100.m4s
+#EXT-X-DATERANGE:ID="ad",START-DATE="2026-12-02T10:00:02.000Z",DURATION=2.0
+#EXT-X-PART:DURATION=1.0,URI="a101.0.m4s",INDEPENDENT=YES
+#EXT-X-PART:DURATION=1.0,URI="a101.1.m4s"
+#EXTINF:2.0,
+a101.m4s
+#EXT-X-PART:DURATION=0.5,URI="a102.0.m4s",INDEPENDENT=YES
+#EXT-X-PRELOAD-HINT:TYPE=PART,URI="a102.1.m4s"
+"""
+
+
+def test_a_low_latency_live_playlist_is_refused_as_live_not_as_broken() -> None:
+    with pytest.raises(SourceInvalid, match="LIVE playlist without #EXT-X-ENDLIST"):
+        parse_playlist(LOW_LATENCY, "http://cdn.example/v/index.m3u8")
+
+
+def test_a_finished_low_latency_playlist_lists_its_whole_segments_not_their_parts() -> None:
+    body = LOW_LATENCY.split("#EXT-X-PART:DURATION=0.5")[0] + "#EXT-X-ENDLIST\n"
+    p = parse_playlist(body, "http://cdn.example/v/index.m3u8")
+    assert isinstance(p, MediaPlaylist)
+    assert [(s.seq, s.uri.rsplit("/", 1)[1], s.start_s) for s in p.segments] == [
+        (100, "a100.m4s", 0.0),
+        (101, "a101.m4s", 2.0),
+    ]
+    assert all(s.init is not None and s.init.uri.endswith("/init.mp4") for s in p.segments)
