@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
-from . import files, fmp4, mpegts, ts_packets
+from . import files, fmp4, mpegts, parameter_sets, ts_packets
 from .context import Context
 from .errors import SourceInvalid, SourceNotFound
 from .ffmpeg_args import CutInput
@@ -110,6 +110,7 @@ class HlsInputs:
         )
         self.out = Planned([], [], [])
         self.rates: dict[int, Fraction | None] = {}  # ffprobe's frame rate, per discontinuity (anchors)
+        self.params: dict[int, bytes | None] = {}  # H.264 SPS and PPS of each discontinuity's start
         self._lock = threading.Lock()
 
     def plan(self, segments: list[Segment], times: list[Fraction]) -> Planned:
@@ -205,6 +206,7 @@ class HlsInputs:
         if cache.exists():
             d = json.loads(cache.read_text())
             self.rates[discontinuity] = Fraction(d["rate"]) if d.get("rate") else None
+            self.params[discontinuity] = bytes.fromhex(d["params"]) if d.get("params") else None
             return Anchor(discontinuity, time_s, d["pts"], Fraction(d["time_base"]), wraps)
         if first.gap:
             raise SourceGap(
@@ -228,12 +230,15 @@ class HlsInputs:
         self._cpu(probe.cpu_ms)
         # Threads of one worker (clips, prefetch) may write it at once: a temporary name per thread.
         self.rates[discontinuity] = probe.rate
+        params = parameter_sets.parameter_sets(head.read_bytes()) if wraps else None
+        self.params[discontinuity] = params
         files.write_json_atomic(
             cache,
             {
                 "pts": probe.first_key.pts,
                 "time_base": str(probe.time_base),
                 "rate": str(probe.rate) if probe.rate else None,
+                "params": params.hex() if params else None,
             },
         )
         return Anchor(discontinuity, time_s, probe.first_key.pts, probe.time_base, wraps)
@@ -271,6 +276,21 @@ class HlsInputs:
         out.write_bytes(cut)
         return out
 
+    def _ts_from_keyframe(self, path: Path, pos: int, discontinuity: int) -> Path | None:
+        """The MPEG-TS run from the keyframe at byte ``pos`` on, with the H.264 parameter sets in front
+        of it when it has none of its own (``parameter_sets``); None when the run is that already."""
+        data = path.read_bytes()
+        cut = mpegts.from_position(data, pos)
+        if parameter_sets.needs_parameter_sets(cut):
+            params = parameter_sets.parameter_sets(data[:pos]) or self.params.get(discontinuity)
+            if params:
+                cut = parameter_sets.with_parameter_sets(cut, params)
+        if cut is data:
+            return None
+        out = path.with_name(f"{path.stem}k.ts")
+        out.write_bytes(cut)
+        return out
+
     def _shift_after_cut(self, cut: Path, fmt: str, probe: VideoProbe, key_pts: int) -> int:
         """How far ffmpeg's timestamps for the cut run are from the whole run's (ticks): 0 without a
         probe for an MPEG-TS run far from a timestamp wrap (``mpegts.suffix_reads_the_same``: the
@@ -300,9 +320,8 @@ class HlsInputs:
             keys = [(n, k) for n, k in enumerate(probe.packets) if k.key and k.pts <= first_pick]
             n, key = max(keys, key=lambda nk: nk[1].pts, default=(0, None))
             cut = None
-            if key is not None and groups[i][0].container == "mpegts" and key.pos:
-                cut = path.with_name(f"{path.stem}k.ts")
-                cut.write_bytes(mpegts.from_position(path.read_bytes(), key.pos))
+            if key is not None and groups[i][0].container == "mpegts" and key.pos is not None:
+                cut = self._ts_from_keyframe(path, key.pos, groups[i][0].discontinuity)
             elif key is not None and groups[i][0].container != "mpegts" and n > 0:
                 cut = self._fmp4_from_sample(path, probe, n)
             run = runs[i]

@@ -25,7 +25,7 @@ from clipline.dev.cdn import LoopbackCDN
 from clipline.dev.samples import read_frames
 from pipeline import cutting, keys, leases, prefetch
 from pipeline.context import Context, JobView
-from pipeline.errors import FFmpegFailed, SourceInvalid, is_transient
+from pipeline.errors import SourceInvalid
 from pipeline.frame_rule import output_times
 from pipeline.hls import MediaPlaylist, parse_playlist, select_segments
 from pipeline.hls_inputs import HlsInputs, SourceGap
@@ -100,8 +100,6 @@ def test_every_variant_is_cut_frame_exactly(name: str, corpus_cdn: LoopbackCDN, 
     if why := corpus.missing_tool(variant):
         pytest.skip(why)
     windows = WINDOWS + ([(9000, 11000, 2000), (11500, 12000, 500)] if variant.frames > 300 else [])
-    if variant.only_first_segment:  # the later ones are refused (test below)
-        windows = [w for w in windows if w[1] <= 1000]
     view = view_for(corpus_cdn.url(f"hls/{name}/{variant.playlist}"), windows)
     for slot, line in zip(view.slots, view.request.lines, strict=True):
         record = cutting.cut_from_hls(ctx, view, slot.index)
@@ -111,17 +109,6 @@ def test_every_variant_is_cut_frame_exactly(name: str, corpus_cdn: LoopbackCDN, 
         assert shown == want, (name, slot.index)
         assert (record.source_first_frame, record.source_last_frame) == (want[0], want[-1])
         assert record.cpu_ms and record.cpu_ms > 0
-
-
-def test_an_open_gop_segment_without_parameter_sets_is_refused_never_cut_wrong(
-    corpus_cdn: LoopbackCDN, ctx: Context
-) -> None:
-    """Not built: injecting the stream's SPS/PPS (from its first segment) into a later segment. Until
-    then such a window is a permanent error (the slot goes to fallback), not a retry, not wrong frames."""
-    view = view_for(corpus_cdn.url("hls/open_gop/index.m3u8"), [(2500, 3600, 1100)])
-    with pytest.raises(FFmpegFailed, match="non-existing PPS") as refused:
-        cutting.cut_from_hls(ctx, view, 0)
-    assert not is_transient(refused.value)
 
 
 def test_frames_sharing_a_timestamp_are_refused_where_shown_never_guessed(

@@ -44,7 +44,6 @@ class Variant:
     tool: str | None = None  # the packager's command, when it is not ffmpeg
     package: str | None = None  # the Debian packages that install it
     elements: tuple[str, ...] = ()  # GStreamer elements the pipeline uses (each from some plugin package)
-    only_first_segment: bool = False  # later segments cannot be decoded from themselves (see open_gop)
     ambiguous: bool = False  # frames share timestamps: windows showing them are refused (hevc_open_gop)
 
 
@@ -215,7 +214,7 @@ def open_gop(folder: Path) -> None:
     """x264's open GOPs (``open-gop``, B-frames): each segment after the first starts at a non-IDR
     I-frame whose leading B-frames, shown before it, reference the segment before; the parameter
     sets (SPS, PPS) come only with the IDR frame at the very start, so no later segment decodes
-    without the first one. clipline cuts the first segment's windows and refuses the others."""
+    without the first one's (``pipeline.parameter_sets`` carries them over)."""
     encode = [*_x264(15), "-bf", "3", "-x264-params", "open-gop=1"]
     ff(*_source("30"), *encode, *_hls(folder, 1))
 
@@ -501,7 +500,7 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
     "single_file": (single_file, Variant("single_file", Fraction(30), 180)),
     "fmp4_single_file": (fmp4_single_file, Variant("fmp4_single_file", Fraction(30), 180)),
     "per_segment": (per_segment, Variant("per_segment", Fraction(30), 180)),
-    "open_gop": (open_gop, Variant("open_gop", Fraction(30), 180, only_first_segment=True)),
+    "open_gop": (open_gop, Variant("open_gop", Fraction(30), 180)),
     "ts_mid_gop": (ts_mid_gop, Variant("ts_mid_gop", Fraction(30), 180)),
     "discontinuity": (discontinuity, Variant("discontinuity", Fraction(30), 180)),
     "rounded_2997": (rounded_2997, Variant("rounded_2997", Fraction(30000, 1001), 360)),
