@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import shutil
 import time
 from collections.abc import Iterator
 from fractions import Fraction
@@ -201,8 +202,6 @@ def test_a_prefetch_never_waits_behind_a_segment_someone_is_fetching(
 @pytest.fixture
 def damaged(tmp_path: Path, corpus_cdn: LoopbackCDN) -> Iterator[tuple[Path, LoopbackCDN]]:
     """A copy of the MPEG-TS variant that a test may damage, on its own loopback CDN."""
-    import shutil
-
     root = tmp_path / "cdn"
     shutil.copytree(corpus_cdn.root / "hls" / "ts", root / "hls" / "ts")
     with LoopbackCDN(root) as server:
@@ -230,8 +229,6 @@ def test_segments_with_no_keyframe_before_them_are_an_error_never_a_wrong_frame(
 ) -> None:
     # Given the mid-GOP variant listed without its first segment, so that its first listed segments
     # start after the keyframe at frame 0 and before the one at frame 45
-    import shutil
-
     root = tmp_path / "cdn" / "hls" / "ts_mid_gop"
     shutil.copytree(corpus_cdn.root / "hls" / "ts_mid_gop", root)
     lines = (root / "index.m3u8").read_text().splitlines()
@@ -354,8 +351,6 @@ def test_an_aes_key_on_a_host_not_allowed_is_never_fetched(
     tmp_path: Path, corpus_cdn: LoopbackCDN, redis_url: str
 ) -> None:
     """Key URIs pass the same host allowlist as playlists and segments."""
-    import shutil
-
     root = tmp_path / "cdn"
     shutil.copytree(corpus_cdn.root / "hls" / "aes", root / "hls" / "aes")
     with LoopbackCDN(root) as cdn:

@@ -6,7 +6,16 @@ from fractions import Fraction
 
 import pytest
 
-from pipeline.frame_rule import TS_WRAP, Anchor, NeedSegments, Run, output_times, plan, run_cuts
+from pipeline.frame_rule import (
+    TS_WRAP,
+    Anchor,
+    FramesMissing,
+    NeedSegments,
+    Run,
+    output_times,
+    plan,
+    run_cuts,
+)
 
 TB = Fraction(1, 90000)
 
@@ -119,8 +128,6 @@ def test_run_cuts_give_ffmpeg_whole_ticks_and_a_relative_hold() -> None:
 
 
 def test_two_frames_with_the_timestamp_of_the_one_shown_are_refused_not_guessed() -> None:
-    from pipeline.frame_rule import FramesMissing
-
     anchor = Anchor(0, Fraction(0), 0, TB, True)
     pts = sorted([3000 * n for n in range(30)] + [3000 * 12])  # frame 12's timestamp twice
     run = Run(0, tuple(pts), TB, False)
