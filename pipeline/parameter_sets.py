@@ -56,7 +56,7 @@ def _video_pid(data: bytes) -> int | None:
 def _pes_list(data: bytes, pid: int, limit: int = 0) -> list[tuple[int, list[int], bytes]]:
     """The video PES packets (the first ``limit``, 0: all): (byte position of the TS packet that starts
     it, positions of its TS packets, its bytes)."""
-    out: list[tuple[int, list[int], bytes]] = []
+    found: list[tuple[int, list[int], list[bytes]]] = []
     for i in range(0, len(data) - PACKET + 1, PACKET):
         packet = data[i : i + PACKET]
         if packet[0] != SYNC or _pid(packet) != pid or not packet[3] & 0x10:
@@ -65,13 +65,13 @@ def _pes_list(data: bytes, pid: int, limit: int = 0) -> list[tuple[int, list[int
         if start > PACKET:
             continue
         if packet[1] & 0x40:
-            if limit and len(out) == limit:
+            if limit and len(found) == limit:
                 break
-            out.append((i, [i], packet[start:]))
-        elif out:
-            first, members, body = out[-1]
-            out[-1] = (first, [*members, i], body + packet[start:])
-    return out
+            found.append((i, [], []))
+        if found:
+            found[-1][1].append(i)
+            found[-1][2].append(packet[start:])
+    return [(first, members, b"".join(parts)) for first, members, parts in found]
 
 
 def _es(pes: bytes) -> tuple[bytes, bytes] | None:
