@@ -17,8 +17,9 @@ window's frame count. So a clip of ``have`` frames gives a slot of ``want`` fram
 the source, no scaling). A twin waits for the group's cut on a leased Redis lock (bounded; a dead
 holder frees it within seconds); when the wait runs out it cuts too (idempotent either way). The
 group's donor is kept in the job's ``twins`` hash; ``ClipRecord.reused_from`` and ``reuse`` say
-which slot reused which and how. A trimmed clip's ``source_last_frame`` is known only when the trim
-keeps the window's end (``want >= W``); otherwise it is null.
+which slot reused which and how. A trimmed clip's ``source_last_frame`` is the donor's source frame
+at the trimmed clip's last index (the donor's cut lists them all, ``ClipRecord.shown``); only a cache
+entry written before that list existed leaves it null when the trim ends inside the window.
 
 **The clip cache, across jobs** (``clip_cache``, off by default): a cut that misses is stored; a
 later cut of the same source, window and profile is made from it by the same rule. A hit is
@@ -111,6 +112,7 @@ def _twin_or_cut(ctx: Context, view: JobView, index: int, group: str) -> ClipRec
             "frames": record.frames,
             "source_first_frame": record.source_first_frame,
             "source_last_frame": record.source_last_frame,
+            "shown": record.shown,
         }
         ctx.redis.hset(keys.job_twins(job_id), group, json.dumps(mine))
         ctx.redis.expire(keys.job_twins(job_id), keys.JOB_KEY_TTL_S)
@@ -167,7 +169,9 @@ def _derived(
     finally:
         tmp.unlink(missing_ok=True)
     published = clip_objects.publish(ctx, view.job_id, index, final)
+    shown = _shown(donor.get("shown"), how, slot.frames)
     keeps_end = how != "trim" or slot.frames >= window_frames(view, index)
+    last = shown[-1] if shown else donor.get("source_last_frame") if keeps_end else None
     return ClipRecord(
         index=index,
         outcome=ClipOutcome.OK,
@@ -177,10 +181,19 @@ def _derived(
         frames=frames,
         drift_ms=round(frames * 1000 / slot.fps - slot.duration_ms, 3),
         source_first_frame=donor.get("source_first_frame"),
-        source_last_frame=donor.get("source_last_frame") if keeps_end else None,
+        source_last_frame=last,
         cpu_ms=round(cpu_ms, 1),
         reuse=how,
+        shown=shown,
     )
+
+
+def _shown(donor: list[int] | None, how: Reuse, frames: int) -> list[int] | None:
+    """The source frames a clip made from the donor's shows: its first ``frames`` (copy, trim), or all
+    of them with the last held (hold). None when the donor's are not known (a cache entry of before)."""
+    if not donor:
+        return None
+    return donor[:frames] if how != "hold" else donor + donor[-1:] * (frames - len(donor))
 
 
 def _link_or_copy(source: Path, dest: Path) -> None:
@@ -294,6 +307,7 @@ def _store(
         "frames": record.frames,
         "source_first_frame": record.source_first_frame,
         "source_last_frame": record.source_last_frame,
+        "shown": record.shown,
         "video_id": record.video_id,
         "stored_at": time.time(),
     }

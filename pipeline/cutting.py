@@ -127,6 +127,7 @@ def cut_from_hls(ctx: Context, view: JobView, index: int) -> ClipRecord:
         source_first_frame=planned.picks[0].source_frame,
         source_last_frame=planned.picks[-1].source_frame,
         cpu_ms=round(cpu_ms + planned.cpu_ms, 1),
+        shown=[p.source_frame for p in planned.picks],
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import PurePosixPath
@@ -357,9 +357,14 @@ class ClipRecord:
     reused_from: int | None = None  # the twin slot whose clip this one reuses (pipeline/clip_reuse.py)
     reuse: Reuse | None = None  # how a reused clip was made: copy | trim | hold
     cache: CacheResult | None = None  # the cross-job clip cache: hit | miss (None: off, or not cacheable)
+    #: Each output frame's source frame, as an HLS cut planned it: in the process only (not in
+    #: ``to_json``), for a twin slot trimmed from this clip (``clip_reuse``) and the clip cache.
+    shown: list[int] | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        del data["shown"]
+        return data
 
     def __post_init__(self) -> None:
         self.outcome = ClipOutcome(self.outcome)

@@ -72,7 +72,7 @@ def check_frames(view: JobView, records: list[ClipRecord]) -> None:
         assert rec.path is not None and read_frames(Path(rec.path)) == want, slot.index
         assert rec.frames == slot.frames
         assert rec.source_first_frame == want[0]
-        assert rec.source_last_frame in (want[-1], None)
+        assert rec.source_last_frame == want[-1]
 
 
 def test_twin_slots_are_cut_once_with_exact_frames(
@@ -98,7 +98,7 @@ def test_twin_slots_are_cut_once_with_exact_frames(
         (0, "hold"),
         (None, None),
     ]
-    assert records[2].source_last_frame is None  # trimmed inside the window: only a cut knows it
+    assert records[2].source_last_frame == 20  # trimmed inside the window: the donor's 21st frame
     check_frames(view, records)
 
 
