@@ -110,7 +110,6 @@ class HlsInputs:
         )
         self.out = Planned([], [], [])
         self.rates: dict[int, Fraction | None] = {}  # ffprobe's frame rate, per discontinuity (anchors)
-        self.params: dict[int, bytes | None] = {}  # H.264 SPS and PPS of each discontinuity's start
         self._lock = threading.Lock()
 
     def plan(self, segments: list[Segment], times: list[Fraction]) -> Planned:
@@ -206,7 +205,6 @@ class HlsInputs:
         if cache.exists():
             d = json.loads(cache.read_text())
             self.rates[discontinuity] = Fraction(d["rate"]) if d.get("rate") else None
-            self.params[discontinuity] = bytes.fromhex(d["params"]) if d.get("params") else None
             return Anchor(discontinuity, time_s, d["pts"], Fraction(d["time_base"]), wraps)
         if first.gap:
             raise SourceGap(
@@ -230,15 +228,12 @@ class HlsInputs:
         self._cpu(probe.cpu_ms)
         # Threads of one worker (clips, prefetch) may write it at once: a temporary name per thread.
         self.rates[discontinuity] = probe.rate
-        params = parameter_sets.parameter_sets(head.read_bytes()) if wraps else None
-        self.params[discontinuity] = params
         files.write_json_atomic(
             cache,
             {
                 "pts": probe.first_key.pts,
                 "time_base": str(probe.time_base),
                 "rate": str(probe.rate) if probe.rate else None,
-                "params": params.hex() if params else None,
             },
         )
         return Anchor(discontinuity, time_s, probe.first_key.pts, probe.time_base, wraps)
@@ -282,7 +277,7 @@ class HlsInputs:
         data = path.read_bytes()
         cut = mpegts.from_position(data, pos)
         if parameter_sets.needs_parameter_sets(cut):
-            params = parameter_sets.parameter_sets(data[:pos]) or self.params.get(discontinuity)
+            params = parameter_sets.parameter_sets(data[:pos]) or self._first_parameter_sets(discontinuity)
             if params:
                 cut = parameter_sets.with_parameter_sets(cut, params)
         if cut is data:
@@ -290,6 +285,16 @@ class HlsInputs:
         out = path.with_name(f"{path.stem}k.ts")
         out.write_bytes(cut)
         return out
+
+    def _first_parameter_sets(self, discontinuity: int) -> bytes | None:
+        """The H.264 parameter sets at the start of the discontinuity: from its first segment's head
+        (the anchor's, kept in the job's segment cache), read only when a run lacks its own."""
+        head, got = self.ctx.segments.head(
+            self.job_id, self.video_id, self.playlist.first_of_discontinuity(discontinuity)
+        )
+        if got:  # not kept any more: fetched again, counted
+            self._account(got, 1, 0)
+        return parameter_sets.parameter_sets(head.read_bytes())
 
     def _shift_after_cut(self, cut: Path, fmt: str, probe: VideoProbe, key_pts: int) -> int:
         """How far ffmpeg's timestamps for the cut run are from the whole run's (ticks): 0 without a

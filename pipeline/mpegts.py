@@ -37,8 +37,14 @@ def check(data: bytes, name: str) -> None:
         raise NotTransportStream(f"{name} lost MPEG-TS sync (garbage or not MPEG-TS)")
 
 
-def _pid(data: bytes | bytearray, i: int) -> int:
+def pid_at(data: bytes | bytearray, i: int) -> int:
+    """The PID of the packet at byte ``i``."""
     return ((data[i + 1] & 0x1F) << 8) | data[i + 2]
+
+
+def payload_start(packet: bytes) -> int:
+    """Where a packet's payload starts: after its adaptation field, if it has one."""
+    return 5 + packet[4] if packet[3] & 0x20 else 4
 
 
 def _has_payload(data: bytes | bytearray, i: int) -> bool:
@@ -53,7 +59,7 @@ def join(segments: Iterable[bytes]) -> bytes:
         buf = bytearray(seg)
         shift: dict[int, int] = {}
         for i in range(0, len(buf), PACKET):
-            pid = _pid(buf, i)
+            pid = pid_at(buf, i)
             if pid == 0x1FFF or not _has_payload(buf, i):
                 continue
             cc = buf[i + 3] & 0x0F
@@ -85,15 +91,25 @@ def pmt_pids(pat: bytes) -> list[int]:
     ]
 
 
+def pmt_streams(pmt: bytes) -> list[tuple[int, int]]:
+    """(stream type, PID) of each elementary stream a PMT section lists, in its order."""
+    info_len = ((pmt[10] & 0x0F) << 8) | pmt[11]
+    i, end, out = 12 + info_len, len(pmt) - 4, []
+    while i + 5 <= end:
+        out.append((pmt[i], ((pmt[i + 1] & 0x1F) << 8) | pmt[i + 2]))
+        i += 5 + (((pmt[i + 3] & 0x0F) << 8) | pmt[i + 4])
+    return out
+
+
 def _program_tables(data: bytes) -> list[bytes]:
     """The first PAT packet and the first packet of each PMT it names."""
-    pat = next((i for i in range(0, len(data), PACKET) if _pid(data, i) == 0), None)
+    pat = next((i for i in range(0, len(data), PACKET) if pid_at(data, i) == 0), None)
     if pat is None:
         return []
     p = data[pat : pat + PACKET]
     tables = [p]
     for pid in sorted(set(pmt_pids(psi_section(p)))):
-        i = next((i for i in range(0, len(data), PACKET) if _pid(data, i) == pid), None)
+        i = next((i for i in range(0, len(data), PACKET) if pid_at(data, i) == pid), None)
         if i is not None:
             tables.append(data[i : i + PACKET])
     return tables

@@ -13,19 +13,12 @@ single-program stream is handled; anything else is left as it is.
 
 from __future__ import annotations
 
-from .mpegts import PACKET, SYNC, pmt_pids, psi_section
+from .mpegts import PACKET, SYNC, payload_start, pid_at, pmt_pids, pmt_streams, psi_section
+from .ts_packets import nal_ranges
 
 _H264 = 0x1B
 _SPS, _PPS, _AUD = 7, 8, 9
 _START = b"\x00\x00\x00\x01"
-
-
-def _pid(packet: bytes | bytearray) -> int:
-    return ((packet[1] & 0x1F) << 8) | packet[2]
-
-
-def _payload_start(packet: bytes) -> int:
-    return 5 + packet[4] if packet[3] & 0x20 else 4
 
 
 def _video_pid(data: bytes) -> int | None:
@@ -35,20 +28,15 @@ def _video_pid(data: bytes) -> int | None:
         packet = data[i : i + PACKET]
         if packet[0] != SYNC or not packet[1] & 0x40:
             continue
-        if _pid(packet) == 0 and not pmts:
+        if pid_at(packet, 0) == 0 and not pmts:
             pmts = pmt_pids(psi_section(packet))
             if len(pmts) != 1:
                 return None
-        elif pmts and _pid(packet) == pmts[0]:
+        elif pmts and pid_at(packet, 0) == pmts[0]:
             pmt = psi_section(packet)
             if len(pmt) < 3 + (((pmt[1] & 0x0F) << 8) | pmt[2]):
                 return None  # a PMT longer than its packet
-            info_len = ((pmt[10] & 0x0F) << 8) | pmt[11]
-            j, end, found = 12 + info_len, len(pmt) - 4, []
-            while j + 5 <= end:
-                if pmt[j] == _H264:
-                    found.append(((pmt[j + 1] & 0x1F) << 8) | pmt[j + 2])
-                j += 5 + (((pmt[j + 3] & 0x0F) << 8) | pmt[j + 4])
+            found = [pid for kind, pid in pmt_streams(pmt) if kind == _H264]
             return found[0] if len(found) == 1 else None
     return None
 
@@ -59,9 +47,9 @@ def _pes_list(data: bytes, pid: int, limit: int = 0) -> list[tuple[int, list[int
     found: list[tuple[int, list[int], list[bytes]]] = []
     for i in range(0, len(data) - PACKET + 1, PACKET):
         packet = data[i : i + PACKET]
-        if packet[0] != SYNC or _pid(packet) != pid or not packet[3] & 0x10:
+        if packet[0] != SYNC or pid_at(packet, 0) != pid or not packet[3] & 0x10:
             continue
-        start = _payload_start(packet)
+        start = payload_start(packet)
         if start > PACKET:
             continue
         if packet[1] & 0x40:
@@ -82,19 +70,8 @@ def _es(pes: bytes) -> tuple[bytes, bytes] | None:
     return pes[:head], pes[head:]
 
 
-def _nal_units(es: bytes) -> list[tuple[int, int]]:
-    """(start of the NAL unit's header byte, end) for each NAL unit of an Annex B stream."""
-    starts = []
-    i = es.find(b"\x00\x00\x01")
-    while i >= 0:
-        starts.append(i + 3)
-        i = es.find(b"\x00\x00\x01", i + 3)
-    ends = [s - 3 - (1 if s >= 4 and es[s - 4] == 0 else 0) for s in starts[1:]] + [len(es)]
-    return list(zip(starts, ends, strict=True))
-
-
 def _kinds(es: bytes) -> list[int]:
-    return [es[s] & 0x1F for s, e in _nal_units(es) if e > s]
+    return [es[s] & 0x1F for s, e in nal_ranges(es) if e > s]
 
 
 def _last_parameter_sets(pes_list: list[tuple[int, list[int], bytes]]) -> bytes | None:
@@ -105,7 +82,7 @@ def _last_parameter_sets(pes_list: list[tuple[int, list[int], bytes]]) -> bytes 
         if split is None:
             continue
         es = split[1]
-        units = [(es[s] & 0x1F, es[s:e]) for s, e in _nal_units(es)[:-1] if e > s]
+        units = [(es[s] & 0x1F, es[s:e]) for s, e in nal_ranges(es)[:-1] if e > s]
         sps = [u for k, u in units if k == _SPS]
         pps = [u for k, u in units if k == _PPS]
         if sps and pps:
@@ -133,7 +110,7 @@ def needs_parameter_sets(data: bytes) -> bool:
 def _packetise(first: bytes, pes: bytes) -> list[bytes]:
     """``pes`` in TS packets: the first keeps ``first``'s header and adaptation field (its PCR, its
     random access flag), the last is filled up with adaptation-field stuffing."""
-    start = _payload_start(first)
+    start = payload_start(first)
     out = [first[:start] + pes[: PACKET - start]]
     rest = pes[PACKET - start :]
     if len(out[0]) < PACKET:  # the whole PES fitted in the first packet: stuff it
@@ -170,7 +147,7 @@ def with_parameter_sets(data: bytes, params: bytes) -> bytes:
     if split is None:
         return data
     header, es = split
-    units = _nal_units(es)
+    units = nal_ranges(es)
     at = units[0][1] if units and es[units[0][0]] & 0x1F == _AUD else 0  # after the delimiter
     new_es = es[:at] + params + es[at:]
     length = header[4] << 8 | header[5]
@@ -194,7 +171,7 @@ def _renumbered(data: bytes, pid: int) -> bytes:
     buf = bytearray(data)
     cc = 0
     for i in range(0, len(buf) - PACKET + 1, PACKET):
-        if _pid(buf[i : i + 4]) == pid and buf[i + 3] & 0x10:
+        if pid_at(buf, i) == pid and buf[i + 3] & 0x10:
             buf[i + 3] = (buf[i + 3] & 0xF0) | cc
             cc = (cc + 1) % 16
     return bytes(buf)

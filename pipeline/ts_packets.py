@@ -23,7 +23,7 @@ would start decoding where it cannot, a wrong PTS would pick a wrong frame.
 
 from __future__ import annotations
 
-from .mpegts import PACKET, SYNC, pmt_pids, psi_section
+from .mpegts import PACKET, SYNC, payload_start, pmt_pids, pmt_streams, psi_section
 from .probe import Packet
 
 #: PMT stream types that carry video; only H.264 (0x1B) is read here.
@@ -57,26 +57,17 @@ def _section(packet: bytes) -> bytes:
 
 def _video_pid(pmt: bytes) -> int:
     """The PMT's one H.264 stream; raises _Unsure for other or several video streams."""
-    info_len = ((pmt[10] & 0x0F) << 8) | pmt[11]
-    i, end = 12 + info_len, len(pmt) - 4
-    video: list[tuple[int, int]] = []
-    while i + 5 <= end:
-        stream_type, pid = pmt[i], ((pmt[i + 1] & 0x1F) << 8) | pmt[i + 2]
-        if stream_type in _VIDEO_STREAM_TYPES:
-            video.append((stream_type, pid))
-        i += 5 + (((pmt[i + 3] & 0x0F) << 8) | pmt[i + 4])
+    video = [(kind, pid) for kind, pid in pmt_streams(pmt) if kind in _VIDEO_STREAM_TYPES]
     if len(video) != 1 or video[0][0] != _H264:
         raise _Unsure
     return video[0][1]
 
 
 def _payload(packet: bytes) -> bytes:
-    if packet[3] & 0x20:
-        start = 5 + packet[4]
-        if start > PACKET:
-            raise _Unsure
-        return packet[start:] if packet[3] & 0x10 else b""
-    return packet[4:]
+    start = payload_start(packet)
+    if start > PACKET:
+        raise _Unsure
+    return packet[start:] if start == 4 or packet[3] & 0x10 else b""
 
 
 def _read(data: bytes) -> list[Packet] | None:
@@ -139,15 +130,21 @@ def _picture(pes: bytes, pos: int) -> Packet:
     return Packet(pts, _is_idr_picture(pes[9 + pes[8] :]), pos)
 
 
-def _nal_units(es: bytes) -> list[bytes]:
-    """The NAL units of an Annex B byte stream (each from its header byte on)."""
+def nal_ranges(es: bytes) -> list[tuple[int, int]]:
+    """Where each NAL unit of an Annex B byte stream lies: (its header byte, its end), the end before
+    the next start code (and before the zero byte of a 4-byte one)."""
     starts: list[int] = []
     i = es.find(b"\x00\x00\x01")
     while i >= 0:
         starts.append(i + 3)
         i = es.find(b"\x00\x00\x01", i + 3)
-    ends = [s - 3 for s in starts[1:]] + [len(es)]
-    return [es[s:e] for s, e in zip(starts, ends, strict=False)]
+    ends = [s - 3 - (1 if s >= 4 and es[s - 4] == 0 else 0) for s in starts[1:]] + [len(es)]
+    return list(zip(starts, ends, strict=False))  # no start code: no unit
+
+
+def _nal_units(es: bytes) -> list[bytes]:
+    """The NAL units of an Annex B byte stream (each from its header byte on)."""
+    return [es[s:e] for s, e in nal_ranges(es)]
 
 
 def _is_idr_picture(es: bytes) -> bool:

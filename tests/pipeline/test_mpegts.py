@@ -13,7 +13,7 @@ def packet(pid: int, cc: int, payload: bytes = b"", pusi: bool = False) -> bytes
 
 
 def ccs(data: bytes, pid: int) -> list[int]:
-    return [data[i + 3] & 0x0F for i in range(0, len(data), 188) if mpegts._pid(data, i) == pid]
+    return [data[i + 3] & 0x0F for i in range(0, len(data), 188) if mpegts.pid_at(data, i) == pid]
 
 
 def test_join_continues_each_pids_counters_and_keeps_jumps_inside_a_segment() -> None:
@@ -40,7 +40,7 @@ def test_from_position_puts_the_program_tables_first() -> None:
     pmt = packet(0x1000, 0, b"\x00\x02", pusi=True)
     data = packet(0, 0, pat_payload, pusi=True) + pmt + packet(0x100, 0) + packet(0x100, 1, b"K")
     out = mpegts.from_position(data, 3 * 188)
-    assert [mpegts._pid(out, i) for i in range(0, len(out), 188)] == [0, 0x1000, 0x100]
+    assert [mpegts.pid_at(out, i) for i in range(0, len(out), 188)] == [0, 0x1000, 0x100]
     assert out[-188:] == data[-188:]
     with pytest.raises(mpegts.NotTransportStream):
         mpegts.from_position(data, 100)
