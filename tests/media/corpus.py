@@ -105,19 +105,22 @@ def fmp4(folder: Path) -> None:
     ff(*_source("30"), *_x264(15), *_hls(folder, 1, "-hls_segment_type", "fmp4", ext="m4s"))
 
 
-def hevc_fmp4(folder: Path) -> None:
-    """HEVC (x265, tagged ``hvc1`` as Apple's HLS asks, closed GOPs) in fMP4 segments."""
+def _hevc_fmp4(folder: Path, *gop: str) -> None:
+    """HEVC (x265, tagged ``hvc1`` as Apple's HLS asks) in fMP4 segments, a keyframe every 15 frames."""
     x265 = ["-c:v", "libx265", "-preset", "ultrafast", "-tag:v", "hvc1", "-c:a", "aac", "-b:a", "48k"]
-    params = ["-x265-params", "keyint=15:min-keyint=15:scenecut=0:open-gop=0:log-level=error"]
+    params = ["-x265-params", ":".join(["keyint=15", "min-keyint=15", "scenecut=0", *gop, "log-level=error"])]
     ff(*_source("30"), *x265, *params, *_hls(folder, 1, "-hls_segment_type", "fmp4", ext="m4s"))
+
+
+def hevc_fmp4(folder: Path) -> None:
+    """HEVC with closed GOPs."""
+    _hevc_fmp4(folder, "open-gop=0")
 
 
 def hevc_open_gop(folder: Path) -> None:
-    """HEVC with x265's default open GOPs (CRA keyframes, leading pictures) in fMP4: as ffmpeg 5.1
-    writes and reads it, a leading picture shares its timestamp with the CRA frame after it."""
-    x265 = ["-c:v", "libx265", "-preset", "ultrafast", "-tag:v", "hvc1", "-c:a", "aac", "-b:a", "48k"]
-    params = ["-x265-params", "keyint=15:min-keyint=15:scenecut=0:log-level=error"]
-    ff(*_source("30"), *x265, *params, *_hls(folder, 1, "-hls_segment_type", "fmp4", ext="m4s"))
+    """HEVC with x265's default open GOPs (CRA keyframes, leading pictures): as ffmpeg 5.1 writes and
+    reads it, a leading picture shares its timestamp with the CRA frame after it."""
+    _hevc_fmp4(folder)
 
 
 def single_file(folder: Path) -> None:
