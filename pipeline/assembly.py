@@ -182,6 +182,7 @@ def _stats(ctx: Context, view: JobView, records: dict[int, ClipRecord]) -> ClipS
         peak_concurrency=ctx.completion.peak(view.job_id),
         configured_concurrency=ctx.live.clip_concurrency(),
         playlist_bytes=ctx.resolver.playlist_bytes(view.job_id, list(view.request.distinct_videos())),
+        unclaimed_prefetch_bytes=ctx.segments.unclaimed_prefetch_bytes(view.job_id),
     )
 
 

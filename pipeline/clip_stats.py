@@ -43,7 +43,9 @@ class ClipStats(ClipCounts):
     avg_queue_wait_ms: float | None = Field(default=None, description="from enqueue to the clip starting")
     peak_concurrency: int = Field(default=0, ge=0, description="most clips running at once, measured")
     configured_concurrency: int = Field(default=0, ge=0)
-    bytes_fetched: int = Field(default=0, ge=0, description="playlists, segments, song")
+    bytes_fetched: int = Field(
+        default=0, ge=0, description="playlists, segments (prefetched ones no clip used included), song"
+    )
     segments_fetched: int = Field(default=0, ge=0)
     duplicate_segments: int = Field(default=0, ge=0, description="segments shared by clips")
     max_drift_ms: float = Field(default=0.0, ge=0)
@@ -82,6 +84,7 @@ def clip_stats(
     peak_concurrency: int,
     configured_concurrency: int,
     playlist_bytes: int = 0,
+    unclaimed_prefetch_bytes: int = 0,
 ) -> ClipStats:
     recs = list(records)
     extract = [r.extract_ms for r in recs if r.extract_ms is not None and r.outcome == ClipOutcome.OK]
@@ -98,7 +101,7 @@ def clip_stats(
         avg_queue_wait_ms=_mean(waits),
         peak_concurrency=peak_concurrency,
         configured_concurrency=configured_concurrency,
-        bytes_fetched=sum(r.bytes_fetched for r in recs) + playlist_bytes,
+        bytes_fetched=sum(r.bytes_fetched for r in recs) + playlist_bytes + unclaimed_prefetch_bytes,
         segments_fetched=sum(r.segments_fetched for r in recs),
         duplicate_segments=sum(r.segments_shared for r in recs),
         max_drift_ms=round(max(drifts), 3) if drifts else 0.0,

@@ -63,7 +63,7 @@ class Context:
 
     @cached_property
     def segments(self) -> SegmentCache:
-        return SegmentCache(self.settings, self.redis)
+        return SegmentCache(self.settings, self.redis, self.observer)
 
     @cached_property
     def storage(self) -> Storage:

@@ -103,10 +103,7 @@ def cut_from_hls(ctx: Context, view: JobView, index: int) -> ClipRecord:
     scratch = Path(tempfile.mkdtemp(prefix=f".{index:04d}.inputs-", dir=clips_dir))
     source = HlsInputs(ctx, view.job_id, clip.video_id, playlist, scratch)
     try:
-        try:
-            planned = source.plan(segments, times)
-        finally:
-            ctx.observer.bytes_fetched(source.out.bytes_fetched)
+        planned = source.plan(segments, times)  # the segment cache counts the bytes it downloads
         prefetch.after_fetch(ctx, view, index)  # the next slots' segments come while this one encodes
         path, frames, drift, cpu_ms = _cut(
             ctx, view, index, planned.inputs, planned.runs, planned.picks, times

@@ -48,6 +48,11 @@ def job_assemble_fired(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:assemble-fired"
 
 
+def job_prefetched(job_id: str) -> str:
+    """Bytes prefetched into the job's segment caches (any host) that no clip has claimed yet."""
+    return f"{PREFIX}:job:{job_id}:prefetched"
+
+
 def job_inflight(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:inflight"
 

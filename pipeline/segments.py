@@ -27,6 +27,7 @@ from . import fetch, keys, leases, netguard
 from .errors import SourceInvalid
 from .fetch import Limits
 from .hls import Key, Part, Segment
+from .observe import NULL_OBSERVER, Observer
 from .settings import Settings
 
 #: Segments of one clip fetched at once.
@@ -65,9 +66,10 @@ def decrypt(data: bytes, key: bytes, iv: bytes, *, final: bool = True) -> bytes:
 
 
 class SegmentCache:
-    def __init__(self, settings: Settings, r: redis.Redis) -> None:
+    def __init__(self, settings: Settings, r: redis.Redis, observer: Observer = NULL_OBSERVER) -> None:
         self.settings = settings
         self.r = r
+        self.observer = observer  # counts every byte downloaded, when it is, by whoever downloads it
 
     def root(self, job_id: str, video_id: str) -> Path:
         return self.settings.work_dir / job_id / "segments" / video_id
@@ -80,8 +82,10 @@ class SegmentCache:
         each segment's init first where it changes.
 
         ``prefetch``: fetched ahead of the clip that needs it (``pipeline.prefetch``); its bytes are
-        left in a ``.prefetched`` note and counted by the first clip that uses the file, so a job's
-        ``bytes_fetched`` still adds up to what its clips took from the CDN."""
+        left in a ``.prefetched`` note and counted by the first clip that uses the file, and until
+        then in the job's Redis count of unclaimed prefetch bytes (``unclaimed_prefetch_bytes``),
+        which the assembly adds to the job's ``bytes_fetched``: the job's figure is what it took from
+        the CDN, whether or not a clip used the bytes."""
         jobs: list[Callable[[], tuple[Path, int]]] = []
         init: Part | None = None
         for s in segments:
@@ -137,7 +141,12 @@ class SegmentCache:
     def _note(dest: Path) -> Path:
         return dest.with_name(f".{dest.name}.prefetched")
 
-    def _claim(self, dest: Path) -> int:
+    def unclaimed_prefetch_bytes(self, job_id: str) -> int:
+        """Bytes prefetched for the job, on any host, that no clip has taken (yet): the slots whose
+        clips never used them (gone to fallback, or cut on a host that did not see the files)."""
+        return max(0, int(self.r.get(keys.job_prefetched(job_id)) or 0))
+
+    def _claim(self, job_id: str, dest: Path) -> int:
         """The bytes a prefetch spent on ``dest``, once: whoever removes the note counts them."""
         note = self._note(dest)
         try:
@@ -145,7 +154,29 @@ class SegmentCache:
             note.unlink()
         except (FileNotFoundError, ValueError):
             return 0
+        if nbytes:
+            self.r.decrby(keys.job_prefetched(job_id), nbytes)
         return nbytes
+
+    def _prefetched(self, job_id: str, dest: Path, nbytes: int) -> None:
+        """After a prefetch wrote ``dest``: count its bytes as unclaimed while the job runs; when the
+        job's assembly has fired or its keys are gone (it ended, its files swept or being swept), take
+        the file back out instead, with the folders it leaves empty, so that nothing is left behind."""
+        if self.r.exists(keys.job_planned(job_id)) and not self.r.exists(keys.job_assemble_fired(job_id)):
+            if nbytes:
+                with self.r.pipeline() as pipe:
+                    pipe.incrby(keys.job_prefetched(job_id), nbytes)
+                    pipe.expire(keys.job_prefetched(job_id), keys.JOB_KEY_TTL_S)
+                    pipe.execute()
+            return
+        self._note(dest).unlink(missing_ok=True)
+        dest.unlink(missing_ok=True)
+        job_dir = self.settings.work_dir / job_id
+        for folder in (dest.parent, dest.parent.parent, job_dir):
+            try:
+                folder.rmdir()  # only if empty: a finished job's kept clips stay
+            except OSError:
+                break
 
     def _done(self, dest: Path, nbytes: int, prefetch: bool) -> tuple[Path, int]:
         if not prefetch:
@@ -169,12 +200,12 @@ class SegmentCache:
     ) -> tuple[Path, int]:
         dest = self.root(job_id, video_id) / name
         if dest.exists():
-            return dest, 0 if prefetch else self._claim(dest)
+            return dest, 0 if prefetch else self._claim(job_id, dest)
         with self._locked(keys.segment_lock(job_id, video_id, name), prefetch) as mine:
             if not mine:  # a prefetch never waits: the clip or prefetch fetching it now will have it
                 return dest, 0
             if dest.exists():
-                return dest, 0 if prefetch else self._claim(dest)
+                return dest, 0 if prefetch else self._claim(job_id, dest)
             if key is None:
                 new = dest.with_name(f".{dest.name}.{os.getpid()}.new")
                 try:
@@ -183,6 +214,8 @@ class SegmentCache:
                     os.replace(new, dest)
                 finally:
                     new.unlink(missing_ok=True)
+                if prefetch:
+                    self._prefetched(job_id, dest, got)
                 return dest, 0 if prefetch else got
             secret, got = self._key(job_id, video_id, key)
             enc = dest.with_name(f".{dest.name}.{os.getpid()}.enc")
@@ -194,6 +227,8 @@ class SegmentCache:
                 os.replace(tmp, dest)
             finally:
                 enc.unlink(missing_ok=True)
+            if prefetch:
+                self._prefetched(job_id, dest, got)
             return dest, 0 if prefetch else got
 
     @contextmanager
@@ -229,7 +264,7 @@ class SegmentCache:
     def _download(
         self, part: Part, dest: Path, video_id: str, limits: Limits | None = None, *, up_to: bool = False
     ) -> int:
-        return fetch.download(
+        got = fetch.download(
             part.uri,
             dest,
             policy=netguard.Policy.of(self.settings),
@@ -238,6 +273,8 @@ class SegmentCache:
             byte_range=part.byte_range,
             up_to=up_to,
         )
+        self.observer.bytes_fetched(got)
+        return got
 
     def _wait_s(self) -> float:
         # A download ends by its deadline: a clip waiting for another's download waits no longer.

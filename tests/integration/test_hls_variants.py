@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from fractions import Fraction
@@ -24,15 +25,16 @@ import pytest
 
 from clipline.dev.cdn import LoopbackCDN
 from clipline.dev.samples import read_frames
-from pipeline import cutting, keys, leases, prefetch
+from pipeline import assembly, cutting, files, keys, leases, prefetch
 from pipeline.context import Context, JobView
 from pipeline.errors import SourceInvalid
 from pipeline.frame_rule import output_times
 from pipeline.hls import MediaPlaylist, parse_playlist, select_segments
 from pipeline.hls_inputs import HlsInputs, SourceGap
 from pipeline.models import parse_request
+from pipeline.observe import Observer
 from pipeline.probe import video_packets
-from pipeline.settings import load_settings
+from pipeline.settings import Settings, load_settings
 from pipeline.timeline import build_slots
 from tests.media import corpus
 
@@ -64,7 +66,11 @@ def corpus_cdn() -> Iterator[LoopbackCDN]:
 
 @pytest.fixture
 def ctx(tmp_path: Path, redis_url: str) -> Context:
-    settings = load_settings(
+    return Context(_settings(tmp_path, redis_url))
+
+
+def _settings(tmp_path: Path, redis_url: str) -> Settings:
+    return load_settings(
         {
             "CLIPLINE_REDIS_URL": redis_url,
             "CLIPLINE_WORK_DIR": str(tmp_path / "work"),
@@ -74,7 +80,6 @@ def ctx(tmp_path: Path, redis_url: str) -> Context:
             "CLIPLINE_ALLOW_PRIVATE_NETWORKS": "true",
         }
     )
-    return Context(settings)
 
 
 def view_for(url: str, windows: list[tuple[int, int, int]], height: int = 90) -> JobView:
@@ -157,6 +162,7 @@ def test_the_next_slots_segments_are_fetched_while_a_clip_encodes_and_counted_on
 ) -> None:
     # Given a job whose second slot needs segments 2 and 3, which the first slot does not
     view = view_for(corpus_cdn.url("hls/ts/index.m3u8"), [(0, 1000, 1000), (2500, 3600, 1100)])
+    ctx.completion.mark_planned(view.job_id)
     corpus_cdn.reset_counters()
     segments = ctx.segments.root(view.job_id, "v")
     # When the first slot is cut
@@ -164,14 +170,16 @@ def test_the_next_slots_segments_are_fetched_while_a_clip_encodes_and_counted_on
     deadline = time.monotonic() + 30
     while prefetch.pending() and time.monotonic() < deadline:
         time.sleep(0.02)
-    # Then the second slot's segments were fetched in the background
+    # Then the second slot's segments were fetched in the background, counted as unclaimed
     assert (segments / "000002.seg").exists() and (segments / "000003.seg").exists()
     served = corpus_cdn.total_bytes("/hls/ts/")
+    want = sum((corpus_cdn.root / "hls" / "ts" / f"s00{i}.ts").stat().st_size for i in (2, 3))
+    assert ctx.segments.unclaimed_prefetch_bytes(view.job_id) == want
     # and cutting it fetches nothing more, yet its record counts those bytes (once)
     second = cutting.cut_from_hls(ctx, view, 1)
     assert corpus_cdn.total_bytes("/hls/ts/") == served
-    want = sum((corpus_cdn.root / "hls" / "ts" / f"s00{i}.ts").stat().st_size for i in (2, 3))
     assert second.bytes_fetched == want
+    assert ctx.segments.unclaimed_prefetch_bytes(view.job_id) == 0
     playlist = (corpus_cdn.root / "hls" / "ts" / "index.m3u8").stat().st_size
     assert first.bytes_fetched + second.bytes_fetched + playlist == served
     assert read_frames(Path(second.path or "")) == expected(corpus.VARIANTS["ts"][1], 2500, 3600, 33)
@@ -181,6 +189,7 @@ def test_a_prefetch_never_waits_behind_a_segment_someone_is_fetching(
     corpus_cdn: LoopbackCDN, ctx: Context
 ) -> None:
     view = view_for(corpus_cdn.url("hls/ts/index.m3u8"), [(2500, 3600, 1100)])
+    ctx.completion.mark_planned(view.job_id)
     clip = view.request.lines[0].clip
     playlist = ctx.resolver.source_for(view.job_id, "v", clip.hls_url, 90)
     segments = select_segments(playlist, 2500, 3600)
@@ -197,6 +206,65 @@ def test_a_prefetch_never_waits_behind_a_segment_someone_is_fetching(
     assert (root / f"{segments[1].seq:06d}.seg").exists()
     assert took < 2
     assert corpus_cdn.count("/hls/ts/s") == 1
+
+
+class _CountingBytes(Observer):
+    def __init__(self) -> None:
+        self.nbytes = 0
+        self._lock = threading.Lock()
+
+    def bytes_fetched(self, nbytes: int) -> None:
+        with self._lock:
+            self.nbytes += nbytes
+
+
+def test_prefetched_bytes_no_clip_used_are_in_the_jobs_bytes_fetched(
+    corpus_cdn: LoopbackCDN, tmp_path: Path, redis_url: str
+) -> None:
+    observer = _CountingBytes()
+    ctx = Context(_settings(tmp_path, redis_url), observer)
+    # Given a running job whose second slot's segments were prefetched, a slot that never uses them
+    view = view_for(corpus_cdn.url("hls/ts/index.m3u8"), [(0, 1000, 1000), (2500, 3600, 1100)])
+    ctx.completion.mark_planned(view.job_id)
+    playlist = ctx.resolver.source_for(view.job_id, "v", view.request.lines[1].clip.hls_url, 90)
+    corpus_cdn.reset_counters()
+    ctx.segments.fetch(view.job_id, "v", select_segments(playlist, 2500, 3600), prefetch=True)
+    prefetched = corpus_cdn.total_bytes("/hls/ts/")
+    assert prefetched > 0
+    # When the job's statistics are taken with only the first slot cut (the second went elsewhere)
+    first = cutting.cut_from_hls(ctx, view, 0)
+    deadline = time.monotonic() + 30
+    while prefetch.pending() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stats = assembly._stats(ctx, view, {0: first})
+    # Then its bytes_fetched is every byte the CDN served it, the unused prefetch included
+    playlist_bytes = (corpus_cdn.root / "hls" / "ts" / "index.m3u8").stat().st_size
+    assert stats.bytes_fetched == corpus_cdn.total_bytes("/hls/ts/") + playlist_bytes
+    assert stats.bytes_fetched == first.bytes_fetched + prefetched + playlist_bytes
+    # and the bytes_fetched metric counted each of them once, when it was downloaded
+    assert observer.nbytes == stats.bytes_fetched
+
+
+@pytest.mark.parametrize("ended", ["assembly fired", "keys forgotten"])
+def test_a_prefetch_that_finishes_after_its_job_ended_leaves_nothing_behind(
+    ended: str, corpus_cdn: LoopbackCDN, ctx: Context
+) -> None:
+    # Given a job whose assembly has fired (its files about to be swept) or that has ended
+    view = view_for(corpus_cdn.url("hls/ts/index.m3u8"), [(2500, 3600, 1100)])
+    playlist = ctx.resolver.source_for(view.job_id, "v", view.request.lines[0].clip.hls_url, 90)
+    if ended == "assembly fired":
+        ctx.completion.mark_planned(view.job_id)
+        ctx.redis.set(keys.job_assemble_fired(view.job_id), "1")
+    job_dir = ctx.settings.work_dir / view.job_id
+    files.remove_tree(job_dir)  # the sweep ran before the prefetch's download finished
+    job_dir.mkdir(parents=True)  # ... or while it ran: the prefetch's folders reappear
+    # When a prefetch of its segments finishes now
+    got = ctx.segments.fetch(view.job_id, "v", select_segments(playlist, 2500, 3600), prefetch=True)
+    # Then what it wrote is gone again, with the folders it left empty, and nothing is counted
+    assert got.paths and not any(p.exists() for p in got.paths)
+    assert not job_dir.exists()
+    assert ctx.segments.unclaimed_prefetch_bytes(view.job_id) == 0
+    ctx.completion.forget(view.job_id)
 
 
 @pytest.fixture
