@@ -38,6 +38,29 @@ ensure_packages() {
   if [ "${#want[@]}" -gt 0 ]; then apt_install "${want[@]}"; fi
 }
 
+# A third HLS packager for the corpus (tests/media/corpus.py): Shaka Packager's static build, as its
+# npm package carries it, fetched from the npm registry and checked against the package's sha256.
+# Without it (no network, another architecture) its corpus variants are skipped, saying why.
+SHAKA_VERSION=3.4.2
+SHAKA_SHA256=ed12902dd058537f1faa0ad82d40cbcb9bb9b850c32d86ed29e43a2a8c8575e9
+ensure_shaka() {
+  local dir=".cache/tools/shaka-packager-$SHAKA_VERSION" arch tgz
+  [ -x "$dir/packager" ] && return 0
+  case "$(uname -m)" in x86_64) arch=x64 ;; aarch64) arch=arm64 ;; *) return 0 ;; esac
+  say "fetching Shaka Packager $SHAKA_VERSION (npm registry)"
+  tgz="$(mktemp)"
+  if curl -fsSL --max-time 300 -o "$tgz" \
+      "https://registry.npmjs.org/shaka-packager/-/shaka-packager-$SHAKA_VERSION.tgz" \
+    && echo "$SHAKA_SHA256  $tgz" | sha256sum -c --status \
+    && mkdir -p "$dir" \
+    && tar -xzf "$tgz" -C "$dir" --strip-components=2 "package/bin/packager-linux-$arch"; then
+    mv "$dir/packager-linux-$arch" "$dir/packager"
+  else
+    say "Shaka Packager not fetched: its HLS corpus variants will be skipped"
+  fi
+  rm -f "$tgz"
+}
+
 ensure_services() {
   if ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; then
     say "starting Redis"
@@ -106,7 +129,7 @@ case "$cmd" in
     shift; exec .venv/bin/clipline demo "$@"
     ;;
   test)
-    ensure_packages test; ensure_services test; ensure_venv; ensure_pg_role
+    ensure_packages test; ensure_services test; ensure_venv; ensure_pg_role; ensure_shaka
     migrate || say "clipline db upgrade failed (above); the tests use databases of their own, going on"
     shift
     say "ruff"; .venv/bin/ruff check .

@@ -4,13 +4,15 @@ Each variant is made by running ffmpeg's command line directly (its hls muxer
 in its several modes, or one mpegts mux per segment with a playlist written
 here), or by another packager (GStreamer's ``hlssink2`` and ``hlssink``,
 encoding with its own x264 element; GStreamer's fragmented ``mp4mux``, its
-fragments listed here as segments), from a frame-coded source: every frame
+fragments listed here as segments; Shaka Packager, packaging an MP4 that
+ffmpeg encoded, with its own MPEG-TS and fMP4 muxers and playlists), from a
+frame-coded source: every frame
 shows its absolute frame number (``clipline.dev.samples.pattern_graph``), so a
 test can read back which source frame each output frame shows. Frame n of
 every variant is displayed
 from source time n / rate. Built once per content hash (and set of installed
 packagers) under ``.cache/``; a variant whose packager is not installed is not
-built, and its test is skipped naming the Debian package.
+built, and its test is skipped saying how to install it.
 """
 
 from __future__ import annotations
@@ -42,15 +44,21 @@ class Variant:
     frames: int  # frames in the source
     playlist: str = "index.m3u8"  # relative to the variant's folder
     tool: str | None = None  # the packager's command, when it is not ffmpeg
-    package: str | None = None  # the Debian packages that install it
+    install: str | None = None  # how to install it
     elements: tuple[str, ...] = ()  # GStreamer elements the pipeline uses (each from some plugin package)
     ambiguous: bool = False  # frames share timestamps: windows showing them are refused (hevc_open_gop)
 
 
-GST_PACKAGES = (
-    "gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly"
-    " gstreamer1.0-libav"
+GST_INSTALL = (
+    "Debian: apt-get install gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad"
+    " gstreamer1.0-plugins-ugly gstreamer1.0-libav; ./dev.sh test does"
 )
+#: Shaka Packager's static build, as its npm package carries it; ``./dev.sh test`` fetches that package
+#: from the npm registry, checks its digest and unpacks the binary here.
+SHAKA_VERSION = "3.4.2"
+TOOLS = Path(__file__).resolve().parents[2] / ".cache" / "tools"
+SHAKA = TOOLS / f"shaka-packager-{SHAKA_VERSION}" / "packager"
+SHAKA_INSTALL = f"./dev.sh test fetches shaka-packager {SHAKA_VERSION} from the npm registry to {SHAKA}"
 
 
 def ff(*args: str) -> None:
@@ -495,6 +503,62 @@ def gst_fmp4_open_gop(folder: Path) -> None:
     _fmp4_playlist(folder, media, video_fragments=1, files=True)
 
 
+def _shaka(folder: Path, *streams: str, gop: int = 15, x264: tuple[str, ...] = ()) -> None:
+    """Shaka Packager packaging an MP4 that ffmpeg encoded (x264 with B-frames, a keyframe every
+    ``gop`` frames, AAC) into one-second segments; ``streams`` are its stream descriptors, with
+    ``{src}`` for the input."""
+    src = folder / "src.mp4"
+    ff(*_source("30"), *_x264(gop), *x264, str(src))
+    argv = [str(SHAKA), *(d.format(src=src, out=folder) for d in streams)]
+    argv += ["--segment_duration", "1", "--hls_playlist_type", "VOD", "--quiet"]
+    subprocess.run(argv, check=True, timeout=120, capture_output=True, cwd=folder)
+    src.unlink()
+
+
+def shaka_ts(folder: Path) -> None:
+    """MPEG-TS by Shaka's own muxer, behind a master playlist with the audio as its own rendition
+    (``#EXT-X-MEDIA``), and segment names numbered from 1."""
+    _shaka(
+        folder,
+        "in={src},stream=video,segment_template=v_$Number$.ts,playlist_name=v.m3u8",
+        "in={src},stream=audio,segment_template=a_$Number$.ts,playlist_name=a.m3u8,hls_group_id=audio",
+        "--hls_master_playlist_output",
+        "index.m3u8",
+    )
+
+
+def shaka_fmp4(folder: Path) -> None:
+    """CMAF-style fMP4: an init file and one ``.m4s`` file per segment, video only."""
+    _shaka(
+        folder,
+        "in={src},stream=video,init_segment=v_init.mp4,segment_template=v_$Number$.m4s,playlist_name=v.m3u8",
+        "--hls_master_playlist_output",
+        "master.m3u8",
+    )
+
+
+def shaka_fmp4_single(folder: Path) -> None:
+    """One fMP4 file as byte ranges: the init range, then a ``sidx`` the playlist skips, then segments
+    whose ``#EXT-X-BYTERANGE`` has no offset (each continues where the one before ended)."""
+    _shaka(
+        folder,
+        "in={src},stream=video,output=v.mp4,playlist_name=v.m3u8",
+        "--hls_master_playlist_output",
+        "master.m3u8",
+    )
+
+
+def shaka_open_gop(folder: Path) -> None:
+    """x264's open GOPs (non-IDR keyframes with leading B-frames) as Shaka's MPEG-TS muxer writes them."""
+    _shaka(
+        folder,
+        "in={src},stream=video,segment_template=v_$Number$.ts,playlist_name=v.m3u8",
+        "--hls_master_playlist_output",
+        "master.m3u8",
+        x264=("-bf", "3", "-x264-params", "open-gop=1"),
+    )
+
+
 VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
     "ts": (ts, Variant("ts", Fraction(30), 180)),
     "fmp4": (fmp4, Variant("fmp4", Fraction(30), 180)),
@@ -522,7 +586,7 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
             Fraction(30),
             180,
             tool="gst-launch-1.0",
-            package=GST_PACKAGES,
+            install=GST_INSTALL,
             elements=("y4mdec", "x264enc", "h264parse", "avenc_aac", "aacparse", "hlssink2"),
         ),
     ),
@@ -534,7 +598,7 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
                 Fraction(30),
                 180,
                 tool="gst-launch-1.0",
-                package=GST_PACKAGES,
+                install=GST_INSTALL,
                 elements=("y4mdec", "x264enc", "h264parse", "avenc_aac", "aacparse", "mp4mux"),
             ),
         )
@@ -551,10 +615,22 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
             Fraction(25),
             150,
             tool="gst-launch-1.0",
-            package=GST_PACKAGES,
+            install=GST_INSTALL,
             elements=("y4mdec", "x264enc", "h264parse", "mpegtsmux", "hlssink"),
         ),
     ),
+    **{
+        name: (
+            build,
+            Variant(name, Fraction(30), 180, playlist=playlist, tool=str(SHAKA), install=SHAKA_INSTALL),
+        )
+        for name, build, playlist in (
+            ("shaka_ts", shaka_ts, "index.m3u8"),
+            ("shaka_fmp4", shaka_fmp4, "v.m3u8"),
+            ("shaka_fmp4_single", shaka_fmp4_single, "v.m3u8"),
+            ("shaka_open_gop", shaka_open_gop, "v.m3u8"),
+        )
+    },
 }
 VERSION = 2
 
@@ -569,9 +645,7 @@ def missing_tool(variant: Variant) -> str | None:
         missing = [e for e in variant.elements if subprocess.run([*inspect, e], check=False).returncode]
     if not missing:
         return None
-    return (
-        f"{', '.join(missing)} not installed (Debian: apt-get install {variant.package}; ./dev.sh test does)"
-    )
+    return f"{', '.join(missing)} not installed ({variant.install})"
 
 
 def build(cache: Path) -> Path:
