@@ -3,15 +3,17 @@
 The text is read by the ``m3u8`` library (every tag of RFC 8216 and its
 drafts); this module turns its objects into clipline's own frozen records and
 refuses, before any work, what cannot be cut exactly: live or EVENT playlists
-without ``#EXT-X-ENDLIST``, absurd ``#EXTINF`` values, SAMPLE-AES and DRM
-keys, non-http URIs. Every parser failure is a ``SourceInvalid`` naming the
-playlist, never a bare ValueError.
+without ``#EXT-X-ENDLIST``, I-frame playlists (``#EXT-X-I-FRAMES-ONLY``),
+absurd ``#EXTINF`` values, SAMPLE-AES and DRM keys, non-http URIs. Every
+parser failure is a ``SourceInvalid`` naming the playlist, never a bare
+ValueError.
 
 Supported: MPEG-TS and fMP4 (``#EXT-X-MAP``, with ``BYTERANGE`` and changing
 mid-playlist) segments, ``#EXT-X-BYTERANGE``, ``#EXT-X-DISCONTINUITY``,
 ``#EXT-X-GAP`` (marked; the cutter sends such windows to fallback),
 ``#EXT-X-KEY`` METHOD=AES-128, master playlists (``CODECS``, ``RESOLUTION``;
-``#EXT-X-MEDIA`` alternates are audio/subtitles and are ignored for video).
+``#EXT-X-MEDIA`` alternates are audio/subtitles and are ignored for video, as are
+``#EXT-X-I-FRAME-STREAM-INF`` trick-play renditions).
 """
 
 from __future__ import annotations
@@ -247,6 +249,12 @@ def _init(obj: Any, url: str) -> Part | None:
 
 
 def _media(parsed: Any, url: str) -> MediaPlaylist:
+    if parsed.is_i_frames_only:
+        raise SourceInvalid(
+            f"{url}: an I-frame playlist (#EXT-X-I-FRAMES-ONLY) lists keyframes only, for trick play; "
+            f"the video's master or media playlist is cut, not this one",
+            url=url,
+        )
     segments: list[Segment] = []
     t = 0.0
     disc = int(parsed.discontinuity_sequence or 0)

@@ -267,6 +267,19 @@ def test_a_prefetch_that_finishes_after_its_job_ended_leaves_nothing_behind(
     ctx.completion.forget(view.job_id)
 
 
+def test_an_i_frame_playlist_is_refused_naming_it(corpus_cdn: LoopbackCDN, ctx: Context) -> None:
+    # Given Shaka's I-frame playlist (keyframes only, each a byte range, for trick play)
+    variant = corpus.VARIANTS["shaka_ts"][1]
+    if why := corpus.missing_tool(variant):
+        pytest.skip(why)
+    view = view_for(corpus_cdn.url("hls/shaka_ts/iframe.m3u8"), [(1000, 2000, 1000)])
+    # When a window of it is cut, it is refused before any segment is fetched, never cut as video
+    corpus_cdn.reset_counters()
+    with pytest.raises(SourceInvalid, match="I-FRAMES-ONLY"):
+        cutting.cut_from_hls(ctx, view, 0)
+    assert corpus_cdn.count("/hls/shaka_ts/v_") == 0
+
+
 @pytest.fixture
 def damaged(tmp_path: Path, corpus_cdn: LoopbackCDN) -> Iterator[tuple[Path, LoopbackCDN]]:
     """A copy of the MPEG-TS variant that a test may damage, on its own loopback CDN."""

@@ -517,10 +517,11 @@ def _shaka(folder: Path, *streams: str, gop: int = 15, x264: tuple[str, ...] = (
 
 def shaka_ts(folder: Path) -> None:
     """MPEG-TS by Shaka's own muxer, behind a master playlist with the audio as its own rendition
-    (``#EXT-X-MEDIA``), and segment names numbered from 1."""
+    (``#EXT-X-MEDIA``) and an I-frame playlist (``#EXT-X-I-FRAME-STREAM-INF``: keyframes as byte
+    ranges, for trick play), and segment names numbered from 1."""
     _shaka(
         folder,
-        "in={src},stream=video,segment_template=v_$Number$.ts,playlist_name=v.m3u8",
+        "in={src},stream=video,segment_template=v_$Number$.ts,playlist_name=v.m3u8,iframe_playlist_name=iframe.m3u8",
         "in={src},stream=audio,segment_template=a_$Number$.ts,playlist_name=a.m3u8,hls_group_id=audio",
         "--hls_master_playlist_output",
         "index.m3u8",

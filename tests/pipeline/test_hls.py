@@ -109,6 +109,10 @@ def test_a_draft_reads_the_rendition_of_the_height_it_writes() -> None:
         ),
         ("#EXTM3U\n#EXT-X-KEY:METHOD=AES-128\n#EXTINF:2,\na.ts\n#EXT-X-ENDLIST\n", "without a URI"),
         ("#EXTM3U\n#EXT-X-ENDLIST\n", "no segments"),
+        (
+            "#EXTM3U\n#EXT-X-I-FRAMES-ONLY\n#EXTINF:2,\n#EXT-X-BYTERANGE:2256@376\na.ts\n#EXT-X-ENDLIST\n",
+            "I-frame playlist",
+        ),
         ("#EXTM3U\n#EXTINF:abc,\na.ts\n#EXT-X-ENDLIST\n", "malformed playlist.*abc"),
         ("#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:x\n#EXTINF:2,\na.ts\n#EXT-X-ENDLIST\n", "malformed playlist"),
         ("#EXTM3U\n#EXTINF:-2,\na.ts\n#EXT-X-ENDLIST\n", "absurd #EXTINF"),
