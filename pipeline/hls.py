@@ -4,7 +4,7 @@ The text is read by the ``m3u8`` library (every tag of RFC 8216 and its
 drafts); this module turns its objects into clipline's own frozen records and
 refuses, before any work, what cannot be cut exactly: live or EVENT playlists
 without ``#EXT-X-ENDLIST``, I-frame playlists (``#EXT-X-I-FRAMES-ONLY``),
-absurd ``#EXTINF`` values, SAMPLE-AES and DRM keys, non-http URIs. Every
+delta updates (``#EXT-X-SKIP``), absurd ``#EXTINF`` values, SAMPLE-AES and DRM keys, non-http URIs. Every
 parser failure is a ``SourceInvalid`` naming the playlist, never a bare
 ValueError.
 
@@ -95,6 +95,13 @@ class Variant:
     height: int | None
     codecs: tuple[str, ...] = ()
 
+    @property
+    def audio_only(self) -> bool:
+        """Its ``CODECS`` are known and none is video (an audio-only rendition, as Apple's HLS
+        authoring guidelines ask masters to carry)."""
+        kinds = [c.split(".", 1)[0].lower() for c in self.codecs]
+        return bool(kinds) and all(k.startswith(NOT_VIDEO) for k in kinds)
+
 
 @dataclass(frozen=True)
 class MediaPlaylist:
@@ -177,8 +184,13 @@ class MasterPlaylist:
 
     def pick(self, height: int, decodable: Callable[[Variant], bool] = lambda v: True) -> Variant:
         """The smallest decodable variant at least ``height`` tall, else the tallest (unknown heights by
-        bandwidth). Raises SourceInvalid when no variant can be decoded."""
-        usable = [v for v in self.variants if decodable(v)]
+        bandwidth), never an audio-only one. Raises SourceInvalid when no variant can be decoded."""
+        video = [v for v in self.variants if not v.audio_only]
+        if not video:
+            raise SourceInvalid(
+                f"{self.url}: every rendition is audio only (CODECS); no video to cut", url=self.url
+            )
+        usable = [v for v in video if decodable(v)]
         if not usable:
             codecs = sorted({",".join(v.codecs) for v in self.variants})
             raise SourceInvalid(
@@ -253,6 +265,12 @@ def _media(parsed: Any, url: str) -> MediaPlaylist:
         raise SourceInvalid(
             f"{url}: an I-frame playlist (#EXT-X-I-FRAMES-ONLY) lists keyframes only, for trick play; "
             f"the video's master or media playlist is cut, not this one",
+            url=url,
+        )
+    if (parsed.data.get("skip") or {}).get("skipped_segments"):
+        raise SourceInvalid(
+            f"{url}: a playlist delta update (#EXT-X-SKIP, asked for by _HLS_skip): the skipped segments'"
+            f" durations are not listed, so no time in it can be placed; the whole playlist is needed",
             url=url,
         )
     segments: list[Segment] = []

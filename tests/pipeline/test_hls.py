@@ -113,6 +113,10 @@ def test_a_draft_reads_the_rendition_of_the_height_it_writes() -> None:
             "#EXTM3U\n#EXT-X-I-FRAMES-ONLY\n#EXTINF:2,\n#EXT-X-BYTERANGE:2256@376\na.ts\n#EXT-X-ENDLIST\n",
             "I-frame playlist",
         ),
+        (
+            "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:10\n#EXT-X-SKIP:SKIPPED-SEGMENTS=3\n#EXTINF:4,\ns13.ts\n#EXT-X-ENDLIST\n",
+            "delta update",
+        ),
         ("#EXTM3U\n#EXTINF:abc,\na.ts\n#EXT-X-ENDLIST\n", "malformed playlist.*abc"),
         ("#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:x\n#EXTINF:2,\na.ts\n#EXT-X-ENDLIST\n", "malformed playlist"),
         ("#EXTM3U\n#EXTINF:-2,\na.ts\n#EXT-X-ENDLIST\n", "absurd #EXTINF"),
@@ -209,6 +213,26 @@ def test_master_skips_renditions_whose_video_codec_cannot_be_decoded() -> None:
     assert picked.uri.endswith("/360/index.m3u8")
     with pytest.raises(SourceInvalid, match="no rendition has codecs"):
         p.pick(720, lambda v: False)
+
+
+def test_master_never_picks_an_audio_only_rendition() -> None:
+    # Given a master without RESOLUTION whose audio-only rendition has the highest bandwidth
+    text = """#EXTM3U
+#EXT-X-STREAM-INF:BANDWIDTH=800000,CODECS="avc1.64001e,mp4a.40.2"
+video/index.m3u8
+#EXT-X-STREAM-INF:BANDWIDTH=900000,CODECS="mp4a.40.2"
+audio/index.m3u8
+"""
+    p = parse_playlist(text, "https://cdn.example/v/master.m3u8")
+    assert isinstance(p, MasterPlaylist)
+    # Then the video rendition is picked, whatever the height asked for
+    assert p.pick(90).uri.endswith("/video/index.m3u8")
+    assert p.pick(2160).uri.endswith("/video/index.m3u8")
+    # and a master of audio renditions only is refused, saying so
+    audio = parse_playlist(text.replace("avc1.64001e,", ""), "https://cdn.example/v/master.m3u8")
+    assert isinstance(audio, MasterPlaylist)
+    with pytest.raises(SourceInvalid, match="audio only"):
+        audio.pick(90)
 
 
 LOW_LATENCY = """#EXTM3U
