@@ -4,9 +4,9 @@ The text is read by the ``m3u8`` library (every tag of RFC 8216 and its
 drafts); this module turns its objects into clipline's own frozen records and
 refuses, before any work, what cannot be cut exactly: live or EVENT playlists
 without ``#EXT-X-ENDLIST``, I-frame playlists (``#EXT-X-I-FRAMES-ONLY``),
-delta updates (``#EXT-X-SKIP``), absurd ``#EXTINF`` values, SAMPLE-AES and DRM keys, non-http URIs. Every
-parser failure is a ``SourceInvalid`` naming the playlist, never a bare
-ValueError.
+delta updates (``#EXT-X-SKIP``), absurd ``#EXTINF`` values, SAMPLE-AES and DRM
+keys, non-http URIs. Every parser failure is a ``SourceInvalid`` naming the
+playlist, never a bare ValueError.
 
 Supported: MPEG-TS and fMP4 (``#EXT-X-MAP``, with ``BYTERANGE`` and changing
 mid-playlist) segments, ``#EXT-X-BYTERANGE``, ``#EXT-X-DISCONTINUITY``,

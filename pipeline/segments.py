@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -160,8 +161,10 @@ class SegmentCache:
 
     def _prefetched(self, job_id: str, dest: Path, nbytes: int) -> None:
         """After a prefetch wrote ``dest``: count its bytes as unclaimed while the job runs; when the
-        job's assembly has fired or its keys are gone (it ended, its files swept or being swept), take
-        the file back out instead, with the folders it leaves empty, so that nothing is left behind."""
+        job's assembly has fired or its keys are gone (it ended, its files swept or being swept), no
+        clip will read the job's segments again: remove them (what this prefetch wrote included), and
+        the job's folder if that leaves it empty (a finished job's kept clips stay), so that nothing
+        is left behind."""
         if self.r.exists(keys.job_planned(job_id)) and not self.r.exists(keys.job_assemble_fired(job_id)):
             if nbytes:
                 with self.r.pipeline() as pipe:
@@ -169,14 +172,10 @@ class SegmentCache:
                     pipe.expire(keys.job_prefetched(job_id), keys.JOB_KEY_TTL_S)
                     pipe.execute()
             return
-        self._note(dest).unlink(missing_ok=True)
-        dest.unlink(missing_ok=True)
         job_dir = self.settings.work_dir / job_id
-        for folder in (dest.parent, dest.parent.parent, job_dir):
-            try:
-                folder.rmdir()  # only if empty: a finished job's kept clips stay
-            except OSError:
-                break
+        shutil.rmtree(job_dir / "segments", ignore_errors=True)
+        with suppress(OSError):
+            job_dir.rmdir()
 
     def _done(self, dest: Path, nbytes: int, prefetch: bool) -> tuple[Path, int]:
         if not prefetch:

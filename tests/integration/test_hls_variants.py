@@ -259,9 +259,11 @@ def test_a_prefetch_that_finishes_after_its_job_ended_leaves_nothing_behind(
     files.remove_tree(job_dir)  # the sweep ran before the prefetch's download finished
     job_dir.mkdir(parents=True)  # ... or while it ran: the prefetch's folders reappear
     # When a prefetch of its segments finishes now
-    got = ctx.segments.fetch(view.job_id, "v", select_segments(playlist, 2500, 3600), prefetch=True)
-    # Then what it wrote is gone again, with the folders it left empty, and nothing is counted
-    assert got.paths and not any(p.exists() for p in got.paths)
+    corpus_cdn.reset_counters()
+    prefetch._warm(ctx, view, 0)
+    # Then it did fetch them, but what it wrote is gone again, with the job's folder, and nothing is
+    # counted
+    assert corpus_cdn.count("/hls/ts/s") == len(select_segments(playlist, 2500, 3600)) == 2
     assert not job_dir.exists()
     assert ctx.segments.unclaimed_prefetch_bytes(view.job_id) == 0
     ctx.completion.forget(view.job_id)
