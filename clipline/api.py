@@ -10,7 +10,6 @@ When CLIPLINE_API_TOKEN is set every call but health and metrics needs
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
@@ -24,6 +23,7 @@ from pipeline import job_stats, jobs, results
 from pipeline.context import Context
 from pipeline.errors import FieldProblem, RequestInvalid
 from pipeline.models import JobStatus, RenderRequest
+from pipeline.problems import load_json
 from pipeline.records import Job, JobDetail, RetriedJob
 from pipeline.report import Report
 from pipeline.settings import Settings
@@ -133,8 +133,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def submit(request: Request, response: Response) -> Job:
         raw = await request.body()
         try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            body = load_json(raw)
+        except ValueError as exc:  # not JSON, not UTF-8, NaN, nested too deep, an integer too long
             raise RequestInvalid.of([FieldProblem("(body)", f"not valid JSON: {exc}")]) from exc
         done = await run_in_threadpool(jobs.submit, ctx, body, enqueue)
         if not done.created:

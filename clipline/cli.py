@@ -16,6 +16,7 @@ from pipeline import jobs
 from pipeline.context import Context
 from pipeline.errors import RequestInvalid
 from pipeline.models import JobStatus
+from pipeline.problems import load_json
 from pipeline.settings import Settings, get_settings
 from pipeline.stages import Stage
 
@@ -64,11 +65,13 @@ def _read_request(name: str) -> Any:
     if not text.strip():
         raise RequestInvalid(f"{label} is empty: expected a render request (a JSON object)", field="file")
     try:
-        raw = json.loads(text)
+        raw = load_json(text)
     except json.JSONDecodeError as exc:
         raise RequestInvalid(
             f"{label} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", field="file"
         ) from exc
+    except ValueError as exc:  # NaN, nested too deep, an integer too long
+        raise RequestInvalid(f"{label} is not valid JSON: {exc}", field="file") from exc
     if not isinstance(raw, dict):
         raise RequestInvalid(
             f"{label} holds a JSON {type(raw).__name__}, not a render request (a JSON object with "

@@ -27,7 +27,10 @@ from urllib.parse import urljoin, urlsplit
 import m3u8
 
 from .errors import SourceInvalid
+from .problems import url_syntax_problem
 
+#: ``#EXT-X-MEDIA-SEQUENCE`` and ``#EXT-X-DISCONTINUITY-SEQUENCE`` are decimal-integers: 0 .. 2^64-1.
+MAX_SEQUENCE = 2**64 - 1
 #: A window that needs more segments than this is refused (a playlist of absurdly short segments).
 MAX_SEGMENTS_PER_WINDOW = 120
 #: The longest ``#EXTINF`` taken seriously (a day).
@@ -211,6 +214,8 @@ def _absolute(base: str, uri: str) -> str:
         raise SourceInvalid(
             f"playlist {base} names a {scheme or 'schemeless'} URI ({uri!r}); only http(s) is read", url=base
         )
+    if problem := url_syntax_problem(url):
+        raise SourceInvalid(f"playlist {base} names an unusable URI ({uri!r}): {problem}", url=base)
     return url
 
 
@@ -273,6 +278,12 @@ def _media(parsed: Any, url: str) -> MediaPlaylist:
             f" durations are not listed, so no time in it can be placed; the whole playlist is needed",
             url=url,
         )
+    for tag, value in (
+        ("#EXT-X-MEDIA-SEQUENCE", parsed.media_sequence),
+        ("#EXT-X-DISCONTINUITY-SEQUENCE", parsed.discontinuity_sequence),
+    ):
+        if not 0 <= int(value or 0) <= MAX_SEQUENCE - len(parsed.segments):
+            raise SourceInvalid(f"{url}: {tag} {value} is not a number from 0 to 2^64-1 (RFC 8216)", url=url)
     segments: list[Segment] = []
     t = 0.0
     disc = int(parsed.discontinuity_sequence or 0)

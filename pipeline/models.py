@@ -233,7 +233,13 @@ class RenderRequest(_Strict):
     @classmethod
     def _small(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is not None:
-            size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+            try:  # NaN or infinity (JSON has neither) would be echoed as null: refused instead
+                text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+            except ValueError as exc:
+                raise ValueError("holds NaN or an infinite number, which JSON cannot carry") from exc
+            except RecursionError as exc:
+                raise ValueError("is nested too deep") from exc
+            size = len(text.encode())
             if size > METADATA_MAX_BYTES:
                 raise ValueError(f"{size} bytes as JSON is more than the maximum of {METADATA_MAX_BYTES}")
         return value

@@ -35,6 +35,7 @@ import httpcore
 import httpx
 
 from .errors import ClipLineError
+from .problems import url_syntax_problem
 from .redact import text as redact
 
 if TYPE_CHECKING:
@@ -64,14 +65,19 @@ class Policy:
 
 def origin(url: str) -> tuple[str, str, int | None]:
     """(scheme, host, port) with the scheme's default port filled in: what "the same server" means."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    port = parts.port or {"http": 80, "https": 443}.get(scheme)
-    return scheme, (parts.hostname or "").lower(), port
+    try:
+        parts = urlsplit(url)
+        scheme, port = parts.scheme.lower(), parts.port
+    except ValueError:  # a port out of range, an unclosed bracket: check_url refuses it before any request
+        return "", "", None
+    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
 
 
 def check_url(url: str, policy: Policy) -> None:
-    """Scheme http(s) and, with an allowlist, an allowed host; raises Refused naming the setting."""
+    """Scheme http(s), a URL a request can be sent to (``problems.url_syntax_problem``) and, with an
+    allowlist, an allowed host; raises Refused naming the problem or the setting."""
+    if problem := url_syntax_problem(url):
+        raise Refused(f"refusing to read {url!r}: {problem}", url=url)
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https"):
         raise Refused(f"refusing to read {parts.scheme or 'schemeless'} URL {url}", url=url)

@@ -10,10 +10,14 @@ a line fails its own validation, which stops pydantic before that check.
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 from pydantic import ValidationError
 
 from .errors import FieldProblem
@@ -53,8 +57,33 @@ def problems_of(exc: ValidationError) -> list[FieldProblem]:
     return out
 
 
+def load_json(raw: str | bytes) -> Any:
+    """A request's JSON text, read strictly. Raises ValueError (``json.JSONDecodeError`` for text that is
+    not JSON) naming what else is wrong: ``NaN`` or ``Infinity`` (not JSON), a number too large for a
+    double (not kept as infinity), nesting deeper than the reader goes, an integer of more digits than
+    Python converts."""
+    try:
+        return json.loads(raw, parse_constant=_not_json, parse_float=_finite)
+    except RecursionError as exc:
+        raise ValueError("the JSON is nested too deep to read") from exc
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is too large for a double")
+    return value
+
+
 def url_problem(value: str, allowed_hosts: frozenset[str] = frozenset()) -> str | None:
-    """What is wrong with a URL clipline would fetch or call, or None: http(s), a host, in the allowlist."""
+    """What is wrong with a URL clipline would fetch or call, or None: http(s), a host, in the allowlist,
+    and nothing ``url_syntax_problem`` finds."""
+    if problem := url_syntax_problem(value):
+        return problem
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https"):
         return f"URL scheme must be http or https, got {parts.scheme or 'none'!r}"
@@ -63,6 +92,31 @@ def url_problem(value: str, allowed_hosts: frozenset[str] = frozenset()) -> str 
     if allowed_hosts and parts.hostname.lower() not in allowed_hosts:
         return f"host {parts.hostname!r} is not in CLIPLINE_ALLOWED_HOSTS"
     return None
+
+
+def url_syntax_problem(value: str) -> str | None:
+    """What makes ``value`` unusable as a URL to send a request to, or None: a control character
+    (``urlsplit`` silently drops a tab or newline, the HTTP client refuses it), a port that is not a
+    number from 1 to 65535, a host or path the HTTP client cannot encode (an invalid IDNA label)."""
+    if bad := _CONTROL.search(value):
+        return f"URL contains the control character {bad.group()!r}"
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:  # a port out of range or not a number, an unclosed IPv6 bracket
+        return f"URL cannot be parsed ({exc})"
+    if port == 0:
+        return "URL has port 0"
+    host = parts.hostname or ""
+    if not host.isascii() or "xn--" in host:  # only an IDNA host can fail to encode: checked then
+        try:
+            httpx.URL(value).host  # noqa: B018 - decoding the host is the check (what a request does)
+        except (httpx.InvalidURL, ValueError) as exc:  # IDNA errors are ValueErrors
+            return f"URL cannot be encoded ({type(exc).__name__}: {exc})"
+    return None
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def timeline_problems(lines: list[Any], max_ms: int) -> list[tuple[Loc, str]]:

@@ -18,7 +18,6 @@ next attempt), as if the invalid one had been refused at the door.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -30,6 +29,7 @@ from . import webhooks
 from .context import Context
 from .errors import FieldProblem
 from .models import ID_PATTERN
+from .problems import load_json
 
 log = structlog.get_logger("clipline.rejects")
 
@@ -142,8 +142,8 @@ def request_in(body: bytes) -> tuple[Any, str]:
     """What an undecodable body holds, for ``reject``: the request, when one can be found (the bare request
     published without its envelope, or an envelope with a bad field), and what is wrong with the body."""
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = load_json(body)
+    except ValueError as exc:  # not JSON, not UTF-8, NaN, nested too deep, an integer too long
         return None, f"not valid JSON: {exc}"
     problems = envelope_problems(data)
     if isinstance(data, dict) and "actor_name" not in data and ("lines" in data or "job_id" in data):

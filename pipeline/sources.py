@@ -92,7 +92,7 @@ class SourceResolver:
                 time.sleep(wait)
         try:
             video_url = resp.json()["hls"]["video_url"]
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:  # not JSON, or nested too deep
             raise SourceNotFound(f"video API has no hls.video_url for {video_id}", video_id=video_id) from exc
         if not isinstance(video_url, str) or not video_url:
             raise SourceNotFound(f"video API has no hls.video_url for {video_id}", video_id=video_id)

@@ -156,6 +156,16 @@ def test_every_error_has_one_shape_and_a_stable_code(stack: Stack, api: httpx.Cl
     not_json = error_of(api.post("/jobs", content=b"{nope"), 422, "request_invalid")
     assert not_json["field"] == "(body)" and "not valid JSON" in not_json["message"]
     assert error_of(api.post("/jobs", json=[1, 2]), 422, "request_invalid")["field"] == "(body)"
+    # JSON the reader cannot hold (nested too deep, an integer of 5000 digits) is refused the same way,
+    # and NaN, Infinity and 1e400 are not JSON numbers (they were kept in metadata and echoed as null)
+    line = json.dumps(body["lines"][1] | {"clip": body["lines"][1]["clip"] | {"video_id": "v_a"}})
+    for raw in (
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"lines": [{"start_ms": ' + b"9" * 5000 + b"}]}",
+        *(b'{"lines": [' + line.encode() + b'], "metadata": {"x": ' + v + b"}}" for v in (b"NaN", b"1e400")),
+    ):
+        refused = error_of(api.post("/jobs", content=raw), 422, "request_invalid")
+        assert refused["field"] == "(body)" and "not valid JSON" in refused["message"], refused
     query = error_of(api.get("/jobs", params={"limit": 0, "status": "DONE"}), 422, "request_invalid")
     assert sorted(p["field"] for p in query["problems"]) == ["limit", "status"]
     error_of(api.get("/no/such/path"), 404, "not_found")

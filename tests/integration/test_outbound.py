@@ -85,6 +85,14 @@ def test_a_redirect_to_another_scheme_is_refused(hostile: HostileServer) -> None
         fetch.get(redirect(hostile, "file:///etc/passwd"), policy=OPEN, limits=limits())
 
 
+@pytest.mark.parametrize("target", ["http://127.0.0.1:99999/x.ts", "http://cdn.example:-1/x.ts"])
+def test_a_redirect_to_a_url_no_request_can_be_sent_to_is_refused_naming_it(
+    hostile: HostileServer, target: str
+) -> None:
+    with pytest.raises(SourceInvalid, match="cannot be parsed"):
+        fetch.get(redirect(hostile, target), policy=OPEN, limits=limits())
+
+
 def test_the_api_key_is_not_sent_to_another_host_on_a_redirect(hostile: HostileServer) -> None:
     hostile.put("api-other.json", b"{}")
     hostile.put("api-same.json", b"{}")

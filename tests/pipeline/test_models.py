@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from typing import Any
 
 import pytest
@@ -74,6 +75,22 @@ def test_video_ids_are_refused_too(video_id: str) -> None:
     "url", ["file:///etc/passwd", "ftp://h/x.m3u8", "gopher://h", "http://", "javascript:x"]
 )
 def test_non_http_urls_are_refused(url: str) -> None:
+    assert field_of(request(lines=[line(0, 1000, hls_url=url)])) == "lines[0].clip.hls_url"
+    assert field_of(request(audio={"url": url})) == "audio.url"
+    assert field_of(request(callback_url=url)) == "callback_url"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://cdn.example:99999/a.m3u8",
+        "http://cdn.example:-1/a.m3u8",
+        "http://cdn.example/p\t.m3u8",
+        "http://xn--abc.example/a.m3u8",
+    ],
+)
+def test_urls_no_request_can_be_sent_to_are_refused(url: str) -> None:
+    # urlsplit reads them (dropping a tab); the HTTP client would refuse them at the first request
     assert field_of(request(lines=[line(0, 1000, hls_url=url)])) == "lines[0].clip.hls_url"
     assert field_of(request(audio={"url": url})) == "audio.url"
     assert field_of(request(callback_url=url)) == "callback_url"
@@ -190,6 +207,9 @@ def test_metadata_is_a_small_json_object() -> None:
     big = {"blob": "x" * METADATA_MAX_BYTES}
     with pytest.raises(RequestInvalid, match=f"more than the maximum of {METADATA_MAX_BYTES}"):
         parse_request(request(metadata=big))
+    # a message body read by Python's JSON reader may hold NaN or Infinity, which JSON cannot carry back
+    for odd in (math.nan, math.inf, -math.inf):
+        assert field_of(request(metadata={"x": {"y": [odd]}})) == "metadata"
 
 
 def test_null_job_id_and_trace_id_are_generated_like_absent_ones() -> None:

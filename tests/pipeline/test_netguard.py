@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from pipeline import netguard
-from pipeline.netguard import Policy, Refused, address_problem, check_url
+from pipeline.netguard import Policy, Refused, address_problem, check_url, origin
 
 
 @pytest.mark.parametrize(
@@ -52,6 +52,13 @@ def test_public_addresses_pass(address: str) -> None:
         ("//cdn.example/x", "schemeless"),
         ("http:///x", "has no host"),
         ("http://evil.example/x", "'evil.example' is not in CLIPLINE_ALLOWED_HOSTS"),
+        ("http://cdn.example:99999/x", "Port out of range"),
+        ("http://cdn.example:-1/x", "Port could not be cast"),
+        ("http://cdn.example:0/x", "port 0"),
+        ("http://cdn.example/a\tb.ts", "control character"),
+        ("http://cdn.example/a\nb.ts", "control character"),
+        ("http://[::1/x", "Invalid IPv6"),
+        ("http://xn--abc.example/x", "cannot be encoded"),
     ],
 )
 def test_urls_the_policy_refuses(url: str, match: str) -> None:
@@ -68,6 +75,12 @@ def test_refusals_do_not_carry_signed_query_strings() -> None:
     with pytest.raises(Refused) as caught:
         check_url("http://evil.example/a.ts?sig=s3cr3t", Policy(frozenset({"cdn.example"})))
     assert "s3cr3t" not in str(caught.value) and "s3cr3t" not in caught.value.url
+
+
+def test_origin_of_a_url_with_a_bad_port_does_not_raise() -> None:
+    # the redirect loop asks for a hop's origin before check_url refuses the hop
+    assert origin("http://cdn.example:99999/x") == ("", "", None)
+    assert origin("http://[::1/x") == ("", "", None)
 
 
 def test_origin_fills_in_the_default_port() -> None:
