@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -28,7 +30,7 @@ from pydantic import (
 )
 
 from .errors import FieldProblem, RequestInvalid
-from .problems import Problems, field_path, problems_of, timeline_problems, url_problem
+from .problems import Loc, Problems, field_path, problems_of, timeline_problems, url_problem
 
 #: The version of the request, report, status and callback contracts (``schema_version``).
 SCHEMA_VERSION: Literal[1] = 1
@@ -141,6 +143,13 @@ def _even_half(pixels: int) -> int:
     return max(2, pixels // 4 * 2)
 
 
+def _no_control(value: str) -> str:
+    """``value``, refused when it holds a control character (a NUL cannot even be stored in PostgreSQL)."""
+    if bad := re.search(r"[\x00-\x1f\x7f]", value):
+        raise ValueError(f"must not contain control characters (found {bad.group()!r})")
+    return value
+
+
 class Audio(_Strict):
     url: str | None = None
     path: str | None = None
@@ -152,6 +161,7 @@ class Audio(_Strict):
     def _relative_path(cls, value: str | None) -> str | None:
         if value is None:
             return None
+        _no_control(value)
         p = PurePosixPath(value)
         if p.is_absolute() or ".." in p.parts or "\\" in value or not p.parts:
             raise ValueError("must be a relative path under CLIPLINE_MEDIA_DIR without '..'")
@@ -229,6 +239,11 @@ class RenderRequest(_Strict):
 
     _url = field_validator("callback_url")(_check_url)
 
+    @field_validator("mix_request_id")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        return None if value is None else _no_control(value)
+
     @field_validator("metadata")
     @classmethod
     def _small(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -255,6 +270,30 @@ class RenderRequest(_Strict):
             )
         max_ms = int(ctx.get("max_time_ms", MAX_TIME_MS))
         found = timeline_problems([line.model_dump() for line in lines], max_ms)
+        if found:
+            raise Problems(found)
+        return lines
+
+    @field_validator("lines")
+    @classmethod
+    def _one_playlist_per_video(cls, lines: list[Line]) -> list[Line]:
+        """Lines naming one video_id name one playlist: its source is resolved once per job, so a second
+        playlist would never be read, its lines silently cut from the first. The query may differ (each
+        line's URL signed on its own)."""
+        first: dict[str, tuple[int, str]] = {}
+        found: list[tuple[Loc, str]] = []
+        for i, line in enumerate(lines):
+            url = line.clip.hls_url
+            if url is None:
+                continue
+            here = urlsplit(url)._replace(query="", fragment="").geturl()
+            seen = first.setdefault(line.clip.video_id, (i, here))
+            if seen[1] != here:
+                msg = (
+                    f"video {line.clip.video_id!r} is given another playlist than in lines[{seen[0]}] "
+                    f"({here} against {seen[1]}, queries aside): one video_id, one playlist"
+                )
+                found.append(((i, "clip", "hls_url"), msg))
         if found:
             raise Problems(found)
         return lines

@@ -96,6 +96,28 @@ def test_urls_no_request_can_be_sent_to_are_refused(url: str) -> None:
     assert field_of(request(callback_url=url)) == "callback_url"
 
 
+def test_one_video_id_with_two_playlists_is_refused_naming_the_second() -> None:
+    # Given two lines of one video_id naming different playlists (the second would never be read:
+    # a video's source is resolved once per job)
+    a, b = "http://cdn.example/v_a/index.m3u8", "http://cdn.example/v_b/index.m3u8"
+    lines = [line(0, 1000, "v", hls_url=a), line(1000, 2000, "v"), line(2000, 3000, "v", hls_url=b)]
+    assert field_of(request(lines=lines)) == "lines[2].clip.hls_url"
+    # while the same playlist signed differently per line is one playlist
+    signed = [line(0, 1000, "v", hls_url=a + "?sig=1"), line(1000, 2000, "v", hls_url=a + "?sig=2")]
+    assert parse_request(request(lines=signed)).distinct_videos() == {"v": a + "?sig=1"}
+
+
+@pytest.mark.parametrize("field", ["mix_request_id", "audio.path"])
+def test_control_characters_are_refused_in_stored_strings(field: str) -> None:
+    # a NUL cannot be stored in PostgreSQL (a 500 before), nor open a file
+    data = (
+        request(mix_request_id="m\u0000x")
+        if field == "mix_request_id"
+        else request(audio={"path": "a\u0000.mp3"})
+    )
+    assert field_of(data) == field
+
+
 def test_hosts_outside_the_allowlist_are_refused() -> None:
     data = request(lines=[line(0, 1000, hls_url="http://evil.example/a.m3u8")])
     assert field_of(data, allowed_hosts=frozenset({"cdn.example"})) == "lines[0].clip.hls_url"
