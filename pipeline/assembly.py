@@ -128,6 +128,10 @@ def _assemble(
             error, status = f"assembly failed: {type(exc).__name__}: {exc}", JobStatus.FAILED
         except (ClipLineError, OSError) as exc:
             error, status = f"assembly failed: {type(exc).__name__}: {exc}", JobStatus.FAILED
+        except Exception as exc:  # noqa: BLE001 - a fault of ours: the job ends now, naming it, not when
+            # the reconciler gives up on a job stuck in ASSEMBLING (no retry would change the outcome)
+            log.exception("assemble.internal_error")
+            error, status = f"assembly failed: internal error {type(exc).__name__}: {exc}", JobStatus.FAILED
     stats.assembly_ms = round((time.monotonic() - started) * 1000, 1)
     report = build_report(
         view,

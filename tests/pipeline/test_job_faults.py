@@ -172,6 +172,23 @@ def test_a_song_that_never_answers_fails_the_job_on_the_last_attempt(ctx: Contex
     assert job.status == "FAILED" and url in job.error_log and "could not be read" in job.error_log
 
 
+def test_an_unexpected_error_in_the_assembly_fails_the_job_at_once_naming_it(
+    ctx: Context, cuts: FakeCuts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a fault of clipline's own while the song is prepared (not one the actor retries)
+    planning.plan(ctx, request("j-bug", lines=1, audio_url="http://cdn.test/song.m4a"))
+    assert isinstance(clip(ctx, "j-bug", 0), clipstage.Done)
+
+    def broken(ctx: Context, view: Any) -> None:
+        raise ValueError("a surprise")
+
+    monkeypatch.setattr(audio, "prepare", broken)
+    # Then the job ends FAILED now, with the error named, not stuck in ASSEMBLING for the reconciler
+    assert assembly.assemble(ctx, "j-bug", last_attempt=False) == JobStatus.FAILED
+    job = ctx.store.get("j-bug")
+    assert job.status == "FAILED" and "internal error ValueError: a surprise" in job.error_log
+
+
 # Item 4: the reconciler gives up after a bounded number of repairs.
 
 
