@@ -31,6 +31,10 @@ from .problems import url_syntax_problem
 
 #: ``#EXT-X-MEDIA-SEQUENCE`` and ``#EXT-X-DISCONTINUITY-SEQUENCE`` are decimal-integers: 0 .. 2^64-1.
 MAX_SEQUENCE = 2**64 - 1
+#: A media playlist listing more segments than this is refused: 24 hours of 2-second segments fit; a
+#: hostile one of hundreds of thousands (4 MiB of ``#EXTINF:0.01``) would cost seconds to parse and tens
+#: of MB in Redis per job and video.
+MAX_PLAYLIST_SEGMENTS = 50_000
 #: A window that needs more segments than this is refused (a playlist of absurdly short segments).
 MAX_SEGMENTS_PER_WINDOW = 120
 #: The longest ``#EXTINF`` taken seriously (a day).
@@ -276,6 +280,12 @@ def _media(parsed: Any, url: str) -> MediaPlaylist:
         raise SourceInvalid(
             f"{url}: a playlist delta update (#EXT-X-SKIP, asked for by _HLS_skip): the skipped segments'"
             f" durations are not listed, so no time in it can be placed; the whole playlist is needed",
+            url=url,
+        )
+    if len(parsed.segments) > MAX_PLAYLIST_SEGMENTS:
+        raise SourceInvalid(
+            f"{url}: {len(parsed.segments)} segments, more than the {MAX_PLAYLIST_SEGMENTS} a playlist"
+            " may list",
             url=url,
         )
     for tag, value in (

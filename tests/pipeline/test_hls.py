@@ -116,6 +116,7 @@ def test_a_draft_reads_the_rendition_of_the_height_it_writes() -> None:
         ("#EXTM3U\n#EXTINF:2,\nhttp://cdn.example:99999/a.ts\n#EXT-X-ENDLIST\n", "unusable URI.*Port out"),
         ("#EXTM3U\n#EXTINF:2,\nhttp://cdn.example:-1/a.ts\n#EXT-X-ENDLIST\n", "unusable URI"),
         ("#EXTM3U\n#EXTINF:2,\na\x7fb.ts\n#EXT-X-ENDLIST\n", "unusable URI.*control character"),
+        ("#EXTM3U\n" + "#EXTINF:0.01,\na.ts\n" * 50_001 + "#EXT-X-ENDLIST\n", "50001 segments, more than"),
         ("#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:-1\n#EXTINF:2,\na.ts\n#EXT-X-ENDLIST\n", "MEDIA-SEQUENCE -1"),
         (f"#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:{2**64}\n#EXTINF:2,\na.ts\n#EXT-X-ENDLIST\n", "2\\^64-1"),
         ("#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:" + "9" * 300 + "\n#EXTINF:2,\na.ts\n#EXT-X-ENDLIST\n", "2\\^64-1"),
