@@ -16,7 +16,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -160,22 +160,31 @@ class SegmentCache:
         return nbytes
 
     def _prefetched(self, job_id: str, dest: Path, nbytes: int) -> None:
-        """After a prefetch wrote ``dest``: count its bytes as unclaimed while the job runs; when the
-        job's assembly has fired or its keys are gone (it ended, its files swept or being swept), no
-        clip will read the job's segments again: remove them (what this prefetch wrote included), and
-        the job's folder if that leaves it empty (a finished job's kept clips stay), so that nothing
-        is left behind."""
-        if self.r.exists(keys.job_planned(job_id)) and not self.r.exists(keys.job_assemble_fired(job_id)):
+        """After a prefetch wrote ``dest``: count its bytes as unclaimed while the job runs. When the job's
+        assembly has fired, no clip reads its segments again: remove them all (a sibling download or a
+        key file included). When its keys are gone (it ended and was forgotten, or Redis lost them while
+        it runs, until a clip restores them), remove this file only. Then the folders left empty, the
+        job's own included (a finished job's kept clips stay): nothing is left behind a finished job."""
+        fired = self.r.exists(keys.job_assemble_fired(job_id))
+        if not fired and self.r.exists(keys.job_planned(job_id)):
             if nbytes:
                 with self.r.pipeline() as pipe:
                     pipe.incrby(keys.job_prefetched(job_id), nbytes)
                     pipe.expire(keys.job_prefetched(job_id), keys.JOB_KEY_TTL_S)
                     pipe.execute()
             return
-        job_dir = self.settings.work_dir / job_id
-        shutil.rmtree(job_dir / "segments", ignore_errors=True)
-        with suppress(OSError):
-            job_dir.rmdir()
+        if fired:
+            shutil.rmtree(dest.parent.parent, ignore_errors=True)
+        else:
+            self._note(dest).unlink(missing_ok=True)
+            dest.unlink(missing_ok=True)
+        for folder in (dest.parent, dest.parent.parent, self.settings.work_dir / job_id):
+            try:
+                folder.rmdir()
+            except FileNotFoundError:
+                continue
+            except OSError:  # not empty
+                break
 
     def _done(self, dest: Path, nbytes: int, prefetch: bool) -> tuple[Path, int]:
         if not prefetch:

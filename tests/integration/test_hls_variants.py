@@ -282,6 +282,22 @@ def test_an_i_frame_playlist_is_refused_naming_it(corpus_cdn: LoopbackCDN, ctx: 
     assert corpus_cdn.count("/hls/shaka_ts/v_") == 0
 
 
+def test_a_prefetch_while_redis_lost_a_running_jobs_keys_removes_only_its_own_files(
+    corpus_cdn: LoopbackCDN, ctx: Context
+) -> None:
+    # Given a running job whose Redis keys are gone (a restart; the next clip restores them), with a
+    # segment a clip fetched in its cache
+    view = view_for(corpus_cdn.url("hls/ts/index.m3u8"), [(0, 1000, 1000), (2500, 3600, 1100)])
+    playlist = ctx.resolver.source_for(view.job_id, "v", view.request.lines[0].clip.hls_url, 90)
+    ctx.segments.fetch(view.job_id, "v", select_segments(playlist, 0, 1000))
+    kept = sorted(ctx.segments.root(view.job_id, "v").glob("*.seg"))
+    assert kept
+    # When a prefetch of the next slot's segments finishes
+    prefetch._warm(ctx, view, 1)
+    # Then it took back only what it wrote: the clip's segments stay
+    assert sorted(ctx.segments.root(view.job_id, "v").glob("*.seg")) == kept
+
+
 @pytest.fixture
 def damaged(tmp_path: Path, corpus_cdn: LoopbackCDN) -> Iterator[tuple[Path, LoopbackCDN]]:
     """A copy of the MPEG-TS variant that a test may damage, on its own loopback CDN."""
