@@ -538,6 +538,20 @@ def shaka_fmp4(folder: Path) -> None:
     )
 
 
+def shaka_fmp4_chunks(folder: Path) -> None:
+    """Segments of several fragments: asked for 0.2-second fragments, Shaka cuts one at each keyframe
+    (every 15 frames), so each one-second ``.m4s`` holds ``styp``, ``sidx`` and two ``moof``/``mdat``
+    pairs."""
+    _shaka(
+        folder,
+        "in={src},stream=video,init_segment=v_init.mp4,segment_template=v_$Number$.m4s,playlist_name=v.m3u8",
+        "--fragment_duration",
+        "0.2",
+        "--hls_master_playlist_output",
+        "master.m3u8",
+    )
+
+
 def shaka_fmp4_single(folder: Path) -> None:
     """One fMP4 file as byte ranges: the init range, then a ``sidx`` the playlist skips, then segments
     whose ``#EXT-X-BYTERANGE`` has no offset (each continues where the one before ended)."""
@@ -628,6 +642,7 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
         for name, build, playlist in (
             ("shaka_ts", shaka_ts, "index.m3u8"),
             ("shaka_fmp4", shaka_fmp4, "v.m3u8"),
+            ("shaka_fmp4_chunks", shaka_fmp4_chunks, "v.m3u8"),
             ("shaka_fmp4_single", shaka_fmp4_single, "v.m3u8"),
             ("shaka_open_gop", shaka_open_gop, "v.m3u8"),
         )
