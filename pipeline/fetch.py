@@ -14,6 +14,11 @@ deadline or size cap -> SourceUnavailable (transient: retry, then fallback),
 404/410 -> SourceNotFound, 401/403 -> SourceForbidden, a URL or address the
 policy refuses and anything else -> SourceInvalid. Messages go through
 ``redact`` (in SourceError), so signed query strings never reach a record.
+
+Bodies are read raw and decoded by ``codings`` a bounded step at a time (gzip
+and deflate only, asked for in Accept-Encoding; any other coding, or several
+stacked, is SourceInvalid): the byte cap counts the bytes as sent and as
+decoded, so it bounds memory and the bytes produced whatever the server sends.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from urllib.parse import urljoin
 
 import httpx
 
-from . import netguard
+from . import codings, netguard
 from .errors import SourceError, SourceForbidden, SourceInvalid, SourceNotFound, SourceUnavailable
 from .settings import Settings
 
@@ -176,7 +181,7 @@ def _open(
     """The response (streaming, status checked) to ``method`` ``url``, redirects followed, each hop checked;
     yields (response, the URL named in errors)."""
     first = netguard.origin(url)
-    sent = dict(headers or {})
+    sent = {"Accept-Encoding": codings.ACCEPT_ENCODING, **(headers or {})}
     hops: list[str] = []
     c = client(policy, limits.timeout_s)
     with netguard.deadline(limits.deadline_s):
@@ -215,13 +220,28 @@ def _too_big(named: str, limits: Limits, video_id: str, what: str) -> SourceUnav
     )
 
 
-def _chunks(resp: httpx.Response, named: str, limits: Limits, video_id: str) -> Iterator[bytes]:
-    """The body, refused as soon as it (or its Content-Length) passes the cap."""
+def _raw(resp: httpx.Response, named: str, limits: Limits, video_id: str) -> Iterator[bytes]:
+    """The body as sent (before any Content-Encoding is undone), refused as soon as it passes the cap."""
+    got = 0
+    for chunk in resp.iter_raw(64 * 1024):
+        got += len(chunk)
+        if got > limits.max_bytes:
+            raise _too_big(named, limits, video_id, f"more than {limits.max_bytes} bytes came")
+        yield chunk
+
+
+def _chunks(
+    resp: httpx.Response, named: str, limits: Limits, video_id: str, *, whole: bool = True
+) -> Iterator[bytes]:
+    """The body decoded, refused as soon as it (as sent or decoded, or its Content-Length) passes the cap.
+    ``whole``: all of it will be read (else its Content-Length, a bound the reader stops before, is not
+    held against the cap)."""
+    how = codings.coding(resp.headers, named, video_id)
     announced = resp.headers.get("content-length", "")
-    if announced.isdigit() and int(announced) > limits.max_bytes:
+    if whole and announced.isdigit() and int(announced) > limits.max_bytes:
         raise _too_big(named, limits, video_id, f"the body is {announced} bytes")
     got = 0
-    for chunk in resp.iter_bytes(64 * 1024):
+    for chunk in codings.decoded(_raw(resp, named, limits, video_id), how, named, video_id):
         got += len(chunk)
         if got > limits.max_bytes:
             raise _too_big(named, limits, video_id, f"more than {limits.max_bytes} bytes came")
@@ -260,13 +280,16 @@ def download(
 ) -> int:
     """Stream ``url`` to ``dest`` (temp name, then rename); returns the body bytes read.
 
-    ``byte_range`` (first, last byte, inclusive) asks for that part only; a server that
-    ignores ``Range`` (200) is read up to the range's end and no further. ``up_to``: the
-    range is a bound, not a promise (a segment's first bytes): a body that ends sooner is kept.
+    ``byte_range`` (first, last byte, inclusive) asks for that part only, of the file's own bytes
+    (no Content-Encoding asked for); a server that ignores ``Range`` (200) is read up to the range's
+    end and no further, and refused when that end lies past the cap. ``up_to``: the range is a
+    bound, not a promise (a segment's first bytes): a body that ends sooner is kept.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.part")
-    headers = {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else None
+    headers = None
+    if byte_range:
+        headers = {"Range": f"bytes={byte_range[0]}-{byte_range[1]}", "Accept-Encoding": "identity"}
     nbytes = 0
     try:
         with _open(url, policy=policy, limits=limits, headers=headers, video_id=video_id) as (resp, named):
@@ -277,9 +300,13 @@ def download(
                     raise _too_big(named, limits, video_id, f"the playlist asks for a range of {want} bytes")
                 if resp.status_code != 206:
                     skip = byte_range[0]
-            # A server that ignores Range sends the whole resource: its length is not the range's, so
-            # only the bytes kept count against the cap (the deadline bounds the bytes skipped).
-            body = resp.iter_bytes(64 * 1024) if skip else _chunks(resp, named, limits, video_id)
+                    if skip + want > limits.max_bytes:
+                        where = f"bytes {byte_range[0]}-{byte_range[1]} end {skip + want} bytes into its body"
+                        raise _too_big(named, limits, video_id, f"the server ignored Range: {where}")
+            # A server that ignores Range sends the whole resource: its Content-Length is not the range's;
+            # it is read up to the range's end (within the cap, checked above), the bytes skipped included.
+            whole = byte_range is None or resp.status_code == 206
+            body = _chunks(resp, named, limits, video_id, whole=whole)
             kept = 0
             with open(tmp, "wb") as fh:
                 for chunk in body:
