@@ -12,8 +12,10 @@ httpx exceptions and status codes become Source* errors here, so the rest of
 the code branches on type: 5xx/429/timeouts/refused connections and the
 deadline or size cap -> SourceUnavailable (transient: retry, then fallback),
 404/410 -> SourceNotFound, 401/403 -> SourceForbidden, a URL or address the
-policy refuses and anything else -> SourceInvalid. Messages go through
-``redact`` (in SourceError), so signed query strings never reach a record.
+policy refuses, a URL httpx cannot send to (``hop``: a control character, an
+invalid IDNA label, a port out of range; the first URL or a redirect's) and
+anything else -> SourceInvalid. Messages go through ``redact`` (in
+SourceError), so signed query strings never reach a record.
 
 Bodies are read raw and decoded by ``codings`` a bounded step at a time (gzip
 and deflate only, asked for in Accept-Encoding; any other coding, or several
@@ -31,11 +33,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
 
 import httpx
 
-from . import codings, netguard
+from . import codings, hop, netguard
 from .errors import SourceError, SourceForbidden, SourceInvalid, SourceNotFound, SourceUnavailable
 from .settings import Settings
 
@@ -121,6 +122,7 @@ def client(policy: netguard.Policy, timeout_s: float) -> httpx.Client:
         c = _clients.get(key)
         if c is None:
             c = _clients[key] = netguard.client(policy, timeout_s)
+            c.event_hooks = {"response": [hop.note_location]}
         return c
 
 
@@ -163,11 +165,6 @@ def translate(
     return SourceInvalid(f"{url}: {type(exc).__name__}: {exc}", video_id=video_id, url=url)
 
 
-def _named(url: str, hops: list[str]) -> str:
-    """The URL a failure happened on, with the redirects that led there."""
-    return f"{url} (redirected from {' -> '.join(hops)})" if hops else url
-
-
 @contextmanager
 def _open(
     url: str,
@@ -180,36 +177,36 @@ def _open(
 ) -> Iterator[tuple[httpx.Response, str]]:
     """The response (streaming, status checked) to ``method`` ``url``, redirects followed, each hop checked;
     yields (response, the URL named in errors)."""
-    first = netguard.origin(url)
     sent = {"Accept-Encoding": codings.ACCEPT_ENCODING, **(headers or {})}
     hops: list[str] = []
     c = client(policy, limits.timeout_s)
     with netguard.deadline(limits.deadline_s):
         try:
+            first = hop.origin(url, hops, video_id)
             for _ in range(netguard.MAX_REDIRECTS + 1):
-                netguard.check_url(url, policy)
-                resp = c.send(c.build_request(method, url, headers=sent), stream=True)
+                resp = hop.send(c, method, url, sent, policy, hops, video_id)
                 try:
                     if resp.is_redirect:
+                        target = hop.follow(url, resp.headers["location"], hops, video_id)
                         hops.append(url)
-                        url = urljoin(url, resp.headers["location"])
-                        if netguard.origin(url) != first:
+                        url = target
+                        if hop.origin(url, hops, video_id) != first:
                             sent = {k: v for k, v in sent.items() if k.lower() not in CREDENTIAL_HEADERS}
                         continue
-                    raise_for_status(resp, video_id=video_id, url=_named(url, hops))
-                    yield resp, _named(url, hops)
+                    raise_for_status(resp, video_id=video_id, url=hop.named(url, hops))
+                    yield resp, hop.named(url, hops)
                     return
                 finally:
                     resp.close()
             raise SourceInvalid(
-                f"{_named(url, hops)}: more than {netguard.MAX_REDIRECTS} redirects",
+                f"{hop.named(url, hops)}: more than {netguard.MAX_REDIRECTS} redirects",
                 video_id=video_id,
                 url=url,
             )
         except netguard.Refused as exc:
-            raise SourceInvalid(f"{_named(url, hops)}: {exc}", video_id=video_id, url=url) from exc
+            raise SourceInvalid(f"{hop.named(url, hops)}: {exc}", video_id=video_id, url=url) from exc
         except httpx.HTTPError as exc:
-            raise translate(exc, _named(url, hops), video_id, limits) from exc
+            raise translate(exc, hop.named(url, hops), video_id, limits) from exc
 
 
 def _too_big(named: str, limits: Limits, video_id: str, what: str) -> SourceUnavailable:
