@@ -2,9 +2,10 @@
 
 Encoding a 3-minute song to AAC costs seconds; done at assembly it would sit
 on the critical path. The plan stage prepares it right after the fan-out,
-while clips are being cut: an AAC song at least as long as the video is used
-as it is (assembly copies and cuts it); anything else is encoded once to AAC,
-padded with silence or cut to the video's exact length. Assembly calls
+while clips are being cut: an AAC song whose audio stream (its own length, not
+its container's, which spans every track) is at least as long as the video is
+used as it is (assembly copies and cuts it); anything else is encoded once to
+AAC, padded with silence or cut to the video's exact length. Assembly calls
 ``prepare`` too, which reuses the prepared file when it is there; the two never
 prepare at the same time (a leased lock per job's song).
 
@@ -17,6 +18,7 @@ an audio stream is refused (``SourceInvalid``: the job fails, naming it).
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +67,8 @@ SONG_LOCK_WAIT_S = 120.0
 
 @dataclass(frozen=True)
 class Song:
-    """What ffprobe found in the song: the demuxer that reads it, its audio codec and duration."""
+    """What ffprobe found in the song: the demuxer that reads it, its audio codec and the audio stream's
+    duration (the container's when the stream has none)."""
 
     fmt: str
     codec: str | None
@@ -101,11 +104,19 @@ def probe(ctx: Context, path: Path, what: str) -> Song:
     audio = [s for s in data.get("streams") or [] if s.get("codec_type") == "audio"]
     if not audio:
         raise SourceInvalid(f"the song {what} has no audio stream")
-    try:
-        duration_s = float((data.get("format") or {}).get("duration") or 0)
-    except ValueError:
-        duration_s = 0.0
+    # The audio stream's own length: the container's spans every track (1 s of AAC beside a 10 s video
+    # track is a 10 s file); a container that keeps no per-stream duration (Matroska, Ogg) gives its own.
+    duration_s = _seconds(audio[0].get("duration")) or _seconds((data.get("format") or {}).get("duration"))
     return Song(fmt, audio[0].get("codec_name"), duration_s)
+
+
+def _seconds(value: object) -> float:
+    """ffprobe's duration (a string, "N/A" or absent) in seconds; 0.0 unless finite and positive."""
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        return 0.0
+    return seconds if math.isfinite(seconds) and seconds > 0 else 0.0
 
 
 def describe(view: JobView) -> str:

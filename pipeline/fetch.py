@@ -12,8 +12,15 @@ httpx exceptions and status codes become Source* errors here, so the rest of
 the code branches on type: 5xx/429/timeouts/refused connections and the
 deadline or size cap -> SourceUnavailable (transient: retry, then fallback),
 404/410 -> SourceNotFound, 401/403 -> SourceForbidden, a URL or address the
-policy refuses and anything else -> SourceInvalid. Messages go through
-``redact`` (in SourceError), so signed query strings never reach a record.
+policy refuses, a URL httpx cannot send to (``hop``: a control character, an
+invalid IDNA label, a port out of range; the first URL or a redirect's) and
+anything else -> SourceInvalid. Messages go through ``redact`` (in
+SourceError), so signed query strings never reach a record.
+
+Bodies are read raw and decoded by ``codings`` a bounded step at a time (gzip
+and deflate only, asked for in Accept-Encoding; any other coding, or several
+stacked, is SourceInvalid): the byte cap counts the bytes as sent and as
+decoded, so it bounds memory and the bytes produced whatever the server sends.
 """
 
 from __future__ import annotations
@@ -26,11 +33,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
 
 import httpx
 
-from . import netguard
+from . import codings, hop, netguard
 from .errors import SourceError, SourceForbidden, SourceInvalid, SourceNotFound, SourceUnavailable
 from .settings import Settings
 
@@ -116,6 +122,7 @@ def client(policy: netguard.Policy, timeout_s: float) -> httpx.Client:
         c = _clients.get(key)
         if c is None:
             c = _clients[key] = netguard.client(policy, timeout_s)
+            c.event_hooks = {"response": [hop.note_location]}
         return c
 
 
@@ -158,11 +165,6 @@ def translate(
     return SourceInvalid(f"{url}: {type(exc).__name__}: {exc}", video_id=video_id, url=url)
 
 
-def _named(url: str, hops: list[str]) -> str:
-    """The URL a failure happened on, with the redirects that led there."""
-    return f"{url} (redirected from {' -> '.join(hops)})" if hops else url
-
-
 @contextmanager
 def _open(
     url: str,
@@ -175,36 +177,36 @@ def _open(
 ) -> Iterator[tuple[httpx.Response, str]]:
     """The response (streaming, status checked) to ``method`` ``url``, redirects followed, each hop checked;
     yields (response, the URL named in errors)."""
-    first = netguard.origin(url)
-    sent = dict(headers or {})
+    sent = {"Accept-Encoding": codings.ACCEPT_ENCODING, **(headers or {})}
     hops: list[str] = []
     c = client(policy, limits.timeout_s)
     with netguard.deadline(limits.deadline_s):
         try:
+            first = hop.origin(url, hops, video_id)
             for _ in range(netguard.MAX_REDIRECTS + 1):
-                netguard.check_url(url, policy)
-                resp = c.send(c.build_request(method, url, headers=sent), stream=True)
+                resp = hop.send(c, method, url, sent, policy, hops, video_id)
                 try:
                     if resp.is_redirect:
+                        target = hop.follow(url, resp.headers["location"], hops, video_id)
                         hops.append(url)
-                        url = urljoin(url, resp.headers["location"])
-                        if netguard.origin(url) != first:
+                        url = target
+                        if hop.origin(url, hops, video_id) != first:
                             sent = {k: v for k, v in sent.items() if k.lower() not in CREDENTIAL_HEADERS}
                         continue
-                    raise_for_status(resp, video_id=video_id, url=_named(url, hops))
-                    yield resp, _named(url, hops)
+                    raise_for_status(resp, video_id=video_id, url=hop.named(url, hops))
+                    yield resp, hop.named(url, hops)
                     return
                 finally:
                     resp.close()
             raise SourceInvalid(
-                f"{_named(url, hops)}: more than {netguard.MAX_REDIRECTS} redirects",
+                f"{hop.named(url, hops)}: more than {netguard.MAX_REDIRECTS} redirects",
                 video_id=video_id,
                 url=url,
             )
         except netguard.Refused as exc:
-            raise SourceInvalid(f"{_named(url, hops)}: {exc}", video_id=video_id, url=url) from exc
+            raise SourceInvalid(f"{hop.named(url, hops)}: {exc}", video_id=video_id, url=url) from exc
         except httpx.HTTPError as exc:
-            raise translate(exc, _named(url, hops), video_id, limits) from exc
+            raise translate(exc, hop.named(url, hops), video_id, limits) from exc
 
 
 def _too_big(named: str, limits: Limits, video_id: str, what: str) -> SourceUnavailable:
@@ -215,13 +217,28 @@ def _too_big(named: str, limits: Limits, video_id: str, what: str) -> SourceUnav
     )
 
 
-def _chunks(resp: httpx.Response, named: str, limits: Limits, video_id: str) -> Iterator[bytes]:
-    """The body, refused as soon as it (or its Content-Length) passes the cap."""
+def _raw(resp: httpx.Response, named: str, limits: Limits, video_id: str) -> Iterator[bytes]:
+    """The body as sent (before any Content-Encoding is undone), refused as soon as it passes the cap."""
+    got = 0
+    for chunk in resp.iter_raw(64 * 1024):
+        got += len(chunk)
+        if got > limits.max_bytes:
+            raise _too_big(named, limits, video_id, f"more than {limits.max_bytes} bytes came")
+        yield chunk
+
+
+def _chunks(
+    resp: httpx.Response, named: str, limits: Limits, video_id: str, *, whole: bool = True
+) -> Iterator[bytes]:
+    """The body decoded, refused as soon as it (as sent or decoded, or its Content-Length) passes the cap.
+    ``whole``: all of it will be read (else its Content-Length, a bound the reader stops before, is not
+    held against the cap)."""
+    how = codings.coding(resp.headers, named, video_id)
     announced = resp.headers.get("content-length", "")
-    if announced.isdigit() and int(announced) > limits.max_bytes:
+    if whole and announced.isdigit() and int(announced) > limits.max_bytes:
         raise _too_big(named, limits, video_id, f"the body is {announced} bytes")
     got = 0
-    for chunk in resp.iter_bytes(64 * 1024):
+    for chunk in codings.decoded(_raw(resp, named, limits, video_id), how, named, video_id):
         got += len(chunk)
         if got > limits.max_bytes:
             raise _too_big(named, limits, video_id, f"more than {limits.max_bytes} bytes came")
@@ -260,13 +277,16 @@ def download(
 ) -> int:
     """Stream ``url`` to ``dest`` (temp name, then rename); returns the body bytes read.
 
-    ``byte_range`` (first, last byte, inclusive) asks for that part only; a server that
-    ignores ``Range`` (200) is read up to the range's end and no further. ``up_to``: the
-    range is a bound, not a promise (a segment's first bytes): a body that ends sooner is kept.
+    ``byte_range`` (first, last byte, inclusive) asks for that part only, of the file's own bytes
+    (no Content-Encoding asked for); a server that ignores ``Range`` (200) is read up to the range's
+    end and no further, and refused when that end lies past the cap. ``up_to``: the range is a
+    bound, not a promise (a segment's first bytes): a body that ends sooner is kept.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.part")
-    headers = {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else None
+    headers = None
+    if byte_range:
+        headers = {"Range": f"bytes={byte_range[0]}-{byte_range[1]}", "Accept-Encoding": "identity"}
     nbytes = 0
     try:
         with _open(url, policy=policy, limits=limits, headers=headers, video_id=video_id) as (resp, named):
@@ -277,9 +297,13 @@ def download(
                     raise _too_big(named, limits, video_id, f"the playlist asks for a range of {want} bytes")
                 if resp.status_code != 206:
                     skip = byte_range[0]
-            # A server that ignores Range sends the whole resource: its length is not the range's, so
-            # only the bytes kept count against the cap (the deadline bounds the bytes skipped).
-            body = resp.iter_bytes(64 * 1024) if skip else _chunks(resp, named, limits, video_id)
+                    if skip + want > limits.max_bytes:
+                        where = f"bytes {byte_range[0]}-{byte_range[1]} end {skip + want} bytes into its body"
+                        raise _too_big(named, limits, video_id, f"the server ignored Range: {where}")
+            # A server that ignores Range sends the whole resource: its Content-Length is not the range's;
+            # it is read up to the range's end (within the cap, checked above), the bytes skipped included.
+            whole = byte_range is None or resp.status_code == 206
+            body = _chunks(resp, named, limits, video_id, whole=whole)
             kept = 0
             with open(tmp, "wb") as fh:
                 for chunk in body:

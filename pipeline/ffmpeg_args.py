@@ -264,8 +264,9 @@ def song_argv(ffmpeg_bin: str, source: Path, fmt: str, out: Path, *, length_s: f
 
 
 def probe_song_argv(ffprobe_bin: str, media: Path) -> list[str]:
-    """ffprobe: the song's demuxer, duration and streams, as JSON. Only ``SONG_DEMUXERS`` may read it,
-    and only the local file: a playlist or list fails here ("Format not on whitelist")."""
+    """ffprobe: the song's demuxer and duration, and its streams' types, codecs and durations, as JSON. Only
+    ``SONG_DEMUXERS`` may read it, and only the local file: a playlist or list fails here ("Format not on
+    whitelist")."""
     return [
         ffprobe_bin,
         "-v",
@@ -274,7 +275,7 @@ def probe_song_argv(ffprobe_bin: str, media: Path) -> list[str]:
         "-format_whitelist",
         ",".join(SONG_DEMUXERS),
         "-show_entries",
-        "stream=codec_type,codec_name:format=format_name,duration",
+        "stream=codec_type,codec_name,duration:format=format_name,duration",
         "-of",
         "json",
         str(media),

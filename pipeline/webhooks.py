@@ -17,7 +17,10 @@ release and is deprecated.
 A try is claimed with a compare-and-set on the row before it is sent, so two
 workers never send the same delivery at once. A receiver that does not answer
 2xx is tried again after ``webhook_backoff_s`` x 2^(tries-1) (at most 10
-minutes), up to ``webhook_max_attempts`` tries. The only way a receiver sees a
+minutes), up to ``webhook_max_attempts`` tries. A URL httpx cannot send to (a control
+character, an invalid IDNA label: rows stored before the request check refused them) fails
+at once, like a URL the network policy refuses; a try that raises anything else is recorded
+and counts; one row's failure never stops the rest of a batch. The only way a receiver sees a
 delivery twice is a worker dying between the receiver's 2xx and the row's
 update; the delivery id lets it drop the repeat.
 """
@@ -35,7 +38,7 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import netguard, redact, results, webhook_signing
+from . import hop, netguard, redact, results, webhook_signing
 from .context import Context
 from .models import SCHEMA_VERSION, JobStatus, Quality
 from .problems import url_problem
@@ -191,7 +194,19 @@ def deliver_due(ctx: Context, *, job_id: str | None = None, limit: int = 50) -> 
         stmt = stmt.where(WebhookDelivery.job_id == job_id)
     with ctx.store.session() as s:
         due = list(s.scalars(stmt.order_by(WebhookDelivery.next_at).limit(limit)))
-    return [sent for row in due if (sent := _try(ctx, row, now)) is not None]
+    return [sent for row in due if (sent := _try_safely(ctx, row, now)) is not None]
+
+
+def _try_safely(ctx: Context, row: WebhookDelivery, now: datetime) -> Sent | None:
+    """``_try``, logged instead of raised (the database failing mid-try): one row never stops the batch;
+    a try it claimed still counts, so the row still ends after the max tries."""
+    try:
+        return _try(ctx, row, now)
+    except Exception as exc:  # noqa: BLE001 - the next poll tries the row again
+        log.warning(
+            "webhook.error", job_id=row.job_id, delivery_id=row.id, error=f"{type(exc).__name__}: {exc}"
+        )
+        return None
 
 
 def notify(ctx: Context, job_id: str) -> None:
@@ -244,17 +259,20 @@ def _claim(ctx: Context, row: WebhookDelivery, now: datetime) -> bool:
 
 
 def _post(ctx: Context, url: str, body: bytes, headers: dict[str, str]) -> tuple[str | None, bool]:
-    """(error or None, whether the network policy refused the URL: retrying cannot help).
+    """(error or None, whether the URL is refused by the network policy or cannot be sent: retrying
+    cannot help).
 
     One hop only (a redirect is an error, never followed), its address checked by netguard, the
     whole exchange within webhook_timeout_s, and the receiver's body never read.
     """
     s = ctx.settings
+    request: httpx.Request | None = None
     try:
         netguard.check_url(url, netguard.Policy.of(s))
         with netguard.deadline(s.webhook_timeout_s), netguard.client(
             netguard.Policy.of(s), s.webhook_timeout_s
         ) as client:
+            client.event_hooks = {"response": [hop.note_location]}
             request = client.build_request("POST", url, content=body, headers=headers)
             response = client.send(request, stream=True)
             response.close()
@@ -262,6 +280,11 @@ def _post(ctx: Context, url: str, body: bytes, headers: dict[str, str]) -> tuple
         return str(exc), True
     except httpx.HTTPError as exc:
         return redact.text(f"{type(exc).__name__}: {exc}"), False
+    except (httpx.InvalidURL, ValueError) as exc:  # UnicodeError (an invalid IDNA label) is a ValueError
+        why = redact.text(f"{type(exc).__name__}: {exc}")
+        if request is not None and hop.LOCATION in request.extensions:  # httpx read the redirect's Location
+            return f"receiver answered a redirect to a URL that cannot be requested ({why})", False
+        return f"the callback URL cannot be sent ({why})", True
     if not response.is_success:
         return f"receiver answered HTTP {response.status_code}", False
     return None, False
@@ -272,9 +295,11 @@ def _try(ctx: Context, row: WebhookDelivery, now: datetime) -> Sent | None:
         return None  # another worker took this try
     s = ctx.settings
     tries = row.tries + 1
-    body = row.body.encode()
-    headers = signed_headers(s.webhook_secret, row.id, body)
-    error, refused = _post(ctx, row.url, body, headers)
+    try:
+        body = row.body.encode()
+        error, refused = _post(ctx, row.url, body, signed_headers(s.webhook_secret, row.id, body))
+    except Exception as exc:  # noqa: BLE001 - recorded, and the try counts: the row still ends
+        error, refused = redact.text(f"{type(exc).__name__}: {exc}"), False
     values: dict[str, Any]
     if error is None:
         values = {"state": DELIVERED, "delivered_at": utcnow(), "last_error": None}

@@ -68,3 +68,18 @@ def test_a_video_without_sound_is_refused(ctx: Context, tmp_path: Path) -> None:
     video = make(tmp_path, "clip.mp4", "-f", "lavfi", "-i", "color=s=32x32:d=0.5", "-c:v", "libx264")
     with pytest.raises(SourceInvalid, match="no audio stream"):
         audio.probe(ctx, video, "'clip.mp4'")
+
+
+def test_the_length_is_the_audio_streams_not_the_containers(ctx: Context, tmp_path: Path) -> None:
+    """1 s of AAC beside a 10 s video track: the song lasts 1 s (the container says 10 s)."""
+    lavfi = ["-f", "lavfi", "-i", "sine=d=1", "-f", "lavfi", "-i", "color=black:s=64x64:d=10:r=5"]
+    m4a = make(tmp_path, "song.m4a", *lavfi, "-c:a", "aac", "-c:v", "libx264")
+    song = audio.probe(ctx, m4a, "'song.m4a'")
+    assert (song.fmt, song.codec) == ("mov", "aac") and 0.9 < song.duration_s < 1.1, song
+
+
+def test_a_stream_without_a_duration_falls_back_to_the_containers(ctx: Context, tmp_path: Path) -> None:
+    """Matroska keeps no per-stream duration: the container's is the song's."""
+    mka = make(tmp_path, "song.mka", "-f", "lavfi", "-i", "sine=d=2", "-c:a", "flac")
+    song = audio.probe(ctx, mka, "'song.mka'")
+    assert song.fmt == "matroska" and 1.9 < song.duration_s < 2.1, song
