@@ -182,7 +182,7 @@ def _open(
     c = client(policy, limits.timeout_s)
     with netguard.deadline(limits.deadline_s):
         try:
-            first = hop.origin(url, hops, video_id)
+            first = netguard.origin(url)  # never raises: check_url refuses a URL it cannot read
             for _ in range(netguard.MAX_REDIRECTS + 1):
                 resp = hop.send(c, method, url, sent, policy, hops, video_id)
                 try:
@@ -190,7 +190,7 @@ def _open(
                         target = hop.follow(url, resp.headers["location"], hops, video_id)
                         hops.append(url)
                         url = target
-                        if hop.origin(url, hops, video_id) != first:
+                        if netguard.origin(url) != first:
                             sent = {k: v for k, v in sent.items() if k.lower() not in CREDENTIAL_HEADERS}
                         continue
                     raise_for_status(resp, video_id=video_id, url=hop.named(url, hops))

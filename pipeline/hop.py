@@ -38,14 +38,6 @@ def unrequestable(url: str, hops: list[str], exc: Exception, video_id: str) -> S
     )
 
 
-def origin(url: str, hops: list[str], video_id: str) -> tuple[str, str, int | None]:
-    """``netguard.origin``; SourceInvalid for a URL whose port or host cannot be read."""
-    try:
-        return netguard.origin(url)
-    except ValueError as exc:  # a port out of range, a broken IPv6 literal
-        raise unrequestable(url, hops, exc, video_id) from exc
-
-
 def follow(url: str, location: str, hops: list[str], video_id: str) -> str:
     """The redirect's target; SourceInvalid when ``location`` cannot be joined to ``url``."""
     try:
