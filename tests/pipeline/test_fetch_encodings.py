@@ -4,11 +4,10 @@ the size cap bounds the bytes produced and the memory used, whatever the server 
 from __future__ import annotations
 
 import resource
-import threading
 import tracemalloc
 import zlib
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 
 from pipeline import fetch, netguard
 from pipeline.errors import SourceInvalid, SourceUnavailable
+from tests.loopback import serving
 
 MiB = 2**20
 POLICY = netguard.Policy(allow_private=True)
@@ -53,13 +53,6 @@ ROUTES: dict[str, tuple[int, dict[str, str], bytes]] = {
 SEEN: dict[str, str] = {}
 
 
-class _Quiet(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that stops reading at the cap resets the connection: expected here
-
-
 class _Server(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -83,11 +76,8 @@ class _Server(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def base() -> Iterator[str]:
-    server = _Quiet(("127.0.0.1", 0), _Server)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(_Server) as url:
+        yield url
 
 
 def peak_mib(read: Any) -> tuple[BaseException | None, float, float]:

@@ -3,9 +3,8 @@ a redirect's Location, is a SourceInvalid naming it (redacted), never a bare htt
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urljoin
 
@@ -13,6 +12,7 @@ import pytest
 
 from pipeline import fetch, netguard
 from pipeline.errors import SourceInvalid
+from tests.loopback import serving
 
 POLICY = netguard.Policy(allow_private=True)
 LIMITS = fetch.Limits(timeout_s=5.0, deadline_s=20.0, max_bytes=2**20)
@@ -39,12 +39,8 @@ class _Redirects(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def base() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Redirects)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(_Redirects) as url:
+        yield url
 
 
 @pytest.mark.parametrize("path", ["/to-bad-port", "/to-bad-idna", "/to-a-tab"])

@@ -4,14 +4,14 @@ or naming such a URL (each was a bare ValueError or RecursionError that crashed 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.loopback import serving
 from tests.stubs import stub_context
 
 FILES: dict[str, bytes] = {
@@ -38,12 +38,8 @@ class _Files(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def base() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Files)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(_Files) as url:
+        yield url
 
 
 def test_a_rendition_with_an_invalid_port_is_reported_by_prewarm(base: str, tmp_path: Path) -> None:

@@ -4,10 +4,9 @@ failure stops the rest of a ``deliver_due`` batch. The receiver is a real loopba
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from pipeline import webhooks
 from pipeline.context import Context
 from pipeline.models import JobStatus, parse_request
 from pipeline.tables import WebhookDelivery, utcnow
+from tests.loopback import serving
 from tests.stubs import stub_context
 
 LINE = {"start_ms": 0, "end_ms": 1000, "clip": {"video_id": "v", "start_ms": 0, "end_ms": 1000}}
@@ -49,12 +49,8 @@ class _Receiver(BaseHTTPRequestHandler):
 @pytest.fixture
 def receiver() -> Iterator[str]:
     _Receiver.got = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(_Receiver) as url:
+        yield url
 
 
 @pytest.fixture
