@@ -47,8 +47,9 @@ from .hls import MediaPlaylist, Segment
 #: Bump when a change to cutting (frame rule, filters, encoder arguments) could change a clip.
 #: 2: x264 threads sized for the clips encoding at once (same frames, other bytes). 3: a frame left in
 #: the next segment, segments starting mid-GOP, shared timestamps and carried parameter sets (other
-#: frames on such sources: their entries cut before must not be reused).
-CUT_RULE_VERSION = 3
+#: frames on such sources: their entries cut before must not be reused). 4: a picture size change
+#: inside a run no longer rebuilds the filter graph (it shifted the frames after it by two).
+CUT_RULE_VERSION = 4
 #: Eviction frees space down to this share of the cap, so it does not run on every store.
 LOW_WATER = 0.9
 #: A temporary entry older than this belonged to a writer that died: removed at the next eviction.

@@ -131,9 +131,14 @@ def cut_argv(
     time base in which every output tick is whole, ``setpts`` so that the
     input's first output frame lands at 0, ``fps=round=up`` (an output tick
     shows the last frame at or before it), a held last frame (``trim`` +
-    ``tpad``), then the inputs' parts are joined (``concat``) and fitted to the
-    profile. Each input has its demuxer named and may open local files only;
-    ``-xerror`` turns real damage into an error.
+    ``tpad``), each part fitted to the profile, then the parts are joined
+    (``concat``). A source whose picture size changes inside a run (no
+    discontinuity is needed for that) or between runs is cut the same way: the
+    filter graph is never rebuilt on a size change (``reinit_filter=0``: a
+    rebuild would restart ``fps``, ``tpad`` and ``trim`` and shift the frames),
+    ``scale`` takes each frame as it comes, and the parts reach ``concat``
+    already of one size. Each input has its demuxer named and may open local
+    files only; ``-xerror`` turns real damage into an error.
     """
     parts = []
     streams = [
@@ -141,6 +146,7 @@ def cut_argv(
             str(i.path),
             f=i.fmt,
             protocol_whitelist="file",
+            reinit_filter=0,
             **({"ss": f"{i.seek_s:.6f}", "noaccurate_seek": None} if i.seek_s is not None else {}),
         ).video
         for i in inputs
@@ -156,9 +162,9 @@ def cut_argv(
             .filter("trim", end_frame=cut.count)
             .filter("setpts", "PTS-STARTPTS")
         )
-        parts.append(v)
+        parts.append(_fit(v, profile))
     joined = parts[0] if len(parts) == 1 else ffmpeg.concat(*parts, v=1, a=0)
-    graph = ffmpeg.output(_fit(joined, profile), str(out), **profile.output_kwargs(frames))
+    graph = ffmpeg.output(joined, str(out), **profile.output_kwargs(frames))
     return _with_globals(
         ffmpeg_bin, ["-xerror", "-copyts", *PROGRESS_ARGS, *graph.compile(cmd=ffmpeg_bin)[1:]]
     )
@@ -252,13 +258,14 @@ LOCAL_ONLY = ["-protocol_whitelist", "file"]
 
 
 def song_argv(ffmpeg_bin: str, source: Path, fmt: str, out: Path, *, length_s: float) -> list[str]:
-    """The song (demuxer ``fmt``, from ``probe_song_argv``) as AAC in MP4, padded with silence or cut to
-    exactly ``length_s`` seconds."""
+    """The song's first audio stream (the one ``probe_song_argv`` measured and a copied song's mux maps;
+    never ffmpeg's pick among several) from demuxer ``fmt`` as AAC in MP4, padded with silence or cut
+    to exactly ``length_s`` seconds."""
     if fmt not in SONG_DEMUXERS:
         raise ValueError(f"song demuxer {fmt!r} is not one of {SONG_DEMUXERS}")
     return _with_globals(
         ffmpeg_bin,
-        ["-f", fmt, *LOCAL_ONLY, "-i", str(source), "-vn", "-af", "apad", "-t", f"{length_s:.6f}"]
+        ["-f", fmt, *LOCAL_ONLY, "-i", str(source), "-map", "0:a:0", "-af", "apad", "-t", f"{length_s:.6f}"]
         + ["-c:a", "aac", "-b:a", AAC_BITRATE, "-f", "mp4", str(out)],
     )
 

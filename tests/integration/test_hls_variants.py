@@ -65,8 +65,12 @@ def corpus_cdn() -> Iterator[LoopbackCDN]:
 
 
 @pytest.fixture
-def ctx(tmp_path: Path, redis_url: str) -> Context:
-    return Context(_settings(tmp_path, redis_url))
+def ctx(tmp_path: Path, redis_url: str) -> Iterator[Context]:
+    yield Context(_settings(tmp_path, redis_url))
+    # a test's background prefetches end with it: none reaches the next test's server on a reused port
+    deadline = time.monotonic() + 30
+    while prefetch.pending() and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def _settings(tmp_path: Path, redis_url: str) -> Settings:

@@ -343,6 +343,40 @@ def map_changes(folder: Path) -> None:
     (folder / "index.m3u8").write_text("\n".join([*lines, "#EXT-X-ENDLIST", ""]))
 
 
+def _size_change(folder: Path, *, tag: str | None = None, fmp4: bool = False) -> None:
+    """Segments 0-2 of an encode at 160x90, 3-5 of one at 320x180, on one timeline: the picture size
+    changes mid-playlist (RFC 8216 asks no discontinuity for that), after ``tag`` if given; as fMP4,
+    each encode's init section is its own ``#EXT-X-MAP``."""
+    lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-TARGETDURATION:1", "#EXT-X-PLAYLIST-TYPE:VOD"]
+    extra = ("-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4") if fmp4 else ()
+    for half, (w, h) in enumerate(((160, 90), (320, 180))):
+        sub = folder / f"e{half}"
+        sub.mkdir()
+        source = ("-f", "lavfi", "-i", pattern_graph(DURATION_S, w, h, 30))
+        ff(*source, *_x264(15)[:10], *_hls(sub, 1, *extra, ext="m4s" if fmp4 else "ts"))
+        if fmp4:
+            lines.append(f'#EXT-X-MAP:URI="e{half}/init.mp4"')
+        if half and tag:
+            lines.append(tag)
+        entries = (sub / "index.m3u8").read_text().split("#EXTINF")[1:]
+        for entry in entries[half * 3 : half * 3 + 3]:
+            extinf, uri = entry.strip().splitlines()[:2]
+            lines += [f"#EXTINF{extinf}", f"e{half}/{uri}"]
+    (folder / "index.m3u8").write_text("\n".join([*lines, "#EXT-X-ENDLIST", ""]))
+
+
+def size_change(folder: Path) -> None:
+    _size_change(folder)
+
+
+def size_change_discontinuity(folder: Path) -> None:
+    _size_change(folder, tag="#EXT-X-DISCONTINUITY")
+
+
+def size_change_map(folder: Path) -> None:
+    _size_change(folder, fmp4=True)
+
+
 def master_skip(folder: Path) -> None:
     """A master playlist whose smallest rendition (the one a 90p job would pick) is in a codec ffmpeg
     cannot decode (VVC, with no segments behind it): the cut must take the H.264 180p one instead."""
@@ -594,6 +628,12 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
     "master": (master, Variant("master", Fraction(30), 180)),
     "master_skip": (master_skip, Variant("master_skip", Fraction(30), 180)),
     "map_changes": (map_changes, Variant("map_changes", Fraction(30), 180)),
+    "size_change": (size_change, Variant("size_change", Fraction(30), 180)),
+    "size_change_discontinuity": (
+        size_change_discontinuity,
+        Variant("size_change_discontinuity", Fraction(30), 180),
+    ),
+    "size_change_map": (size_change_map, Variant("size_change_map", Fraction(30), 180)),
     "gst_hlssink2": (
         gst_hlssink2,
         Variant(

@@ -63,13 +63,16 @@ def test_cut_names_each_demuxer_keeps_timestamps_and_applies_the_frame_rule_valu
     assert argv[6:11] == ["-xerror", "-copyts", "-progress", "pipe:1", "-nostats"]
     joined = " ".join(argv)
     # every input: its demuxer named, local files only (ffmpeg never follows what it opens)
-    assert "-f mpegts -protocol_whitelist file -i /w/run0.ts" in joined
-    assert "-f mp4 -protocol_whitelist file -i /w/run1.mp4" in joined
+    # a picture size change never rebuilds the filter graph (that would restart fps, tpad and trim)
+    assert "-f mpegts -protocol_whitelist file -reinit_filter 0 -i /w/run0.ts" in joined
+    assert "-f mp4 -protocol_whitelist file -reinit_filter 0 -i /w/run1.mp4" in joined
     graph = argv[argv.index("-filter_complex") + 1]
     assert "settb=1/2700000" in graph and "setpts=PTS-12033000" in graph
     assert graph.count("fps=fps=30:round=up:start_time=0") == 2
     assert "trim=end_pts=2700001" in graph and "trim=end_frame=40" in graph and "trim=end_frame=56" in graph
     assert "concat=a=0:n=2:v=1" in graph
+    # each part is fitted to the profile before the join, which takes parts of one size only
+    assert graph.count("scale=") == 2 and graph.index("scale=") < graph.index("concat=")
 
 
 def test_local_cut_seeks_to_its_keyframe_without_dropping_frames() -> None:
@@ -82,12 +85,14 @@ def test_local_cut_seeks_to_its_keyframe_without_dropping_frames() -> None:
         profile=PROFILE,
     )
     i = argv.index("-i")
-    assert argv[i - 7 : i + 2] == [
+    assert argv[i - 9 : i + 2] == [
         "-f",
         "mp4",
         "-noaccurate_seek",
         "-protocol_whitelist",
         "file",
+        "-reinit_filter",
+        "0",
         "-ss",
         "61.300000",
         "-i",
@@ -163,7 +168,8 @@ def test_the_song_is_encoded_once_padded_or_cut_to_the_video_length() -> None:
         "file",
         "-i",
         "/w/audio/source",
-        "-vn",
+        "-map",
+        "0:a:0",
         "-af",
         "apad",
         "-t",
