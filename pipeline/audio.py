@@ -25,7 +25,7 @@ from pathlib import Path
 
 from . import fetch, ffmpeg_args, files, keys, leases, netguard, redact
 from .context import Context, JobView
-from .errors import ClipLineError, SourceInvalid
+from .errors import ClipLineError, FFmpegFailed, SourceInvalid
 from .subprocesses import run
 from .timeline import total_frames
 
@@ -168,6 +168,11 @@ def _prepare(ctx: Context, view: JobView, prepared: Path) -> Track | None:
             tag=view.job_id,
         )
         os.replace(tmp, prepared)
+    except FFmpegFailed as exc:
+        if exc.transient:  # killed from outside: the same encode may well succeed again
+            raise
+        # ffprobe read it, the encode cannot (a sample rate no resampler takes, say): the song is at fault
+        raise SourceInvalid(f"the song {describe(view)} could not be encoded to AAC: {exc}") from exc
     finally:
         tmp.unlink(missing_ok=True)
     return Track(prepared, nbytes)
