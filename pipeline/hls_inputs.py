@@ -173,6 +173,7 @@ class HlsInputs:
                 datas = [p.read_bytes() for p in got.paths]
                 for s, d in zip(group, datas, strict=True):
                     mpegts.check(d, f"segment {s.seq} of {self.playlist.url}")
+                self._one_codec(group, datas)
                 joined = mpegts.join(datas)
                 path.write_bytes(joined)
             else:
@@ -190,6 +191,21 @@ class HlsInputs:
         )
         self._cpu(probe.cpu_ms)
         return path, probe
+
+    def _one_codec(self, group: list[Segment], datas: list[bytes]) -> None:
+        """Segments joined into one run carry their video in one codec: a change needs an
+        ``#EXT-X-DISCONTINUITY`` before it (RFC 8216), else one decoder would read the other's data."""
+        kinds = [mpegts.video_stream_types(d) for d in datas]
+        for s, kind in zip(group[1:], kinds[1:], strict=True):
+            if kind and kinds[0] and kind != kinds[0]:
+                raise SourceInvalid(
+                    f"{self.playlist.url}: segment {s.seq} carries video of stream type "
+                    f"{', '.join(f'0x{k:02X}' for k in kind)} where segment {group[0].seq} carries "
+                    f"{', '.join(f'0x{k:02X}' for k in kinds[0])}, with no #EXT-X-DISCONTINUITY between "
+                    "them (RFC 8216 asks one for a codec change)",
+                    video_id=self.video_id,
+                    url=self.playlist.url,
+                )
 
     def _run(self, group: list[Segment], probe: tuple[Path, VideoProbe]) -> Run:
         last = self.playlist.following(group[-1])

@@ -115,6 +115,20 @@ def _program_tables(data: bytes) -> list[bytes]:
     return tables
 
 
+#: PMT stream types of video: MPEG-1/2, MPEG-4 part 2, H.264, HEVC, and the rarer ones ffmpeg knows.
+VIDEO_STREAM_TYPES = frozenset({0x01, 0x02, 0x10, 0x1B, 0x24, 0x42, 0xD1, 0xEA})
+
+
+def video_stream_types(data: bytes) -> tuple[int, ...]:
+    """The stream types of the video streams the first PMT lists (empty without PAT or PMT, or with a
+    table cut short): what codec a segment's video is in, read from its program tables alone."""
+    try:
+        pmts = _program_tables(data)[1:]
+        return tuple(k for pmt in pmts for k, _ in pmt_streams(psi_section(pmt)) if k in VIDEO_STREAM_TYPES)
+    except IndexError:
+        return ()
+
+
 def suffix_reads_the_same(pts: tuple[int, ...] | list[int]) -> bool:
     """True when any suffix of a stream whose video timestamps (as ffmpeg reads the whole stream) are
     ``pts`` is read by ffmpeg with the same timestamps, so ``from_position`` needs no probe after it.

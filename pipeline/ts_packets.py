@@ -23,11 +23,10 @@ would start decoding where it cannot, a wrong PTS would pick a wrong frame.
 
 from __future__ import annotations
 
-from .mpegts import PACKET, SYNC, payload_start, pmt_pids, pmt_streams, psi_section
+from .mpegts import PACKET, SYNC, VIDEO_STREAM_TYPES, payload_start, pmt_pids, pmt_streams, psi_section
 from .probe import Packet
 
-#: PMT stream types that carry video; only H.264 (0x1B) is read here.
-_VIDEO_STREAM_TYPES = {0x01, 0x02, 0x10, 0x1B, 0x24, 0x42, 0xD1, 0xEA}
+#: Of the PMT's video stream types (``mpegts.VIDEO_STREAM_TYPES``), only H.264 is read here.
 _H264 = 0x1B
 _IDR, _SLICE, _SEI = 5, 1, 6
 #: NAL unit types this reader does not follow: data partitions, SVC/MVC prefix and extensions.
@@ -57,7 +56,7 @@ def _section(packet: bytes) -> bytes:
 
 def _video_pid(pmt: bytes) -> int:
     """The PMT's one H.264 stream; raises _Unsure for other or several video streams."""
-    video = [(kind, pid) for kind, pid in pmt_streams(pmt) if kind in _VIDEO_STREAM_TYPES]
+    video = [(kind, pid) for kind, pid in pmt_streams(pmt) if kind in VIDEO_STREAM_TYPES]
     if len(video) != 1 or video[0][0] != _H264:
         raise _Unsure
     return video[0][1]

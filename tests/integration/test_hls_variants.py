@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from clipline.dev.cdn import LoopbackCDN
-from clipline.dev.samples import read_frames
+from clipline.dev.samples import pattern_graph, read_frames
 from pipeline import assembly, cutting, files, keys, leases, prefetch
 from pipeline.context import Context, JobView
 from pipeline.errors import SourceInvalid
@@ -300,6 +300,31 @@ def test_a_prefetch_while_redis_lost_a_running_jobs_keys_removes_only_its_own_fi
     prefetch._warm(ctx, view, 1)
     # Then it took back only what it wrote: the clip's segments stay
     assert sorted(ctx.segments.root(view.job_id, "v").glob("*.seg")) == kept
+
+
+def test_a_codec_change_without_a_discontinuity_is_refused_naming_it(
+    tmp_path: Path, ctx: Context
+) -> None:
+    # Given segments 0-2 in H.264 and 3-5 in HEVC on one timeline, with no #EXT-X-DISCONTINUITY
+    root = tmp_path / "cdn" / "hls" / "mixed"
+    lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:1", "#EXT-X-PLAYLIST-TYPE:VOD"]
+    codecs = (["-c:v", "libx264"], ["-c:v", "libx265", "-x265-params", "log-level=error"])
+    for half, codec in enumerate(codecs):
+        sub = root / f"e{half}"
+        sub.mkdir(parents=True)
+        source = ("-f", "lavfi", "-i", pattern_graph(6, 160, 90, 30))
+        corpus.ff(*source, *codec, "-g", "15", "-bf", "0", *corpus._hls(sub, 1))
+        entries = (sub / "index.m3u8").read_text().split("#EXTINF")[1:]
+        for entry in entries[half * 3 : half * 3 + 3]:
+            extinf, uri = entry.strip().splitlines()[:2]
+            lines += [f"#EXTINF{extinf}", f"e{half}/{uri}"]
+    (root / "index.m3u8").write_text("\n".join([*lines, "#EXT-X-ENDLIST", ""]))
+    with LoopbackCDN(tmp_path / "cdn") as cdn:
+        view = view_for(cdn.url("hls/mixed/index.m3u8"), [(2500, 3600, 1100)])
+        # When a window across the change is cut, it is refused naming both codecs (one decoder would
+        # have read the other's data: "missing picture in access unit")
+        with pytest.raises(SourceInvalid, match="stream type 0x24 where segment 2 carries 0x1B"):
+            cutting.cut_from_hls(ctx, view, 0)
 
 
 @pytest.fixture

@@ -28,10 +28,6 @@ def ffprobe_packets(path: Path) -> list[Packet]:
     return list(video_packets("ffprobe", path, "mpegts", keyless=True).packets)
 
 
-#: PMT stream types of video (MPEG-1/2, MPEG-4 part 2, H.264, HEVC).
-VIDEO_STREAM_TYPES = {0x01, 0x02, 0x10, 0x1B, 0x24}
-
-
 def carries_video(data: bytes) -> bool:
     """False for a segment of an audio-only rendition (its PMT lists no video stream); True for one
     with video, and for one that cannot be read as MPEG-TS (AES-128 encrypted)."""
@@ -39,11 +35,7 @@ def carries_video(data: bytes) -> bool:
         mpegts.check(data, "segment")
     except mpegts.NotTransportStream:
         return True
-    packets = [data[i : i + mpegts.PACKET] for i in range(0, len(data), mpegts.PACKET)]
-    pat = next(p for p in packets if mpegts.pid_at(p, 0) == 0)
-    pmt_pids = set(mpegts.pmt_pids(mpegts.psi_section(pat)))
-    pmt = next(p for p in packets if mpegts.pid_at(p, 0) in pmt_pids)
-    return any(kind in VIDEO_STREAM_TYPES for kind, _ in mpegts.pmt_streams(mpegts.psi_section(pmt)))
+    return bool(mpegts.video_stream_types(data))
 
 
 #: Variants every segment of which the reader leaves to ffprobe, by design: AES-128 segments are
