@@ -11,9 +11,10 @@ playlist, never a bare ValueError.
 Supported: MPEG-TS and fMP4 (``#EXT-X-MAP``, with ``BYTERANGE`` and changing
 mid-playlist) segments, ``#EXT-X-BYTERANGE``, ``#EXT-X-DISCONTINUITY``,
 ``#EXT-X-GAP`` (marked; the cutter sends such windows to fallback),
-``#EXT-X-KEY`` METHOD=AES-128, master playlists (``CODECS``, ``RESOLUTION``;
-``#EXT-X-MEDIA`` alternates are audio/subtitles and are ignored for video, as are
-``#EXT-X-I-FRAME-STREAM-INF`` trick-play renditions).
+``#EXT-X-KEY`` METHOD=AES-128, variables (``#EXT-X-DEFINE``, see ``hls_variables``),
+master playlists (``CODECS``, ``RESOLUTION``; ``#EXT-X-MEDIA`` alternates are
+audio/subtitles and are ignored for video, as are ``#EXT-X-I-FRAME-STREAM-INF``
+trick-play renditions).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from urllib.parse import urljoin, urlsplit
 
 import m3u8
 
+from . import hls_variables
 from .errors import SourceInvalid
 from .problems import url_syntax_problem
 
@@ -188,6 +190,8 @@ def undecodable_codecs(codecs: tuple[str, ...], decoders: frozenset[str]) -> lis
 class MasterPlaylist:
     url: str
     variants: tuple[Variant, ...] = field(default_factory=tuple)
+    #: The variables it defines (``#EXT-X-DEFINE``), for its media playlists to ``IMPORT``.
+    variables: tuple[tuple[str, str], ...] = ()
 
     def pick(self, height: int, decodable: Callable[[Variant], bool] = lambda v: True) -> Variant:
         """The smallest decodable variant at least ``height`` tall, else the tallest (unknown heights by
@@ -347,10 +351,17 @@ def _media(parsed: Any, url: str) -> MediaPlaylist:
     return MediaPlaylist(url, tuple(segments), True)
 
 
-def parse_playlist(text: str, url: str) -> MediaPlaylist | MasterPlaylist:
-    """Parse an m3u8 body fetched from ``url``; every URI comes back absolute and http(s)."""
+def parse_playlist(
+    text: str, url: str, master: MasterPlaylist | None = None
+) -> MediaPlaylist | MasterPlaylist:
+    """Parse an m3u8 body fetched from ``url`` (through ``master``, when it named it); variables are
+    substituted and every URI comes back absolute and http(s)."""
     if not text.lstrip("\ufeff").lstrip().startswith("#EXTM3U"):
         raise SourceInvalid(f"{url} is not an HLS playlist (no #EXTM3U header)", url=url)
+    is_master = "#EXT-X-STREAM-INF" in text
+    text, variables = hls_variables.substitute(
+        text, url, dict(master.variables) if master else None, master=is_master
+    )
     try:
         parsed = m3u8.loads(text, uri=url)
     except Exception as exc:  # noqa: BLE001 - the library raises ValueError, IndexError, AttributeError...
@@ -369,7 +380,7 @@ def parse_playlist(text: str, url: str) -> MediaPlaylist | MasterPlaylist:
                 )
             if not variants:
                 raise SourceInvalid(f"{url}: master playlist without #EXT-X-STREAM-INF renditions", url=url)
-            return MasterPlaylist(url, tuple(variants))
+            return MasterPlaylist(url, tuple(variants), tuple(variables.items()))
         return _media(parsed, url)
     except SourceInvalid:
         raise

@@ -173,7 +173,7 @@ class SourceResolver:
             variant = parsed.pick(height, lambda v: not undecodable_codecs(v.codecs, decoders))
             resp = fetch.get(variant.uri, **kw)
             nbytes += len(resp.content)
-            parsed = parse_playlist(resp.text, str(resp.url))
+            parsed = parse_playlist(resp.text, str(resp.url), parsed)
             if isinstance(parsed, MasterPlaylist):
                 raise SourceInvalid(
                     f"{variant.uri}: a master playlist inside a master playlist", video_id=video_id

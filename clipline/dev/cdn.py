@@ -36,6 +36,7 @@ class RequestRecord:
     bytes: int
     started: float
     ended: float
+    query: str = ""
 
 
 @dataclass
@@ -249,7 +250,11 @@ class _Handler(BaseHTTPRequestHandler):
                 if hls:
                     st.hls_in_flight -= 1
                 st.bytes_served[path] = st.bytes_served.get(path, 0) + sent
-                st.requests.append(RequestRecord(self.command, path, status, sent, started, time.monotonic()))
+                st.requests.append(
+                    RequestRecord(
+                        self.command, path, status, sent, started, time.monotonic(), urlsplit(self.path).query
+                    )
+                )
 
     def _respond(self, path: str, head: bool) -> tuple[int, int]:
         cdn, st = self.server_cdn, self.server_cdn._state

@@ -286,6 +286,20 @@ def test_an_i_frame_playlist_is_refused_naming_it(corpus_cdn: LoopbackCDN, ctx: 
     assert corpus_cdn.count("/hls/shaka_ts/v_") == 0
 
 
+def test_variables_carry_the_masters_signed_token_to_every_segment(
+    corpus_cdn: LoopbackCDN, ctx: Context
+) -> None:
+    # Given a master whose URL holds a token its playlists pass on through #EXT-X-DEFINE QUERYPARAM
+    view = view_for(corpus_cdn.url("hls/variables/index.m3u8?token=t0k%2Fen%3D"), [(1234, 2900, 1500)])
+    corpus_cdn.reset_counters()
+    # When a window is cut (frame-exact: test_every_variant_is_cut_frame_exactly)
+    cutting.cut_from_hls(ctx, view, 0)
+    # Then the media playlist and every segment were asked for with the token (percent-decoded: RFC)
+    asked = [r for r in corpus_cdn.requests if r.path.startswith("/hls/variables/r/")]
+    assert {r.path for r in asked} >= {"/hls/variables/r/media.m3u8", "/hls/variables/r/s001.ts"}
+    assert {r.query for r in asked} == {"token=t0k/en="}
+
+
 def test_a_prefetch_while_redis_lost_a_running_jobs_keys_removes_only_its_own_files(
     corpus_cdn: LoopbackCDN, ctx: Context
 ) -> None:

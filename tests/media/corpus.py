@@ -313,6 +313,29 @@ def master(folder: Path) -> None:
     )
 
 
+def variables(folder: Path) -> None:
+    """``#EXT-X-DEFINE`` (RFC 8216bis): the master defines the rendition's folder and takes a signed token
+    from its own URL's query (``QUERYPARAM``); the media playlist imports the folder, takes the token from
+    its URL again and names its segments through a variable, so none is found without substitution."""
+    (folder / "r").mkdir()
+    ff(*_source("30"), *_x264(15), *_hls(folder / "r", 1))
+    media = (folder / "r" / "index.m3u8").read_text()
+    defines = (
+        '#EXT-X-DEFINE:IMPORT="dir"\n#EXT-X-DEFINE:QUERYPARAM="token"\n#EXT-X-DEFINE:NAME="seg",VALUE="s"\n'
+    )
+    lines = [
+        "{$seg}" + ln[1:] + "?token={$token}" if ln.startswith("s") and ln.endswith(".ts") else ln
+        for ln in media.replace("#EXTM3U\n", "#EXTM3U\n" + defines).splitlines()
+    ]
+    (folder / "r" / "media.m3u8").write_text("\n".join(lines) + "\n")
+    (folder / "r" / "index.m3u8").unlink()
+    (folder / "index.m3u8").write_text(
+        '#EXTM3U\n#EXT-X-DEFINE:NAME="dir",VALUE="r"\n#EXT-X-DEFINE:QUERYPARAM="token"\n'
+        '#EXT-X-STREAM-INF:BANDWIDTH=400000,RESOLUTION=160x90,CODECS="avc1.64000c,mp4a.40.2"\n'
+        "{$dir}/media.m3u8?token={$token}\n"
+    )
+
+
 def map_changes(folder: Path) -> None:
     """fMP4 whose ``#EXT-X-MAP`` changes mid-playlist with no discontinuity, each map a BYTERANGE of one
     file: segments 0-2 from one encode of the source, 3-5 from another (another init section, the same
@@ -628,6 +651,10 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
     "master": (master, Variant("master", Fraction(30), 180)),
     "master_skip": (master_skip, Variant("master_skip", Fraction(30), 180)),
     "map_changes": (map_changes, Variant("map_changes", Fraction(30), 180)),
+    "variables": (
+        variables,
+        Variant("variables", Fraction(30), 180, playlist="index.m3u8?token=t0k%2Fen%3D"),
+    ),
     "size_change": (size_change, Variant("size_change", Fraction(30), 180)),
     "size_change_discontinuity": (
         size_change_discontinuity,
