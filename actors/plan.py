@@ -7,7 +7,8 @@ from typing import Any
 import structlog
 from dramatiq.middleware import CurrentMessage
 
-from pipeline import planning, priority
+from pipeline import heartbeat, planning, priority
+from pipeline.context import Context
 from pipeline.errors import FieldProblem, JobConflict, RequestInvalid
 from pipeline.logs import bind_job, clip_event
 from pipeline.rejects import Reason
@@ -46,21 +47,28 @@ def plan_render(*args: Any, **kwargs: Any) -> None:
             if not plan.fan_out:
                 log.info("plan.skip", reason=plan.reason)
                 return None
-            rank = priority.job_priority(ctx.store, plan.job_id, plan.total)
-            try:
-                for line_index, line in enumerate(plan.request.lines):
-                    send(Stage.CLIP, plan.job_id, line_index, plan.request.trace_id, priority=rank)
-                    clip_event(
-                        log,
-                        job_id=plan.job_id,
-                        index=line_index,
-                        status="queued",
-                        parallel_slot=None,
-                        attempt=0,
-                        video_id=line.clip.video_id,
-                    )
-                planning.fanned_out(ctx, plan)
-            except BaseException:
-                planning.release(ctx, plan.job_id)  # the broker's retry may plan again at once
-                raise
+            # The heartbeat tells the reconciler this planner is alive; a SIGKILLed one's plan lock is freed.
+            with heartbeat.beating(ctx.redis, plan.job_id, Stage.PLAN):
+                _fan_out(ctx, plan)
     return None
+
+
+def _fan_out(ctx: Context, plan: planning.Plan) -> None:
+    """A clip message per line at the job's priority, then the plan's own end (``planning.fanned_out``)."""
+    rank = priority.job_priority(ctx.store, plan.job_id, plan.total)
+    try:
+        for line_index, line in enumerate(plan.request.lines):
+            send(Stage.CLIP, plan.job_id, line_index, plan.request.trace_id, priority=rank)
+            clip_event(
+                log,
+                job_id=plan.job_id,
+                index=line_index,
+                status="queued",
+                parallel_slot=None,
+                attempt=0,
+                video_id=line.clip.video_id,
+            )
+        planning.fanned_out(ctx, plan)
+    except BaseException:
+        planning.release(ctx, plan.job_id)  # the broker's retry may plan again at once
+        raise

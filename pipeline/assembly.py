@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,9 +72,11 @@ def assemble(ctx: Context, job_id: str, *, last_attempt: bool = True) -> JobStat
         if waiting:  # an early, duplicate or stale message: the clip that completes the set fires assembly
             log.info("assemble.skip", reason="slots without an outcome yet", slots=waiting[:20])
             return None
-        log.info("assemble.started", clips=len(view.slots))
-        ctx.store.advance(job_id, status=JobStatus.ASSEMBLING, progress=90)
-        return _assemble(ctx, view, job.created_at, last_attempt, records)
+        if not ctx.store.advance(job_id, status=JobStatus.ASSEMBLING, progress=90, attempt=job.attempts):
+            log.info("assemble.skip", reason="the job ended or was retried meanwhile")
+            return None
+        log.info("assemble.started", clips=len(view.slots), attempt=job.attempts)
+        return _assemble(ctx, view, job.created_at, last_attempt, records, attempt=job.attempts)
     finally:
         try:
             lock.release()
@@ -87,7 +90,12 @@ def _assemble(
     created_at: datetime,
     last_attempt: bool = True,
     records: dict[int, ClipRecord] | None = None,
+    *,
+    attempt: int,
 ) -> JobStatus:
+    """Render and publish the job's attempt ``attempt``. Nothing is published, and no state written, once
+    the job ended or moved to another attempt meanwhile (another assembler finished it, it was cancelled
+    and retried): the outputs and report are the winner's alone (``_Superseded``)."""
     job_id = view.job_id
     started = time.monotonic()
     records = _records(ctx, view) if records is None else records
@@ -112,10 +120,14 @@ def _assemble(
                 track = audio.prepare(ctx, view)
                 clips = fetching.result()
             stats.bytes_fetched += track.fetched_bytes if track else 0
-            measured = _mux(ctx, view, clips, final, track.path if track else None, expected)
+            fence = lambda: _still_ours(ctx, job_id, attempt)  # noqa: E731
+            measured = _mux(ctx, view, clips, final, track.path if track else None, expected, fence)
+            fence()
             output_uri = _publish(ctx, view, final, expected, timing)
             gaps = any(r.outcome != ClipOutcome.OK for r in records.values())
             status = JobStatus.COMPLETED_WITH_GAPS if gaps else JobStatus.COMPLETED
+        except _Superseded:
+            return _superseded(ctx, job_id, None)
         except (SourceError, LeaseTimeout) as exc:
             if exc.transient and not last_attempt:
                 raise
@@ -145,7 +157,10 @@ def _assemble(
     )
     report_uri: str | None = None
     try:
+        _still_ours(ctx, job_id, attempt)
         report_uri = _publish_report(ctx, job_id, report)
+    except _Superseded:
+        return _superseded(ctx, job_id, status)
     except StorageError as exc:
         if exc.transient and not last_attempt:
             raise
@@ -160,10 +175,10 @@ def _assemble(
         metrics={"render": {**render, "poster": bool(timing.get("poster")), "storage": timing}},
         output_path=output_uri,
         report_path=report_uri,
+        attempt=attempt,
     )
     if not won:  # another assembly finished the job first (its lock was lost with Redis): it counted
-        log.warning("assemble.superseded", status=status.value)
-        return JobStatus(ctx.store.get(job_id).status)
+        return _superseded(ctx, job_id, status)
     duration_s = (datetime.now(UTC) - _aware(created_at)).total_seconds()
     ctx.observer.job_finished(status.value, duration_s)
     log.info(
@@ -178,6 +193,30 @@ def _assemble(
     cleanup(ctx, job_id, status)
     webhooks.notify(ctx, job_id)
     return status
+
+
+class _Superseded(Exception):
+    """The job ended, or another attempt of it began, while this assembly ran."""
+
+
+def _still_ours(ctx: Context, job_id: str, attempt: int) -> None:
+    """Raise ``_Superseded`` unless the job is still unfinished at ``attempt``: checked before anything is
+    published, so a superseded assembler never replaces the winner's final.mp4 or report.json."""
+    job = ctx.store.get(job_id)
+    if job.job_status.is_final or job.attempts != attempt:
+        raise _Superseded
+
+
+def _superseded(ctx: Context, job_id: str, status: JobStatus | None) -> JobStatus:
+    """Log and return the job's state as another assembly, a cancel or a retry left it; publish nothing."""
+    job = ctx.store.get(job_id)
+    log.warning(
+        "assemble.superseded",
+        status=status.value if status else None,
+        job_status=job.status,
+        job_attempt=job.attempts,
+    )
+    return JobStatus(job.status)
 
 
 def _stats(ctx: Context, view: JobView, records: dict[int, ClipRecord]) -> ClipStats:
@@ -249,7 +288,10 @@ def _mux(
     final: Path,
     audio: Path | None,
     expected: int,
+    fence: Callable[[], None],
 ) -> int:
+    """The clips joined and the song muxed into ``final``; ``fence`` is called before it replaces what is
+    there (with the file backend, the published final.mp4)."""
     work = files.job_work_dir(ctx.settings, view.job_id)
     work.mkdir(parents=True, exist_ok=True)
     concat = work / "concat.txt"
@@ -266,6 +308,7 @@ def _mux(
         measured = cutting.count_frames(ctx, tmp)
         if measured != expected:
             raise ClipLineError(f"final video has {measured} frames, expected {expected}")
+        fence()
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)

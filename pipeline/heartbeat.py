@@ -2,7 +2,8 @@
 
 A stage lock (the assembly lock) must outlive the longest run, so a holder that
 is SIGKILLed leaves it behind for that long. The heartbeat says within seconds
-whether anyone is still at work; the reconciler frees a lock nobody is beating for.
+whether anyone is still at work; the reconciler frees a lock nobody is beating for (``gone``). The
+assembler beats while it assembles, the planner from its plan lock to the end of its fan-out.
 """
 
 from __future__ import annotations
@@ -48,6 +49,24 @@ def beating(r: redis.Redis, job_id: str, stage: str, ttl_s: float = HEARTBEAT_TT
             r.hdel(key, token)
         except redis.RedisError:
             pass
+
+
+def gone(r: redis.Redis, job_id: str, stage: str, *, ttl_s: float = HEARTBEAT_TTL_S) -> bool:
+    """Whether the job's stage has no live holder, for sure: a holder's mark has expired (it died:
+    SIGKILL, OOM), or no mark at all has been seen for a whole TTL by successive calls. No mark at all
+    is what a Redis restart leaves while the holder still runs (it beats again within TTL/3) and what a
+    holder shows between taking its lock and its first beat: a live one is never taken for dead."""
+    missing = keys.job_holders_missing(job_id, stage)
+    now_ms = time.time() * 1000
+    values = r.hvals(keys.job_holders(job_id, stage))
+    if any(float(v) > now_ms for v in values):
+        r.delete(missing)
+        return False
+    if values:
+        return True
+    r.set(missing, str(int(now_ms)), nx=True, ex=keys.JOB_KEY_TTL_S)
+    since = r.get(missing)
+    return since is not None and now_ms - float(since) >= ttl_s * 1000
 
 
 def alive(r: redis.Redis, job_id: str, stage: str) -> bool:

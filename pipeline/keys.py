@@ -97,6 +97,12 @@ def job_holders(job_id: str, stage: str) -> str:
     return f"{PREFIX}:job:{job_id}:{stage}:holders"
 
 
+def job_holders_missing(job_id: str, stage: str) -> str:
+    """When the reconciler first found nobody beating for the job's stage, and no dead holder's mark
+    either (Redis lost its state, or the holder had not beaten yet): epoch ms."""
+    return f"{PREFIX}:job:{job_id}:{stage}:holders-missing"
+
+
 def job_twins(job_id: str) -> str:
     """Hash: twin group (video, source window) -> the record of the slot whose cut its twins reuse."""
     return f"{PREFIX}:job:{job_id}:twins"

@@ -4,7 +4,8 @@ Redis holds the completion sets; the clips' sidecar files (``{index}.json``
 beside each clip) and the job record are the durable truth. A sweep looks at
 every unfinished job that has made no progress for ``stale_s`` seconds and:
 
-- PENDING, or PLANNING with no planner holding the plan lock: re-sends the plan;
+- PENDING or PLANNING with no live planner (``heartbeat``; a dead one's plan lock is freed):
+  re-sends the plan;
 - EXTRACTING: re-records every clip outcome found on disk (idempotent, so
   nothing counts twice; the recording that completes the set fires assembly as
   usual), re-sends the clips that have no outcome anywhere, and re-sends
@@ -12,6 +13,9 @@ every unfinished job that has made no progress for ``stale_s`` seconds and:
 - ASSEMBLING with no live assembler: re-sends assembly. An assembler that
   died holding the lock (SIGKILL, OOM) stops beating (``heartbeat``): its lock
   is freed and the temporary files it left in the output directory removed.
+  When Redis lost the heartbeats with everything else, a holder counts as dead
+  only once none has beaten for a whole heartbeat TTL: a running assembler is
+  never doubled by a second one.
 
 Every message it sends is idempotent at its stage, so a repair that races the
 real thing costs work, never correctness. A repaired job's ``updated_at`` is
@@ -66,11 +70,8 @@ def sweep(ctx: Context, send: Send, *, stale_s: float, now: datetime | None = No
         def hold(*args: Any, _into: list[Held] = messages, **kw: Any) -> None:
             _into.append((args, kw))
 
-        if status == JobStatus.PENDING or (
-            status == JobStatus.PLANNING and not ctx.redis.exists(keys.job_lock(job.id, Stage.PLAN))
-        ):
-            hold(Stage.PLAN, job.request)
-            done.append(Repair(job.id, "plan re-sent", status.value))
+        if status in (JobStatus.PENDING, JobStatus.PLANNING):
+            done += _planning(ctx, hold, job.id, job.request, status)
         elif status == JobStatus.EXTRACTING:
             done += _extracting(ctx, hold, job.id, trace_id)
         elif status == JobStatus.ASSEMBLING:
@@ -114,6 +115,20 @@ def _give_up(ctx: Context, job_id: str, status: JobStatus, tried: list[Repair]) 
     return Repair(job_id, "failed: too many repairs", error)
 
 
+def _planning(ctx: Context, send: Send, job_id: str, request: Any, status: JobStatus) -> list[Repair]:
+    """Re-send the plan, unless a live planner holds the plan lock; a dead one's lock is freed first
+    (its redelivered message would otherwise be skipped on it until ``planning.PLAN_LOCK_S``)."""
+    lock = keys.job_lock(job_id, Stage.PLAN)
+    detail = status.value
+    if ctx.redis.exists(lock):
+        if not heartbeat.gone(ctx.redis, job_id, Stage.PLAN):
+            return []  # planning (or fanning out) right now
+        ctx.redis.delete(lock)
+        detail += "; the planner holding the plan lock is dead; lock freed"
+    send(Stage.PLAN, request)
+    return [Repair(job_id, "plan re-sent", detail)]
+
+
 def _extracting(ctx: Context, send: Send, job_id: str, trace_id: str) -> list[Repair]:
     view = ctx.view(job_id)
     already = ctx.completion.done_count(job_id)
@@ -139,7 +154,7 @@ def _extracting(ctx: Context, send: Send, job_id: str, trace_id: str) -> list[Re
 
 
 def _assembling(ctx: Context, send: Send, job_id: str, trace_id: str) -> list[Repair]:
-    if heartbeat.alive(ctx.redis, job_id, Stage.ASSEMBLE):
+    if not heartbeat.gone(ctx.redis, job_id, Stage.ASSEMBLE):
         return []  # an assembler is at work (its lock may have gone with a Redis restart)
     if ctx.completion.done_count(job_id) < len(ctx.view(job_id).slots):  # outcomes lost: get them first
         return _extracting(ctx, send, job_id, trace_id)

@@ -198,12 +198,15 @@ class JobStore:
         progress: int | None = None,
         error: str | None = None,
         only_from: frozenset[JobStatus] | None = None,
+        attempt: int | None = None,
         **fields: Any,
     ) -> bool:
         """Move a job forward. Never leaves a final status; progress only rises.
 
         ``only_from`` restricts the change to jobs currently in one of those
-        states (a compare-and-set); returns whether a row changed.
+        states, ``attempt`` to the job's attempt of that number (a stage of an
+        attempt that was cancelled and retried changes nothing of the next one):
+        compare-and-sets; returns whether a row changed.
         """
         values: dict[str, Any] = {"updated_at": utcnow(), **fields}
         if status is not None:
@@ -223,6 +226,8 @@ class JobStore:
             .where(RenderJob.id == job_id, RenderJob.status.in_([s.value for s in allowed]))
             .values(**values)
         )
+        if attempt is not None:
+            stmt = stmt.where(RenderJob.attempts == attempt)
         with self.session() as s:
             result = s.execute(stmt)
             s.commit()
