@@ -27,6 +27,7 @@ from pipeline.problems import load_json
 from pipeline.records import Job, JobDetail, RetriedJob
 from pipeline.report import Report
 from pipeline.settings import Settings
+from pipeline.storage import StorageError
 
 from . import web
 from .api_errors import ApiError, ErrorCode, install, responses
@@ -157,11 +158,14 @@ def create_app(settings: Settings) -> FastAPI:
         dependencies=guarded,
         summary="The job's report.json",
         response_model=Report,
-        responses=responses(*JOB, ErrorCode.REPORT_NOT_READY),
+        responses=responses(*JOB, ErrorCode.REPORT_NOT_READY, ErrorCode.UNAVAILABLE),
     )
     def report(job_id: str) -> JSONResponse:
         job = ctx.store.get(job_id)
-        report = results.read_report(ctx, job)  # as written, by any release, from the job's store
+        try:
+            report = results.read_report(ctx, job)  # as written, by any release, from the job's store
+        except StorageError as exc:  # as the video and poster answer: 503, worth a retry
+            raise ApiError(ErrorCode.UNAVAILABLE, f"the store could not be read: {exc}") from exc
         if report is None:
             no_report = f"job {job_id} has no report yet (status {job.status})"
             raise ApiError(ErrorCode.REPORT_NOT_READY, no_report)

@@ -31,6 +31,13 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _bounded(digits: str, limit: int) -> int:
+    """A decimal of any length as an int no larger than ``limit`` (a hostile header may hold thousands of
+    digits, more than ``int()`` converts)."""
+    digits = digits.lstrip("0") or "0"
+    return limit if len(digits) > len(str(limit)) else min(int(digits), limit)
+
+
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None | str:
     """(start, end) inclusive for one satisfiable range, None to send everything, 'unsatisfiable'."""
     if not header:
@@ -40,17 +47,27 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None | str:
         return None  # several ranges or another unit: ignored, the whole object is sent (RFC 9110 14.2)
     first, last = m.group(1), m.group(2)
     if first:
-        start = int(first)
-        end = min(int(last), size - 1) if last else size - 1
-        if last and int(last) < start:
+        start = _bounded(first, size)
+        end = min(_bounded(last, size), size - 1) if last else size - 1
+        if last and _bounded(last, size) < start:
             return None  # invalid: ignored
     else:
-        start, end = max(0, size - int(last)), size - 1
-        if int(last) == 0:
+        suffix = _bounded(last, size)
+        if suffix == 0:
             return "unsatisfiable"
+        start, end = size - suffix, size - 1
     if start >= size:
         return "unsatisfiable"
     return start, end
+
+
+def not_modified(if_none_match: str | None, etag: str) -> bool:
+    """Whether ``If-None-Match`` names the current ``etag``: ``*``, or any tag of its list compared
+    weakly (RFC 9110 13.1.2: ``W/"x"`` matches ``"x"``)."""
+    if not if_none_match:
+        return False
+    tags = [t.strip() for t in if_none_match.split(",")]
+    return "*" in tags or etag.removeprefix("W/") in {t.removeprefix("W/") for t in tags}
 
 
 def _headers(info: ObjectInfo, job_id: str, name: str) -> dict[str, str]:
@@ -77,7 +94,7 @@ def serve(ctx: Context, job_id: str, name: str, request: Request) -> Response:
             raise HTTPException(404, f"job {job_id}'s {what} is missing from the store")
         headers = _headers(info, job_id, name)
         ctype = layout.content_type(key)
-        if request.headers.get("if-none-match") in (headers["ETag"], "*"):
+        if not_modified(request.headers.get("if-none-match"), headers["ETag"]):
             return Response(status_code=304, headers=headers)
         wanted = byte_range(request.headers.get("range"), info.size)
         if_range = request.headers.get("if-range")

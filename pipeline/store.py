@@ -184,6 +184,8 @@ class JobStore:
             return True
 
     def get(self, job_id: str) -> RenderJob:
+        if not _storable(job_id):
+            raise JobNotFound(f"no job {job_id!r}")
         with self.session() as s:
             job = s.get(RenderJob, job_id)
         if job is None:
@@ -312,6 +314,8 @@ class JobStore:
     ) -> tuple[list[RenderJob], int]:
         """A page of jobs, newest first, and how many match in all: by status, and by ``text`` found
         in the job id or mix_request_id (a plain substring: ``%`` and ``_`` match themselves)."""
+        if text and not _storable(text):
+            return [], 0
         where: list[ColumnElement[bool]] = []
         if status is not None:
             where.append(RenderJob.status == status.value)
@@ -336,6 +340,8 @@ class JobStore:
         offset: int = 0,
     ) -> list[RenderJob]:
         """Jobs, newest first; of one status and/or one mix_request_id when given."""
+        if mix_request_id is not None and not _storable(mix_request_id):
+            return []
         stmt = (
             select(RenderJob).order_by(RenderJob.created_at.desc(), RenderJob.id).limit(limit).offset(offset)
         )
@@ -345,6 +351,12 @@ class JobStore:
             stmt = stmt.where(RenderJob.mix_request_id == mix_request_id)
         with self.session() as s:
             return list(s.scalars(stmt))
+
+
+def _storable(text: str) -> bool:
+    """Whether a stored text could equal or hold ``text``: none holds a NUL (PostgreSQL refuses it in a
+    query, a DataError: a 500 where no such job is the answer)."""
+    return "\x00" not in text
 
 
 def _error_line(text: str) -> str:

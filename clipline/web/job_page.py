@@ -17,7 +17,7 @@ from pipeline import keys, report, results
 from pipeline.context import Context, JobView
 from pipeline.models import ClipRecord, JobStatus
 from pipeline.storage import StorageError, layout
-from pipeline.store import JobAttempt, RenderJob
+from pipeline.store import INVALID_PREFIX, JobAttempt, RenderJob
 
 #: Every state a slot can show, in legend order: the four final outcomes, then the two live ones.
 STATES = ("ok", "local", "placeholder", "failed", "running", "pending")
@@ -71,6 +71,7 @@ class JobPage:
     report_url: str | None = None
     video_url: str | None = None
     poster_url: str | None = None
+    refused: bool = False  # recorded from a request that never validated: no slots, never retried
 
     @property
     def counts(self) -> dict[str, int]:
@@ -83,7 +84,7 @@ class JobPage:
 
     @property
     def can_retry(self) -> bool:
-        return self.status.is_final and self.status != JobStatus.COMPLETED
+        return self.status.is_final and self.status != JobStatus.COMPLETED and not self.refused
 
 
 def clock(ms: int) -> str:
@@ -190,6 +191,8 @@ def load(ctx: Context, job_id: str) -> JobPage:
     """Everything the job page shows. Raises JobNotFound."""
     job = ctx.store.get(job_id)
     status = JobStatus(job.status)
+    if job.request_hash.startswith(INVALID_PREFIX):  # a refused message's record: its error says why
+        return JobPage(job, status, job.current_error(), [], [], ctx.store.history(job_id), refused=True)
     view = ctx.view(job_id)
     rep = read_report(ctx, job)
     records = _records(ctx, job_id, rep)

@@ -94,8 +94,8 @@ def spans(text: str) -> dict[str, tuple[int, int]]:
     scanner = _Scanner(text)
     try:
         scanner.value(0, "")
-    except (ValueError, IndexError, json.JSONDecodeError):
-        return {}
+    except (ValueError, IndexError, json.JSONDecodeError, RecursionError):
+        return {}  # RecursionError: nested deeper than the scanner goes; problems are shown without a place
     return scanner.spans
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pipeline import jobs
 from pipeline.context import Context
 from pipeline.errors import JobConflict, RequestInvalid
+from pipeline.problems import load_json
 
 from .json_spans import Span, locate, position
 
@@ -81,11 +82,14 @@ def submit_text(ctx: Context, text: str, enqueue: jobs.Enqueue, *, labels: dict[
         out.problems.append(Problem(labels["big"].format(n=limit)))
         return out
     try:
-        raw = json.loads(text)
+        raw = load_json(text)  # the API's strict reader: what POST /jobs refuses, the form refuses alike
     except json.JSONDecodeError as exc:
         start = min(exc.pos, len(text))
         span = Span(start, min(len(text), start + 1), *position(text, start))
         out.problems.append(Problem(labels["json"].format(msg=exc.msg), span=span))
+        return out
+    except ValueError as exc:  # NaN, nested too deep, an integer of too many digits
+        out.problems.append(Problem(labels["json"].format(msg=str(exc))))
         return out
     try:
         done = jobs.submit(ctx, raw, enqueue)

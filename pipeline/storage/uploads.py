@@ -10,6 +10,10 @@ cluster-wide:
 - any upload older than CLIPLINE_S3_ABORT_UPLOADS_AFTER_S (0: never by age),
   far above the longest upload, for keys outside a job or jobs that never end.
 
+Only clipline's own keys (``work/...``, ``output/...`` under its prefix) are
+ever aborted: in a bucket shared without a prefix, another application's
+uploads are left alone. An abort that fails is logged and retried next sweep.
+
 An S3 lifecycle rule (AbortIncompleteMultipartUpload) does the second for
 free where the store supports it; README shows one.
 """
@@ -20,8 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import structlog
+
 from . import layout
 from .base import Storage, Upload
+from .errors import StorageError
+
+log = structlog.get_logger("clipline.storage")
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,10 @@ def lost(
     cutoff = now - timedelta(seconds=older_than_s) if older_than_s > 0 else None
     out: list[Aborted] = []
     for up in uploads:
+        try:
+            layout.split(up.key)
+        except ValueError:
+            continue  # not clipline's (a bucket shared without a prefix): never aborted, not even by age
         job = layout.job_of(up.key)
         if job is not None and job_ended(job):
             out.append(Aborted(up, f"job {job} has ended"))
@@ -55,9 +68,15 @@ def abort_lost(
 ) -> list[Aborted]:
     """Abort what ``lost`` picks among the store's incomplete uploads; returns what was aborted."""
     found = lost(storage.incomplete_uploads(), job_ended, older_than_s=older_than_s, now=now)
+    done = []
     for item in found:
-        storage.abort_upload(item.upload)
-    return found
+        try:
+            storage.abort_upload(item.upload)
+        except StorageError as exc:  # the next sweep tries again; the others are not kept waiting
+            log.warning("storage.upload_not_aborted", key=item.upload.key, error=str(exc))
+            continue
+        done.append(item)
+    return done
 
 
 def _aware(dt: datetime) -> datetime:
