@@ -23,8 +23,9 @@ touched, so the next sweep waits another ``stale_s`` before acting again.
 
 Repairs are bounded: a job (attempt) repaired ``CLIPLINE_RECONCILE_MAX_REPAIRS``
 times that is still stuck is failed with the reason (the last repair tried),
-its callback fires, and it can be retried. The count lives with the job's
-Redis keys, so a retry starts again from zero.
+its callback fires, and it can be retried. A repair counts once its messages
+are sent, so a broker outage (every send failing) uses up none. The count
+lives with the job's Redis keys, so a retry starts again from zero.
 """
 
 from __future__ import annotations
@@ -78,11 +79,12 @@ def sweep(ctx: Context, send: Send, *, stale_s: float, now: datetime | None = No
             done += _assembling(ctx, hold, job.id, trace_id)
         if not done:
             continue
-        if _repairs(ctx, job.id) > ctx.settings.reconcile_max_repairs:
+        if _repairs(ctx, job.id) >= ctx.settings.reconcile_max_repairs:
             repairs.append(_give_up(ctx, job.id, status, done))
             continue
         for args, kw in messages:
-            send(*args, **kw)
+            send(*args, **kw)  # the broker down: raises, and the repair is not counted (tried next sweep)
+        _count_repair(ctx, job.id)
         ctx.store.advance(job.id)  # touch updated_at: the next sweep gives the repair time to work
         for r in done:
             log.warning("reconcile.repaired", job_id=r.job_id, action=r.action, detail=r.detail)
@@ -91,12 +93,18 @@ def sweep(ctx: Context, send: Send, *, stale_s: float, now: datetime | None = No
 
 
 def _repairs(ctx: Context, job_id: str) -> int:
-    """Count one more repair of the job; returns how many it has had (this one included)."""
+    """How many repairs of the job were sent so far."""
+    return int(ctx.redis.get(keys.job_repairs(job_id)) or 0)
+
+
+def _count_repair(ctx: Context, job_id: str) -> None:
+    """Count one more repair, once its messages are sent: a broker outage, during which every sweep's
+    send fails, never uses up a healthy job's repairs."""
     key = keys.job_repairs(job_id)
     pipe = ctx.redis.pipeline()
     pipe.incr(key)
     pipe.expire(key, keys.JOB_KEY_TTL_S)
-    return int(pipe.execute()[0])
+    pipe.execute()
 
 
 def _give_up(ctx: Context, job_id: str, status: JobStatus, tried: list[Repair]) -> Repair:

@@ -203,7 +203,9 @@ def test_the_reconciler_frees_the_lock_of_a_dead_assembler_only(stack: Stack) ->
         stop.set()
         beats.join()
 
-    # Once it stops beating (SIGKILL), its lock is freed, its temporary file removed, assembly re-sent
+    # Once it stops beating (SIGKILL: its last mark is left behind, expired), its lock is freed, its
+    # temporary file removed, assembly re-sent
+    ctx.redis.hset(keys.job_holders(job_id, "assemble"), "sigkilled", str(int(time.time() * 1000) - 1))
     assert not heartbeat.alive(ctx.redis, job_id, "assemble")
     repairs = reconcile.sweep(ctx, lambda *a, **_: sent.append(a), stale_s=0)
     assert [r.action for r in repairs] == ["assembly re-sent"] and "dead" in repairs[0].detail
