@@ -18,7 +18,7 @@ import redis
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
@@ -35,6 +35,8 @@ from pipeline.errors import (
     ServiceUnavailable,
 )
 from pipeline.problems import field_path
+
+from .web.render import error_page, is_page
 
 log = structlog.get_logger("clipline.api")
 
@@ -171,19 +173,23 @@ def install(app: FastAPI) -> None:
 
     from actors.queues import BROKER_ERRORS
 
-    async def unavailable(_: Request, exc: Exception) -> JSONResponse:
+    async def unavailable(request: Request, exc: Exception) -> Response:
         log.warning("api.unavailable", error=f"{type(exc).__name__}: {exc}")
         what = "Redis" if isinstance(exc, redis.RedisError) else "the database"
         if isinstance(exc, BROKER_ERRORS):  # a submit is recorded before it is sent: sending it again is safe
             what = "the broker"
+        if is_page(request):  # the operations page answers a page, in its language
+            return error_page(request, 503, "unavailable", what=what)
         return error_response(ErrorCode.UNAVAILABLE, f"{what} cannot be reached; try again shortly")
 
     for kind in (redis.RedisError, OperationalError, *BROKER_ERRORS):
         app.add_exception_handler(kind, unavailable)
 
     @app.exception_handler(Exception)
-    async def internal(_: Request, exc: Exception) -> JSONResponse:
+    async def internal(request: Request, exc: Exception) -> Response:
         log.error("api.unhandled", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+        if is_page(request):
+            return error_page(request, 500, "internal")
         return error_response(ErrorCode.INTERNAL_ERROR, "internal error; the API's log has the details")
 
 

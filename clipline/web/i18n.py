@@ -146,6 +146,10 @@ _TEXT: dict[str, tuple[str, str]] = {
     "notfound.job": ("There is no job {job_id}.", "没有任务 {job_id}。"),
     "notfound.page": ("There is no such page.", "没有这个页面。"),
     "back.jobs": ("Back to the jobs", "返回任务列表"),
+    "unavailable.title": ("Service unavailable", "服务暂不可用"),
+    "unavailable.body": ("{what} cannot be reached; try again shortly.", "暂时无法连接 {what}，请稍后再试。"),
+    "internal.title": ("Something went wrong", "出错了"),
+    "internal.body": ("An internal error; the API's log has the details.", "内部错误，详情见 API 日志。"),
     "progress.label": ("{n} % done", "已完成 {n}%"),
 }
 

@@ -120,3 +120,15 @@ def page(
     response.headers["Cache-Control"] = "no-store"
     response.headers["Vary"] = "Accept-Language, Cookie, Authorization"
     return response
+
+
+def is_page(request: Request) -> bool:
+    """Whether the request is for the operations page (answered in HTML), not the JSON API."""
+    path = request.url.path
+    return (path == "/" or path.startswith("/ui/")) and not path.startswith("/ui/static/")
+
+
+def error_page(request: Request, status_code: int, kind: str, **fill: str) -> HTMLResponse:
+    """The page's own answer to a fault (``kind``: ``unavailable``, ``internal``), in the page's language,
+    where the JSON API answers its error body."""
+    return page(request, "error.html", status_code=status_code, kind=kind, status=status_code, fill=fill)
