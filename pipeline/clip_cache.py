@@ -48,8 +48,9 @@ from .hls import MediaPlaylist, Segment
 #: 2: x264 threads sized for the clips encoding at once (same frames, other bytes). 3: a frame left in
 #: the next segment, segments starting mid-GOP, shared timestamps and carried parameter sets (other
 #: frames on such sources: their entries cut before must not be reused). 4: a picture size change
-#: inside a run no longer rebuilds the filter graph (it shifted the frames after it by two).
-CUT_RULE_VERSION = 4
+#: inside a run no longer rebuilds the filter graph (it shifted the frames after it by two). 5: frames
+#: timed by a coarse clock (milliseconds) are picked on their frame-rate grid (one in three was held).
+CUT_RULE_VERSION = 5
 #: Eviction frees space down to this share of the cap, so it does not run on every store.
 LOW_WATER = 0.9
 #: A temporary entry older than this belonged to a writer that died: removed at the next eviction.
@@ -113,7 +114,8 @@ def source_identity(
         text = text.replace(json.dumps(url), json.dumps(strip_signature(url)))
     needed: list[list[Any]] = []
     for seg in segments:
-        for uri in {seg.uri, *([seg.init.uri] if seg.init else [])}:
+        # the segment, then its init section: in that order in every process (a set's order is not)
+        for uri in dict.fromkeys([seg.uri, *([seg.init.uri] if seg.init else [])]):
             tag = validator(uri)
             if tag is None:
                 return None

@@ -7,6 +7,7 @@ the assembler can concatenate them with a stream copy.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +64,9 @@ class EncodeProfile:
             "g": self.fps * 2,
             "r": self.fps,
             "video_track_timescale": TIMESCALE,
+            # the file's duration exact too: the concat demuxer starts the next clip there (at the
+            # default 1000, 32 frames at 60 fps said 0.534 s, and every boundary pushed the rest late)
+            "movie_timescale": TIMESCALE,
             "an": None,
             "sn": None,
             "dn": None,
@@ -151,8 +155,13 @@ def cut_argv(
         ).video
         for i in inputs
     ]
+    uses = Counter(cut.run for cut in cuts)
+    splits = {run: streams[run].split() for run, n in uses.items() if n > 1}  # a run cut in several parts
+    taken: Counter[int] = Counter()
     for cut in cuts:
-        v = streams[cut.run].filter("settb", f"1/{cut.tick_den}").filter("setpts", f"PTS-{cut.shift}")
+        source = splits[cut.run][taken[cut.run]] if cut.run in splits else streams[cut.run]
+        taken[cut.run] += 1
+        v = source.filter("settb", f"1/{cut.tick_den}").filter("setpts", f"PTS-{cut.shift}")
         if cut.end_pts is not None:
             v = v.filter("trim", end_pts=cut.end_pts)
         hold_s = cut.count / profile.fps + 1
@@ -244,7 +253,11 @@ def assemble_argv(
     argv += ["-map", "0:v:0"]
     if audio is not None:
         argv += ["-map", "1:a:0", "-c:a", "copy"]
-    argv += ["-c:v", "copy", "-t", duration, "-movflags", "+faststart", "-f", "mp4", str(out)]
+    # The concat demuxer places each clip in microseconds: at 60 fps a frame could land a tick of
+    # 90 kHz off its k/fps. Every timestamp goes back to the frame grid (a stream copy still).
+    grid = f"round({{0}}*TB*{fps})/(TB*{fps})"
+    snap = f"setts=pts={grid.format('PTS')}:dts={grid.format('DTS')}"
+    argv += ["-c:v", "copy", "-bsf:v", snap, "-t", duration, "-movflags", "+faststart", "-f", "mp4", str(out)]
     return argv
 
 

@@ -19,6 +19,7 @@ durations).
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -116,12 +117,62 @@ def _after_the_run(run: Run, j: int, target: Fraction, step: int) -> bool:
     return last - j <= REORDER_DEPTH and 2 * hole > 3 * step and 2 * (target - run.pts[j]) >= step
 
 
+#: Frame rates a coarse clock's rounding is checked against when the source names none.
+COMMON_RATES = tuple(
+    Fraction(r) for r in ("24000/1001", "24", "25", "30000/1001", "30", "48", "50", "60000/1001", "60")
+)
+
+
+def snapped(run: Run, rate: Fraction | None) -> tuple[Fraction, ...] | None:
+    """The run's frame times on their frame-rate grid (in its ticks), when its timestamps are that grid
+    rounded to a coarser clock, else None (exact timestamps need nothing; irregular ones are taken as
+    they are).
+
+    A source timed in whole milliseconds (Matroska, FLV/RTMP, and HLS packaged from either without
+    re-encoding) stores 30 fps frame 32 (1066.67 ms) at 1067 ms: after the output time 1066.67 ms that
+    shows it, so the frame before would be held and frame 32 skipped. The grid is recognised when every
+    timestamp lies within half the clock's step (the gcd of their distances) of one line of frames
+    ``rate`` apart (the source's, or a common rate near the run's mean), the line placed by the
+    rounding errors themselves."""
+    pts = run.pts
+    if len(pts) < 3:
+        return None
+    deltas = [p - pts[0] for p in pts]
+    quantum = 0
+    for d in deltas:
+        quantum = math.gcd(quantum, d)
+    span = deltas[-1] * run.time_base
+    candidates = [rate] if rate else []
+    if span > 0:
+        mean = (len(pts) - 1) / span
+        candidates += sorted(COMMON_RATES, key=lambda r: abs(r - mean))[:2]
+    # The clock's step, in ticks: the timestamps' own (their gcd), or a millisecond rescaled into a
+    # finer time base (an MP4 of 1/15360 made from Matroska: rounded twice, hence the half tick).
+    ms = 1 / (1000 * run.time_base)
+    widths = [Fraction(quantum, 2)] + ([ms / 2 + Fraction(1, 2)] if ms > quantum else [])
+    for r in candidates:
+        grid = 1 / (r * run.time_base)  # ticks per frame
+        index = [round(d / grid) for d in deltas]
+        if any(b <= a for a, b in zip(index, index[1:], strict=False)):
+            continue
+        errors = [d - n * grid for d, n in zip(deltas, index, strict=True)]
+        if not any(errors):
+            return None  # on the grid already
+        for width in widths:
+            low, high = max(errors) - width, min(errors) + width
+            if 4 * width < grid and low <= high:
+                shift = (low + high) / 2
+                return tuple(pts[0] + n * grid + shift for n in index)
+    return None
+
+
 def plan(times: list[Fraction], anchors: list[Anchor], runs: list[Run], rate: Fraction | None) -> list[Pick]:
     """The pick for each time. ``anchors`` sorted by time; ``runs`` in playlist order."""
     by_disc = {a.discontinuity: a for a in anchors}
     starts = [a.time_s for a in anchors]
     picks: list[Pick] = []
     steps: dict[int, int] = {}  # run index -> its usual frame duration
+    grids: dict[int, tuple[Fraction, ...] | None] = {}  # run index -> its frames on their rate grid
     for t in times:
         anchor = anchors[max(0, bisect.bisect_right(starts, t) - 1)]
         elapsed = t - anchor.time_s
@@ -135,7 +186,10 @@ def plan(times: list[Fraction], anchors: list[Anchor], runs: list[Run], rate: Fr
         ri = mine[k]
         run = runs[ri]
         target = run.first_pts + (elapsed - offsets[k]) / run.time_base
-        j = bisect.bisect_right(run.pts, target) - 1
+        if ri not in grids:
+            grids[ri] = snapped(run, rate)
+        # (at most a rounding before its grid time, the run's first frame is still the one shown)
+        j = max(0, bisect.bisect_right(grids[ri] or run.pts, target) - 1)
         pts = run.pts[j]
         if ri not in steps:
             steps[ri] = _step(run)
@@ -148,7 +202,9 @@ def plan(times: list[Fraction], anchors: list[Anchor], runs: list[Run], rate: Fr
             raise FramesMissing(f"no frame between pts {pts} and the next, {target - pts} ticks later")
         frame = 0
         if rate:
-            since = (pts - run.first_pts) * run.time_base + offsets[k]
+            grid = grids[ri]
+            shown = grid[j] if grid else pts
+            since = (shown - run.first_pts) * run.time_base + offsets[k]
             frame = round(anchor.time_s * rate) + round(since * rate)
         picks.append(Pick(ri, pts, target, frame))
     return picks
@@ -170,18 +226,37 @@ def run_cuts(picks: list[Pick], runs: list[Run], fps: int, times: list[Fraction]
     """Group consecutive picks by run and compute the filter values that reproduce them in ffmpeg.
 
     In a filter time base of 1/(den*fps) (den: the run's time base 1/den), ``fps=round=up``
-    shows at output tick n the last frame with pts <= shift + n*den, which is the pick.
+    shows at output tick n the last frame with pts <= shift + n*den, which is the pick. The shift is
+    the first pick's target, moved only as far as the picks need: picked on their rate grid
+    (``snapped``), frames of a coarse clock may sit a little after the output tick that shows them; a
+    group no one shift reproduces is split in two.
     """
     cuts: list[RunCut] = []
     i = 0
     while i < len(picks):
-        j = i
-        while j < len(picks) and picks[j].run == picks[i].run:
-            j += 1
         run = runs[picks[i].run]
         den = run.time_base.denominator * fps
         scale = Fraction(den) * run.time_base  # run ticks -> filter ticks
-        shift = int((picks[i].target * scale) // 1)
+        step = run.time_base.denominator  # filter ticks per output frame
+        first = int((picks[i].target * scale) // 1)
+        low: int | None = None  # the shifts that show every pick of the cut so far: low..high
+        high: int | None = None
+        j = i
+        while j < len(picks) and picks[j].run == picks[i].run:
+            if j == i or times[j] != times[j - 1]:  # a held frame is the last one shown, repeated
+                at = bisect.bisect_left(run.pts, picks[j].pts)
+                lo = int(run.pts[at] * scale) - (j - i) * step
+                lo = lo if low is None else max(low, lo)
+                hi = high
+                if at + 1 < len(run.pts):
+                    before_next = int(run.pts[at + 1] * scale) - (j - i) * step - 1
+                    hi = before_next if high is None else min(high, before_next)
+                if hi is not None and lo > hi:
+                    break  # no one shift shows this pick and the ones before it: a new cut
+                low, high = lo, hi
+            j += 1
+        shift = max(first, low) if low is not None else first
+        shift = min(shift, high) if high is not None else shift
         held = [n for n in range(i + 1, j) if times[n] == times[n - 1]]
         end_pts = None
         if held:

@@ -15,6 +15,7 @@ from pipeline.frame_rule import (
     output_times,
     plan,
     run_cuts,
+    snapped,
 )
 
 TB = Fraction(1, 90000)
@@ -135,3 +136,49 @@ def test_two_frames_with_the_timestamp_of_the_one_shown_are_refused_not_guessed(
         plan([Fraction(12, 30)], [anchor], [run], Fraction(30))
     # frames whose own timestamps are unique are still cut
     assert frames(plan([Fraction(11, 30), Fraction(13, 30)], [anchor], [run], Fraction(30))) == [11, 13]
+
+
+def _ms_run(rate: Fraction, count: int, *, tb: Fraction, first: int = 0) -> Run:
+    """Frames ``first..`` of a ``rate`` source timed in whole milliseconds (Matroska, FLV), in ``tb``."""
+    ms = [round(Fraction(n * 1000) / rate) for n in range(first, first + count)]
+    return Run(0, tuple(round(m / (1000 * tb)) for m in ms), tb, False)
+
+
+def _ffmpeg_shows(cuts: list, runs: list[Run], fps: int, n_frames: int) -> list[int]:
+    """What ``fps=round=up`` shows for each output frame of the cuts, from the stored timestamps (frame
+    indexes into the run): output tick n of a cut shows the last frame with pts*scale <= shift + n*step."""
+    shown = []
+    for cut in cuts:
+        run = runs[cut.run]
+        scale = cut.tick_den * run.time_base
+        step = run.time_base.denominator
+        for n in range(cut.count):
+            at = cut.shift + n * step
+            shown.append(max(k for k, p in enumerate(run.pts) if p * scale <= at))
+    return shown[:n_frames]
+
+
+@pytest.mark.parametrize("tb", [Fraction(1, 1000), Fraction(1, 90000), Fraction(1, 15360)])
+@pytest.mark.parametrize("rate", [Fraction(30), Fraction(60), Fraction(30000, 1001), Fraction(24)])
+def test_millisecond_timestamps_are_picked_on_their_frame_grid_and_ffmpeg_shows_the_same(
+    rate: Fraction, tb: Fraction
+) -> None:
+    # Given a source timed in whole milliseconds (30 fps frame 32 at 1067 ms, not 1066.67), in any
+    # time base it was carried into (Matroska's, MPEG-TS's, an MP4's)
+    run = _ms_run(rate, int(rate * 4), tb=tb)
+    anchor = Anchor(0, Fraction(0), run.first_pts, tb, False)
+    times = output_times(1000, 2000, 30, 60)
+    # When a window is cut at 30 fps
+    picks = plan(times, [anchor], [run], rate)
+    # Then each output frame shows the frame whose grid interval holds its time (floor(t * rate)),
+    # and ffmpeg, reading the stored timestamps, shows the same frames with the cuts' shifts
+    want = [int(t * rate) for t in times]
+    assert frames(picks) == want
+    cuts = run_cuts(picks, [run], 30, times)
+    assert _ffmpeg_shows(cuts, [run], 30, len(times)) == want
+
+
+def test_exact_or_irregular_timestamps_are_taken_as_they_are() -> None:
+    exact = run_at(0, 90, base=0)
+    irregular = Run(0, (0, 3000, 6100, 8900, 12000, 15050), TB, False)
+    assert snapped(exact, Fraction(30)) is None and snapped(irregular, Fraction(30)) is None

@@ -1,0 +1,1 @@
+"""Contracts checked against real runs (an outside audit; each test failed before its fix)."""
