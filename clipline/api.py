@@ -87,10 +87,13 @@ def create_app(settings: Settings) -> FastAPI:
         title="clipline",
         version="0.1.0",
         description="Submit lyric-synced render jobs and follow them. Contracts: docs/CONTRACTS.md.",
+        docs_url=None,  # no Swagger/ReDoc pages: they run inline script from a public CDN, outside the
+        redoc_url=None,  # token; the OpenAPI document itself stays open at /openapi.json
     )
+    from actors.metrics import PrometheusObserver
     from actors.sender import Sender
 
-    ctx = Context(settings)
+    ctx = Context(settings, observer=PrometheusObserver())  # a cancel through the API counts the job's end
     enqueue = Sender(settings).enqueue_plan
     install(app)
 

@@ -124,7 +124,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             status = _follow(ctx, job_id, args.timeout)
         except WaitTimeout as exc:
             if args.json:  # the job's state is the one JSON object; the timeout is the exit code
-                _print_json(jobs.describe(ctx, ctx.store.get(job_id)).model_dump(mode="json"))
+                _print_json(jobs.detail(ctx, ctx.store.get(job_id)).model_dump(mode="json"))
             print(f"error: {exc}", file=sys.stderr)
             return Exit.TIMEOUT
         code = jobs.exit_code(status)
@@ -132,7 +132,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             job = ctx.store.get(job_id)
             print(f"{status.value}: video {job.output_path}\nreport {job.report_path}", file=sys.stderr)
     if args.json:
-        _print_json(jobs.describe(ctx, ctx.store.get(job_id)).model_dump(mode="json"))
+        _print_json(jobs.detail(ctx, ctx.store.get(job_id)).model_dump(mode="json"))
     return code
 
 
@@ -141,7 +141,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.watch:
         wait_for(ctx, args.job_id, show=True)
     job = ctx.store.get(args.job_id)
-    obj = jobs.describe(ctx, job).model_dump(mode="json")
+    obj = jobs.detail(ctx, job).model_dump(mode="json")  # job.schema.json, as GET /jobs/{id}
     if args.json:
         _print_json(obj)
     else:
@@ -172,8 +172,9 @@ def cmd_retry(args: argparse.Namespace) -> int:
         except WaitTimeout as exc:
             print(f"error: {exc}", file=sys.stderr)
             code = Exit.TIMEOUT
-    if args.json:
-        _print_json(jobs.retried(ctx, done).model_dump(mode="json"))
+    if args.json:  # the job as it is now: after --wait, its final state
+        now = jobs.Retried(ctx.store.get(args.job_id), done.slots)
+        _print_json(jobs.retried(ctx, now).model_dump(mode="json"))
     return code
 
 

@@ -15,12 +15,12 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import structlog
 
-from . import audio, clip_objects, cutting, ffmpeg_args, files, keys, redact, results, webhooks
+from . import audio, clip_objects, cutting, ffmpeg_args, files, job_end, keys, redact, results, webhooks
 from .clip_stats import ClipStats, clip_stats
 from .context import Context, JobView
 from .errors import ClipLineError, FFmpegError, SourceError
@@ -179,14 +179,13 @@ def _assemble(
     )
     if not won:  # another assembly finished the job first (its lock was lost with Redis): it counted
         return _superseded(ctx, job_id, status)
-    duration_s = (datetime.now(UTC) - _aware(created_at)).total_seconds()
-    ctx.observer.job_finished(status.value, duration_s)
-    log.info(
-        "job.finished",
-        status=status.value,
+    job_end.finished(
+        ctx,
+        job_id,
+        status,
+        created_at,
         frames=measured,
         expected_frames=expected,
-        duration_s=round(duration_s, 3),
         assembly_ms=stats.assembly_ms,
         **stats.counts.model_dump(exclude={"total", "done"}),
     )
@@ -354,6 +353,3 @@ def cleanup(ctx: Context, job_id: str, status: JobStatus) -> None:
             log.warning("assemble.cleanup_failed", error=str(exc))
     ctx.completion.forget(job_id)
 
-
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)

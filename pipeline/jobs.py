@@ -10,7 +10,7 @@ from typing import Any
 import redis
 import structlog
 
-from . import clip_objects, keys, results, webhooks
+from . import clip_objects, job_end, keys, results, webhooks
 from .clip_stats import ClipCounts, ClipStats
 from .context import Context
 from .errors import JobFinished, JobNotRetryable
@@ -58,6 +58,7 @@ def cancel(ctx: Context, job_id: str) -> RenderJob:
         job_id, status=JobStatus.CANCELLED, error="cancelled on request"
     ):
         raise JobFinished(f"job {job_id} already ended ({ctx.store.get(job_id).status}); nothing to cancel")
+    job_end.finished(ctx, job_id, JobStatus.CANCELLED, job.created_at)
     ctx.redis.sadd(keys.cancelled(), job_id)
     ctx.redis.expire(keys.cancelled(), keys.JOB_KEY_TTL_S)
     clip_objects.remove_job(ctx, job_id)

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -42,7 +43,21 @@ MAX_TIME_MS = 4 * 3600 * 1000
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
-Ms = Annotated[int, Field(ge=0, strict=False)]
+
+
+def _json_integer(value: Any) -> Any:
+    """A JSON integer (``30``, or ``30.0``: JSON Schema's integer too), never ``true`` or ``"30"``: the
+    published schema refuses them, and ``true`` read as 1 fps would render."""
+    if isinstance(value, bool) or isinstance(value, str):
+        raise ValueError("must be a JSON integer (not a string or a boolean)")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: An integer of the request: read as JSON Schema reads it.
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+Ms = Annotated[int, Field(ge=0), BeforeValidator(_json_integer)]
 
 
 class JobStatus(StrEnum):
@@ -115,9 +130,9 @@ Quality = Literal["final", "draft"]
 
 
 class OutputProfile(_Strict):
-    width: int = Field(1280, ge=16, le=3840, multiple_of=2)
-    height: int = Field(720, ge=16, le=2160, multiple_of=2)
-    fps: int = Field(30, ge=1, le=60)
+    width: JsonInt = Field(1280, ge=16, le=3840, multiple_of=2)
+    height: JsonInt = Field(720, ge=16, le=2160, multiple_of=2)
+    fps: JsonInt = Field(30, ge=1, le=60)
     quality: Quality = Field(
         default="final",
         description='"draft" for alignment review: a quarter of the pixels (half width and height, even), '

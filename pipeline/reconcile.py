@@ -37,7 +37,7 @@ from typing import Any
 
 import structlog
 
-from . import assembly, clipstage, heartbeat, keys, priority, webhooks
+from . import assembly, clipstage, heartbeat, job_end, keys, priority, webhooks
 from .context import Context
 from .errors import JobNotFound
 from .models import JobStatus
@@ -115,6 +115,7 @@ def _give_up(ctx: Context, job_id: str, status: JobStatus, tried: list[Repair]) 
     error = f"stuck in {status.value}: gave up after {n} repairs by the reconciler (the last needed: {what})"
     if ctx.store.advance(job_id, status=JobStatus.FAILED, error=error, only_from=frozenset({status})):
         log.error("reconcile.gave_up", job_id=job_id, status=status.value, repairs=n, error=error)
+        job_end.finished(ctx, job_id, JobStatus.FAILED)  # counted and logged as every job's end
         report = assembly.failure_report(ctx, job_id, error)  # written once the job is ours to fail
         if report is not None:
             ctx.store.advance(job_id, report_path=report, only_from=frozenset({JobStatus.FAILED}))

@@ -60,6 +60,9 @@ class MissingLine(BaseModel):
     text: str
     at: str = Field(description="where it plays in the video, mm:ss.mmm-mm:ss.mmm")
     source_ms: tuple[int, int] = Field(description="the planned source window [start_ms, end_ms]")
+    reason: str | None = Field(
+        None, description="why this line has no footage (the group's reason is its first line's)"
+    )
 
 
 class MissingFootage(BaseModel):
@@ -185,7 +188,8 @@ def _action(outcome: ClipOutcome, video_id: str, retry: RetryAdvice) -> str:
 
 
 def missing_footage(view: JobView, records: dict[int, ClipRecord]) -> list[MissingFootage]:
-    """Slots without their planned footage, grouped by video and outcome, each with what to do about it."""
+    """Slots without their planned footage, grouped by video and outcome, each with what to do about it;
+    every line carries its own reason (lines of one group may have failed for different ones)."""
     retry = retry_advice(view.job_id)
     groups: OrderedDict[tuple[str, ClipOutcome], MissingFootage] = OrderedDict()
     for row in slot_rows(view, records):
@@ -208,9 +212,22 @@ def missing_footage(view: JobView, records: dict[int, ClipRecord]) -> list[Missi
                 text=row.text,
                 at=f"{_clock(row.slot_start_ms)}-{_clock(row.slot_end_ms)}",
                 source_ms=(row.source_start_ms, row.source_end_ms),
+                reason=row.reason or row.last_error,
             )
         )
     return list(groups.values())
+
+
+def _reasons(group: MissingFootage) -> str:
+    """The group's reason, or each line's where they differ: ``line 1: ...; lines 3, 4: ...``."""
+    by_reason: OrderedDict[str | None, list[int]] = OrderedDict()
+    for x in group.lines:
+        by_reason.setdefault(x.reason, []).append(x.line)
+    if len(by_reason) <= 1:
+        return str(group.reason)
+    return "; ".join(
+        f"line{'s' if len(ns) > 1 else ''} {', '.join(map(str, ns))}: {r}" for r, ns in by_reason.items()
+    )
 
 
 def build_report(
@@ -230,7 +247,7 @@ def build_report(
     counts = {o: sum(1 for r in rows if r.outcome == o) for o in ClipOutcome}
     text = [
         f"{g.video_id}: {len(g.lines)} line(s) {', '.join(str(x.line) for x in g.lines)} "
-        f"-> {g.outcome.value} ({g.reason}). {g.action}"
+        f"-> {g.outcome.value} ({_reasons(g)}). {g.action}"
         for g in missing
     ]
     return Report(

@@ -12,12 +12,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ClipLineError, FFmpegMissing
 from .webhook_signing import secret_key
 
+#: x264's presets, fastest first.
+X264_PRESETS = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"
+)
 #: A hard ceiling on clip concurrency, whatever the machine (spec 000 assumes <= 16).
 MAX_CLIP_CONCURRENCY = 16
 
@@ -107,6 +111,13 @@ class Settings(BaseSettings):
     # Where people reach `clipline api`: the base of output_url/report_url/poster_url with the file backend.
     api_public_url: str = _env("CLIPLINE_API_PUBLIC_URL", "http://127.0.0.1:8080")
 
+    @field_validator("x264_preset")
+    @classmethod
+    def _known_preset(cls, value: str) -> str:
+        if value not in X264_PRESETS:  # else every clip, and every placeholder, fails at its first encode
+            raise ValueError(f"{value!r} is not an x264 preset ({', '.join(X264_PRESETS)})")
+        return value
+
     @field_validator("webhook_secret")
     @classmethod
     def _usable_webhook_key(cls, value: str | None) -> str | None:
@@ -161,13 +172,14 @@ class SettingsError(ClipLineError):
     """An environment variable is misspelt or holds a bad value."""
 
 
+def _aliases(field: Any) -> list[str]:
+    """A setting's variable names."""
+    alias = field.validation_alias
+    return [str(c) for c in alias.choices] if isinstance(alias, AliasChoices) else []
+
+
 def _known_env_names() -> set[str]:
-    names: set[str] = set()
-    for field in Settings.model_fields.values():
-        alias = field.validation_alias
-        if isinstance(alias, AliasChoices):
-            names.update(str(c) for c in alias.choices)
-    return names
+    return {name for field in Settings.model_fields.values() for name in _aliases(field)}
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
@@ -176,15 +188,31 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     if unknown:
         raise SettingsError(f"unknown setting(s) {', '.join(unknown)}; known: {sorted(_known_env_names())}")
     if environ is None:
-        return Settings()
+        return _validated()
     saved = dict(os.environ)
     try:
         os.environ.clear()
         os.environ.update(env)
-        return Settings()
+        return _validated()
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+def _validated() -> Settings:
+    """Settings from the environment; a value that does not validate is a SettingsError naming the
+    variable, its value and the problem (exit 2 ``settings_invalid``), never a traceback."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        names = {f: next(iter(_aliases(i)), f) for f, i in Settings.model_fields.items()}
+        problems = []
+        for e in exc.errors():
+            name = str(names.get(str(e["loc"][0]), e["loc"][0])) if e["loc"] else "(settings)"
+            secret = any(w in name for w in ("SECRET", "KEY", "TOKEN", "PASSWORD", "URL"))
+            shown = "" if secret else f"={e.get('input')!r}"  # secrets, and URLs with credentials, unsaid
+            problems.append(f"{name}{shown}: {e['msg']}")
+        raise SettingsError("invalid setting(s): " + "; ".join(problems)) from None
 
 
 @lru_cache(maxsize=1)
