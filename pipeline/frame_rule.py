@@ -22,6 +22,7 @@ import bisect
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 #: MPEG-TS timestamps wrap at 2^33 ticks of 90 kHz (about 26.5 hours).
 TS_WRAP = 1 << 33
@@ -123,6 +124,7 @@ COMMON_RATES = tuple(
 )
 
 
+@lru_cache(maxsize=256)
 def snapped(run: Run, rate: Fraction | None) -> tuple[Fraction, ...] | None:
     """The run's frame times on their frame-rate grid (in its ticks), when its timestamps are that grid
     rounded to a coarser clock, else None (exact timestamps need nothing; irregular ones are taken as
@@ -131,9 +133,9 @@ def snapped(run: Run, rate: Fraction | None) -> tuple[Fraction, ...] | None:
     A source timed in whole milliseconds (Matroska, FLV/RTMP, and HLS packaged from either without
     re-encoding) stores 30 fps frame 32 (1066.67 ms) at 1067 ms: after the output time 1066.67 ms that
     shows it, so the frame before would be held and frame 32 skipped. The grid is recognised when every
-    timestamp lies within half the clock's step (the gcd of their distances) of one line of frames
-    ``rate`` apart (the source's, or a common rate near the run's mean), the line placed by the
-    rounding errors themselves."""
+    timestamp lies within half the clock's step (the gcd of their distances, or a millisecond) of one
+    line of frames ``rate`` apart (the source's, or a common rate near the run's mean), the line placed
+    by the rounding errors themselves. Integer arithmetic per frame: it runs for every clip."""
     pts = run.pts
     if len(pts) < 3:
         return None
@@ -141,27 +143,27 @@ def snapped(run: Run, rate: Fraction | None) -> tuple[Fraction, ...] | None:
     quantum = 0
     for d in deltas:
         quantum = math.gcd(quantum, d)
-    span = deltas[-1] * run.time_base
     candidates = [rate] if rate else []
-    if span > 0:
-        mean = (len(pts) - 1) / span
+    if deltas[-1] > 0:
+        mean = (len(pts) - 1) / (deltas[-1] * run.time_base)
         candidates += sorted(COMMON_RATES, key=lambda r: abs(r - mean))[:2]
     # The clock's step, in ticks: the timestamps' own (their gcd), or a millisecond rescaled into a
     # finer time base (an MP4 of 1/15360 made from Matroska: rounded twice, hence the half tick).
     ms = 1 / (1000 * run.time_base)
     widths = [Fraction(quantum, 2)] + ([ms / 2 + Fraction(1, 2)] if ms > quantum else [])
     for r in candidates:
-        grid = 1 / (r * run.time_base)  # ticks per frame
-        index = [round(d / grid) for d in deltas]
+        grid = 1 / (r * run.time_base)  # ticks per frame: gn / gd
+        gn, gd = grid.numerator, grid.denominator
+        index = [(2 * d * gd + gn) // (2 * gn) for d in deltas]  # the nearest grid line's number
         if any(b <= a for a, b in zip(index, index[1:], strict=False)):
             continue
-        errors = [d - n * grid for d, n in zip(deltas, index, strict=True)]
+        errors = [d * gd - n * gn for d, n in zip(deltas, index, strict=True)]  # in ticks / gd
         if not any(errors):
             return None  # on the grid already
+        most, least = Fraction(max(errors), gd), Fraction(min(errors), gd)
         for width in widths:
-            low, high = max(errors) - width, min(errors) + width
-            if 4 * width < grid and low <= high:
-                shift = (low + high) / 2
+            if 4 * width < grid and most - width <= least + width:
+                shift = (most + least) / 2
                 return tuple(pts[0] + n * grid + shift for n in index)
     return None
 
