@@ -58,11 +58,11 @@ def gone(r: redis.Redis, job_id: str, stage: str, *, ttl_s: float = HEARTBEAT_TT
     holder shows between taking its lock and its first beat: a live one is never taken for dead."""
     missing = keys.job_holders_missing(job_id, stage)
     now_ms = time.time() * 1000
-    values = r.hvals(keys.job_holders(job_id, stage))
-    if any(float(v) > now_ms for v in values):
+    marks = _marks(r, job_id, stage)
+    if any(m > now_ms for m in marks):
         r.delete(missing)
         return False
-    if values:
+    if marks:
         return True
     r.set(missing, str(int(now_ms)), nx=True, ex=keys.JOB_KEY_TTL_S)
     since = r.get(missing)
@@ -72,5 +72,9 @@ def gone(r: redis.Redis, job_id: str, stage: str, *, ttl_s: float = HEARTBEAT_TT
 def alive(r: redis.Redis, job_id: str, stage: str) -> bool:
     """Whether any process has beaten for the job's stage within its TTL."""
     now_ms = time.time() * 1000
-    values = r.hvals(keys.job_holders(job_id, stage))
-    return any(float(v) > now_ms for v in values)
+    return any(m > now_ms for m in _marks(r, job_id, stage))
+
+
+def _marks(r: redis.Redis, job_id: str, stage: str) -> list[float]:
+    """Each holder's mark for the job's stage: until when (epoch ms) it counts as alive."""
+    return [float(v) for v in r.hvals(keys.job_holders(job_id, stage))]

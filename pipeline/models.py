@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -31,7 +30,7 @@ from pydantic import (
 )
 
 from .errors import FieldProblem, RequestInvalid
-from .problems import Loc, Problems, field_path, problems_of, timeline_problems, url_problem
+from .problems import CONTROL_CHARS, Loc, Problems, field_path, problems_of, timeline_problems, url_problem
 
 #: The version of the request, report, status and callback contracts (``schema_version``).
 SCHEMA_VERSION: Literal[1] = 1
@@ -160,7 +159,7 @@ def _even_half(pixels: int) -> int:
 
 def _no_control(value: str) -> str:
     """``value``, refused when it holds a control character (a NUL cannot even be stored in PostgreSQL)."""
-    if bad := re.search(r"[\x00-\x1f\x7f]", value):
+    if bad := CONTROL_CHARS.search(value):
         raise ValueError(f"must not contain control characters (found {bad.group()!r})")
     return value
 

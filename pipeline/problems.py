@@ -98,7 +98,7 @@ def url_syntax_problem(value: str) -> str | None:
     """What makes ``value`` unusable as a URL to send a request to, or None: a control character
     (``urlsplit`` silently drops a tab or newline, the HTTP client refuses it), a port that is not a
     number from 1 to 65535, a host or path the HTTP client cannot encode (an invalid IDNA label)."""
-    if bad := _CONTROL.search(value):
+    if bad := CONTROL_CHARS.search(value):
         return f"URL contains the control character {bad.group()!r}"
     try:
         parts = urlsplit(value)
@@ -116,7 +116,8 @@ def url_syntax_problem(value: str) -> str | None:
     return None
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: ASCII control characters: never in a URL, an id or a path a request names.
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def timeline_problems(lines: list[Any], max_ms: int) -> list[tuple[Loc, str]]:
