@@ -2,7 +2,8 @@
 
 Two cases happen before any actor runs, so they are caught here:
 
-- a body that is not a Dramatiq message (not JSON, a bare request, an
+- a body that is not a Dramatiq message (not JSON, JSON with a key given twice,
+  NaN or a number too large for a double, a bare request, an
   envelope with missing or unknown fields): ``RejectingEncoder.decode`` sees it
   in the consumer thread, reports it and raises DecodeError as Dramatiq's own
   encoder does (Dramatiq then dead-letters it);
@@ -27,6 +28,7 @@ from dramatiq.errors import ActorNotFound, DecodeError
 
 from pipeline import rejects
 from pipeline.errors import FieldProblem
+from pipeline.problems import load_json
 from pipeline.stages import Stage
 
 from . import names
@@ -45,11 +47,11 @@ class RejectingEncoder(JSONEncoder):
     """Dramatiq's JSON encoder, which reports a body it cannot make a message of before refusing it."""
 
     def decode(self, data: bytes) -> MessageData:
-        try:
-            fields = super().decode(data)
-        except DecodeError:
+        try:  # strictly: a key given twice, NaN or a number too large is refused like text that is not JSON
+            fields = load_json(data)
+        except ValueError as exc:
             self._reject(data)
-            raise
+            raise DecodeError(f"not valid JSON: {exc}", data, exc) from exc
         problems = rejects.envelope_problems(fields)
         if problems:
             self._reject(data)

@@ -61,11 +61,20 @@ def load_json(raw: str | bytes) -> Any:
     """A request's JSON text, read strictly. Raises ValueError (``json.JSONDecodeError`` for text that is
     not JSON) naming what else is wrong: ``NaN`` or ``Infinity`` (not JSON), a number too large for a
     double (not kept as infinity), nesting deeper than the reader goes, an integer of more digits than
-    Python converts."""
+    Python converts, a key given twice in one object (which value was meant is unknown)."""
     try:
-        return json.loads(raw, parse_constant=_not_json, parse_float=_finite)
+        return json.loads(raw, parse_constant=_not_json, parse_float=_finite, object_pairs_hook=_unique_keys)
     except RecursionError as exc:
         raise ValueError("the JSON is nested too deep to read") from exc
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(f"the key {key[:80]!r} is given twice in one object")
+        obj[key] = value
+    return obj
 
 
 def _not_json(name: str) -> Any:

@@ -166,6 +166,10 @@ def test_every_error_has_one_shape_and_a_stable_code(stack: Stack, api: httpx.Cl
     ):
         refused = error_of(api.post("/jobs", content=raw), 422, "request_invalid")
         assert refused["field"] == "(body)" and "not valid JSON" in refused["message"], refused
+    # a key given twice (Python's reader kept the last value): which one was meant is unknown
+    twice = b'{"lines": [' + line.encode() + b'], "output": {"fps": 25, "fps": 30}}'
+    refused = error_of(api.post("/jobs", content=twice), 422, "request_invalid")
+    assert refused["field"] == "(body)" and "the key 'fps' is given twice" in refused["message"], refused
     query = error_of(api.get("/jobs", params={"limit": 0, "status": "DONE"}), 422, "request_invalid")
     assert sorted(p["field"] for p in query["problems"]) == ["limit", "status"]
     error_of(api.get("/no/such/path"), 404, "not_found")

@@ -105,6 +105,7 @@ def test_submit_of_a_missing_unreadable_or_wrong_file_exits_2_with_one_line(
         write(tmp_path, "deep.json", '{"lines": ' + "[" * 100_000 + "]" * 100_000 + "}"): "nested too deep",
         write(tmp_path, "digits.json", '{"lines": [{"start_ms": ' + "9" * 5000 + "}]}"): "is not valid JSON",
         write(tmp_path, "nan.json", '{"lines": [], "metadata": {"x": NaN}}'): "NaN is not a JSON number",
+        write(tmp_path, "twice.json", '{"lines": [], "lines": []}'): "the key 'lines' is given twice",
     }
     for path, says in cases.items():
         res = run(env, "submit", path)

@@ -127,7 +127,7 @@ def test_invalid_plan_messages_are_recorded_counted_called_back_and_logged_once(
     wait_for("a plan consumer", lambda: consumers(url, "render.plan") > 0, timeout=60, every=0.5)
     receiver = Receiver(fail_first=0)
     try:
-        ids = {k: new_job_id(k) for k in ("bare", "notjson", "invalid", "args", "actor")}
+        ids = {k: new_job_id(k) for k in ("bare", "notjson", "twice", "invalid", "args", "actor")}
 
         def req(job_id: str, **over: Any) -> dict[str, Any]:
             r = small_request(stack, job_id, 3, audio=False)
@@ -147,6 +147,8 @@ def test_invalid_plan_messages_are_recorded_counted_called_back_and_logged_once(
             json.dumps(req(ids["bare"])).encode(),
             # not JSON at all (a truncated envelope), but it names its job
             _envelope([req(ids["notjson"])])[:-40],
+            # JSON with a key given twice (which value was meant is unknown), naming its job first
+            _envelope([req(ids["twice"])]).replace(b'"trace_id": ', b'"trace_id": "a", "trace_id": ', 1),
             # a request that fails validation in three places
             _envelope([overlapping]),
             # arguments plan_render does not take
@@ -166,11 +168,12 @@ def test_invalid_plan_messages_are_recorded_counted_called_back_and_logged_once(
             every=0.5,
         )
         # ... each job it named is FAILED with the problem named, and its callback came
-        hooks = {h["job_id"]: h for h in receiver.wait_for(5, timeout=60)}
+        hooks = {h["job_id"]: h for h in receiver.wait_for(6, timeout=60)}
         assert set(hooks) == set(ids.values()), hooks.keys()
         expect = {
             "bare": "(message): a bare request",
             "notjson": "(message): not valid JSON",
+            "twice": "(message): not valid JSON: the key 'trace_id' is given twice",
             "invalid": "lines[1].start_ms: starts at 500 ms",
             "args": "(message).args: plan_render takes the request as its one argument; got 2",
             "actor": "actor_name: no actor 'plan_renderer'",
@@ -186,13 +189,13 @@ def test_invalid_plan_messages_are_recorded_counted_called_back_and_logged_once(
         # ... counted by reason, and logged once each (Dramatiq's own traceback lines are not repeated)
         wait_for("the rejections counted", lambda: sum(_scrape(metrics_port).values()) >= len(bodies), 30)
         assert _scrape(metrics_port) == {
-            "undecodable": 2,
+            "undecodable": 3,
             "invalid_request": 2,
             "bad_arguments": 1,
             "unknown_actor": 1,
         }
         rejected = stack.events("message.rejected")
-        assert len(rejected) == len(bodies) and sum(1 for e in rejected if e["recorded"]) == 5
+        assert len(rejected) == len(bodies) and sum(1 for e in rejected if e["recorded"]) == 6
         logs = "".join(p.read_text(errors="replace") for p in stack.logs)
         assert "Failed to decode message" not in logs and "undefined actor" not in logs
 
@@ -201,7 +204,7 @@ def test_invalid_plan_messages_are_recorded_counted_called_back_and_logged_once(
         _publish_raw(url, [_envelope([overlapping])])
         xq = "render.plan.XQ"
         wait_for("the repeat dead-lettered", lambda: dead_letters(url)[xq] - before > len(bodies))
-        assert len(receiver.got) == 5
+        assert len(receiver.got) == 6
 
         # When the publisher sends the corrected request under the same job_id, it replaces the refused one
         fixed = req(ids["invalid"])
