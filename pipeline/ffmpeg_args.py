@@ -40,7 +40,7 @@ class EncodeProfile:
     fps: int
     preset: str = "veryfast"
     crf: int = 20
-    threads: int = 0  # x264's threads; 0: x264 picks (1.5 per core), see ``encoder_threads``
+    threads: int = 0  # x264's, the decoder's and the filters' threads; 0: ffmpeg's pick (``encoder_threads``)
     scaler: str | None = None  # swscale's algorithm when the source is scaled; None: ffmpeg's (bicubic)
 
     @classmethod
@@ -51,6 +51,16 @@ class EncodeProfile:
         if output.quality == "draft":
             return cls(width, height, output.fps, DRAFT_PRESET, DRAFT_CRF, threads, DRAFT_SCALER)
         return cls(width, height, output.fps, preset, crf, threads)
+
+    def input_kwargs(self) -> dict[str, object]:
+        """The decoder's threads: the clip's share of the cores, like the encoder's. Frame threading in a
+        decoder whose cores are already busy with other clips costs CPU and buys no wall time (3-6 %
+        of a clip's CPU with the filter graph's, ``global_args``; bench/clip_cpu.py)."""
+        return {"threads": self.threads} if self.threads > 0 else {}
+
+    def global_args(self) -> list[str]:
+        """The filter graph's threads, as many as the decoder's (options before the inputs)."""
+        return ["-filter_complex_threads", str(self.threads)] if self.threads > 0 else []
 
     def output_kwargs(self, frames: int) -> dict[str, object]:
         return {
@@ -151,6 +161,7 @@ def cut_argv(
             f=i.fmt,
             protocol_whitelist="file",
             reinit_filter=0,
+            **profile.input_kwargs(),
             **({"ss": f"{i.seek_s:.6f}", "noaccurate_seek": None} if i.seek_s is not None else {}),
         ).video
         for i in inputs
@@ -175,7 +186,8 @@ def cut_argv(
     joined = parts[0] if len(parts) == 1 else ffmpeg.concat(*parts, v=1, a=0)
     graph = ffmpeg.output(joined, str(out), **profile.output_kwargs(frames))
     return _with_globals(
-        ffmpeg_bin, ["-xerror", "-copyts", *PROGRESS_ARGS, *graph.compile(cmd=ffmpeg_bin)[1:]]
+        ffmpeg_bin,
+        ["-xerror", "-copyts", *profile.global_args(), *PROGRESS_ARGS, *graph.compile(cmd=ffmpeg_bin)[1:]],
     )
 
 
@@ -198,7 +210,7 @@ def seek_cut_argv(
 def retime_argv(ffmpeg_bin: str, clip: Path, out: Path, *, frames: int, profile: EncodeProfile) -> list[str]:
     """A finished clip re-encoded to ``frames`` frames: its first frames (a trim) or all of them with the
     last one held (``tpad``), with the same encoder settings as every cut (``pipeline.clip_reuse``)."""
-    inp = ffmpeg.input(str(clip), f="mp4", protocol_whitelist="file").video
+    inp = ffmpeg.input(str(clip), f="mp4", protocol_whitelist="file", **profile.input_kwargs()).video
     hold_s = frames / profile.fps + 1
     v = (
         inp.filter("tpad", stop_mode="clone", stop_duration=f"{hold_s:g}")
@@ -206,7 +218,9 @@ def retime_argv(ffmpeg_bin: str, clip: Path, out: Path, *, frames: int, profile:
         .filter("setpts", "PTS-STARTPTS")
     )
     graph = ffmpeg.output(v, str(out), **profile.output_kwargs(frames))
-    return _with_globals(ffmpeg_bin, ["-xerror", *PROGRESS_ARGS, *graph.compile(cmd=ffmpeg_bin)[1:]])
+    return _with_globals(
+        ffmpeg_bin, ["-xerror", *profile.global_args(), *PROGRESS_ARGS, *graph.compile(cmd=ffmpeg_bin)[1:]]
+    )
 
 
 def video_packets_argv(ffprobe_bin: str, path: Path, fmt: str, *, first_only: bool = False) -> list[str]:

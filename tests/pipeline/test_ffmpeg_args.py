@@ -14,6 +14,7 @@ from pipeline.ffmpeg_args import (
     cut_argv,
     frames_from_progress,
     placeholder_argv,
+    retime_argv,
     song_argv,
 )
 from pipeline.frame_rule import RunCut
@@ -219,3 +220,26 @@ def test_x264_threads_are_the_cores_share_of_the_clips_encoding_at_once() -> Non
     black = placeholder_argv("ffmpeg", Path("o.mp4"), frames=30, profile=profile)
     assert black[black.index("-threads") + 1] == "1"
     assert "-threads" not in placeholder_argv("ffmpeg", Path("o.mp4"), frames=30, profile=PROFILE)
+
+
+def test_a_clips_decoder_and_filters_take_the_same_share_of_the_cores_as_its_encoder() -> None:
+    # Given clips encoding at once with one thread each (more clips than cores)
+    profile = EncodeProfile(640, 360, 30, threads=1)
+    one = [CutInput(Path("/w/run0.ts"), "mpegts"), CutInput(Path("/w/run1.ts"), "mpegts")]
+    cuts = [RunCut(0, 0, 20, 2700000, 0, None), RunCut(1, 20, 22, 2700000, 0, None)]
+    for argv in (
+        cut_argv("ffmpeg", one, cuts, Path("/w/o.mp4"), frames=42, profile=profile),
+        retime_argv("ffmpeg", Path("/w/c.mp4"), Path("/w/o.mp4"), frames=42, profile=profile),
+    ):
+        inputs = [i for i, a in enumerate(argv) if a == "-i"]
+        # then every input's decoder is told 1 thread (the option just before its -i), the filter graph
+        # too (before the first input), and x264 after the last input
+        for at in inputs:
+            opts = argv[max((j for j in inputs if j < at), default=0) : at]
+            assert opts[opts.index("-threads") + 1] == "1", argv
+        graph_threads = argv.index("-filter_complex_threads")
+        assert argv[graph_threads + 1] == "1" and graph_threads < inputs[0]
+        assert argv[argv.index("-threads", inputs[-1]) + 1] == "1"
+    # and where ffmpeg picks (threads 0), nothing is said
+    free = cut_argv("ffmpeg", one, cuts, Path("/w/o.mp4"), frames=42, profile=PROFILE)
+    assert "-threads" not in free and "-filter_complex_threads" not in free
