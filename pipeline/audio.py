@@ -23,11 +23,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
+
 from . import fetch, ffmpeg_args, files, keys, leases, netguard, redact
 from .context import Context, JobView
 from .errors import ClipLineError, FFmpegFailed, SourceInvalid
 from .subprocesses import run
 from .timeline import total_frames
+
+log = structlog.get_logger("clipline.audio")
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class Song:
     fmt: str
     codec: str | None
     duration_s: float
+    whole: bool = True  # False: its index lists packets the file does not hold (cut short)
 
 
 def _what_list(path: Path) -> str | None:
@@ -107,7 +112,17 @@ def probe(ctx: Context, path: Path, what: str) -> Song:
     # The audio stream's own length: the container's spans every track (1 s of AAC beside a 10 s video
     # track is a 10 s file); a container that keeps no per-stream duration (Matroska, Ogg) gives its own.
     duration_s = _seconds(audio[0].get("duration")) or _seconds((data.get("format") or {}).get("duration"))
-    return Song(fmt, audio[0].get("codec_name"), duration_s)
+    indexed, held = _count(audio[0].get("nb_frames")), _count(audio[0].get("nb_read_packets"))
+    whole = indexed is None or held is None or held >= indexed
+    return Song(fmt, audio[0].get("codec_name"), duration_s, whole=whole)
+
+
+def _count(value: object) -> int | None:
+    """ffprobe's packet count (a string, "N/A" or absent) as an int, None when unknown."""
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
 
 
 def _seconds(value: object) -> float:
@@ -154,7 +169,9 @@ def _prepare(ctx: Context, view: JobView, prepared: Path) -> Track | None:
     source, nbytes = got
     length_s = total_frames(view.request) / view.request.output.fps
     song = probe(ctx, source, describe(view))
-    if song.codec == "aac" and song.fmt == "mov" and song.duration_s >= length_s:
+    if not song.whole:  # its stated length is not there: encoded (padded with silence) like a short song
+        log.warning("song.cut_short", song=describe(view), detail="the file ends before its index does")
+    if song.codec == "aac" and song.fmt == "mov" and song.duration_s >= length_s and song.whole:
         if source.suffix == "":  # downloaded: name it so the muxer sees an MP4/M4A
             os.replace(source, prepared)
             return Track(prepared, nbytes)

@@ -24,6 +24,7 @@ ACCEPT_ENCODING = "gzip, deflate"
 DECODED = ("gzip", "x-gzip", "deflate")
 #: The most one step of decoding produces.
 STEP = 64 * 1024
+GZIP_MAGIC = b"\x1f\x8b"
 #: wbits for zlib: a gzip or zlib header, told apart by zlib; raw deflate (no header).
 _AUTO, _RAW = 32 + zlib.MAX_WBITS, -zlib.MAX_WBITS
 
@@ -47,11 +48,15 @@ def coding(headers: httpx.Headers, named: str, video_id: str = "") -> str:
 
 def _is_zlib(head: bytes) -> bool:
     """Whether ``head`` starts like a zlib (or gzip) stream rather than raw deflate."""
-    return head[:2] == b"\x1f\x8b" or (head[0] & 0x0F == 8 and ((head[0] << 8) | head[1]) % 31 == 0)
+    return head[:2] == GZIP_MAGIC or (head[0] & 0x0F == 8 and ((head[0] << 8) | head[1]) % 31 == 0)
 
 
 def decoded(raw: Iterable[bytes], how: str, named: str, video_id: str = "") -> Iterator[bytes]:
-    """The body ``raw`` (its bytes as sent) decoded from coding ``how``, in pieces of at most ``STEP``."""
+    """The body ``raw`` (its bytes as sent) decoded from coding ``how``, in pieces of at most ``STEP``.
+
+    A gzip body may be several members one after another (RFC 1952 2.2: what ``cat a.gz b.gz`` makes):
+    each is decoded in turn. Bytes after the end of a zlib or deflate stream, or after a gzip member
+    that do not start another member, are SourceInvalid: the body would otherwise be taken cut short."""
     if how == "identity":
         yield from raw
         return
@@ -60,15 +65,25 @@ def decoded(raw: Iterable[bytes], how: str, named: str, video_id: str = "") -> I
         return SourceInvalid(f"{named}: the {how} body {why}", video_id=video_id, url=named)
 
     inflater: zlib._Decompress | None = None
-    head = b""  # the first bytes, until there are two: enough to tell zlib from raw deflate
+    gzip_members: bool | None = None  # None until the first stream starts: whether it is gzip
+    head = b""  # bytes before a stream starts, until there are two: enough to tell what it is
     for data in raw:
-        if inflater is None:
-            head += data
-            if len(head) < 2:
-                continue
-            inflater = zlib.decompressobj(wbits=_RAW if how == "deflate" and not _is_zlib(head) else _AUTO)
-            data, head = head, b""
         while True:
+            if inflater is None:
+                data, head = head + data, b""
+                if gzip_members:  # after a member: zeros that pad the body are skipped, as gzip(1) does
+                    data = data.lstrip(b"\0")
+                if len(data) < 2:
+                    head = data
+                    break
+                if gzip_members is None:
+                    gzip_members = data[:2] == GZIP_MAGIC
+                    raw_deflate = how == "deflate" and not _is_zlib(data)
+                    inflater = zlib.decompressobj(wbits=_RAW if raw_deflate else _AUTO)
+                elif gzip_members and data[:2] == GZIP_MAGIC:
+                    inflater = zlib.decompressobj(wbits=_AUTO)
+                else:
+                    raise broken("has bytes after the end of its stream")
             try:
                 out = inflater.decompress(data, STEP)
             except zlib.error as exc:
@@ -76,7 +91,12 @@ def decoded(raw: Iterable[bytes], how: str, named: str, video_id: str = "") -> I
             data = inflater.unconsumed_tail
             if out:
                 yield out
+            if inflater.eof:  # what follows is the next gzip member, or nothing
+                data, inflater = inflater.unused_data + data, None
+                continue
             if not data and len(out) < STEP:  # all input taken and nothing held back
                 break
-    if head or (inflater is not None and not inflater.eof):
+    if head and gzip_members is not None:
+        raise broken("has bytes after the end of its stream")
+    if head or inflater is not None:
         raise broken("is cut short (its stream does not end)")

@@ -298,7 +298,8 @@ def song_argv(ffmpeg_bin: str, source: Path, fmt: str, out: Path, *, length_s: f
 
 
 def probe_song_argv(ffprobe_bin: str, media: Path) -> list[str]:
-    """ffprobe: the song's demuxer and duration, and its streams' types, codecs and durations, as JSON. Only
+    """ffprobe: the song's demuxer and duration, and its streams' types, codecs, durations and packet
+    counts (the index's and those read), as JSON. Only
     ``SONG_DEMUXERS`` may read it, and only the local file: a playlist or list fails here ("Format not on
     whitelist")."""
     return [
@@ -308,8 +309,9 @@ def probe_song_argv(ffprobe_bin: str, media: Path) -> list[str]:
         *LOCAL_ONLY,
         "-format_whitelist",
         ",".join(SONG_DEMUXERS),
+        "-count_packets",  # demuxed, not decoded: packets an index lists but a cut-short file lacks
         "-show_entries",
-        "stream=codec_type,codec_name,duration:format=format_name,duration",
+        "stream=codec_type,codec_name,duration,nb_frames,nb_read_packets:format=format_name,duration",
         "-of",
         "json",
         str(media),

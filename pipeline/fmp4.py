@@ -37,6 +37,11 @@ _SAMPLE_CTS = 0x000800
 _FIELDS = (_SAMPLE_DURATION, _SAMPLE_SIZE, _SAMPLE_FLAGS, _SAMPLE_CTS)  # a trun entry's fields, in order
 
 
+#: More samples than any trun of an HLS segment holds (over 4 hours at 60 fps): a count read from outside
+#: is not trusted to size a list (a trun without per-sample fields claims any count in 8 bytes).
+MAX_SAMPLES = 1 << 20
+
+
 class Unsupported(ValueError):
     """The fragments have a shape ``from_sample`` does not rewrite (the caller keeps the whole run)."""
 
@@ -63,6 +68,8 @@ def boxes(data: bytes, start: int = 0, end: int | None = None) -> list[Box]:
         size, typ = struct.unpack_from(">I4s", data, i)
         header = 8
         if size == 1:
+            if end - i < 16:
+                raise Unsupported(f"box {typ!r} at {i} is cut off in its 64-bit size")
             size, header = struct.unpack_from(">Q", data, i + 8)[0], 16
         elif size == 0:
             size = end - i
@@ -86,7 +93,10 @@ def video_track_id(init: bytes) -> int:
             if hdlr is None or tkhd is None or hdlr.body(init)[8:12] != b"vide":
                 continue
             body = tkhd.body(init)
-            return int(struct.unpack_from(">I", body, 20 if body[0] == 1 else 12)[0])
+            at = 20 if body[:1] == b"\x01" else 12
+            if len(body) < at + 4:
+                raise Unsupported(f"the video track's tkhd is {len(body)} bytes long")
+            return int(struct.unpack_from(">I", body, at)[0])
     raise Unsupported("the init section has no video track")
 
 
@@ -103,10 +113,16 @@ class _Trun:
 
     @classmethod
     def parse(cls, body: bytes) -> _Trun:
+        if len(body) < 8:
+            raise Unsupported(f"trun of {len(body)} bytes")
         version_flags, count = struct.unpack_from(">II", body, 0)
+        if count > MAX_SAMPLES:
+            raise Unsupported(f"trun of {count} samples")
         flags = version_flags & 0xFFFFFF
         i = 8
         data_offset = first_flags = None
+        if len(body) < 8 + 4 * bool(flags & _DATA_OFFSET) + 4 * bool(flags & _FIRST_SAMPLE_FLAGS):
+            raise Unsupported(f"trun of {len(body)} bytes, short of its flags' fields")
         if flags & _DATA_OFFSET:
             data_offset = struct.unpack_from(">i", body, i)[0]
             i += 4
@@ -147,10 +163,14 @@ class _Trun:
 
 def _tfhd(body: bytes) -> tuple[int, int, int | None, int | None]:
     """(flags, track_ID, default duration, default size)."""
+    if len(body) < 8:
+        raise Unsupported(f"tfhd of {len(body)} bytes")
     flags = struct.unpack_from(">I", body, 0)[0] & 0xFFFFFF
     track = struct.unpack_from(">I", body, 4)[0]
     i = 8 + (8 if flags & _BASE_DATA_OFFSET else 0) + (4 if flags & _SAMPLE_DESCRIPTION else 0)
     duration = size = None
+    if len(body) < i + 4 * bool(flags & _DEFAULT_DURATION) + 4 * bool(flags & _DEFAULT_SIZE):
+        raise Unsupported(f"tfhd of {len(body)} bytes, short of its flags' fields")
     if flags & _DEFAULT_DURATION:
         duration = struct.unpack_from(">I", body, i)[0]
         i += 4
@@ -173,15 +193,26 @@ def video_sample_counts(data: bytes, track_id: int) -> list[int]:
             if tfhd is None or _tfhd(tfhd.body(data))[1] != track_id:
                 continue
             for trun in (b for b in boxes(data, traf.start + traf.header, traf.end) if b.type == b"trun"):
+                if trun.end - trun.start - trun.header < 8:
+                    raise Unsupported(f"trun of {trun.end - trun.start - trun.header} bytes")
                 n += struct.unpack_from(">I", data, trun.start + trun.header + 4)[0]
         counts.append(n)
     return counts
+
+
+def _traf_track(data: bytes, traf: Box) -> int | None:
+    tfhd = _child(data, traf, b"tfhd")
+    return _tfhd(tfhd.body(data))[1] if tfhd is not None else None
 
 
 def _rewrite_moof(data: bytes, moof: Box, track_id: int, drop: int) -> bytes:
     """The moof with the video track's first ``drop`` samples left out (see the module docstring)."""
     trafs = [b for b in boxes(data, moof.start + moof.header, moof.end) if b.type == b"traf"]
     others = [b for b in boxes(data, moof.start + moof.header, moof.end) if b.type != b"traf"]
+    if sum(1 for traf in trafs if _traf_track(data, traf) == track_id) != 1:
+        # ISO/IEC 14496-12 allows several track fragments of one track in a moof: the samples to drop
+        # would span them (each one dropping ``drop`` froze frames); such fragments are not rewritten
+        raise Unsupported("the video track has several track fragments in one moof")
     new_trafs: list[tuple[bytes, list[int]]] = []  # (traf bytes, where its truns' data offsets sit)
     for traf in trafs:
         parts = boxes(data, traf.start + traf.header, traf.end)
@@ -236,8 +267,10 @@ def _rewrite_moof(data: bytes, moof: Box, track_id: int, drop: int) -> bytes:
 
 def _shift_tfdt(out: bytes, ticks: int) -> bytes:
     """``out`` (a traf's rebuilt children) with its tfdt's base media decode time grown by ``ticks``."""
-    at = next(b.start for b in boxes(out) if b.type == b"tfdt")
-    body = bytearray(out)
+    tfdt = next(b for b in boxes(out) if b.type == b"tfdt")
+    at, body = tfdt.start, bytearray(out)
+    if tfdt.end - at < 16 or (body[at + 8] == 1 and tfdt.end - at < 20):
+        raise Unsupported(f"tfdt of {tfdt.end - at} bytes")
     version = body[at + 8]
     if version == 1:
         value = struct.unpack_from(">Q", body, at + 12)[0] + ticks

@@ -291,7 +291,10 @@ class HlsInputs:
         """The MPEG-TS run from the keyframe at byte ``pos`` on, with the H.264 parameter sets in front
         of it when it has none of its own (``parameter_sets``); None when the run is that already."""
         data = path.read_bytes()
-        cut = mpegts.from_position(data, pos)
+        try:
+            cut = mpegts.from_position(data, pos)
+        except mpegts.NotTransportStream:  # no readable PAT to put in front: ffmpeg reads the whole run
+            return None
         if parameter_sets.needs_parameter_sets(cut):
             params = parameter_sets.parameter_sets(data[:pos]) or self._first_parameter_sets(discontinuity)
             if params:

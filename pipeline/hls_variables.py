@@ -24,7 +24,9 @@ DEFINE = "#EXT-X-DEFINE:"
 NAME = re.compile(r"[a-zA-Z0-9_-]+")
 REFERENCE = re.compile(r"\{\$([a-zA-Z0-9_-]+)\}")
 #: An attribute of an attribute list: NAME=value, the value a quoted string or up to the next comma.
-ATTRIBUTE = re.compile(r'([A-Z0-9-]+)=("[^"\r\n]*"|[^,]*)')
+#: An attribute starts where no name character precedes it, and its name is never given back: one pass
+#: over the line (an unanchored ``[A-Z0-9-]+=`` retried from every letter of a long name was quadratic).
+ATTRIBUTE = re.compile(r'(?<![A-Z0-9-])([A-Z0-9-]++)=("[^"\r\n]*"|[^,]*)')
 #: Where a tag line may hold references: its quoted strings and hexadecimal sequences.
 SUBSTITUTED_IN_TAGS = re.compile(r'"[^"\r\n]*"|=0[xX][^,\s]*')
 #: What a quoted-string may not hold (RFC 8216 section 4.2).

@@ -74,11 +74,24 @@ def join(segments: Iterable[bytes]) -> bytes:
 
 def psi_section(packet: bytes) -> bytes:
     """A PSI packet's section (after the adaptation and pointer fields), as far as the packet holds it:
-    shorter than its declared length (3 + the length field) when it continues in the next packet."""
+    shorter than its declared length (3 + the length field) when it continues in the next packet; empty
+    when the adaptation or pointer field points past the packet (a damaged table, which ffmpeg skips)."""
+    if len(packet) < 5:
+        return b""
     start = 4 + (1 + packet[4] if packet[3] & 0x20 else 0)
+    if start >= len(packet):
+        return b""
     start += 1 + packet[start]
+    if start + 3 > len(packet):
+        return b""
     length = ((packet[start + 1] & 0x0F) << 8) | packet[start + 2]
     return packet[start : start + 3 + length]
+
+
+def whole_section(section: bytes) -> bool:
+    """True when ``section`` (from ``psi_section``) holds all of its declared length: the only kind
+    whose entries are read (one cut short continues in the next packet, or is damage)."""
+    return len(section) >= 3 and len(section) >= 3 + (((section[1] & 0x0F) << 8) | section[2])
 
 
 def pmt_pids(pat: bytes) -> list[int]:
@@ -93,6 +106,8 @@ def pmt_pids(pat: bytes) -> list[int]:
 
 def pmt_streams(pmt: bytes) -> list[tuple[int, int]]:
     """(stream type, PID) of each elementary stream a PMT section lists, in its order."""
+    if len(pmt) < 16:  # header, program info length and CRC: no stream
+        return []
     info_len = ((pmt[10] & 0x0F) << 8) | pmt[11]
     i, end, out = 12 + info_len, len(pmt) - 4, []
     while i + 5 <= end:
@@ -102,17 +117,23 @@ def pmt_streams(pmt: bytes) -> list[tuple[int, int]]:
 
 
 def _program_tables(data: bytes) -> list[bytes]:
-    """The first PAT packet and the first packet of each PMT it names."""
-    pat = next((i for i in range(0, len(data), PACKET) if pid_at(data, i) == 0), None)
-    if pat is None:
-        return []
-    p = data[pat : pat + PACKET]
-    tables = [p]
-    for pid in sorted(set(pmt_pids(psi_section(p)))):
-        i = next((i for i in range(0, len(data), PACKET) if pid_at(data, i) == pid), None)
-        if i is not None:
-            tables.append(data[i : i + PACKET])
-    return tables
+    """The first readable PAT packet (a whole section naming a PMT; a damaged one is passed over, as
+    ffmpeg does) and the first packet of each PMT it names; empty when the stream has no such PAT."""
+    for at in range(0, len(data) - PACKET + 1, PACKET):
+        p = data[at : at + PACKET]
+        if pid_at(p, 0) != 0 or not p[1] & 0x40:
+            continue
+        section = psi_section(p)
+        pids = sorted(set(pmt_pids(section))) if whole_section(section) else []
+        if not pids:
+            continue
+        tables = [p]
+        for pid in pids:
+            i = next((i for i in range(0, len(data) - PACKET + 1, PACKET) if pid_at(data, i) == pid), None)
+            if i is not None:
+                tables.append(data[i : i + PACKET])
+        return tables
+    return []
 
 
 #: PMT stream types of video: MPEG-1/2, MPEG-4 part 2, H.264, HEVC, and the rarer ones ffmpeg knows.
@@ -154,4 +175,7 @@ def from_position(data: bytes, pos: int) -> bytes:
         raise NotTransportStream(f"position {pos} is not a packet boundary of the stream")
     if pos == 0:
         return data
-    return b"".join(_program_tables(data)) + data[pos:]
+    tables = _program_tables(data)
+    if not tables:
+        raise NotTransportStream("the stream has no readable PAT to start it at a keyframe with")
+    return b"".join(tables) + data[pos:]

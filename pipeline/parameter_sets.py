@@ -13,7 +13,7 @@ single-program stream is handled; anything else is left as it is.
 
 from __future__ import annotations
 
-from .mpegts import PACKET, SYNC, payload_start, pid_at, pmt_pids, pmt_streams, psi_section
+from .mpegts import PACKET, SYNC, payload_start, pid_at, pmt_pids, pmt_streams, psi_section, whole_section
 from .ts_packets import nal_ranges
 
 _H264 = 0x1B
@@ -29,13 +29,14 @@ def _video_pid(data: bytes) -> int | None:
         if packet[0] != SYNC or not packet[1] & 0x40:
             continue
         if pid_at(packet, 0) == 0 and not pmts:
-            pmts = pmt_pids(psi_section(packet))
+            pat = psi_section(packet)
+            pmts = pmt_pids(pat) if whole_section(pat) else []
             if len(pmts) != 1:
                 return None
         elif pmts and pid_at(packet, 0) == pmts[0]:
             pmt = psi_section(packet)
-            if len(pmt) < 3 + (((pmt[1] & 0x0F) << 8) | pmt[2]):
-                return None  # a PMT longer than its packet
+            if not whole_section(pmt):
+                return None  # a PMT longer than its packet, or damaged
             found = [pid for kind, pid in pmt_streams(pmt) if kind == _H264]
             return found[0] if len(found) == 1 else None
     return None

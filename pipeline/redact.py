@@ -48,8 +48,9 @@ _NAMES = "|".join(re.escape(n) for n in SECRET_PARAMS)
 # A parameter after ? or & (also URL-encoded &amp; in HTML-ish text); its value runs to the next
 # delimiter that cannot be part of a query value in a log line (a closing parenthesis ends it too).
 _PARAM = re.compile(rf"(?i)([?&;](?:amp;)?(?:{_NAMES})=)[^&;#\s\"'<>()\\]*")
-# user:password@ in an authority.
-_USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@\"']*:)[^/\s@\"']*@")
+# user:password@ in an authority. A scheme starts where no scheme character precedes it and is never given
+# back (from every letter of a long ``a.a.a...`` word the pattern was retried to its end: quadratic).
+_USERINFO = re.compile(r"(?i)((?<![a-z0-9+.-])[a-z][a-z0-9+.-]*+://[^/\s:@\"']*+:)[^/\s@\"']*+@")
 
 
 def text(value: str) -> str:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from . import schema
 from .errors import JobConflict, JobNotFound
 from .models import FINAL_STATUSES, JobStatus, RenderRequest
+from .problems import CONTROL_CHARS
 from .tables import ATTEMPT_MARK, JobAttempt, RenderJob, WebhookDelivery, utcnow
 
 __all__ = ["JobAttempt", "JobStore", "RenderJob", "WebhookDelivery", "engine_for", "new_engine", "utcnow"]
@@ -364,10 +365,16 @@ def _error_line(text: str) -> str:
 
     A multi-line error (ffmpeg's stderr tail) is joined with " | ": error_log is
     read line by line, and the job's error must keep the line that names the cause.
+    Other control characters, which an error may quote from outside (a NUL in a URL
+    a video API answered: PostgreSQL refuses it in text), are written as ``\\xNN``.
     """
     stamp = utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
     one_line = " | ".join(part.strip() for part in text.strip().splitlines() if part.strip())
-    return f"{stamp} {one_line}\n"
+    return f"{stamp} {CONTROL_CHARS.sub(_escaped, one_line)}\n"
+
+
+def _escaped(m: re.Match[str]) -> str:
+    return f"\\x{ord(m.group()):02x}"
 
 
 def _append_error(text: str) -> Any:

@@ -23,7 +23,16 @@ would start decoding where it cannot, a wrong PTS would pick a wrong frame.
 
 from __future__ import annotations
 
-from .mpegts import PACKET, SYNC, VIDEO_STREAM_TYPES, payload_start, pmt_pids, pmt_streams, psi_section
+from .mpegts import (
+    PACKET,
+    SYNC,
+    VIDEO_STREAM_TYPES,
+    payload_start,
+    pmt_pids,
+    pmt_streams,
+    psi_section,
+    whole_section,
+)
 from .probe import Packet
 
 #: Of the PMT's video stream types (``mpegts.VIDEO_STREAM_TYPES``), only H.264 is read here.
@@ -49,7 +58,7 @@ def video_packets(data: bytes) -> list[Packet] | None:
 def _section(packet: bytes) -> bytes:
     """A PSI packet's whole section; raises _Unsure for one that continues in the next packet."""
     section = psi_section(packet)
-    if len(section) < 3 + (((section[1] & 0x0F) << 8) | section[2]):
+    if not whole_section(section):
         raise _Unsure
     return section
 
