@@ -5,7 +5,7 @@ from __future__ import annotations
 from dramatiq.middleware import CurrentMessage
 
 from pipeline import assembly, heartbeat
-from pipeline.errors import SourceUnavailable
+from pipeline.errors import SourceUnavailable, infrastructure_unavailable
 from pipeline.leases import LeaseTimeout
 from pipeline.logs import bind_job
 from pipeline.stages import Stage
@@ -28,4 +28,7 @@ def assemble_render(job_id: str, trace_id: str | None = None) -> None:
 
 
 def retry_when(retries: int, exc: Exception) -> bool:
-    return isinstance(exc, SourceUnavailable | StorageUnavailable | LeaseTimeout) and retries < MAX_RETRIES
+    """The song or the store failed for now, or Redis or the database could not be reached: retried (the
+    assembly fails the job itself on its last attempt)."""
+    transient = isinstance(exc, SourceUnavailable | StorageUnavailable | LeaseTimeout)
+    return (transient or infrastructure_unavailable(exc)) and retries < MAX_RETRIES

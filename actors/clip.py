@@ -8,7 +8,7 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 from pipeline import clipstage
-from pipeline.errors import FieldProblem
+from pipeline.errors import FieldProblem, infrastructure_unavailable
 from pipeline.logs import bind_job
 from pipeline.rejects import Reason
 from pipeline.stages import Stage
@@ -54,9 +54,18 @@ def extract_clip(job_id: str, index: int, trace_id: str | None = None) -> None:
             send(Stage.FALLBACK, job_id, index, reason, trace_id)
 
 
+#: Retries of a clip message whose Redis or database could not be reached (taking a slot, recording the
+#: outcome): with the backoff (0.5 s doubling to 10 s by default) about a minute of outage is ridden out.
+INFRA_RETRIES = 10
+
+
 def retry_when(retries: int, exc: Exception) -> bool:
     """Only errors the clip stage marked transient are retried; anything else is a bug, dead-lettered.
 
-    A store that fails for now while a finished clip's outcome is recorded is retried too.
+    A store that fails for now while a finished clip's outcome is recorded is retried too, and so is
+    Redis or the database unreachable anywhere in the message (``INFRA_RETRIES`` times: after that the
+    message is dead-lettered and the reconciler re-sends the slot once the job is stale).
     """
-    return isinstance(exc, TransientClipError | dramatiq.RateLimitExceeded | StorageUnavailable)
+    if isinstance(exc, TransientClipError | dramatiq.RateLimitExceeded | StorageUnavailable):
+        return True
+    return infrastructure_unavailable(exc) and retries < INFRA_RETRIES

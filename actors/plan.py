@@ -58,6 +58,8 @@ def _fan_out(ctx: Context, plan: planning.Plan) -> None:
     rank = priority.job_priority(ctx.store, plan.job_id, plan.total)
     try:
         for line_index, line in enumerate(plan.request.lines):
+            if ctx.completion.has(plan.job_id, line_index):  # a resumed fan-out: this clip is done
+                continue
             send(Stage.CLIP, plan.job_id, line_index, plan.request.trace_id, priority=rank)
             clip_event(
                 log,
@@ -68,6 +70,7 @@ def _fan_out(ctx: Context, plan: planning.Plan) -> None:
                 attempt=0,
                 video_id=line.clip.video_id,
             )
+        ctx.completion.mark_sent(plan.job_id)
         planning.fanned_out(ctx, plan)
     except BaseException:
         planning.release(ctx, plan.job_id)  # the broker's retry may plan again at once

@@ -18,12 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
+import redis
+import redis.lock
 import structlog
 
 from . import audio, clip_objects, cutting, ffmpeg_args, files, job_end, keys, redact, results, webhooks
 from .clip_stats import ClipStats, clip_stats
 from .context import Context, JobView
-from .errors import ClipLineError, FFmpegError, SourceError
+from .errors import ClipLineError, FFmpegError, SourceError, infrastructure_unavailable
 from .leases import LeaseTimeout
 from .models import ClipOutcome, ClipRecord, JobStatus
 from .report import Report, build_report
@@ -78,10 +80,27 @@ def assemble(ctx: Context, job_id: str, *, last_attempt: bool = True) -> JobStat
         log.info("assemble.started", clips=len(view.slots), attempt=job.attempts)
         return _assemble(ctx, view, job.created_at, last_attempt, records, attempt=job.attempts)
     finally:
+        _release(lock)
+
+
+#: How long an assembly that failed for Redis (down for now) keeps trying to free its lock: its retry
+#: would otherwise find it held and step aside, leaving the job to the reconciler.
+LOCK_RELEASE_TRY_S = 10.0
+
+
+def _release(lock: redis.lock.Lock) -> None:
+    deadline = time.monotonic() + LOCK_RELEASE_TRY_S
+    token = lock.local.token  # ``release`` forgets it before it asks Redis: a second try needs it
+    while token is not None:
         try:
-            lock.release()
+            lock.do_release(token)
+            return
+        except (redis.ConnectionError, redis.TimeoutError):
+            if time.monotonic() > deadline:
+                return  # the reconciler frees it: its holder's heartbeat is gone
+            time.sleep(0.25)
         except Exception:  # noqa: BLE001 - an expired lock is not an error here
-            pass
+            return
 
 
 def _assemble(
@@ -142,6 +161,8 @@ def _assemble(
             error, status = f"assembly failed: {type(exc).__name__}: {exc}", JobStatus.FAILED
         except Exception as exc:  # noqa: BLE001 - a fault of ours: the job ends now, naming it, not when
             # the reconciler gives up on a job stuck in ASSEMBLING (no retry would change the outcome)
+            if infrastructure_unavailable(exc) and not last_attempt:
+                raise  # Redis or the database for now (a restart): the actor retries the assembly
             log.exception("assemble.internal_error")
             error, status = f"assembly failed: internal error {type(exc).__name__}: {exc}", JobStatus.FAILED
     stats.assembly_ms = round((time.monotonic() - started) * 1000, 1)

@@ -148,7 +148,7 @@ def restore_from_disk(ctx: Context, view: JobView) -> Restored:
     Marks the job planned again first, so the clips that finish next count as usual.
     """
     job_id, total = view.job_id, len(view.slots)
-    ctx.completion.mark_planned(job_id)
+    ctx.completion.mark_planned(job_id, sent=True)  # the slots without a message are the reconciler's
     recorded = set(ctx.completion.outcomes(job_id))
     restored, missing, fired = 0, [], False
     for slot in view.slots:

@@ -61,9 +61,25 @@ class Completion:
         )
         return Recorded(bool(added), int(done), bool(fire), state_lost=not planned)
 
-    def mark_planned(self, job_id: str) -> None:
-        """Set the job's planned marker; its value is when (Unix seconds), for the status's ``eta_s``."""
-        self.r.set(keys.job_planned(job_id), f"{time.time():.3f}", ex=keys.JOB_KEY_TTL_S)
+    def mark_planned(self, job_id: str, *, sent: bool = False) -> None:
+        """Set the job's planned marker; its value is when (Unix seconds), for the status's ``eta_s``.
+        ``sent``: its clip messages were sent before (state restored), else a new fan-out starts."""
+        pipe = self.r.pipeline()
+        pipe.set(keys.job_planned(job_id), f"{time.time():.3f}", ex=keys.JOB_KEY_TTL_S)
+        if sent:
+            pipe.set(keys.job_sent(job_id), "1", ex=keys.JOB_KEY_TTL_S)
+        else:
+            pipe.delete(keys.job_sent(job_id))
+        pipe.execute()
+
+    def mark_sent(self, job_id: str) -> None:
+        """Every clip message of the job is with the broker (``planning``: a fan-out cut short resumes)."""
+        self.r.set(keys.job_sent(job_id), "1", ex=keys.JOB_KEY_TTL_S)
+
+    def fan_out_cut_short(self, job_id: str) -> bool:
+        """The job is planned (its marker is there: Redis kept its state) but not every clip message was
+        sent. Without the planned marker the state was lost: the reconciler restores it, not the plan."""
+        return bool(self.r.exists(keys.job_planned(job_id))) and not self.r.exists(keys.job_sent(job_id))
 
     def planned_at(self, job_id: str) -> float | None:
         """When the job was (last) marked planned; None when unknown (no marker, or a marker of "1"

@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import redis
+import sqlalchemy.exc
 
 from . import redact
 
@@ -157,7 +158,21 @@ class FFmpegFailed(FFmpegError):
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True for failures worth retrying (network blips, timeouts, Redis restarting)."""
-    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+    """True for failures worth retrying (network blips, timeouts, Redis or the database restarting)."""
+    if infrastructure_unavailable(exc):
         return True
     return bool(getattr(exc, "transient", False))
+
+
+def infrastructure_unavailable(exc: BaseException) -> bool:
+    """Redis or the SQL store cannot be reached for now (a restart, a failover, a dropped connection, a
+    locked SQLite file): whatever a stage was doing, the same step may well succeed in a moment."""
+    return isinstance(exc, _UNAVAILABLE)
+
+
+_UNAVAILABLE = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+)

@@ -44,6 +44,12 @@ def job_planned(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:planned"
 
 
+def job_sent(job_id: str) -> str:
+    """Set when the plan has sent every clip message. A planned job without it had its fan-out cut short
+    (the broker lost mid-way): the next delivery of the plan sends the rest."""
+    return f"{PREFIX}:job:{job_id}:sent"
+
+
 def job_assemble_fired(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:assemble-fired"
 

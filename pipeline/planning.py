@@ -63,11 +63,15 @@ def plan(ctx: Context, raw: Any, *, message_id: str | None = None) -> Plan:
     request = validate(ctx, with_job_id(raw, message_id))
     job, _ = ctx.store.create_or_get(request)
     status = JobStatus(job.status)
-    if status not in (JobStatus.PENDING, JobStatus.PLANNING):
+    resumed = status == JobStatus.EXTRACTING and ctx.completion.fan_out_cut_short(request.job_id)
+    if status not in (JobStatus.PENDING, JobStatus.PLANNING) and not resumed:
         return Plan(request, False, f"job is already {status.value}")
     lock = keys.job_lock(request.job_id, Stage.PLAN)
     if not ctx.redis.set(lock, "1", nx=True, ex=PLAN_LOCK_S):
         return Plan(request, False, "another delivery is planning this job")
+    if resumed:  # the clips already sent run on (the first moved the job on): the rest are sent now
+        log.info("plan.resumed", reason="the fan-out was cut short; the clips without an outcome are sent")
+        return Plan(request, True)
     try:
         ctx.completion.mark_planned(request.job_id)  # before any clip message exists
         ctx.store.advance(
