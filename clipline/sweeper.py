@@ -3,19 +3,31 @@ and aborting the store's lost multipart uploads.
 
 One sweeper acts per interval across the cluster (a Redis lock with the
 interval as its lifetime), so running several worker commands is safe.
+
+When Redis cannot be reached, no sweep can run; once it has been unreachable for
+``reconcile.redis_gone_bound_s`` in a row, each sweep ends the jobs that made no
+progress for that long, in SQL alone (``reconcile.end_without_redis``): a job
+never waits for ever on a coordination store that is gone for good.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 
+import redis
 import structlog
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from pipeline import keys, reconcile, retention, webhooks
 from pipeline.context import Context
 from pipeline.settings import Settings
 
 log = structlog.get_logger("clipline.reconcile")
+
+#: How long the sweeper waits on Redis (connecting, or for an answer) before taking it for unreachable.
+REDIS_TIMEOUT_S = 10.0
 
 
 class Sweeper:
@@ -39,15 +51,33 @@ class Sweeper:
 
     def _loop(self) -> None:
         ctx = Context(self.settings)
+        # This thread's own client: a Redis that stops answering (a host gone, packets dropped) fails a
+        # call within seconds instead of hanging the sweeper, which must then end jobs without it; no
+        # retries of its own (the next sweep is the retry), so ending many jobs without Redis stays quick.
+        ctx.redis = redis.Redis.from_url(
+            self.settings.redis_url,
+            health_check_interval=30,
+            socket_connect_timeout=REDIS_TIMEOUT_S,
+            socket_timeout=REDIS_TIMEOUT_S,
+            retry=Retry(NoBackoff(), 0),
+        )
         from actors.sender import Sender
 
         send = Sender(self.settings)
         interval = self.settings.reconcile_interval_s
+        lost_at: float | None = None  # monotonic: since when every try to reach Redis failed
         while not self._stop.wait(interval):
             try:
-                if ctx.redis.set(
-                    keys.job_lock("_cluster", "reconcile"), "1", nx=True, ex=max(1, int(interval))
-                ):
+                try:
+                    mine = ctx.redis.set(
+                        keys.job_lock("_cluster", "reconcile"), "1", nx=True, ex=max(1, int(interval))
+                    )
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    lost_at = time.monotonic() if lost_at is None else lost_at
+                    self._without_redis(ctx, time.monotonic() - lost_at, exc)
+                    continue
+                lost_at = None
+                if mine:
                     reconcile.sweep(ctx, send, stale_s=self.settings.reconcile_after_s)
                     webhooks.queue_missed(ctx)
                     if self.settings.retention_hours > 0:
@@ -55,6 +85,15 @@ class Sweeper:
                     reconcile.abort_lost_uploads(ctx)
             except Exception as exc:  # noqa: BLE001 - the sweep must outlive a broken Redis or database
                 log.warning("reconcile.failed", error=f"{type(exc).__name__}: {exc}")
+
+    def _without_redis(self, ctx: Context, gone_s: float, exc: Exception) -> None:
+        """Redis unreachable: say so, and once for long enough end the jobs nothing can move any more."""
+        cause = f"{type(exc).__name__}: {exc}"
+        bound = reconcile.redis_gone_bound_s(self.settings)
+        log.warning("reconcile.failed", error=cause, redis_unreachable_s=round(gone_s, 1), bound_s=bound)
+        if gone_s >= bound:
+            for r in reconcile.end_without_redis(ctx, redis_gone_s=gone_s, cause=cause):
+                log.warning("reconcile.repaired", job_id=r.job_id, action=r.action, detail=r.detail)
 
     def _pump(self) -> None:
         ctx = Context(self.settings)

@@ -103,6 +103,12 @@ def job_holders(job_id: str, stage: str) -> str:
     return f"{PREFIX}:job:{job_id}:{stage}:holders"
 
 
+def job_holder_beat(job_id: str, stage: str, token: str) -> str:
+    """String with a TTL (PX), set again by each beat of the holder ``token`` of the job's stage: while it
+    exists the holder is alive. Redis's own clock expires it, so no two hosts' clocks are compared."""
+    return f"{PREFIX}:job:{job_id}:{stage}:holder:{token}"
+
+
 def job_holders_missing(job_id: str, stage: str) -> str:
     """When the reconciler first found nobody beating for the job's stage, and no dead holder's mark
     either (Redis lost its state, or the holder had not beaten yet): epoch ms."""

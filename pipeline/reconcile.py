@@ -26,6 +26,17 @@ times that is still stuck is failed with the reason (the last repair tried),
 its callback fires, and it can be retried. A repair counts once its messages
 are sent, so a broker outage (every send failing) uses up none. The count
 lives with the job's Redis keys, so a retry starts again from zero.
+
+Without Redis (unreachable, not merely restarted) no repair can be made and no
+liveness read, but every job still ends in bounded time: once a sweeper has
+failed to reach Redis for ``redis_gone_bound_s`` (``(CLIPLINE_RECONCILE_MAX_REPAIRS
++ 1) x CLIPLINE_RECONCILE_AFTER_S``, as long as the repairs would have taken),
+``end_without_redis`` fails, in SQL alone, each unfinished job that has made no
+progress for that long (ASSEMBLING: at least the assembly timeout + 120 s, the
+assembly lock's lifetime, so no assembler can still be running; PLANNING: at
+least the plan lock's lifetime), naming Redis as the cause. Several sweepers may
+do so at once (without Redis there is no cluster lock): the compare-and-set on
+the job's status and attempt lets exactly one of them end each job.
 """
 
 from __future__ import annotations
@@ -35,12 +46,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import redis
 import structlog
 
-from . import assembly, clipstage, heartbeat, job_end, keys, priority, webhooks
+from . import assembly, clipstage, heartbeat, job_end, keys, planning, priority, webhooks
 from .context import Context
 from .errors import JobNotFound
 from .models import JobStatus
+from .settings import Settings
 from .stages import Stage
 from .storage import layout, uploads
 
@@ -180,6 +193,65 @@ def _assembling(ctx: Context, send: Send, job_id: str, trace_id: str) -> list[Re
         detail += f"; removed {len(stray)} temporary file(s)"
     send(Stage.ASSEMBLE, job_id, trace_id, priority=priority.job_priority(ctx.store, job_id, 0))
     return [Repair(job_id, "assembly re-sent", detail)]
+
+
+def redis_gone_bound_s(settings: Settings) -> float:
+    """How long Redis must be unreachable, and a job without progress, before the reconciler fails the job
+    without Redis: as long as its repairs would have taken with Redis, ``(max repairs + 1) x stale time``."""
+    return (settings.reconcile_max_repairs + 1) * settings.reconcile_after_s
+
+
+def _idle_bound_s(settings: Settings, status: JobStatus) -> float:
+    """How long a job in ``status`` must have made no progress before it is failed without Redis: no stage
+    run can still be at work on it by then (an assembly outlives neither its timeout nor its lock)."""
+    bound = redis_gone_bound_s(settings)
+    if status == JobStatus.ASSEMBLING:
+        return max(bound, settings.assemble_timeout_s + 120)
+    if status == JobStatus.PLANNING:
+        return max(bound, float(planning.PLAN_LOCK_S))
+    return bound
+
+
+def end_without_redis(
+    ctx: Context, *, redis_gone_s: float, cause: str, now: datetime | None = None
+) -> list[Repair]:
+    """Fail, in SQL alone, every unfinished job idle past its bound (``_idle_bound_s``) while Redis has been
+    unreachable for ``redis_gone_s`` seconds (the caller waits ``redis_gone_bound_s`` first): its clips'
+    outcomes, locks and heartbeats are out of reach, so nothing can move it. A job still progressing
+    (``updated_at`` recent) is left alone. Safe beside other sweepers doing the same: the status and attempt
+    compare-and-set lets one of them end each job; only that one counts, reports and calls back."""
+    now = now or datetime.now(UTC)
+    out: list[Repair] = []
+    for job in ctx.store.unfinished(updated_before=now - timedelta(seconds=redis_gone_bound_s(ctx.settings))):
+        status = JobStatus(job.status)
+        idle_s = _idle_bound_s(ctx.settings, status)
+        updated = job.updated_at if job.updated_at.tzinfo else job.updated_at.replace(tzinfo=UTC)
+        if updated >= now - timedelta(seconds=idle_s):
+            continue  # may still be at work (an assembly within its timeout)
+        error = (
+            f"stuck in {status.value}: Redis (the coordination store) unreachable for {redis_gone_s:.0f} s "
+            f"({cause}) and no progress for over {idle_s:.0f} s: failed by the reconciler; retry the job "
+            "once Redis is back"
+        )
+        won = ctx.store.advance(
+            job.id, status=JobStatus.FAILED, error=error, only_from=frozenset({status}), attempt=job.attempts
+        )
+        if not won:
+            continue  # it moved, or another sweeper ended it
+        log.error(
+            "reconcile.gave_up", job_id=job.id, status=status.value, cause="redis unreachable", error=error
+        )
+        job_end.finished(ctx, job.id, JobStatus.FAILED, created_at=job.created_at)
+        report = assembly.failure_report(ctx, job.id, error)  # None without Redis's outcomes (logged)
+        if report is not None:
+            ctx.store.advance(job.id, report_path=report, only_from=frozenset({JobStatus.FAILED}))
+        try:
+            assembly.cleanup(ctx, job.id, JobStatus.FAILED)  # the files go; Redis's keys expire on their own
+        except redis.RedisError:
+            pass
+        webhooks.notify(ctx, job.id)
+        out.append(Repair(job.id, "failed: Redis unreachable", error))
+    return out
 
 
 def abort_lost_uploads(ctx: Context, *, now: datetime | None = None) -> list[uploads.Aborted]:
