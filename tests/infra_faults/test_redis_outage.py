@@ -1,4 +1,6 @@
-"""Redis down for a few seconds (restarted, failed over) while clip messages are delivered or finish.
+"""Outside audit H (each test here failed on the code before its fix).
+
+Redis down for a few seconds (restarted, failed over) while clip messages are delivered or finish.
 
 RELIABILITY.md: "a Redis connection error during a clip was treated as permanent ... Redis connection
 errors are retried (``pipeline/errors.py::is_transient``)". That holds only inside the cut
