@@ -272,7 +272,22 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 def serve(settings: Settings, host: str, port: int) -> int:
+    """Serve until stopped; PortInUse (exit 2, naming the port) when the port cannot be bound."""
+    import errno
+    import socket
+
     import uvicorn
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+    from .exits import PortInUse
+
+    try:  # bound here, not by uvicorn, which logs the error and exits 3 ("infrastructure unavailable")
+        sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
+            raise
+        why = "already in use" if exc.errno == errno.EADDRINUSE else "not allowed to this user"
+        raise PortInUse(f"port {port} on {host} is {why}: give `clipline api` another --port") from exc
+    config = uvicorn.Config(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+    with sock:
+        uvicorn.Server(config).run(sockets=[sock])
     return 0
