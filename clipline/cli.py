@@ -111,7 +111,7 @@ def _read_request(name: str) -> Any:
     return raw
 
 
-def _enqueue_plan(request: dict[str, Any]) -> None:
+def _enqueue_plan(request: dict[str, Any], *, again: str = "submit the same request again") -> None:
     """Send the plan; when the broker is down, say what became of the job (it is recorded)."""
     from actors.queues import BROKER_ERRORS
 
@@ -120,10 +120,15 @@ def _enqueue_plan(request: dict[str, Any]) -> None:
     except BROKER_ERRORS as exc:
         raise exits.Unavailable(
             "broker",
-            f"{type(exc).__name__}: {exc}; job {request['job_id']} is recorded as PENDING: submit the "
-            "same request again once the broker is back (it renders once), or the workers' reconciler "
-            "sends it",
+            f"{type(exc).__name__}: {exc}; job {request['job_id']} is recorded as PENDING: {again} once "
+            "the broker is back (it renders once), or the workers' reconciler sends it",
         ) from exc
+
+
+def _enqueue_retry(request: dict[str, Any]) -> None:
+    """Send a retry's plan; broker down: its attempt is recorded, and the same retry again sends it."""
+    job_id = request["job_id"]
+    _enqueue_plan(request, again=f"its next attempt is recorded; run `clipline retry {job_id}` again")
 
 
 def _follow(ctx: Context, job_id: str, timeout_s: float | None) -> JobStatus:
@@ -191,7 +196,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 def cmd_retry(args: argparse.Namespace) -> int:
     _check_timeout(args)
     ctx = _ctx()
-    done = jobs.retry(ctx, args.job_id, _sender().enqueue_plan)
+    done = jobs.retry(ctx, args.job_id, _enqueue_retry)
     total = len(done.job.render_request().lines)
     what = "every slot" if len(done.slots) == total else f"{len(done.slots)} slot(s) {done.slots}"
     print(f"{done.job.id} attempt {done.job.attempts}: rendering {what} again", file=sys.stderr)
