@@ -22,6 +22,7 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
+from pipeline.records import iso
 from pipeline.settings import Settings
 from pipeline.stages import Stage
 
@@ -51,8 +52,8 @@ class DeadLetter:
             "job_id": self.job_id,
             "clip_index": self.clip_index,
             "retries": self.retries,
-            "enqueued_at": _iso(self.enqueued_at),
-            "dead_lettered_at": _iso(self.dead_lettered_at),
+            "enqueued_at": iso(self.enqueued_at),  # ...Z, as every timestamp of the contracts
+            "dead_lettered_at": iso(self.dead_lettered_at),
             "error": self.error,
         }
 
@@ -66,10 +67,6 @@ class DeadLetter:
 
 class DeadLetterNotFound(LookupError):
     """No dead letter with that message id in the stage's dead-letter queue."""
-
-
-def _iso(when: datetime | None) -> str | None:
-    return when.isoformat() if when else None
 
 
 def _parse(stage: Stage, props: pika.BasicProperties, body: bytes) -> DeadLetter:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from pipeline.observe import Observer
+from pipeline.stages import Stage
+
+from .command import STAGE_ENV
 
 CLIPS_IN_FLIGHT = Gauge("clipline_clips_in_flight", "Clips being cut right now", multiprocess_mode="livesum")
 CLIP_OUTCOMES = Counter("clipline_clip_outcomes_total", "Clips that reached a final outcome", ["outcome"])
@@ -39,9 +44,17 @@ INVALID_MESSAGES = Counter(
 )
 CLIP_CONCURRENCY = Gauge(
     "clipline_clip_concurrency",
-    "Clips this worker may cut at once: its own cap, lowered by a cluster-wide cap",
-    multiprocess_mode="mostrecent",
+    "Clips this worker command may cut at once: each clip process's cap (lowered by a cluster-wide cap), "
+    "summed over its processes; 0 where no process consumes the clip queue",
+    multiprocess_mode="livesum",  # as clipline_clips_in_flight: sum() of one over sum() of the other
 )
+
+
+def report_clip_concurrency(value: int) -> None:
+    """Set the gauge in a process that consumes the clip queue; a plan, fallback or assemble process cuts
+    no clip under this cap and reports none (its capacity would be counted in any sum)."""
+    if os.environ.get(STAGE_ENV) == Stage.CLIP.value:
+        CLIP_CONCURRENCY.set(value)
 
 
 class PrometheusObserver(Observer):
@@ -82,4 +95,4 @@ class PrometheusObserver(Observer):
         if key == "render_clip_concurrency":
             from .runtime import context
 
-            CLIP_CONCURRENCY.set(context().live.clip_concurrency())
+            report_clip_concurrency(context().live.clip_concurrency())

@@ -72,9 +72,9 @@ class LiveSettings(dramatiq.Middleware):
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         ctx = context()
         ctx.live.refresh(force=True)
-        from .metrics import CLIP_CONCURRENCY
+        from .metrics import report_clip_concurrency
 
-        CLIP_CONCURRENCY.set(ctx.live.clip_concurrency())
+        report_clip_concurrency(ctx.live.clip_concurrency())
         threading.Thread(target=self._loop, name="clipline-live-config", daemon=True).start()
 
     def _loop(self) -> None:

@@ -272,7 +272,29 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 def serve(settings: Settings, host: str, port: int) -> int:
+    """Serve until stopped; PortInUse (exit 2, naming the port) when the port cannot be bound."""
     import uvicorn
 
+    _check_port(host, port)
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
     return 0
+
+
+def _check_port(host: str, port: int) -> None:
+    """PortInUse when ``host:port`` cannot be bound; uvicorn would log it and exit 3, which the exit-code
+    table reads as "infrastructure unavailable"."""
+    import errno
+    import socket
+
+    from .exits import PortInUse
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:  # bound and released at once, with the option uvicorn binds with (a port in TIME_WAIT is free)
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
+            raise
+        why = "already in use" if exc.errno == errno.EADDRINUSE else "not allowed to this user"
+        raise PortInUse(f"port {port} on {host} is {why}: give `clipline api` another --port") from exc

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -31,12 +32,41 @@ EXIT_CODES = """exit codes:
   0    the job is COMPLETED or COMPLETED_WITH_GAPS (or the command did what it was asked)
   1    the job is FAILED or CANCELLED
   2    bad request: unreadable file, invalid JSON or request (the field is named), unknown job,
-       a state that forbids the action, a bad option or setting
-  3    infrastructure unavailable: broker, Redis or database unreachable, or the database schema
-       is not this code's (run `clipline db upgrade`)
+       a state that forbids the action, a bad option or setting, ffmpeg missing, a port in use
+  3    infrastructure unavailable: broker, Redis, database or the store of clips and results
+       (bucket missing, credentials rejected, unreachable), or the database schema is not this
+       code's (run `clipline db upgrade`)
   4    --wait --timeout ran out; the job is still running
+  130  interrupted (Ctrl-C)
 With --json, stdout ends with one JSON object whatever the outcome (errors: {"error": {"code",
 "message", "field"}, "exit_code"}); messages for people go to stderr."""
+
+
+def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number in [low, high] (a usage error naming the option, exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            bound = f"at least {low}" if high is None else f"from {low} to {high}"
+            raise argparse.ArgumentTypeError(f"{value} is out of range: expected {bound}")
+        return value
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is out of range: expected seconds, 0 or more")
+    return value
 
 
 def _ctx() -> Context:
@@ -81,7 +111,7 @@ def _read_request(name: str) -> Any:
     return raw
 
 
-def _enqueue_plan(request: dict[str, Any]) -> None:
+def _enqueue_plan(request: dict[str, Any], *, again: str = "submit the same request again") -> None:
     """Send the plan; when the broker is down, say what became of the job (it is recorded)."""
     from actors.queues import BROKER_ERRORS
 
@@ -90,10 +120,15 @@ def _enqueue_plan(request: dict[str, Any]) -> None:
     except BROKER_ERRORS as exc:
         raise exits.Unavailable(
             "broker",
-            f"{type(exc).__name__}: {exc}; job {request['job_id']} is recorded as PENDING: submit the "
-            "same request again once the broker is back (it renders once), or the workers' reconciler "
-            "sends it",
+            f"{type(exc).__name__}: {exc}; job {request['job_id']} is recorded as PENDING: {again} once "
+            "the broker is back (it renders once), or the workers' reconciler sends it",
         ) from exc
+
+
+def _enqueue_retry(request: dict[str, Any]) -> None:
+    """Send a retry's plan; broker down: its attempt is recorded, and the same retry again sends it."""
+    job_id = request["job_id"]
+    _enqueue_plan(request, again=f"its next attempt is recorded; run `clipline retry {job_id}` again")
 
 
 def _follow(ctx: Context, job_id: str, timeout_s: float | None) -> JobStatus:
@@ -161,7 +196,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 def cmd_retry(args: argparse.Namespace) -> int:
     _check_timeout(args)
     ctx = _ctx()
-    done = jobs.retry(ctx, args.job_id, _sender().enqueue_plan)
+    done = jobs.retry(ctx, args.job_id, _enqueue_retry)
     total = len(done.job.render_request().lines)
     what = "every slot" if len(done.slots) == total else f"{len(done.slots)} slot(s) {done.slots}"
     print(f"{done.job.id} attempt {done.job.attempts}: rendering {what} again", file=sys.stderr)
@@ -198,6 +233,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     window = retention.parse_age(args.window, option="--window")
+    if not 0 < window <= 366 * 86400:  # as GET /stats?window_hours (0 < hours <= 24 x 366)
+        raise RequestInvalid(f"--window {args.window!r}: expected more than 0, at most 366d", field="window")
     out = job_stats.summarize(_ctx(), window_s=window, queues=depths(settings)).model_dump(mode="json")
     if args.json:
         _print_json(out)
@@ -423,17 +460,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     w.add_argument("--stage", choices=[*(s.value for s in Stage), "all"], default="all")
     w.add_argument("--concurrency", type=int, help="clip cap (default RENDER_CLIP_CONCURRENCY)")
-    w.add_argument("--processes", type=int, default=1, help="worker processes per stage")
+    w.add_argument("--processes", type=_int_in(1), default=1, help="worker processes per stage")
     w.add_argument(
         "--shutdown-timeout",
-        type=float,
+        type=_seconds,
         metavar="SECONDS",
         help="on SIGTERM, how long running messages may finish before they are killed "
         "(default: each stage's longest run plus 60 s; the clip stage: CLIPLINE_FFMPEG_TIMEOUT_S + 60)",
     )
     w.add_argument(
         "--metrics-port",
-        type=int,
+        type=_int_in(0, 65535),
         help="Prometheus port of this command (default CLIPLINE_METRICS_PORT, 9191; 0: off); "
         "each worker command on a host needs its own",
     )
@@ -478,8 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     j = command("jobs", "list jobs, newest first")
     j.add_argument("--status", choices=[s.value for s in JobStatus], type=str.upper)
-    j.add_argument("--limit", type=int, default=20)
-    j.add_argument("--offset", type=int, default=0)
+    j.add_argument("--limit", type=_int_in(1, 500), default=20, help="1 to 500, as GET /jobs (default 20)")
+    j.add_argument("--offset", type=_int_in(0), default=0)
     j.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     j.set_defaults(func=cmd_jobs)
 
@@ -512,7 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = command("api", "serve the HTTP API")
     a.add_argument("--host", default="127.0.0.1")
-    a.add_argument("--port", type=int, default=8080)
+    a.add_argument("--port", type=_int_in(1, 65535), default=8080)
     a.set_defaults(func=cmd_api)
 
     d = command("demo", "render a 60-line sample job end to end on this machine")
@@ -533,8 +570,9 @@ def main(argv: list[str] | None = None) -> int:
         # A broker that is down is reported once, as this command's error, not as pika's log lines.
         logging.getLogger("pika").setLevel(logging.CRITICAL)
         return int(args.func(args))
-    except KeyboardInterrupt:
-        return Exit.INTERRUPTED
+    except KeyboardInterrupt:  # under --json the last stdout line is still one JSON object
+        stopped = exits.Failure(Exit.INTERRUPTED, "interrupted", "interrupted (Ctrl-C)")
+        return exits.report(stopped, as_json=as_json)
     except Exception as exc:
         failure = exits.classify(exc)
         if failure is None:  # a bug: the traceback goes to stderr, the JSON contract still holds

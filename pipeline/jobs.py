@@ -10,7 +10,7 @@ from typing import Any
 import redis
 import structlog
 
-from . import clip_objects, job_end, keys, results, webhooks
+from . import clip_objects, job_end, keys, logs, results, webhooks
 from .clip_stats import ClipCounts, ClipStats
 from .context import Context
 from .errors import JobFinished, JobNotRetryable
@@ -58,7 +58,8 @@ def cancel(ctx: Context, job_id: str) -> RenderJob:
         job_id, status=JobStatus.CANCELLED, error="cancelled on request"
     ):
         raise JobFinished(f"job {job_id} already ended ({ctx.store.get(job_id).status}); nothing to cancel")
-    job_end.finished(ctx, job_id, JobStatus.CANCELLED, job.created_at)
+    with logs.bind_job(job_id, job.trace_id):  # job.finished carries the job's trace_id, as the assembler's
+        job_end.finished(ctx, job_id, JobStatus.CANCELLED, job.created_at)
     ctx.redis.sadd(keys.cancelled(), job_id)
     ctx.redis.expire(keys.cancelled(), keys.JOB_KEY_TTL_S)
     clip_objects.remove_job(ctx, job_id)
@@ -84,9 +85,19 @@ def retry(ctx: Context, job_id: str, enqueue_plan: Enqueue) -> Retried:
     FAILED or CANCELLED: every slot. The last attempt's report.json and
     final.mp4 are kept as ``report.attempt-N.json`` / ``final.attempt-N.mp4``
     and listed in the job's history. Raises JobNotFound or JobNotRetryable.
+
+    The attempt is recorded (PENDING) before its plan is sent. When sending
+    fails (broker down), the same retry again re-sends the plan of that
+    attempt, while it is still PENDING, without starting another: planning
+    holds a lock per job and skips a job already past planning, so a plan
+    sent twice (two retries racing, a redelivery) renders the attempt once.
     """
     job = ctx.store.get(job_id)
     status = JobStatus(job.status)
+    if status == JobStatus.PENDING and job.attempts > 1:  # a retry's attempt whose plan may not be sent
+        enqueue_plan(job.request)
+        total = len(job.render_request().lines)
+        return Retried(job, _slots_without_footage(ctx, job_id, total))
     if not status.is_final:
         raise JobNotRetryable(f"job {job_id} is still {status.value}; wait for it to end, or cancel it first")
     if status == JobStatus.COMPLETED:

@@ -10,9 +10,19 @@ import os
 import shutil
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    AmqpDsn,
+    AnyUrl,
+    Field,
+    TypeAdapter,
+    UrlConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ClipLineError, FFmpegMissing
@@ -22,6 +32,13 @@ from .webhook_signing import secret_key
 X264_PRESETS = (
     "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"
 )
+#: The levels CLIPLINE_LOG_LEVEL may name.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: How the broker and Redis URLs must look (field -> pydantic URL type); redis-py reads unix:// too.
+_URLS: dict[str | None, TypeAdapter[Any]] = {
+    "broker_url": TypeAdapter(AmqpDsn),
+    "redis_url": TypeAdapter(Annotated[AnyUrl, UrlConstraints(allowed_schemes=["redis", "rediss", "unix"])]),
+}
 #: A hard ceiling on clip concurrency, whatever the machine (spec 000 assumes <= 16).
 MAX_CLIP_CONCURRENCY = 16
 
@@ -77,7 +94,7 @@ class Settings(BaseSettings):
     x264_crf: int = _env("CLIPLINE_X264_CRF", 20, ge=0, le=51)
     fallback_local: bool = _env("CLIPLINE_FALLBACK_LOCAL", True)
     fallback_placeholder: bool = _env("CLIPLINE_FALLBACK_PLACEHOLDER", True)
-    metrics_port: int = _env("CLIPLINE_METRICS_PORT", 9191)
+    metrics_port: int = _env("CLIPLINE_METRICS_PORT", 9191, ge=0, le=65535)
     # A job idle this long is checked; with a sweep every 30 s a stuck job is repaired within 2 minutes.
     reconcile_after_s: float = _env("CLIPLINE_RECONCILE_AFTER_S", 90.0, gt=0)
     reconcile_interval_s: float = _env("CLIPLINE_RECONCILE_INTERVAL_S", 30.0, gt=0)
@@ -117,6 +134,36 @@ class Settings(BaseSettings):
         if value not in X264_PRESETS:  # else every clip, and every placeholder, fails at its first encode
             raise ValueError(f"{value!r} is not an x264 preset ({', '.join(X264_PRESETS)})")
         return value
+
+    @field_validator("broker_url", "redis_url")
+    @classmethod
+    def _service_url(cls, value: str, info: ValidationInfo) -> str:
+        """A broker or Redis URL of the right scheme (pika and redis-py fail late, with a traceback)."""
+        try:
+            _URLS[info.field_name].validate_python(value)
+        except ValidationError as exc:
+            raise ValueError(exc.errors()[0]["msg"]) from None
+        return value  # kept as written: the clients read the string
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        """A URL SQLAlchemy can parse, of a dialect whose driver is installed."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        try:
+            make_url(value).get_dialect().import_dbapi()
+        except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+            raise ValueError(f"not a usable database URL ({type(exc).__name__}: {exc})") from None
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:  # else logging silently falls back to INFO
+            raise ValueError(f"{value!r} is not a log level ({', '.join(LOG_LEVELS)})")
+        return value.upper()
 
     @field_validator("webhook_secret")
     @classmethod

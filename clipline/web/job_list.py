@@ -6,6 +6,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+
 from pipeline.context import Context
 from pipeline.models import ClipOutcome, JobStatus
 from pipeline.store import RenderJob
@@ -20,7 +22,7 @@ class Row:
     job: RenderJob
     status: JobStatus
     duration_s: float | None
-    counts: dict[str, int]  # outcome -> clips so far
+    counts: dict[str, int] | None  # outcome -> clips so far; None: unknown (Redis unreachable)
     total: int
 
 
@@ -34,15 +36,19 @@ class ListPage:
     query: str
 
 
-def counts(ctx: Context, job: RenderJob) -> tuple[dict[str, int], int]:
-    """Clips by outcome: from the record's clip_stats once the job has them, else from Redis."""
+def counts(ctx: Context, job: RenderJob) -> tuple[dict[str, int] | None, int]:
+    """Clips by outcome: from the record's clip_stats once the job has them, else from Redis (None while
+    Redis cannot be reached: the list still shows every job, as ``GET /jobs`` does with ``clips`` null)."""
     stats = (job.metrics or {}).get("render", {}).get("clip_stats")
     if isinstance(stats, dict) and stats.get("total") is not None:
         return {o.value: int(stats.get(o.public_name) or 0) for o in ClipOutcome}, int(stats["total"])
     total = len((job.request or {}).get("lines") or [])
     if JobStatus(job.status).is_final:
         return {o.value: 0 for o in ClipOutcome}, total
-    seen = Counter(str(o.get("outcome")) for o in ctx.completion.outcomes(job.id).values())
+    try:
+        seen = Counter(str(o.get("outcome")) for o in ctx.completion.outcomes(job.id).values())
+    except redis.RedisError:
+        return None, total
     return {o.value: seen[o.value] for o in ClipOutcome}, total
 
 

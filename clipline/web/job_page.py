@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
+
 from pipeline import keys, report, results
 from pipeline.context import Context, JobView
 from pipeline.models import ClipRecord, JobStatus
@@ -195,7 +197,12 @@ def load(ctx: Context, job_id: str) -> JobPage:
         return JobPage(job, status, job.current_error(), [], [], ctx.store.history(job_id), refused=True)
     view = ctx.view(job_id)
     rep = read_report(ctx, job)
-    records = _records(ctx, job_id, rep)
+    try:
+        records = _records(ctx, job_id, rep)
+    except redis.RedisError:
+        if not status.is_final:  # the live view needs Redis: 503, as the page says
+            raise
+        records = {}  # an ended job without report: status and error from the record, slots without outcome
     started = set() if rep is not None or status.is_final else _started(ctx, job_id)
     slots = slot_views(view, records, started)
     if rep is not None:
