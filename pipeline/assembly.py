@@ -37,9 +37,11 @@ from .timeline import total_frames
 log = structlog.get_logger("clipline.assemble")
 
 
-def _records(ctx: Context, view: JobView) -> dict[int, ClipRecord]:
-    """Outcomes from Redis, filled in from the clips' sidecar files when Redis lost some."""
-    got = {i: ClipRecord.from_json(d) for i, d in ctx.completion.outcomes(view.job_id).items()}
+def _records(ctx: Context, view: JobView, *, with_redis: bool = True) -> dict[int, ClipRecord]:
+    """Outcomes from Redis, filled in from the clips' sidecar files when Redis lost some (all of them from
+    the sidecars without Redis)."""
+    outcomes = ctx.completion.outcomes(view.job_id) if with_redis else {}
+    got = {i: ClipRecord.from_json(d) for i, d in outcomes.items()}
     for slot in view.slots:
         if slot.index not in got:
             record = clip_objects.read_record(ctx, view.job_id, slot.index)
@@ -256,13 +258,19 @@ def _publish_report(ctx: Context, job_id: str, report: Report) -> str:
     return results.publish(ctx, job_id, layout.REPORT, path)
 
 
-def failure_report(ctx: Context, job_id: str, error: str) -> str | None:
+def failure_report(ctx: Context, job_id: str, error: str, *, with_redis: bool = True) -> str | None:
     """report.json for a job failed without an assembly (the reconciler gave up on it): each slot's
-    outcome so far, the lines without footage, the error. Returns where it is, or None when it could
-    not be made (logged: the job stays FAILED with its error, without a report)."""
+    outcome so far, the lines without footage, the error. ``with_redis=False`` (Redis unreachable): the
+    outcomes from the clips' sidecars, no live figures. Returns where it is, or None when it could not be
+    made (logged: the job stays FAILED with its error, without a report)."""
     try:
         view = ctx.view(job_id)
-        records = _records(ctx, view)
+        records = _records(ctx, view, with_redis=with_redis)
+        stats = (
+            _stats(ctx, view, records)
+            if with_redis
+            else clip_stats(records.values(), peak_concurrency=0, configured_concurrency=0)
+        )
         report = build_report(
             view,
             records,
@@ -270,7 +278,7 @@ def failure_report(ctx: Context, job_id: str, error: str) -> str | None:
             output_path=None,
             total_frames=total_frames(view.request),
             measured_frames=None,
-            clip_stats=_stats(ctx, view, records),
+            clip_stats=stats,
             error=error,
         )
         return _publish_report(ctx, job_id, report)

@@ -242,7 +242,7 @@ def end_without_redis(
             "reconcile.gave_up", job_id=job.id, status=status.value, cause="redis unreachable", error=error
         )
         job_end.finished(ctx, job.id, JobStatus.FAILED, created_at=job.created_at)
-        report = assembly.failure_report(ctx, job.id, error)  # None without Redis's outcomes (logged)
+        report = assembly.failure_report(ctx, job.id, error, with_redis=False)  # outcomes from the sidecars
         if report is not None:
             ctx.store.advance(job.id, report_path=report, only_from=frozenset({JobStatus.FAILED}))
         try:

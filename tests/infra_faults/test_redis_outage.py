@@ -18,6 +18,7 @@ which then spends repairs on it; and the dead-lettered messages sit in the DLQ f
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -222,3 +223,8 @@ def test_a_job_is_failed_naming_redis_once_redis_is_gone_past_the_bound(
     job = store.get(job_id)
     assert job.status == "FAILED", f"{job.status} 40 s after Redis went away ({failed_sweeps} sweeps failed)"
     assert "Redis" in (job.error_log or "") and "unreachable" in (job.error_log or ""), job.error_log
+    # with its report.json all the same: each slot's outcome read from its clip's sidecar
+    assert job.report_path, "no report.json for the job failed without Redis"
+    report = json.loads(Path(job.report_path).read_text())
+    assert report["status"] == "FAILED" and "Redis" in report["error"]
+    assert len(report["slots"]) == 4
