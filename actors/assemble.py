@@ -12,6 +12,7 @@ from pipeline.stages import Stage
 from pipeline.storage import StorageUnavailable
 
 from .runtime import context
+from .sender import send
 
 #: Retries of an assembly whose song or store failed for now (or whose song the plan stage was still
 #: preparing); on the last attempt the error fails the job, naming the song or the store.
@@ -24,7 +25,9 @@ def assemble_render(job_id: str, trace_id: str | None = None) -> None:
     retries = int(message.options.get("retries", 0)) if message else 0
     # The heartbeat tells the reconciler this assembly is alive; a SIGKILLed one's lock is freed at once.
     with bind_job(job_id, trace_id), heartbeat.beating(ctx.redis, job_id, Stage.ASSEMBLE):
-        assembly.assemble(ctx, job_id, last_attempt=retries >= MAX_RETRIES)
+        done = assembly.assemble(ctx, job_id, last_attempt=retries >= MAX_RETRIES)
+    if isinstance(done, assembly.Deferred):  # the song is being prepared elsewhere: look again later
+        send(Stage.ASSEMBLE, job_id, trace_id, delay_ms=int(done.after_s * 1000))
 
 
 def retry_when(retries: int, exc: Exception) -> bool:

@@ -24,11 +24,14 @@ from pipeline.stages import Stage
 from . import names
 
 
-def send(stage: Stage, *args: Any, priority: int | None = None) -> dramatiq.Message[Any]:
+def send(
+    stage: Stage, *args: Any, priority: int | None = None, delay_ms: int | None = None
+) -> dramatiq.Message[Any]:
     """Enqueue ``stage``'s message on the broker the actors are registered on (publisher confirms on),
-    at ``priority`` (by default the priority of the message being processed, if any)."""
+    at ``priority`` (by default the priority of the message being processed, if any), ``delay_ms`` later
+    when given (through the stage's delay queue)."""
     actor = dramatiq.get_broker().get_actor(names.ACTOR[stage])
-    return actor.send_with_options(args=args, **_priority(priority))
+    return actor.send_with_options(args=args, delay=delay_ms, **_priority(priority))
 
 
 def _priority(priority: int | None) -> dict[str, Any]:

@@ -11,10 +11,12 @@ on the last attempt.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -26,7 +28,7 @@ from . import audio, clip_objects, cutting, ffmpeg_args, files, job_end, keys, r
 from .clip_stats import ClipStats, clip_stats
 from .context import Context, JobView
 from .errors import ClipLineError, FFmpegError, SourceError, infrastructure_unavailable
-from .leases import LeaseTimeout
+from .leases import LEASE_S, LeaseTimeout
 from .models import ClipOutcome, ClipRecord, JobStatus
 from .report import Report, build_report
 from .stages import Stage
@@ -50,8 +52,42 @@ def _records(ctx: Context, view: JobView, *, with_redis: bool = True) -> dict[in
     return got
 
 
-def assemble(ctx: Context, job_id: str, *, last_attempt: bool = True) -> JobStatus | None:
-    """Returns the final status, or None when there was nothing to do (already final or in progress).
+@dataclass(frozen=True)
+class Deferred:
+    """The song is being prepared on a background thread (the plan stage's, or one this assembly started):
+    assemble again in ``after_s`` seconds rather than wait for it in this thread, which other jobs'
+    assemblies need."""
+
+    after_s: float
+
+
+#: How often a deferred assembly looks again for its song.
+DEFER_S = 3.0
+
+
+def _defer_for_song(ctx: Context, view: JobView) -> Deferred | None:
+    """Deferred while the song is being prepared, or is to be (an attempt is started here), for as long as
+    ``audio.SONG_ATTEMPTS`` downloads can last; None when it is ready or failed for good (the assembly
+    then fails the job naming it)."""
+    state = audio.song_state(ctx, view)
+    if state in (audio.SongState.READY, audio.SongState.FAILED):
+        return None
+    attempt_s = ctx.settings.audio_deadline_s + 2 * LEASE_S + 60
+    bound = math.ceil(audio.SONG_ATTEMPTS * attempt_s / DEFER_S)
+    key = keys.job_song_deferrals(view.job_id)
+    pipe = ctx.redis.pipeline()
+    pipe.incr(key)
+    pipe.expire(key, keys.JOB_KEY_TTL_S)
+    if int(pipe.execute()[0]) > bound:  # never expected: the attempts end by their deadline
+        return None
+    if state == audio.SongState.TO_PREPARE:
+        audio.prepare_in_background(ctx, view.job_id)  # busy threads: the next look starts it
+    return Deferred(DEFER_S)
+
+
+def assemble(ctx: Context, job_id: str, *, last_attempt: bool = True) -> JobStatus | Deferred | None:
+    """Returns the final status, or None when there was nothing to do (already final or in progress), or
+    Deferred while the song is being prepared elsewhere (the caller assembles again after it).
 
     Does nothing (None) while a slot of the job has no outcome: only a complete set is assembled.
     Raises SourceUnavailable when the song could not be fetched for now (or LeaseTimeout while the plan
@@ -79,6 +115,9 @@ def assemble(ctx: Context, job_id: str, *, last_attempt: bool = True) -> JobStat
         if not ctx.store.advance(job_id, status=JobStatus.ASSEMBLING, progress=90, attempt=job.attempts):
             log.info("assemble.skip", reason="the job ended or was retried meanwhile")
             return None
+        if deferred := _defer_for_song(ctx, view):  # the job's updated_at was touched just now: not stale
+            log.info("assemble.deferred", reason="its song is prepared elsewhere", after_s=deferred.after_s)
+            return deferred
         log.info("assemble.started", clips=len(view.slots), attempt=job.attempts)
         return _assemble(ctx, view, job.created_at, last_attempt, records, attempt=job.attempts)
     finally:
@@ -138,7 +177,7 @@ def _assemble(
         try:
             with ThreadPoolExecutor(max_workers=1) as pool:  # the clips arrive while the song is prepared
                 fetching = pool.submit(_fetch, ctx, view, timing)
-                track = audio.prepare(ctx, view)
+                track = audio.for_assembly(ctx, view)
                 clips = fetching.result()
             stats.bytes_fetched += track.fetched_bytes if track else 0
             fence = lambda: _still_ours(ctx, job_id, attempt)  # noqa: E731

@@ -1,13 +1,17 @@
 """The job's sound track, prepared once so assembly is a stream copy of both tracks.
 
 Encoding a 3-minute song to AAC costs seconds; done at assembly it would sit
-on the critical path. The plan stage prepares it right after the fan-out,
-while clips are being cut: an AAC song whose audio stream (its own length, not
+on the critical path. The plan stage starts preparing it right after the
+fan-out, on a thread of its own (``prepare_in_background``: a song that drips
+until its deadline holds that thread, not one that plans other jobs), while
+clips are being cut: an AAC song whose audio stream (its own length, not
 its container's, which spans every track) is at least as long as the video is
 used as it is (assembly copies and cuts it); anything else is encoded once to
 AAC, padded with silence or cut to the video's exact length. Assembly calls
 ``prepare`` too, which reuses the prepared file when it is there; the two never
-prepare at the same time (a leased lock per job's song).
+prepare at the same time (a leased lock per job's song), and an assembler that
+finds the song being prepared elsewhere defers itself rather than wait in its
+thread (``assembly.Deferred``).
 
 ffmpeg never decides what to open: the song is probed by format first with
 only single-file audio demuxers allowed (``ffmpeg_args.SONG_DEMUXERS``) and
@@ -20,14 +24,18 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import structlog
 
 from . import fetch, ffmpeg_args, files, keys, leases, netguard, redact
 from .context import Context, JobView
-from .errors import ClipLineError, FFmpegFailed, SourceInvalid
+from .errors import ClipLineError, FFmpegFailed, SourceError, SourceInvalid, SourceUnavailable
+from .leases import LeaseTimeout
+from .logs import bind_job
 from .subprocesses import run
 from .timeline import total_frames
 
@@ -160,6 +168,104 @@ def prepare(ctx: Context, view: JobView, *, wait_s: float = SONG_LOCK_WAIT_S) ->
 
 #: The song lock's stage name in ``keys.job_lock``.
 SONG_LOCK = "song"
+
+#: Songs one process prepares at once in the background (``prepare_in_background``): a slow song holds one
+#: of these threads for up to CLIPLINE_AUDIO_DEADLINE_S, never a thread that plans or assembles jobs.
+SONG_THREADS = 4
+#: Background attempts at a song that fails for now (unreachable, too slow) before the job fails naming it.
+SONG_ATTEMPTS = 3
+_song_threads = threading.BoundedSemaphore(SONG_THREADS)
+
+
+class SongState(StrEnum):
+    """Where the job's song stands, for an assembler deciding whether to wait (``song_state``)."""
+
+    READY = "ready"  # prepared, or nothing slow to wait for (no song, a local file): assemble now
+    PREPARING = "preparing"  # a process holds its lease: downloading or encoding it
+    FAILED = "failed"  # for good (``final_failure`` says why): assemble now, failing the job naming it
+    TO_PREPARE = "to_prepare"  # nobody at it, attempts left: start one (``prepare_in_background``)
+
+
+def prepare_in_background(ctx: Context, job_id: str) -> bool:
+    """Start an attempt at the job's song on a thread of its own (the plan stage right after its fan-out;
+    an assembler that finds it neither ready nor being prepared). False, doing nothing, when
+    ``SONG_THREADS`` are busy with other songs. A failed attempt is recorded for the assembler
+    (``final_failure``); one that finds another process at the song leaves it to that one."""
+    if not _song_threads.acquire(blocking=False):
+        log.info("song.not_started", reason=f"{SONG_THREADS} songs are being prepared", retry="later")
+        return False
+
+    def run() -> None:
+        try:
+            view = ctx.view(job_id)
+            with bind_job(job_id, view.request.trace_id):
+                try:
+                    prepare(ctx, view, wait_s=0)
+                except LeaseTimeout:
+                    pass  # another process is at it
+                except (ClipLineError, OSError) as exc:
+                    failures = _record_failure(ctx, job_id, exc)
+                    error = f"{type(exc).__name__}: {exc}"
+                    log.warning("song.not_prepared", error=error, failures=failures, of=SONG_ATTEMPTS)
+        except Exception as exc:  # noqa: BLE001 - a fault of ours: recorded, so the job fails naming it
+            log.exception("song.internal_error", job_id=job_id)
+            _record_failure(ctx, job_id, ClipLineError(f"internal error {type(exc).__name__}: {exc}"))
+        finally:
+            _song_threads.release()
+
+    threading.Thread(target=run, name=f"song-{job_id}", daemon=True).start()
+    return True
+
+
+def _record_failure(ctx: Context, job_id: str, exc: Exception) -> int:
+    if getattr(exc, "transient", False):
+        kind = "unavailable"
+    else:
+        kind = "invalid" if isinstance(exc, SourceError) else "error"
+    key = keys.job_song(job_id)
+    pipe = ctx.redis.pipeline()
+    pipe.hincrby(key, "failures", 1)
+    pipe.hset(key, mapping={"kind": kind, "error": str(exc)[:2000]})
+    pipe.expire(key, keys.JOB_KEY_TTL_S)
+    return int(pipe.execute()[0])
+
+
+def final_failure(ctx: Context, job_id: str) -> ClipLineError | None:
+    """The error that ended the job's song for good: a permanent one, or the last of ``SONG_ATTEMPTS``
+    transient ones (raised again by the assembler, whose report and error name the song); else None."""
+    got = {_text(k): _text(v) for k, v in ctx.redis.hgetall(keys.job_song(job_id)).items()}
+    if not got:
+        return None
+    kind, error = got.get("kind", "error"), got.get("error", "")
+    if kind == "unavailable":
+        return SourceUnavailable(error) if int(got.get("failures", 0)) >= SONG_ATTEMPTS else None
+    return SourceInvalid(error) if kind == "invalid" else ClipLineError(error)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def song_state(ctx: Context, view: JobView) -> SongState:
+    """For an assembler: whether the song is ready (or needs no waiting), being prepared, failed for good,
+    or to be prepared (a background attempt is to be started)."""
+    audio = view.request.audio
+    prepared = files.job_work_dir(ctx.settings, view.job_id) / "audio" / "track.m4a"
+    if audio is None or audio.url is None or prepared.exists():
+        return SongState.READY
+    if ctx.redis.exists(keys.job_lock(view.job_id, SONG_LOCK)):
+        return SongState.PREPARING
+    if final_failure(ctx, view.job_id) is not None:
+        return SongState.FAILED
+    return SongState.TO_PREPARE
+
+
+def for_assembly(ctx: Context, view: JobView) -> Track | None:
+    """``prepare`` for the assembler, which raises the song's recorded final failure instead of trying
+    again in its own thread."""
+    if (failed := final_failure(ctx, view.job_id)) is not None:
+        raise failed
+    return prepare(ctx, view)
 
 
 def _prepare(ctx: Context, view: JobView, prepared: Path) -> Track | None:

@@ -50,6 +50,17 @@ def job_sent(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:sent"
 
 
+def job_song(job_id: str) -> str:
+    """Hash: the job's song's failed background attempts (``failures``), the last one's ``kind`` and
+    ``error`` (``audio.final_failure``)."""
+    return f"{PREFIX}:job:{job_id}:song"
+
+
+def job_song_deferrals(job_id: str) -> str:
+    """How many times the job's assembly deferred itself while its song was being prepared elsewhere."""
+    return f"{PREFIX}:job:{job_id}:song-deferrals"
+
+
 def job_assemble_fired(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:assemble-fired"
 

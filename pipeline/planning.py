@@ -9,8 +9,6 @@ import structlog
 
 from . import audio, files, keys
 from .context import Context
-from .errors import ClipLineError
-from .leases import LeaseTimeout
 from .models import JobStatus, RenderRequest, parse_request
 from .stages import Stage
 
@@ -113,7 +111,5 @@ def fanned_out(ctx: Context, plan: Plan) -> None:
         plan.job_id, status=JobStatus.EXTRACTING, progress=5, only_from=frozenset({JobStatus.PLANNING})
     )
     release(ctx, plan.job_id)
-    try:  # while the clips are cut, not after; an assembler already preparing it is left to it
-        audio.prepare(ctx, ctx.view(plan.job_id), wait_s=0)
-    except (ClipLineError, OSError, LeaseTimeout) as exc:
-        log.warning("plan.audio_not_prepared", error=f"{type(exc).__name__}: {exc}", retry="at assembly")
+    if request.audio is not None:  # while the clips are cut, on a thread of its own (a slow song holds that)
+        audio.prepare_in_background(ctx, plan.job_id)

@@ -1,4 +1,4 @@
-"""Outside audit H: a known limitation, measured (README "Not built yet", RELIABILITY "Known").
+"""Outside audit H (the test failed on the code before its fix).
 
 A song URL that drips (answers, then sends a byte now and then, never finishing before its deadline).
 
@@ -28,10 +28,6 @@ DEADLINE_S = 20
 WINDOW_S = 15
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="songs are prepared in the plan and assemble threads: a dripping song holds one to its deadline",
-)
 def test_jobs_with_a_dripping_song_do_not_hold_up_a_healthy_job(stack: Stack) -> None:
     """One worker (all stages). Two 2-line jobs whose song URL drips one byte every 0.2 s
     (``CLIPLINE_AUDIO_DEADLINE_S=20``); once both are planned, a healthy 2-line job is submitted.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -161,13 +162,26 @@ def test_a_duplicate_delivered_while_the_slot_is_cut_steps_aside(
 # Item 4: the song that never works fails the job after its last retry, naming it.
 
 
-def test_a_song_that_never_answers_fails_the_job_on_the_last_attempt(ctx: Context, cuts: FakeCuts) -> None:
+def assemble_until_done(ctx: Context, job_id: str, *, last_attempt: bool, timeout_s: float = 20) -> Any:
+    """What a worker does: assemble, and again after each deferral (the song on a background thread)."""
+    deadline = time.monotonic() + timeout_s
+    while isinstance(done := assembly.assemble(ctx, job_id, last_attempt=last_attempt), assembly.Deferred):
+        assert time.monotonic() < deadline, "still deferred"
+        time.sleep(0.05)
+    return done
+
+
+def test_a_song_that_never_answers_fails_the_job_after_its_attempts(ctx: Context, cuts: FakeCuts) -> None:
     url = f"http://127.0.0.1:{dead_port()}/song.m4a"
     planning.plan(ctx, request("j-dead", lines=1, audio_url=url))
     assert isinstance(clip(ctx, "j-dead", 0), clipstage.Done)
+    # The assembler never fetches the song in its own thread: it defers while background attempts fail,
+    # starting the next one, until SONG_ATTEMPTS have failed; then the error is the actor's to retry ...
     with pytest.raises(SourceUnavailable):
-        assembly.assemble(ctx, "j-dead", last_attempt=False)  # the actor retries this one
-    assert assembly.assemble(ctx, "j-dead", last_attempt=True) == JobStatus.FAILED
+        assemble_until_done(ctx, "j-dead", last_attempt=False)
+    assert int(ctx.redis.hget(keys.job_song("j-dead"), "failures") or 0) == audio.SONG_ATTEMPTS
+    # ... and its last attempt fails the job naming the song
+    assert assemble_until_done(ctx, "j-dead", last_attempt=True) == JobStatus.FAILED
     job = ctx.store.get("j-dead")
     assert job.status == "FAILED" and url in job.error_log and "could not be read" in job.error_log
 
@@ -179,12 +193,13 @@ def test_an_unexpected_error_in_the_assembly_fails_the_job_at_once_naming_it(
     planning.plan(ctx, request("j-bug", lines=1, audio_url="http://cdn.test/song.m4a"))
     assert isinstance(clip(ctx, "j-bug", 0), clipstage.Done)
 
-    def broken(ctx: Context, view: Any) -> None:
+    def broken(ctx: Context, view: Any, **_: Any) -> None:
         raise ValueError("a surprise")
 
     monkeypatch.setattr(audio, "prepare", broken)
-    # Then the job ends FAILED now, with the error named, not stuck in ASSEMBLING for the reconciler
-    assert assembly.assemble(ctx, "j-bug", last_attempt=False) == JobStatus.FAILED
+    # Then the job ends FAILED after the one background attempt, with the error named, not stuck in
+    # ASSEMBLING for the reconciler (nor retried: a fault of ours is not transient)
+    assert assemble_until_done(ctx, "j-bug", last_attempt=False) == JobStatus.FAILED
     job = ctx.store.get("j-bug")
     assert job.status == "FAILED" and "internal error ValueError: a surprise" in job.error_log
 
