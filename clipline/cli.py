@@ -275,6 +275,9 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
         print(f"{r.job_id} ({r.status}, ended {r.finished_at}): {verb} {what}, {r.bytes} bytes")
     total = sum(r.bytes for r in removed)
     print(f"{len(removed)} job(s), {total} bytes {verb}; running jobs are never touched")
+    if not args.dry_run:  # this host's scratch of jobs removed elsewhere (retention runs on one host)
+        for job_id in retention.remove_orphan_scratch(_ctx()):
+            print(f"{job_id}: removed this host's scratch (its job's record is gone)")
     return 0
 
 

@@ -26,6 +26,8 @@ from pipeline.settings import Settings
 
 log = structlog.get_logger("clipline.reconcile")
 
+#: How often each host removes the scratch of jobs whose records are gone (``retention``).
+ORPHANS_EVERY_S = 3600.0
 #: How long the sweeper waits on Redis (connecting, or for an answer) before taking it for unreachable.
 REDIS_TIMEOUT_S = 10.0
 
@@ -66,7 +68,14 @@ class Sweeper:
         send = Sender(self.settings)
         interval = self.settings.reconcile_interval_s
         lost_at: float | None = None  # monotonic: since when every try to reach Redis failed
+        orphans_at = 0.0  # monotonic: when this host's orphaned scratch is looked for next
         while not self._stop.wait(interval):
+            if time.monotonic() >= orphans_at:  # on every host, not once per cluster: the scratch is local
+                orphans_at = time.monotonic() + ORPHANS_EVERY_S
+                try:
+                    retention.remove_orphan_scratch(ctx)
+                except Exception as exc:  # noqa: BLE001 - the database down: next time
+                    log.warning("retention.orphans_failed", error=f"{type(exc).__name__}: {exc}")
             try:
                 try:
                     mine = ctx.redis.set(

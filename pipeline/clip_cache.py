@@ -170,7 +170,9 @@ class ClipCache:
             return None
         try:
             with open(os.open("meta.json", os.O_RDONLY, dir_fd=fd)) as fh:
-                meta = json.load(fh)
+                meta = _usable(json.load(fh), os.stat("clip.mp4", dir_fd=fd).st_size)
+            if meta is None:  # damaged (a disk error, a hand edit, an older format): a miss, replaced
+                return None
             dest.unlink(missing_ok=True)
             try:
                 os.link("clip.mp4", dest, src_dir_fd=fd)
@@ -199,6 +201,7 @@ class ClipCache:
         size = clip.stat().st_size
         if size > self.cap_bytes * LOW_WATER:
             return False
+        meta = {**meta, "clip_bytes": size}  # what a reader checks the file against
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".tmp-{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex}"
         tmp.mkdir()
@@ -213,15 +216,17 @@ class ClipCache:
                 usage, final = self._usage(), self._dir(key)
                 if final.exists():
                     old = _read_meta(final)
-                    if old is not None and int(old.get("frames", 0)) >= int(meta.get("frames", 0)):
+                    if old is not None and int(old["frames"]) >= int(meta.get("frames", 0)):
                         return False
                     usage -= self._remove(final)
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.rename(tmp, final)
                 usage += size
                 if usage > self.cap_bytes:
-                    usage = self._evict()
+                    usage = self._evict(reserve=size) + size
+                # Counted before it is in place: a worker killed between the two leaves the count high
+                # (put right by the next eviction's scan), never the cache over its cap.
                 self._set_usage(usage)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(tmp, final)
                 return True
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -264,8 +269,9 @@ class ClipCache:
     def _scan_total(self) -> int:
         return sum(size for _, size, _ in self._entries()) if self.root.is_dir() else 0
 
-    def _evict(self) -> int:
-        """Remove least recently used entries down to the low-water mark; returns the bytes left."""
+    def _evict(self, reserve: int = 0) -> int:
+        """Remove least recently used entries down to the low-water mark, leaving room for ``reserve``
+        more bytes; returns the bytes left."""
         now = time.time()
         for stale in self.root.glob(".tmp-*"):
             try:
@@ -276,7 +282,7 @@ class ClipCache:
         entries = sorted(self._entries())
         total = sum(size for _, size, _ in entries)
         for _, _, path in entries:
-            if total <= self.cap_bytes * LOW_WATER:
+            if total + reserve <= self.cap_bytes * LOW_WATER:
                 break
             total -= self._remove(path)
         return total
@@ -298,8 +304,19 @@ def _dir_size(path: Path) -> int:
 
 
 def _read_meta(entry: Path) -> dict[str, Any] | None:
+    """An entry's metadata when the entry is whole (``_usable``), else None."""
     try:
-        data = json.loads((entry / "meta.json").read_text())
+        return _usable(json.loads((entry / "meta.json").read_text()), (entry / "clip.mp4").stat().st_size)
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) else None
+
+
+def _usable(meta: Any, clip_bytes: int) -> dict[str, Any] | None:
+    """``meta`` when it describes a whole entry: an object with a frame count, whose clip has the bytes
+    it was stored with (a clip cut short on disk, or an entry of an older format, is not)."""
+    if not isinstance(meta, dict):
+        return None
+    frames, stored = meta.get("frames"), meta.get("clip_bytes")
+    if type(frames) is not int or frames < 1 or type(stored) is not int or stored != clip_bytes:
+        return None
+    return meta

@@ -8,6 +8,7 @@ compare-and-set on its final status first, and its files only after that.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -15,7 +16,8 @@ import structlog
 
 from . import files
 from .context import Context
-from .errors import RequestInvalid
+from .errors import JobNotFound, RequestInvalid
+from .models import ID_PATTERN
 from .storage import StorageError, layout
 
 log = structlog.get_logger("clipline.retention")
@@ -89,3 +91,38 @@ def cleanup(
         log.info("retention.removed", job_id=job.id, status=job.status, bytes=size, record=item.record)
         removed.append(item)
     return removed
+
+
+#: A job's scratch left untouched this long on a host whose job record is gone counts as an orphan.
+ORPHAN_AFTER_S = 3600.0
+_JOB_DIR = re.compile(ID_PATTERN)
+
+
+def remove_orphan_scratch(
+    ctx: Context, *, min_age_s: float = ORPHAN_AFTER_S, now: float | None = None
+) -> list[str]:
+    """Remove this host's scratch of jobs that no longer exist (``cleanup`` ran on another host: it removes
+    the record, the objects in the store and its own host's scratch only; a failed job's song and clips
+    kept on the host that assembled it would stay for ever). Only folders named like a job id, untouched
+    for ``min_age_s``, whose job has no record; returns their names. Every worker command runs it on its
+    host (``clipline.sweeper``)."""
+    root = ctx.settings.work_dir
+    if not root.is_dir():
+        return []
+    now = time.time() if now is None else now
+    gone = []
+    for folder in root.iterdir():
+        if not folder.is_dir() or not _JOB_DIR.match(folder.name):
+            continue
+        try:
+            if now - folder.stat().st_mtime < min_age_s:
+                continue
+            ctx.store.get(folder.name)
+        except JobNotFound:
+            files.remove_tree(folder)
+            log.info("retention.orphan_removed", job_id=folder.name, where=str(folder))
+            gone.append(folder.name)
+        except OSError:
+            continue
+    return gone
+

@@ -156,6 +156,8 @@ class S3Storage(Storage):
             )
         if isinstance(cause, bex.EndpointConnectionError | bex.ConnectionError | bex.HTTPClientError):
             return StorageUnavailable(f"{what}: unreachable: {cause}", where=where)
+        if isinstance(cause, bex.IncompleteReadError | bex.ResponseStreamingError):  # a body cut off
+            return StorageUnavailable(f"{what}: the answer was cut short: {cause}", where=where)
         code, status = _code(cause)
         if code == "NoSuchBucket":
             return StorageMisconfigured(f"{what}: bucket {self.bucket!r} does not exist", where=where)

@@ -109,7 +109,7 @@ def test_a_shorter_clip_never_replaces_a_longer_entry(tmp_path: Path) -> None:
     assert cache.put(key, clip_file(tmp_path / "longer.mp4", 400, b"M"), {"frames": 90})
     hit = cache.get(key, tmp_path / "out.mp4")
     assert hit is not None and hit.meta["frames"] == 90 and hit.clip.read_bytes() == b"M" * 400
-    assert cache.usage_bytes() == 400 + len(json.dumps({"frames": 90}))
+    assert cache.usage_bytes() == 400 + len(json.dumps({"frames": 90, "clip_bytes": 400}))
 
 
 def _filler(
