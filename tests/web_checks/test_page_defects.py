@@ -123,3 +123,24 @@ def test_the_submit_form_accepts_a_file_within_its_stated_limit_with_the_forms_o
         answer.headers.get("content-type"),
         answer.text[:200],
     )
+
+
+def test_a_form_body_past_the_forms_allowance_gets_the_pages_own_413(tmp_path: Path) -> None:
+    """Past the form's allowance (2 x the limit + 64 KiB) the page answers its own HTML 413 page
+    (CSP, the page's language), not the JSON API's body; the JSON API keeps its limit."""
+    limit = 2_000
+    settings = settings_for(tmp_path, CLIPLINE_API_MAX_BODY_BYTES=str(limit))
+    with api(settings) as client:
+        csrf = csrf_of(client)
+        page = client.post(
+            "/ui/submit",
+            data={"csrf": csrf, "request": ""},
+            files={"upload": ("request.json", b" " * (3 * limit + 70_000), "application/json")},
+            headers={"Accept-Language": "zh-CN"},
+        )
+        json_api = client.post(
+            "/jobs", content=b" " * (limit + 1), headers={"Content-Type": "application/json"}
+        )
+    assert page.status_code == 413 and page.headers["content-type"].startswith("text/html")
+    assert "content-security-policy" in page.headers and "内容过大" in page.text
+    assert json_api.status_code == 413 and json_api.json()["error"]["code"] == "body_too_large"
