@@ -36,7 +36,8 @@ from pipeline.errors import (
 )
 from pipeline.problems import field_path
 
-from .web.render import error_page, is_page
+from .web import i18n
+from .web.render import error_page, is_page, language
 
 log = structlog.get_logger("clipline.api")
 
@@ -175,11 +176,13 @@ def install(app: FastAPI) -> None:
 
     async def unavailable(request: Request, exc: Exception) -> Response:
         log.warning("api.unavailable", error=f"{type(exc).__name__}: {exc}")
-        what = "Redis" if isinstance(exc, redis.RedisError) else "the database"
+        service = "redis" if isinstance(exc, redis.RedisError) else "database"
         if isinstance(exc, BROKER_ERRORS):  # a submit is recorded before it is sent: sending it again is safe
-            what = "the broker"
-        if is_page(request):  # the operations page answers a page, in its language
-            return error_page(request, 503, "unavailable", what=what)
+            service = "broker"
+        if is_page(request):  # the operations page answers a page, in its language (the service's name too)
+            named = i18n.text(language(request), f"service.{service}")
+            return error_page(request, 503, "unavailable", what=named)
+        what = i18n.text("en", f"service.{service}")
         return error_response(ErrorCode.UNAVAILABLE, f"{what} cannot be reached; try again shortly")
 
     for kind in (redis.RedisError, OperationalError, *BROKER_ERRORS):

@@ -10,7 +10,8 @@ An ASGI middleware in front of the whole app (the JSON API and the web page):
 - The body may not exceed ``CLIPLINE_API_MAX_BODY_BYTES``: a declared ``Content-Length`` over it is
   refused at once; a body without one (``Transfer-Encoding: chunked``) is counted as it streams and
   refused when it passes the limit, whatever the route was doing with it. Both are 413 in the API's
-  error shape.
+  error shape (the page's own 413 page under ``/ui/``). The submit form's POST may hold its text
+  field and a file each up to the limit, plus the form's overhead (the route checks the request).
 
 Every refusal closes the connection (``Connection: close``): the unread rest of the body is never read.
 """
@@ -23,12 +24,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .api_errors import ErrorCode, error_response
 from .web import session
+from .web.render import error_page, is_page
 
 #: Methods whose requests carry no body worth reading: their routes check credentials themselves.
 _BODILESS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Paths that take a body from anyone: the login form (it holds the token) and logout (CSRF-checked).
 _OPEN_WRITES = frozenset({"/login", "/logout"})
 _CLOSE = {"Connection": "close"}
+#: What the submit form's multipart body may hold beyond its two fields: boundaries, headers, csrf.
+_FORM_OVERHEAD = 64 * 1024
 
 
 class BodyTooLarge(Exception):
@@ -58,28 +62,41 @@ class RequestGate:
         declared = request.headers.get("content-length")
         if declared is not None and (not (declared.isascii() and declared.isdigit())):
             return error_response(ErrorCode.REQUEST_INVALID, "Content-Length is not a number", headers=_CLOSE)
-        if declared is not None and int(declared) > self.max_body_bytes:
-            return self._too_large()
+        if declared is not None and int(declared) > self._limit(request):
+            return self._too_large(request)
         return None
 
-    def _too_large(self) -> Response:
-        return error_response(
-            ErrorCode.BODY_TOO_LARGE, f"body over {self.max_body_bytes} bytes", headers=_CLOSE
-        )
+    def _limit(self, request: Request) -> int:
+        """The body limit: the API's, except for the submit form's multipart POST, which carries the text
+        field and a file each up to the limit (submit.py refuses a request over it with the page's own
+        message, the text kept) plus the form's boundaries and fields."""
+        if request.url.path == "/ui/submit" and request.method == "POST":
+            return 2 * self.max_body_bytes + _FORM_OVERHEAD
+        return self.max_body_bytes
+
+    def _too_large(self, request: Request) -> Response:
+        limit = self._limit(request)
+        if is_page(request):  # the page's form: the page's own answer, in its language
+            response = error_page(request, 413, "toobig", n=str(self.max_body_bytes))
+            response.headers.update(_CLOSE)
+            return response
+        return error_response(ErrorCode.BODY_TOO_LARGE, f"body over {limit} bytes", headers=_CLOSE)
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the app with a ``receive`` that counts the body; past the limit the answer is 413, even
         when the app caught the error and answered something else."""
         received, over, started = 0, False, False
+        request = Request(scope)
+        limit = self._limit(request)
 
         async def counted() -> Message:
             nonlocal received, over
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
+                if received > limit:
                     over = True
-                    raise BodyTooLarge(f"body over {self.max_body_bytes} bytes")
+                    raise BodyTooLarge(f"body over {limit} bytes")
             return message
 
         async def sent(message: Message) -> None:
@@ -87,7 +104,7 @@ class RequestGate:
             if over:  # whatever the app makes of the error, the caller learns the body was too large
                 if not started and message["type"] == "http.response.start":
                     started = True
-                    await self._too_large()(scope, receive, send)
+                    await self._too_large(request)(scope, receive, send)
                 return
             started = started or message["type"] == "http.response.start"
             await send(message)
@@ -98,13 +115,13 @@ class RequestGate:
             if started:
                 raise
             started = True
-            await self._too_large()(scope, receive, send)
+            await self._too_large(request)(scope, receive, send)
 
 
 def _unauthorised(request: Request, state: session.Access) -> Response:
     if request.url.path.startswith("/ui/"):  # a form of the page: log in (again), then come back
         return RedirectResponse(
-            session.login_location(request.url.path, state), status_code=303, headers=_CLOSE
+            session.login_location(session.come_back_to(request), state), status_code=303, headers=_CLOSE
         )
     headers = {"WWW-Authenticate": "Bearer", **_CLOSE}
     return error_response(ErrorCode.UNAUTHORIZED, "missing or wrong bearer token", headers=headers)

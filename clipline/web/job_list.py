@@ -15,6 +15,8 @@ from pipeline.store import RenderJob
 from .job_page import duration_s
 
 PAGE_SIZE = 25
+#: The highest page number the list asks the database for.
+MAX_PAGE = 100_000
 
 
 @dataclass(frozen=True)
@@ -60,17 +62,31 @@ def parse_status(value: str | None) -> JobStatus | None:
         return None
 
 
+def parse_page(value: str | None) -> int:
+    """A page number from the query string: anything odd (0, "x", too large) is clamped, never refused."""
+    value = (value or "").strip()
+    if not (value.isascii() and value.isdigit()):  # "²".isdigit() is true
+        return 1
+    return MAX_PAGE if len(value) > 6 else min(max(1, int(value)), MAX_PAGE)
+
+
 def load(ctx: Context, *, status: JobStatus | None, query: str, page: int) -> ListPage:
     query = query.strip()[:128]
     page = max(1, page)
     found, total = ctx.store.search(
         status=status, text=query or None, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
     )
+    pages = max(1, -(-total // PAGE_SIZE))
+    if page > pages:  # past the last page (an old link, a typed number): show the last page, as labelled
+        page = pages
+        found, total = ctx.store.search(
+            status=status, text=query or None, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
+        )
+        pages = max(1, -(-total // PAGE_SIZE))
     rows = []
     for job in found:
         by_outcome, clips = counts(ctx, job)
         rows.append(Row(job, JobStatus(job.status), duration_s(job), by_outcome, clips))
-    pages = max(1, -(-total // PAGE_SIZE))
     return ListPage(rows, total, min(page, pages), pages, status, query)
 
 

@@ -31,14 +31,14 @@ def build_router(ctx: Context, enqueue: jobs.Enqueue) -> APIRouter:
     settings = ctx.settings
     token = settings.api_token
     r = APIRouter(include_in_schema=False)
+    session.REVOCATIONS.use(settings.redis_url if token else None)  # "Log out" ends sessions server-side
 
     def gate(request: Request) -> Response | None:
         """None when the request may see the page; else the way to the login page."""
         state = session.access(request, token)
         if state in (session.Access.OPEN, session.Access.GRANTED):
             return None
-        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse(session.login_location(here, state), status_code=303)
+        return RedirectResponse(session.login_location(session.come_back_to(request), state), status_code=303)
 
     def logged_in() -> bool:
         return bool(token)
@@ -50,12 +50,15 @@ def build_router(ctx: Context, enqueue: jobs.Enqueue) -> APIRouter:
     def jobs_list(
         request: Request,
         status: str | None = None,
-        q: Annotated[str, Query(max_length=200)] = "",
-        page_no: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
+        q: str = "",
+        page_no: Annotated[str, Query(alias="page")] = "1",
     ) -> Response:
+        """Odd query values (a bookmark, a typed URL) are clamped, never refused: page 0 or "x" is page 1,
+        past the last page is the last page, a search is cut to 128 characters (job_list.load)."""
         if (redirect := gate(request)) is not None:
             return redirect
-        lp = job_list.load(ctx, status=job_list.parse_status(status), query=q, page=page_no)
+        page_n = job_list.parse_page(page_no)
+        lp = job_list.load(ctx, status=job_list.parse_status(status), query=q, page=page_n)
         return page(
             request,
             "jobs.html",
@@ -92,7 +95,7 @@ def build_router(ctx: Context, enqueue: jobs.Enqueue) -> APIRouter:
     def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
         response = RedirectResponse("/login" if token else "/", status_code=303)
         if session.csrf_ok(request, csrf):
-            session.log_out(response)
+            session.log_out(response, request, token)
         return response
 
     @r.get("/ui/lang/{lang}")
@@ -150,7 +153,14 @@ def build_router(ctx: Context, enqueue: jobs.Enqueue) -> APIRouter:
             else:
                 jobs.retry(ctx, job_id, enqueue)
         except JobStateConflict as exc:
-            return _job(request, job_page.load(ctx, job_id), logged_in(), error=str(exc), status_code=409)
+            return _job(
+                request,
+                job_page.load(ctx, job_id),
+                logged_in(),
+                error_key=f"job.refused.{action}",  # in the page's language; the service's words follow
+                error=str(exc),
+                status_code=409,
+            )
         done = "cancelled" if action == "cancel" else "retried"
         return RedirectResponse(f"/ui/jobs/{job_id}?done={done}", status_code=303)
 

@@ -2,8 +2,10 @@
 
 With ``CLIPLINE_API_TOKEN`` unset everything is open, as the JSON API is. With it set, a person logs
 in with the token once: the answer is an HttpOnly, SameSite=Strict cookie holding an expiry and an
-HMAC of it keyed by the token (changing the token ends every session). An expired or forged cookie
-sends the person to the login page. ``Authorization: Bearer <token>`` works as well (scripts).
+HMAC of it keyed by the token (changing the token ends every session), and a random session id.
+Logging out revokes that id on the server (``Revocations``: in Redis until the cookie's expiry, and in
+this process), so a copy of the cookie stops working too. An expired, revoked or forged cookie sends
+the person to the login page. ``Authorization: Bearer <token>`` works as well (scripts).
 
 Every form carries a CSRF token: a random value in its own SameSite=Strict cookie, repeated in a
 hidden field, compared on POST (double submit).
@@ -14,17 +16,23 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 import time
 from enum import Enum
 from urllib.parse import urlencode
 
+import redis
+import structlog
 from starlette.requests import Request
 from starlette.responses import Response
 
 COOKIE = "clipline_session"
 CSRF_COOKIE = "clipline_csrf"
 CSRF_FIELD = "csrf"
-_VERSION = "v1"
+_VERSION = "v2"
+_REVOKED_KEY = "clipline:web:revoked:"
+
+log = structlog.get_logger("clipline.web")
 
 
 class Access(Enum):
@@ -42,23 +50,92 @@ def _mac(token: str, payload: str) -> str:
     return hmac.new(_key(token), payload.encode(), hashlib.sha256).hexdigest()
 
 
-def sign(token: str, *, expires_at: float) -> str:
-    """The session cookie's value: ``v1.<expiry unix s>.<hmac>``."""
-    payload = f"{_VERSION}.{int(expires_at)}"
+def sign(token: str, *, expires_at: float, sid: str | None = None) -> str:
+    """The session cookie's value: ``v2.<session id>.<expiry unix s>.<hmac>``."""
+    sid = sid or secrets.token_urlsafe(16)
+    payload = f"{_VERSION}.{sid}.{int(expires_at)}"
     return f"{payload}.{_mac(token, payload)}"
 
 
-def check_cookie(token: str, value: str | None, *, now: float | None = None) -> Access:
-    """GRANTED for a cookie this token signed that has not expired; EXPIRED when signed but old."""
+def _parts(token: str, value: str | None) -> tuple[str, int] | None:
+    """(session id, expiry) of a cookie this token signed, else None."""
     if not value:
+        return None
+    parts = value.split(".")
+    if len(parts) != 4:
+        return None
+    version, sid, expiry, mac = parts
+    if version != _VERSION or not sid or not (expiry.isascii() and expiry.isdigit()):  # "²".isdigit()
+        return None
+    if not hmac.compare_digest(mac.encode(), _mac(token, f"{version}.{sid}.{expiry}").encode()):
+        return None
+    return sid, int(expiry)
+
+
+class Revocations:
+    """Session ids ended by "Log out", until their cookie would have expired anyway.
+
+    Kept in Redis (every API process sees them) and in this process's memory (a logout while Redis
+    cannot be reached still ends the session here; it is logged). A check that cannot reach Redis
+    answers from memory only: the page stays usable while Redis is down (SECURITY.md)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._local: dict[str, float] = {}  # sid -> expiry
+        self._redis: redis.Redis | None = None
+
+    def use(self, redis_url: str | None) -> None:
+        client = None
+        if redis_url:
+            client = redis.Redis.from_url(redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        with self._lock:
+            self._redis = client
+
+    def revoke(self, sid: str, expires_at: float) -> bool:
+        """Record ``sid`` as ended; False when Redis could not be told (ended in this process only)."""
+        now = time.time()
+        with self._lock:
+            self._local = {k: e for k, e in self._local.items() if e > now}
+            self._local[sid] = expires_at
+            client = self._redis
+        ttl = int(expires_at - now) + 1
+        if client is None or ttl <= 0:
+            return client is not None
+        try:
+            client.set(_REVOKED_KEY + sid, b"1", ex=ttl)
+        except redis.RedisError as exc:
+            log.warning("web.logout_not_shared", error=f"{type(exc).__name__}: {exc}")
+            return False
+        return True
+
+    def revoked(self, sid: str) -> bool:
+        with self._lock:
+            if sid in self._local:
+                return True
+            client = self._redis
+        if client is None:
+            return False
+        try:
+            return bool(client.exists(_REVOKED_KEY + sid))
+        except redis.RedisError as exc:
+            log.warning("web.revocation_unchecked", error=f"{type(exc).__name__}: {exc}")
+            return False
+
+
+#: The process's revocations (build_router points them at the app's Redis).
+REVOCATIONS = Revocations()
+
+
+def check_cookie(token: str, value: str | None, *, now: float | None = None) -> Access:
+    """GRANTED for a cookie this token signed that has not expired nor been logged out; EXPIRED when
+    signed but old or logged out (log in again)."""
+    found = _parts(token, value)
+    if found is None:
         return Access.MISSING
-    version, _, rest = value.partition(".")
-    expiry, _, mac = rest.partition(".")
-    if version != _VERSION or not (expiry.isascii() and expiry.isdigit()):  # "²".isdigit() is true
-        return Access.MISSING
-    if not hmac.compare_digest(mac.encode(), _mac(token, f"{version}.{expiry}").encode()):
-        return Access.MISSING
-    return Access.GRANTED if int(expiry) > (time.time() if now is None else now) else Access.EXPIRED
+    sid, expiry = found
+    if expiry <= (time.time() if now is None else now):
+        return Access.EXPIRED
+    return Access.EXPIRED if REVOCATIONS.revoked(sid) else Access.GRANTED
 
 
 def bearer_ok(token: str, authorization: str | None) -> bool:
@@ -73,6 +150,20 @@ def login_location(next_url: str, state: Access) -> str:
     """Where a page request without a valid session goes: the login form, then back to ``next_url``."""
     why = "expired" if state is Access.EXPIRED else "needed"
     return f"/login?{urlencode({'next': next_url, 'why': why})}"
+
+
+def come_back_to(request: Request) -> str:
+    """The page to return to after logging in: the request's own page for a GET; for a form's POST the
+    page the form belongs to (a job's page for its Cancel or Retry), never a path only POST serves."""
+    path = request.url.path
+    if request.method in ("GET", "HEAD"):
+        return path + (f"?{request.url.query}" if request.url.query else "")
+    if path == "/ui/submit":
+        return path
+    parts = path.split("/")  # "", "ui", "jobs", id, action
+    if len(parts) == 5 and parts[1:3] == ["ui", "jobs"] and parts[3]:
+        return "/".join(parts[:4])
+    return "/"
 
 
 def access(request: Request, token: str | None) -> Access:
@@ -112,8 +203,12 @@ def log_in(response: Response, request: Request, token: str, ttl_s: float) -> No
     )
 
 
-def log_out(response: Response) -> None:
+def log_out(response: Response, request: Request, token: str | None) -> bool:
+    """Delete the browser's cookie and end its session on the server (a copy of it stops working).
+    False when the logout could not be shared through Redis (it holds in this process only)."""
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    found = _parts(token, request.cookies.get(COOKIE)) if token else None
+    return REVOCATIONS.revoke(*found) if found is not None else True
 
 
 def csrf_value(request: Request) -> str:

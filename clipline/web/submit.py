@@ -38,7 +38,11 @@ class Problem:
         """(line number, line, is the problem's line) around the problem's place in the text."""
         if self.span is None:
             return []
-        lines = text.splitlines()
+        # Lines as json_spans.position counts them: at "\n" only. str.splitlines() would also break at
+        # U+2028, U+2029, U+0085 (legal raw inside a JSON string) and mark the wrong line.
+        lines = normalise(text).split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()  # the text's final line end starts no line of its own
         first = max(1, self.span.line - CONTEXT_LINES)
         last = min(len(lines), self.span.line + CONTEXT_LINES)
         return [(n, lines[n - 1], n == self.span.line) for n in range(first, last + 1)]
