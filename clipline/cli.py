@@ -462,7 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(--metrics-port).",
     )
     w.add_argument("--stage", choices=[*(s.value for s in Stage), "all"], default="all")
-    w.add_argument("--concurrency", type=int, help="clip cap (default RENDER_CLIP_CONCURRENCY)")
+    w.add_argument(
+        "--concurrency", type=_int_in(1), help="clip cap, 1 or more (default RENDER_CLIP_CONCURRENCY)"
+    )
     w.add_argument("--processes", type=_int_in(1), default=1, help="worker processes per stage")
     w.add_argument(
         "--shutdown-timeout",

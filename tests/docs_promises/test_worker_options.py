@@ -12,8 +12,8 @@ from .helpers import clipline, scratch_env
 
 @pytest.mark.parametrize(
     "args",
-    [("--processes", "0"), ("--processes", "-2"), ("--shutdown-timeout", "-5")],
-    ids=["processes-0", "processes-negative", "shutdown-timeout-negative"],
+    [("--processes", "0"), ("--processes", "-2"), ("--shutdown-timeout", "-5"), ("--concurrency", "0")],
+    ids=["processes-0", "processes-negative", "shutdown-timeout-negative", "concurrency-0"],
 )
 def test_worker_with_a_nonsense_count_is_a_usage_error(
     tmp_path: Path, vhost: str, redis_url: str, args: tuple[str, ...]
@@ -22,7 +22,8 @@ def test_worker_with_a_nonsense_count_is_a_usage_error(
     the option, before anything starts. Before: ``--processes 0`` went straight to ``dramatiq
     --processes 0`` (bare ``type=int``), which started no worker and exited 0 at once; the supervisor
     (clipline/worker.py:run) restarted it every second for ever and nothing consumed render.plan.
-    ``--shutdown-timeout -5`` made a SIGTERM kill running messages at once."""
+    ``--shutdown-timeout -5`` made a SIGTERM kill running messages at once; ``--concurrency 0`` became 1
+    without a word."""
     env = scratch_env(
         tmp_path,
         CLIPLINE_BROKER_URL=f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
