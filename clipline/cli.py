@@ -268,7 +268,8 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     from pipeline import retention
 
     age = retention.parse_age(args.older_than)
-    removed = retention.cleanup(_ctx(), age, keep_outputs=args.keep_outputs, dry_run=args.dry_run)
+    ctx = _ctx()
+    removed = retention.cleanup(ctx, age, keep_outputs=args.keep_outputs, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     for r in removed:
         what = "work files" if args.keep_outputs else "work files, outputs and record"
@@ -276,7 +277,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     total = sum(r.bytes for r in removed)
     print(f"{len(removed)} job(s), {total} bytes {verb}; running jobs are never touched")
     if not args.dry_run:  # this host's scratch of jobs removed elsewhere (retention runs on one host)
-        for job_id in retention.remove_orphan_scratch(_ctx()):
+        for job_id in retention.remove_orphan_scratch(ctx):
             print(f"{job_id}: removed this host's scratch (its job's record is gone)")
     return 0
 

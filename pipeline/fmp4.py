@@ -189,8 +189,7 @@ def video_sample_counts(data: bytes, track_id: int) -> list[int]:
     for moof in (b for b in boxes(data) if b.type == b"moof"):
         n = 0
         for traf in (b for b in boxes(data, moof.start + moof.header, moof.end) if b.type == b"traf"):
-            tfhd = _child(data, traf, b"tfhd")
-            if tfhd is None or _tfhd(tfhd.body(data))[1] != track_id:
+            if _traf_track(data, traf) != track_id:
                 continue
             for trun in (b for b in boxes(data, traf.start + traf.header, traf.end) if b.type == b"trun"):
                 if trun.end - trun.start - trun.header < 8:
@@ -201,6 +200,7 @@ def video_sample_counts(data: bytes, track_id: int) -> list[int]:
 
 
 def _traf_track(data: bytes, traf: Box) -> int | None:
+    """The track a track fragment belongs to (its tfhd's track_ID); None without a tfhd."""
     tfhd = _child(data, traf, b"tfhd")
     return _tfhd(tfhd.body(data))[1] if tfhd is not None else None
 
