@@ -143,11 +143,21 @@ def test_webhooks_retry_of_gaps_history_stats_and_cleanup(stack: Stack, receiver
         # When the video is back and the job is retried
         stack.cdn.set_gone("v_b", False)
         stack.cdn.reset_counters()
+        stack.cdn.stall("/hls/v_b/", 1.5)  # holds the attempt in RENDERING while it is asked again
         retried = api.post(f"/jobs/{job_id}/retry")
         assert retried.status_code == 202, retried.text
         assert retried.json()["attempt"] == 2 and retried.json()["retried_slots"] == [1, 3, 5]
+        # (While the attempt is still PENDING, asking again re-sends its plan: 202, the same attempt.
+        # Once it is planned, a second retry is refused.)
+        again = api.post(f"/jobs/{job_id}/retry")
+        if again.status_code == 202:
+            assert again.json()["attempt"] == 2, again.text
+        deadline = time.monotonic() + 30
+        while api.get(f"/jobs/{job_id}").json()["status"] == "PENDING" and time.monotonic() < deadline:
+            time.sleep(0.05)
         busy = api.post(f"/jobs/{job_id}/retry")
-        assert busy.status_code == 409
+        assert busy.status_code == 409 and "still" in busy.json()["error"]["message"], busy.text
+        stack.cdn.reset_faults()
         second = poll_final(api, job_id)
 
         # Then only the gaps were rendered again, the good clips were reused, and the job is whole
