@@ -108,7 +108,7 @@ class CancelWatcher(dramatiq.Middleware):
         while not self._stop.wait(self.POLL_S):
             try:
                 for raw in ctx.redis.smembers(keys.cancelled()):
-                    kill_tagged(raw.decode() if isinstance(raw, bytes) else str(raw))
+                    kill_tagged(keys.text(raw))
             except Exception:  # noqa: BLE001 - a Redis hiccup must not end the watcher
                 pass
 

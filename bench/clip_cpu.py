@@ -1,12 +1,15 @@
 """Where one clip's CPU goes (issue 16.1): clipline's exact subprocesses against the bare ``-ss`` cut.
 
     .venv/bin/python -m bench.clip_cpu [--video v00] [--start-ms 10300] [--length-ms 3000] [--repeat 5]
+                                       [--size WxH] [--draft]
 
 Plans one window of a bench source with the pipeline's own code (``HlsInputs`` over the bench media's
 local segment files: the same joins, probes and keyframe start a worker does, without the network),
 then runs, ``--repeat`` times each, every subprocess a clip costs and the bare script's
 ``ffmpeg -ss T -t W -i playlist.m3u8``, and prints the median CPU (user + system, ``wait4``) of each,
 with the worker's own CPU for reading the joined run's packets in Python (``pipeline.ts_packets``).
+``--draft`` cuts with a draft's profile (``output.quality: "draft"``) and adds the same draft cut with the
+decoder's deblocking filter kept (``fast_decode`` off), to show what skipping it saves.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,6 +29,7 @@ from pipeline.ffmpeg_args import EncodeProfile
 from pipeline.frame_rule import output_times, run_cuts
 from pipeline.hls import MediaPlaylist, Segment, parse_playlist, select_segments
 from pipeline.hls_inputs import HlsInputs
+from pipeline.models import OutputProfile
 from pipeline.segments import Fetched
 from pipeline.subprocesses import run
 
@@ -61,14 +66,20 @@ def main() -> None:
     ap.add_argument("--start-ms", type=int, default=10_300)
     ap.add_argument("--length-ms", type=int, default=3_000)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--size", help="sources and output of WxH (default 640x360), as bench.run --size")
+    ap.add_argument("--draft", action="store_true", help="a draft's profile, with and without fast_decode")
     args = ap.parse_args()
+    if args.size:
+        job.resize(args.size)
     samples = job.media(CACHE)
     folder = samples.root / "hls" / args.video
     playlist = parse_playlist((folder / "index.m3u8").read_text(), f"http://x/hls/{args.video}/index.m3u8")
     assert isinstance(playlist, MediaPlaylist)
     fps = job.FPS
     frames = args.length_ms * fps // 1000
-    profile = EncodeProfile(job.WIDTH, job.HEIGHT, fps)
+    quality = "draft" if args.draft else "final"
+    output = OutputProfile(width=job.WIDTH, height=job.HEIGHT, fps=fps, quality=quality)
+    profile = EncodeProfile.for_output(output, "veryfast", 20)
     times = output_times(args.start_ms, args.length_ms, fps, frames)
     segments = select_segments(playlist, args.start_ms, args.start_ms + args.length_ms)
     rows: list[tuple[str, float]] = []
@@ -109,6 +120,10 @@ def main() -> None:
             ("clipline: encode (cut_argv)", lambda: clip),
             ("bare: ffmpeg -ss T -t W -i playlist.m3u8", lambda: bare),
         ]
+        if args.draft:
+            kept = replace(profile, fast_decode=False)
+            kept_argv = ffmpeg_args.cut_argv("ffmpeg", planned.inputs, cuts, out, frames=frames, profile=kept)
+            measured.append(("clipline draft, deblocking kept (fast_decode off)", lambda: kept_argv))
         for name, argv in measured:
             rows.append((name, _cpu_ms(argv(), args.repeat)))
         decoded = probe.video_packets("ffprobe", planned.inputs[0].path, "mpegts")

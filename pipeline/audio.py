@@ -233,17 +233,13 @@ def _record_failure(ctx: Context, job_id: str, exc: Exception) -> int:
 def final_failure(ctx: Context, job_id: str) -> ClipLineError | None:
     """The error that ended the job's song for good: a permanent one, or the last of ``SONG_ATTEMPTS``
     transient ones (raised again by the assembler, whose report and error name the song); else None."""
-    got = {_text(k): _text(v) for k, v in ctx.redis.hgetall(keys.job_song(job_id)).items()}
+    got = {keys.text(k): keys.text(v) for k, v in ctx.redis.hgetall(keys.job_song(job_id)).items()}
     if not got:
         return None
     kind, error = got.get("kind", "error"), got.get("error", "")
     if kind == "unavailable":
         return SourceUnavailable(error) if int(got.get("failures", 0)) >= SONG_ATTEMPTS else None
     return SourceInvalid(error) if kind == "invalid" else ClipLineError(error)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def song_state(ctx: Context, view: JobView) -> SongState:

@@ -231,7 +231,7 @@ def _validators(ctx: Context, job_id: str, urls: list[str]) -> dict[str, str | N
     memo = keys.job_validators(job_id)
     known = dict(zip(urls, ctx.redis.hmget(memo, urls), strict=True))
     out: dict[str, str | None] = {
-        u: v.decode() if isinstance(v, bytes) else str(v) for u, v in known.items() if v is not None
+        u: keys.text(v) for u, v in known.items() if v is not None
     }
     missing = [u for u in urls if u not in out]
     if missing:

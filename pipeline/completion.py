@@ -115,7 +115,7 @@ class Completion:
 
     def attempts(self, job_id: str, index: int) -> tuple[int, str | None]:
         n, err = self.r.hmget(keys.job_attempts(job_id), [str(index), f"{index}:error"])
-        return int(n or 0), (err.decode() if isinstance(err, bytes) else err)
+        return int(n or 0), (None if err is None else keys.text(err))
 
     # Clips of a job running right now, and the peak, measured (not configured).
     def enter(self, job_id: str) -> int:

@@ -6,6 +6,11 @@ PREFIX = "clipline"
 JOB_KEY_TTL_S = 7 * 24 * 3600
 
 
+def text(value: bytes | str) -> str:
+    """A value read from Redis as text (redis-py answers bytes; a test's client may answer str)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def video_hls(video_id: str) -> str:
     """Cross-job cache: video_id -> HLS URL from the video API."""
     return f"{PREFIX}:video:{video_id}:hls"

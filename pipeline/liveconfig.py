@@ -115,10 +115,7 @@ class LiveConfig:
 
     def stored(self) -> dict[str, str]:
         raw = self.r.hgetall(keys.config_hash())
-        return {
-            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-            for k, v in raw.items()
-        }
+        return {keys.text(k): keys.text(v) for k, v in raw.items()}
 
     def refresh(self, force: bool = False) -> dict[str, Any]:
         with self._lock:

@@ -54,7 +54,7 @@ class SourceResolver:
         cached = self.r.get(keys.video_hls(video_id))
         if cached:
             self.observer.source_resolution("hit")
-            return cached.decode() if isinstance(cached, bytes) else str(cached)
+            return keys.text(cached)
         try:
             url = self._ask_api(video_id)
         except SourceError:

@@ -124,7 +124,7 @@ def _started(ctx: Context, job_id: str) -> set[int]:
     raw = ctx.redis.hgetall(keys.job_attempts(job_id))
     out = set()
     for name, count in raw.items():
-        index = name.decode() if isinstance(name, bytes) else str(name)
+        index = keys.text(name)
         if index.isdigit() and int(count or 0) > 0:
             out.add(int(index))
     return out
