@@ -134,7 +134,12 @@ case "$cmd" in
     shift
     say "ruff"; .venv/bin/ruff check .
     say "mypy"; .venv/bin/mypy
-    say "pytest"; exec .venv/bin/pytest "$@"
+    # Two test processes by default (CLIPLINE_TEST_PROCESSES; 1: one process, as plain pytest): most
+    # tests wait on services, outages and timeouts rather than on the CPU. A file's tests stay together.
+    procs="${CLIPLINE_TEST_PROCESSES:-2}"
+    say "pytest ($procs process(es))"
+    if [ "$procs" -gt 1 ]; then exec .venv/bin/pytest -n "$procs" --dist loadfile "$@"; fi
+    exec .venv/bin/pytest "$@"
     ;;
   *)
     echo "usage: ./dev.sh demo | ./dev.sh test [pytest args]" >&2; exit 2

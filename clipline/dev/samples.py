@@ -12,12 +12,14 @@ shows, so a test can trace a clip frame by frame with no tolerance.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -239,6 +241,19 @@ def count_frames(video: Path, *, ffprobe: str = "ffprobe") -> int:
     return int(out.decode().strip().splitlines()[0])
 
 
+@contextmanager
+def building(folder: Path) -> Iterator[None]:
+    """Hold ``folder``'s build lock: processes building the same cached media at once (the test
+    suite's workers) build it one after another; the later one finds it complete."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def build_sample_set(
     cache_dir: Path,
     sources: list[SourceSpec],
@@ -270,6 +285,24 @@ def build_sample_set(
     marker = base / "complete.json"
     if marker.exists():
         return result
+    with building(base):
+        if not marker.exists():
+            _build(result, base, marker, params, sources, song_s, segment_s, keyframe_s, ffmpeg)
+    return result
+
+
+def _build(
+    result: SampleSet,
+    base: Path,
+    marker: Path,
+    params: dict[str, Any],
+    sources: list[SourceSpec],
+    song_s: float,
+    segment_s: float,
+    keyframe_s: float | None,
+    ffmpeg: str,
+) -> None:
+    width, height, fps = params["width"], params["height"], params["fps"]
     base.mkdir(parents=True, exist_ok=True)
     size: dict[str, Any] = {"width": width, "height": height, "fps": fps, "ffmpeg": ffmpeg}
     jobs: list[Callable[[], Path]] = []
@@ -296,4 +329,3 @@ def build_sample_set(
         for f in [pool.submit(j) for j in jobs]:
             f.result()
     marker.write_text(json.dumps(params))
-    return result

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from clipline.dev.samples import pattern_graph
+from clipline.dev.samples import building, pattern_graph
 
 W, H = 160, 90
 DURATION_S = 6
@@ -739,7 +739,14 @@ def build(cache: Path) -> Path:
     base = cache / digest
     if (base / "complete.json").exists():
         return base
-    tmp = cache / f".{digest}.{os.getpid()}"
+    with building(base):  # another test process may be building it right now: wait, then reuse it
+        if not (base / "complete.json").exists():
+            _build(base, buildable)
+    return base
+
+
+def _build(base: Path, buildable: list[str]) -> None:
+    tmp = base.parent / f".{base.name}.{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     for name in buildable:
         folder = tmp / "hls" / name
@@ -748,4 +755,3 @@ def build(cache: Path) -> Path:
     (tmp / "complete.json").write_text(json.dumps(sorted(buildable)))
     shutil.rmtree(base, ignore_errors=True)
     os.replace(tmp, base)
-    return base
