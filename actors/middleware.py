@@ -90,7 +90,8 @@ class LiveSettings(dramatiq.Middleware):
 
 
 class CancelWatcher(dramatiq.Middleware):
-    """Stops the running ffmpeg of cancelled jobs in this process (polls the cancelled set every second)."""
+    """Stops the running ffmpeg of cancelled jobs in this process (polls the cancelled set every second),
+    and counts the job ends handed over by processes that serve no metrics (``observe.HandOver``)."""
 
     POLL_S = 1.0
 
@@ -102,6 +103,7 @@ class CancelWatcher(dramatiq.Middleware):
 
     def _loop(self) -> None:
         from pipeline import keys
+        from pipeline.observe import take_handed_over
         from pipeline.subprocesses import kill_tagged
 
         ctx = context()
@@ -109,6 +111,7 @@ class CancelWatcher(dramatiq.Middleware):
             try:
                 for raw in ctx.redis.smembers(keys.cancelled()):
                     kill_tagged(keys.text(raw))
+                take_handed_over(ctx.redis, ctx.observer)
             except Exception:  # noqa: BLE001 - a Redis hiccup must not end the watcher
                 pass
 

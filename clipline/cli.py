@@ -17,6 +17,7 @@ from pipeline import jobs
 from pipeline.context import Context
 from pipeline.errors import RequestInvalid
 from pipeline.models import JobStatus
+from pipeline.observe import HandOver
 from pipeline.problems import load_json
 from pipeline.settings import Settings, get_settings
 from pipeline.stages import Stage
@@ -70,7 +71,9 @@ def _seconds(text: str) -> float:
 
 
 def _ctx() -> Context:
-    return Context(get_settings())
+    """A command's context: a job it ends (cancel, reconcile) is counted by the workers' metrics."""
+    settings = get_settings()
+    return Context(settings, observer=HandOver(settings.redis_url))
 
 
 def _sender() -> Sender:

@@ -22,6 +22,7 @@ from redis.retry import Retry
 
 from pipeline import keys, reconcile, retention, webhooks
 from pipeline.context import Context
+from pipeline.observe import HandOver
 from pipeline.settings import Settings
 
 log = structlog.get_logger("clipline.reconcile")
@@ -52,7 +53,8 @@ class Sweeper:
         self._stop.set()
 
     def _loop(self) -> None:
-        ctx = Context(self.settings)
+        # this process serves no metrics of its own: jobs the reconciler ends are counted by the workers
+        ctx = Context(self.settings, observer=HandOver(self.settings.redis_url))
         # This thread's own client: a Redis that stops answering (a host gone, packets dropped) fails a
         # call within seconds instead of hanging the sweeper, which must then end jobs without it; no
         # retries of its own (the next sweep is the retry), so ending many jobs without Redis stays quick.

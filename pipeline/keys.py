@@ -96,6 +96,12 @@ def job_pattern(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:*"
 
 
+def job_ends_to_count() -> str:
+    """List of ``[status, duration_s]``: job ends seen by processes that serve no metrics (``clipline
+    cancel``, the worker command's sweeper), counted by the first worker process to take them."""
+    return f"{PREFIX}:metrics:job-ends"
+
+
 def cancelled() -> str:
     """Set of job ids cancelled recently: workers stop their running ffmpeg."""
     return f"{PREFIX}:cancelled"

@@ -1,10 +1,24 @@
 """Hooks through which the domain reports what it measures, without knowing Prometheus.
 
-The actors package supplies a subclass that feeds Prometheus; tests and the
-CLI use the no-op base (or a recording one).
+The actors package supplies a subclass that feeds Prometheus; tests use the
+no-op base (or a recording one). Processes that serve no metrics but may end
+a job (``clipline cancel``, the worker command's sweeper) use ``HandOver``:
+the job's end is counted by a worker process that takes it from Redis.
 """
 
 from __future__ import annotations
+
+import json
+
+import redis
+import structlog
+
+from . import keys
+
+log = structlog.get_logger("clipline.metrics")
+
+#: Job ends kept for the workers at most (the oldest dropped): none run for days, yet the list stays small.
+HANDED_OVER_MAX = 10_000
 
 
 class Observer:
@@ -40,3 +54,35 @@ class Observer:
 
 
 NULL_OBSERVER = Observer()
+
+
+class HandOver(Observer):
+    """Hands each job's end to the worker processes through Redis (``keys.job_ends_to_count``), so that
+    ``clipline_jobs_total`` and the job duration count it even when the process that ended the job
+    serves no metrics. A worker process takes them every second (``take_handed_over``)."""
+
+    def __init__(self, redis_url: str) -> None:
+        self._redis = redis.Redis.from_url(redis_url)
+
+    def job_finished(self, status: str, duration_s: float) -> None:
+        try:
+            with self._redis.pipeline(transaction=True) as pipe:
+                pipe.rpush(keys.job_ends_to_count(), json.dumps([status, round(duration_s, 3)]))
+                pipe.ltrim(keys.job_ends_to_count(), -HANDED_OVER_MAX, -1)
+                pipe.expire(keys.job_ends_to_count(), keys.JOB_KEY_TTL_S)
+                pipe.execute()
+        except redis.RedisError as exc:  # the job did end; only its count is lost
+            log.warning("metrics.job_end_not_counted", status=status, error=f"{type(exc).__name__}: {exc}")
+
+
+def take_handed_over(r: redis.Redis, observer: Observer, limit: int = 100) -> int:
+    """Count through ``observer`` up to ``limit`` job ends handed over (each taken by one process only);
+    returns how many. An entry that is not ``[status, seconds]`` is dropped."""
+    taken: list[bytes | str] = r.lpop(keys.job_ends_to_count(), limit) or []  # type: ignore[assignment]
+    for raw in taken:
+        try:
+            status, duration_s = json.loads(raw)
+            observer.job_finished(str(status), float(duration_s))
+        except (ValueError, TypeError):
+            log.warning("metrics.job_end_unreadable", value=keys.text(raw)[:200])
+    return len(taken)

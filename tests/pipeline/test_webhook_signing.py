@@ -31,7 +31,11 @@ def test_the_specifications_test_vector() -> None:
     assert ws.verify(key, headers, VECTOR_BODY, now_s=VECTOR_TS + 10) == VECTOR_ID
 
 
-@pytest.mark.parametrize("secret", [ws.new_secret(), "a plain secret, no base64", "whsec_c2VjcmV0"])
+@pytest.mark.parametrize(
+    "secret",
+    [ws.new_secret(), "a plain secret, no base64", "whsec_c2VjcmV0"],
+    ids=["a new secret", "plain", "whsec"],  # the same ids in every test process (the first is random)
+)
 def test_the_standardwebhooks_library_verifies_what_we_sign(secret: str) -> None:
     body = '{"event": "job.finished", "job_id": "j-1", "text": "第一句歌词"}'.encode()
     headers = ws.headers(ws.secret_key(secret), "dlv-1", body)
