@@ -1,5 +1,5 @@
-"""Test-wide setup: structured logs at INFO (the runner's debug lines stay out of test output)."""
+"""Test-wide setup: structured logs at INFO, loggers not cached (``tests.logsetup``)."""
 
-from pipeline import logs
+from tests.logsetup import configure_test_logs
 
-logs.configure("INFO", json_output=False)
+configure_test_logs()

@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from pipeline import keys
+from pipeline.store import JobStore
 
 from .conftest import Stack, build_request, new_job_id
 from .private import free_port
@@ -26,7 +27,7 @@ def _cancelled_count(port: int) -> float:
 def test_a_job_cancelled_on_the_command_line_is_counted_by_the_workers_metrics(stack: Stack) -> None:
     redis.Redis.from_url(stack.env["CLIPLINE_REDIS_URL"]).delete(keys.job_ends_to_count())  # earlier tests'
     metrics_port = free_port()
-    stack.cdn.latency_ms = 300
+    stack.cdn.stall("/hls/v_a/seg_", 20)  # the clips wait for their segments: the job stays EXTRACTING
     stack.start_workers("--stage", "all", "--concurrency", "2", "--metrics-port", str(metrics_port))
     job_id = new_job_id("count-cancel")
     body = build_request(
@@ -38,9 +39,10 @@ def test_a_job_cancelled_on_the_command_line_is_counted_by_the_workers_metrics(s
     )
     try:
         assert stack.cli("submit", "-", input_json=body).returncode == 0
+        store = JobStore(stack.env["CLIPLINE_DATABASE_URL"])
         deadline = time.monotonic() + 90
-        while "EXTRACTING" not in stack.cli("status", job_id).stdout and time.monotonic() < deadline:
-            time.sleep(0.2)
+        while store.get(job_id).status != "EXTRACTING" and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert _cancelled_count(metrics_port) == 0
         # When the job is cancelled by `clipline cancel`, a process that serves no metrics and exits
         done = stack.cli("cancel", job_id)
@@ -52,4 +54,4 @@ def test_a_job_cancelled_on_the_command_line_is_counted_by_the_workers_metrics(s
         time.sleep(2.5)  # every worker process polls each second: nothing is counted twice
         assert _cancelled_count(metrics_port) == 1
     finally:
-        stack.cdn.latency_ms = 0
+        stack.cdn.reset_faults()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -70,9 +71,17 @@ def test_lost_outcomes_are_restored_from_disk_and_lost_clips_re_sent(stack: Stac
     assert reconcile.sweep(ctx, Recorder(), stale_s=0) == []  # a finished job needs nothing
 
 
-def test_a_clip_finishing_after_redis_lost_the_job_restores_the_outcomes_at_once(stack: Stack) -> None:
-    from structlog.testing import capture_logs
+def _logged(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    """Structured lines logged in this process since ``caplog.clear()`` (through stdlib logging, which
+    every configuration of ``pipeline.logs`` ends in: unlike ``structlog.testing.capture_logs``, this
+    sees loggers cached under an earlier configuration by whatever test ran before in the process)."""
+    return [r.msg for r in caplog.records if isinstance(r.msg, dict)]
 
+
+def test_a_clip_finishing_after_redis_lost_the_job_restores_the_outcomes_at_once(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
     ctx, job_id, _ = _four_line_job(stack, "lost")
     for i in (0, 1, 2):
         assert isinstance(clipstage.run_clip(ctx, job_id, i, attempt=1, max_attempts=3), clipstage.Done)
@@ -80,8 +89,9 @@ def test_a_clip_finishing_after_redis_lost_the_job_restores_the_outcomes_at_once
     ctx.completion.forget(job_id)
 
     # When the last clip finishes
-    with capture_logs() as logs:
-        last = clipstage.run_clip(ctx, job_id, 3, attempt=1, max_attempts=3)
+    caplog.clear()
+    last = clipstage.run_clip(ctx, job_id, 3, attempt=1, max_attempts=3)
+    logs = _logged(caplog)
 
     # Then it records the three outcomes on disk again, so it completes the set and fires assembly
     assert isinstance(last, clipstage.Done) and last.fire and last.added
@@ -130,10 +140,12 @@ def test_redis_state_lost_mid_job_the_next_clips_restore_it_without_the_sweeper(
     assert not any(e["job_id"] == job_id for e in stack.events("reconcile.repaired"))
 
 
-def test_a_restored_outcome_is_logged_once_whether_or_not_its_clip_logged_it(stack: Stack) -> None:
-    from structlog.testing import capture_logs
-
+def test_a_restored_outcome_is_logged_once_whether_or_not_its_clip_logged_it(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
     from pipeline import files
+
+    caplog.set_level(logging.INFO)
 
     ctx = make_ctx(stack)
     job_id = new_job_id("relog")
@@ -152,9 +164,9 @@ def test_a_restored_outcome_is_logged_once_whether_or_not_its_clip_logged_it(sta
     files.clip_logged_path(ctx.settings, job_id, 1).unlink()
 
     def finals() -> list[str]:
-        with capture_logs() as logs:
-            reconcile.sweep(ctx, Recorder(), stale_s=0)
-        return [e["clip_task_id"] for e in logs if e["event"] == "twelvelabs.video_clip"]
+        caplog.clear()
+        reconcile.sweep(ctx, Recorder(), stale_s=0)
+        return [e["clip_task_id"] for e in _logged(caplog) if e["event"] == "twelvelabs.video_clip"]
 
     # When the sweep restores them, only the outcome never logged is logged, and only once
     assert finals() == [f"{job_id}:1"]

@@ -10,6 +10,7 @@ import structlog
 
 from pipeline import logs, redact
 from pipeline.errors import SourceNotFound
+from tests.logsetup import configure_test_logs
 
 
 @pytest.mark.parametrize(
@@ -60,7 +61,7 @@ def test_log_lines_are_redacted(capsys: pytest.CaptureFixture[str]) -> None:
         structlog.get_logger("t").warning("fetch.failed", url="http://cdn/a.ts?X-Amz-Signature=s3cr3t")
         logging.getLogger("dramatiq.t").error("retrying http://cdn/a.ts?token=s3cr3t")
     finally:
-        structlog.reset_defaults()
+        configure_test_logs()
     out = capsys.readouterr().out
     assert "s3cr3t" not in out
     first, second = (json.loads(ln) for ln in out.splitlines()[-2:])
