@@ -185,6 +185,30 @@ def stack(
     yield s
     s.stop_workers()
     cdn.reset_faults()
+    purge_queues(env["CLIPLINE_BROKER_URL"])
+
+
+def purge_queues(broker_url: str) -> None:
+    """Empty the stages' queues (with their delay and dead-letter queues) of the run's vhost: messages a
+    test left behind (a cancelled job's clips, workers stopped mid-job) are never consumed by the next
+    test's workers, which would not find their job."""
+    import pika
+
+    from actors.names import QUEUE, dead_letter_queue, delay_queue
+
+    conn = pika.BlockingConnection(pika.URLParameters(broker_url))
+    try:
+        for stage, queue in QUEUE.items():
+            for name in (queue, delay_queue(stage), dead_letter_queue(stage)):
+                ch = conn.channel()
+                try:
+                    ch.queue_purge(name)
+                    ch.close()
+                except pika.exceptions.ChannelClosedByBroker:  # not declared in this vhost yet
+                    pass
+    finally:
+        if conn.is_open:
+            conn.close()
 
 
 def new_job_id(prefix: str = "it") -> str:
