@@ -1,15 +1,16 @@
 """Where one clip's CPU goes (issue 16.1): clipline's exact subprocesses against the bare ``-ss`` cut.
 
     .venv/bin/python -m bench.clip_cpu [--video v00] [--start-ms 10300] [--length-ms 3000] [--repeat 5]
-                                       [--size WxH] [--draft]
+                                       [--size WxH] [--draft] [--threads N]
 
 Plans one window of a bench source with the pipeline's own code (``HlsInputs`` over the bench media's
 local segment files: the same joins, probes and keyframe start a worker does, without the network),
 then runs, ``--repeat`` times each, every subprocess a clip costs and the bare script's
 ``ffmpeg -ss T -t W -i playlist.m3u8``, and prints the median CPU (user + system, ``wait4``) of each,
 with the worker's own CPU for reading the joined run's packets in Python (``pipeline.ts_packets``).
-``--draft`` cuts with a draft's profile (``output.quality: "draft"``) and adds the same draft cut with the
-decoder's deblocking filter kept (``fast_decode`` off), to show what skipping it saves.
+``--draft`` cuts with a draft's profile (``output.quality: "draft"``) and adds the same cut with the decoder
+told to skip the in-loop deblocking filter (``-skip_loop_filter all``: tried for drafts, not kept; see
+BENCHMARKS.md). ``--threads`` sizes a clip's threads as a worker does (1 at cap 4 on 2 cores).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -56,8 +56,24 @@ class _LocalSegments:
         return self.scratch
 
 
-def _cpu_ms(argv: list[str], repeat: int) -> float:
-    return statistics.median(run(argv, timeout_s=120).cpu_ms or 0.0 for _ in range(repeat))
+def _skip_loop_filter(argv: list[str]) -> list[str]:
+    """``argv`` with ``-skip_loop_filter all`` before each input (a decoder option)."""
+    out: list[str] = []
+    for arg in argv:
+        if arg == "-i":
+            out += ["-skip_loop_filter", "all"]
+        out.append(arg)
+    return out
+
+
+def _cpu_ms(argvs: list[list[str]], repeat: int) -> list[float]:
+    """The median CPU of each command, run in turn ``repeat`` times (interleaved: a slower minute of the
+    machine weighs on every command alike)."""
+    samples: list[list[float]] = [[] for _ in argvs]
+    for _ in range(repeat):
+        for argv, got in zip(argvs, samples, strict=True):
+            got.append(run(argv, timeout_s=120).cpu_ms or 0.0)
+    return [statistics.median(got) for got in samples]
 
 
 def main() -> None:
@@ -67,7 +83,8 @@ def main() -> None:
     ap.add_argument("--length-ms", type=int, default=3_000)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--size", help="sources and output of WxH (default 640x360), as bench.run --size")
-    ap.add_argument("--draft", action="store_true", help="a draft's profile, with and without fast_decode")
+    ap.add_argument("--draft", action="store_true", help="a draft's profile, with and without deblocking")
+    ap.add_argument("--threads", type=int, default=0, help="a worker's threads per clip (0: ffmpeg picks)")
     args = ap.parse_args()
     if args.size:
         job.resize(args.size)
@@ -79,7 +96,7 @@ def main() -> None:
     frames = args.length_ms * fps // 1000
     quality = "draft" if args.draft else "final"
     output = OutputProfile(width=job.WIDTH, height=job.HEIGHT, fps=fps, quality=quality)
-    profile = EncodeProfile.for_output(output, "veryfast", 20)
+    profile = EncodeProfile.for_output(output, "veryfast", 20, threads=args.threads)
     times = output_times(args.start_ms, args.length_ms, fps, frames)
     segments = select_segments(playlist, args.start_ms, args.start_ms + args.length_ms)
     rows: list[tuple[str, float]] = []
@@ -121,11 +138,10 @@ def main() -> None:
             ("bare: ffmpeg -ss T -t W -i playlist.m3u8", lambda: bare),
         ]
         if args.draft:
-            kept = replace(profile, fast_decode=False)
-            kept_argv = ffmpeg_args.cut_argv("ffmpeg", planned.inputs, cuts, out, frames=frames, profile=kept)
-            measured.append(("clipline draft, deblocking kept (fast_decode off)", lambda: kept_argv))
-        for name, argv in measured:
-            rows.append((name, _cpu_ms(argv(), args.repeat)))
+            skipping = _skip_loop_filter(clip)
+            measured.append(("clipline draft, decoder skipping the deblocking filter", lambda: skipping))
+        medians = _cpu_ms([argv() for _, argv in measured], args.repeat)
+        rows.extend((name, ms) for (name, _), ms in zip(measured, medians, strict=True))
         decoded = probe.video_packets("ffprobe", planned.inputs[0].path, "mpegts")
         print(f"window {args.video} {args.start_ms}+{args.length_ms} ms, {frames} frames; "
               f"clipline decodes {len(decoded.packets)} packets from {planned.inputs[0].path.name}")

@@ -144,8 +144,6 @@ def cache_key(identity: str, start_ms: int, end_ms: int, profile: EncodeProfile)
     }
     if profile.scaler:  # drafts: the scaler shapes the pixels too (absent, keys stay as they were)
         fields["scaler"] = profile.scaler
-    if profile.fast_decode:  # drafts: decoded without the deblocking filter, other pixels
-        fields["decode"] = "fast"
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 

@@ -31,10 +31,6 @@ DRAFT_CRF = 28
 #: A draft halves the source's width and height: averaging each 2x2 block (swscale's ``area``) costs
 #: 5-9 % less of a draft clip's CPU than the default bicubic, with no ringing (bench/clip_cpu.py).
 DRAFT_SCALER = "area"
-#: A draft's decoder skips the in-loop deblocking filter (H.264, HEVC): the decode is the bulk of a
-#: draft clip's CPU once the encode is small, and a draft shows the same frames, a little blockier
-#: (bench/clip_cpu.py --draft). Every frame is still decoded: no frame is dropped or repeated.
-DRAFT_DECODER_OPTIONS: dict[str, object] = {"skip_loop_filter": "all"}
 
 
 @dataclass(frozen=True)
@@ -46,7 +42,6 @@ class EncodeProfile:
     crf: int = 20
     threads: int = 0  # x264's, the decoder's and the filters' threads; 0: ffmpeg's pick (``encoder_threads``)
     scaler: str | None = None  # swscale's algorithm when the source is scaled; None: ffmpeg's (bicubic)
-    fast_decode: bool = False  # drafts: ``DRAFT_DECODER_OPTIONS`` on every input
 
     @classmethod
     def for_output(cls, output: OutputProfile, preset: str, crf: int, *, threads: int = 0) -> EncodeProfile:
@@ -54,16 +49,14 @@ class EncodeProfile:
         quarter of the pixels) with ``DRAFT_PRESET`` and ``DRAFT_CRF``; a final one as configured."""
         width, height = output.frame_size
         if output.quality == "draft":
-            return cls(width, height, output.fps, DRAFT_PRESET, DRAFT_CRF, threads, DRAFT_SCALER, True)
+            return cls(width, height, output.fps, DRAFT_PRESET, DRAFT_CRF, threads, DRAFT_SCALER)
         return cls(width, height, output.fps, preset, crf, threads)
 
     def input_kwargs(self) -> dict[str, object]:
         """The decoder's threads: the clip's share of the cores, like the encoder's. Frame threading in a
         decoder whose cores are already busy with other clips costs CPU and buys no wall time (3-6 %
-        of a clip's CPU with the filter graph's, ``global_args``; bench/clip_cpu.py). A draft's decoder
-        takes ``DRAFT_DECODER_OPTIONS`` too."""
-        threads = {"threads": self.threads} if self.threads > 0 else {}
-        return {**threads, **(DRAFT_DECODER_OPTIONS if self.fast_decode else {})}
+        of a clip's CPU with the filter graph's, ``global_args``; bench/clip_cpu.py)."""
+        return {"threads": self.threads} if self.threads > 0 else {}
 
     def global_args(self) -> list[str]:
         """The filter graph's threads, as many as the decoder's (options before the inputs)."""

@@ -191,7 +191,7 @@ def test_a_draft_encodes_a_quarter_of_the_pixels_with_the_fastest_preset_at_the_
         OutputProfile(width=1280, height=720, fps=30, quality="draft"), "veryfast", 20
     )
     assert final == EncodeProfile(1280, 720, 30, "veryfast", 20)
-    assert draft == EncodeProfile(640, 360, 30, "ultrafast", 28, scaler="area", fast_decode=True)
+    assert draft == EncodeProfile(640, 360, 30, "ultrafast", 28, scaler="area")
     # a draft averages each 2x2 block of the source; a final render scales as ffmpeg does by default
     one = [CutInput(Path("/w/run0.ts"), "mpegts")]
     cuts = [RunCut(0, 0, 42, 2700000, 0, None)]
@@ -202,15 +202,6 @@ def test_a_draft_encodes_a_quarter_of_the_pixels_with_the_fastest_preset_at_the_
 
     assert "scale=640:360:flags=area:force_original_aspect_ratio=decrease" in graph(draft)
     assert "flags=" not in graph(final)
-    # a draft's decoder skips the deblocking filter, on every input; a final render's decodes to the spec
-    for profile, skips in ((draft, True), (final, False)):
-        two = [RunCut(0, 0, 20, 2700000, 0, None), RunCut(1, 20, 22, 2700000, 0, None)]
-        runs = [CutInput(Path("/w/run0.ts"), "mpegts"), CutInput(Path("/w/run1.ts"), "mpegts")]
-        argv = cut_argv("ffmpeg", runs, two, Path("/w/o.mp4"), frames=42, profile=profile)
-        before_inputs = [argv[i - 4 : i] for i, a in enumerate(argv) if a == "-i"]
-        assert [("-skip_loop_filter" in b) for b in before_inputs] == [skips, skips], argv
-        retimed = retime_argv("ffmpeg", Path("/w/c.mp4"), Path("/w/o.mp4"), frames=42, profile=profile)
-        assert ("-skip_loop_filter" in retimed) is skips
     assert draft.width * draft.height * 4 == final.width * final.height
     # the frame count written is the slot's, draft or not
     assert draft.output_kwargs(42)["frames:v"] == final.output_kwargs(42)["frames:v"] == 42
