@@ -9,16 +9,23 @@ the job's end is counted by a worker process that takes it from Redis.
 from __future__ import annotations
 
 import json
+import time
 
 import redis
 import structlog
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from . import keys
 
 log = structlog.get_logger("clipline.metrics")
 
-#: Job ends kept for the workers at most (the oldest dropped): none run for days, yet the list stays small.
+#: Job ends kept for the workers at most (the oldest dropped, when no worker has taken any for that long).
 HANDED_OVER_MAX = 10_000
+#: How long a hand-over waits on Redis, and after it failed, how long later ends are not tried (the
+#: sweeper ends many jobs in a row while Redis is unreachable: none waits on it again).
+HAND_OVER_TIMEOUT_S = 5.0
+HAND_OVER_PAUSE_S = 60.0
 
 
 class Observer:
@@ -62,16 +69,28 @@ class HandOver(Observer):
     serves no metrics. A worker process takes them every second (``take_handed_over``)."""
 
     def __init__(self, redis_url: str) -> None:
-        self._redis = redis.Redis.from_url(redis_url)
+        self._redis = redis.Redis.from_url(
+            redis_url,
+            socket_connect_timeout=HAND_OVER_TIMEOUT_S,
+            socket_timeout=HAND_OVER_TIMEOUT_S,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._failed_at: float | None = None  # monotonic
 
     def job_finished(self, status: str, duration_s: float) -> None:
+        now = time.monotonic()
+        if self._failed_at is not None and now - self._failed_at < HAND_OVER_PAUSE_S:
+            log.warning("metrics.job_end_not_counted", status=status, error="Redis unreachable moments ago")
+            return
         try:
             with self._redis.pipeline(transaction=True) as pipe:
                 pipe.rpush(keys.job_ends_to_count(), json.dumps([status, round(duration_s, 3)]))
                 pipe.ltrim(keys.job_ends_to_count(), -HANDED_OVER_MAX, -1)
                 pipe.expire(keys.job_ends_to_count(), keys.JOB_KEY_TTL_S)
                 pipe.execute()
+            self._failed_at = None
         except redis.RedisError as exc:  # the job did end; only its count is lost
+            self._failed_at = now
             log.warning("metrics.job_end_not_counted", status=status, error=f"{type(exc).__name__}: {exc}")
 
 

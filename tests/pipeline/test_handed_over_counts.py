@@ -22,7 +22,7 @@ class Recording(Observer):
 
 def test_a_handed_over_job_end_is_counted_by_one_taker_only(monkeypatch: pytest.MonkeyPatch) -> None:
     server = fakeredis.FakeServer()
-    monkeypatch.setattr(redis.Redis, "from_url", lambda url: fakeredis.FakeRedis(server=server))
+    monkeypatch.setattr(redis.Redis, "from_url", lambda url, **kw: fakeredis.FakeRedis(server=server))
     # Given `clipline cancel` and a sweeper ending jobs (neither serves metrics)
     HandOver("redis://x/1").job_finished("CANCELLED", 12.3456)
     HandOver("redis://x/1").job_finished("FAILED", 600.0)
@@ -50,7 +50,7 @@ def test_the_list_is_bounded_and_an_unreachable_redis_loses_only_the_count(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server = fakeredis.FakeServer()
-    monkeypatch.setattr(redis.Redis, "from_url", lambda url: fakeredis.FakeRedis(server=server))
+    monkeypatch.setattr(redis.Redis, "from_url", lambda url, **kw: fakeredis.FakeRedis(server=server))
     monkeypatch.setattr("pipeline.observe.HANDED_OVER_MAX", 3)
     hand = HandOver("redis://x/1")
     for i in range(5):
@@ -60,3 +60,10 @@ def test_the_list_is_bounded_and_an_unreachable_redis_loses_only_the_count(
     assert seen.finished == [("FAILED", 2.0), ("FAILED", 3.0), ("FAILED", 4.0)]  # the newest kept
     server.connected = False
     hand.job_finished("CANCELLED", 1.0)  # logged, not raised: the job did end
+    # and the next ends are not tried while Redis failed moments ago (a sweeper ending many jobs)
+    server.connected = True
+    hand.job_finished("FAILED", 9.0)
+    assert take_handed_over(fakeredis.FakeRedis(server=server), seen) == 0
+    monkeypatch.setattr("pipeline.observe.HAND_OVER_PAUSE_S", 0.0)
+    hand.job_finished("FAILED", 10.0)  # once the pause is over, handed over again
+    assert take_handed_over(fakeredis.FakeRedis(server=server), seen) == 1 and seen.finished[-1][1] == 10.0
