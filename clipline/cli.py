@@ -330,12 +330,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if worker.NEEDS_FFMPEG.intersection(stages):  # the stages that read or write clips and results
         _check_storage(settings)
     from .metrics_server import DeliveryCollector, MetricsServer
-    from .sweeper import Sweeper
+    from .sweeper import OrphanSweeper, Sweeper
 
     port = settings.metrics_port if args.metrics_port is None else args.metrics_port
     collectors = [DeliveryCollector(settings.database_url)] if Stage.ASSEMBLE in stages else []
     metrics = MetricsServer(port, collectors=collectors) if port else None
-    sweeper = Sweeper(settings) if Stage.ASSEMBLE in stages else None
+    sweeper: Sweeper | OrphanSweeper | None = None
+    if Stage.ASSEMBLE in stages:
+        sweeper = Sweeper(settings)
+    elif worker.NEEDS_FFMPEG.intersection(stages):  # cuts into this host's scratch: sweeps it too
+        sweeper = OrphanSweeper(settings)
     try:
         if metrics is not None:
             metrics.start()

@@ -1,5 +1,6 @@
 """The periodic work of ``clipline worker`` (assemble stage or all): reconcile sweep, retention, webhooks,
-and aborting the store's lost multipart uploads.
+and aborting the store's lost multipart uploads; and, on every host, removing its scratch of jobs whose
+records are gone (``OrphanSweeper`` for a worker command without the assemble stage).
 
 One sweeper acts per interval across the cluster (a Redis lock with the
 interval as its lifetime), so running several worker commands is safe.
@@ -55,6 +56,7 @@ class Sweeper:
     def _loop(self) -> None:
         # this process serves no metrics of its own: jobs the reconciler ends are counted by the workers
         ctx = Context(self.settings, observer=HandOver(self.settings.redis_url))
+        orphans = _Orphans(ctx)
         # This thread's own client: a Redis that stops answering (a host gone, packets dropped) fails a
         # call within seconds instead of hanging the sweeper, which must then end jobs without it; no
         # retries of its own (the next sweep is the retry), so ending many jobs without Redis stays quick.
@@ -70,14 +72,8 @@ class Sweeper:
         send = Sender(self.settings)
         interval = self.settings.reconcile_interval_s
         lost_at: float | None = None  # monotonic: since when every try to reach Redis failed
-        orphans_at = 0.0  # monotonic: when this host's orphaned scratch is looked for next
         while not self._stop.wait(interval):
-            if time.monotonic() >= orphans_at:  # on every host, not once per cluster: the scratch is local
-                orphans_at = time.monotonic() + ORPHANS_EVERY_S
-                try:
-                    retention.remove_orphan_scratch(ctx)
-                except Exception as exc:  # noqa: BLE001 - the database down: next time
-                    log.warning("retention.orphans_failed", error=f"{type(exc).__name__}: {exc}")
+            orphans.when_due()  # on every host, not once per cluster: the scratch is local
             try:
                 try:
                     mine = ctx.redis.set(
@@ -113,3 +109,42 @@ class Sweeper:
                 webhooks.deliver_due(ctx)
             except Exception as exc:  # noqa: BLE001 - a broken database must not end the pump
                 log.warning("webhook.pump_failed", error=f"{type(exc).__name__}: {exc}")
+
+
+class _Orphans:
+    """This host's scratch of jobs whose records are gone, removed every ``ORPHANS_EVERY_S`` (first at
+    the first call)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._due = 0.0  # monotonic
+
+    def when_due(self) -> None:
+        if time.monotonic() < self._due:
+            return
+        self._due = time.monotonic() + ORPHANS_EVERY_S
+        try:
+            retention.remove_orphan_scratch(self.ctx)
+        except Exception as exc:  # noqa: BLE001 - the database down: next time
+            log.warning("retention.orphans_failed", error=f"{type(exc).__name__}: {exc}")
+
+
+class OrphanSweeper:
+    """A worker command without the assemble stage (clip or fallback hosts: they cut into the same
+    scratch) removes its host's orphaned scratch too, on a thread of its own."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="clipline-orphans", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        orphans = _Orphans(Context(self.settings))
+        while not self._stop.wait(self.settings.reconcile_interval_s):
+            orphans.when_due()

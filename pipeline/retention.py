@@ -104,8 +104,8 @@ def remove_orphan_scratch(
     """Remove this host's scratch of jobs that no longer exist (``cleanup`` ran on another host: it removes
     the record, the objects in the store and its own host's scratch only; a failed job's song and clips
     kept on the host that assembled it would stay for ever). Only folders named like a job id, untouched
-    for ``min_age_s``, whose job has no record; returns their names. Every worker command with the
-    assemble stage runs it on its host (``clipline.sweeper``), and ``clipline cleanup`` on its own."""
+    for ``min_age_s``, whose job has no record; returns their names. Every worker command that cuts
+    or assembles runs it hourly on its host (``clipline.sweeper``), and ``clipline cleanup`` on its own."""
     root = ctx.settings.work_dir
     if not root.is_dir():
         return []
