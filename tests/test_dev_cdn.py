@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,6 +62,18 @@ def test_injected_faults(cdn: LoopbackCDN) -> None:
     cdn.stall("/hls/v1/seg", 5)
     with pytest.raises(httpx.ReadTimeout):
         httpx.get(cdn.url("hls/v1/seg_00000.ts"), timeout=0.3)
+    # a request stalled when the faults are cleared ends then (it never outlives its test), and is counted
+    cdn.reset_counters()
+    started = time.monotonic()
+    stalled = threading.Thread(target=lambda: httpx.get(cdn.url("hls/v1/seg_00000.ts"), timeout=10))
+    stalled.start()
+    while cdn.in_flight == 0 and time.monotonic() - started < 5:
+        time.sleep(0.01)
+    cdn.reset_faults()
+    stalled.join(5)
+    assert not stalled.is_alive() and time.monotonic() - started < 3
+    assert cdn.count("/hls/v1/seg") == 2  # with the one whose client gave up above: both ended at the reset
+    assert httpx.get(cdn.url("hls/v1/seg_00000.ts"), timeout=1).content == bytes(range(256)) * 40
 
 
 def test_peak_concurrency_is_measured(cdn: LoopbackCDN) -> None:

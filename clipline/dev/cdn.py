@@ -52,6 +52,8 @@ class _State:
     gone: set[str] = field(default_factory=set)
     fail: dict[str, _Fault] = field(default_factory=dict)
     stalls: dict[str, float] = field(default_factory=dict)
+    #: Set by ``reset_faults``: requests stalled until then end at once (a new event for later stalls).
+    release: threading.Event = field(default_factory=threading.Event)
     corrupt: set[str] = field(default_factory=set)
     bytes_served: dict[str, int] = field(default_factory=dict)
     requests: list[RequestRecord] = field(default_factory=list)
@@ -145,11 +147,14 @@ class LoopbackCDN:
             self._state.corrupt.add(path_prefix)
 
     def reset_faults(self) -> None:
+        """Clear every fault; requests stalled right now end at once (none outlives the fault)."""
         with self._state.lock:
             self._state.gone.clear()
             self._state.fail.clear()
             self._state.stalls.clear()
             self._state.corrupt.clear()
+            self._state.release.set()
+            self._state.release = threading.Event()
 
     # -- accounting --------------------------------------------------------
     @property
@@ -266,6 +271,7 @@ class _Handler(BaseHTTPRequestHandler):
             if fault is not None:
                 fault.times -= 1
             stall = next((s for p, s in st.stalls.items() if path.startswith(p)), None)
+            release = st.release
             corrupt = any(path.startswith(p) for p in st.corrupt)
             gone = _video_of(path) in st.gone
         if fault is not None:
@@ -302,7 +308,9 @@ class _Handler(BaseHTTPRequestHandler):
         if head:
             return status, 0
         if stall is not None:
-            cdn._stopping.wait(stall)
+            waited = time.monotonic()
+            while not (cdn._stopping.is_set() or release.is_set()) and time.monotonic() - waited < stall:
+                release.wait(min(0.1, stall))
             return status, 0
         with open(target, "rb") as fh:
             fh.seek(start)
