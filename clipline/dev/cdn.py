@@ -52,7 +52,8 @@ class _State:
     gone: set[str] = field(default_factory=set)
     fail: dict[str, _Fault] = field(default_factory=dict)
     stalls: dict[str, float] = field(default_factory=dict)
-    #: Set by ``reset_faults``: requests stalled until then end at once (a new event for later stalls).
+    #: Set by ``reset_faults`` and ``stop``: requests stalled until then end at once (``reset_faults``
+    #: puts a new event in its place for later stalls).
     release: threading.Event = field(default_factory=threading.Event)
     corrupt: set[str] = field(default_factory=set)
     bytes_served: dict[str, int] = field(default_factory=dict)
@@ -83,7 +84,6 @@ class LoopbackCDN:
         self._state = _State()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> LoopbackCDN:
@@ -99,7 +99,8 @@ class LoopbackCDN:
         return self
 
     def stop(self) -> None:
-        self._stopping.set()
+        with self._state.lock:
+            self._state.release.set()  # stalled requests end now
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -308,9 +309,8 @@ class _Handler(BaseHTTPRequestHandler):
         if head:
             return status, 0
         if stall is not None:
-            waited = time.monotonic()
-            while not (cdn._stopping.is_set() or release.is_set()) and time.monotonic() - waited < stall:
-                release.wait(min(0.1, stall))
+            release.wait(stall)
+            self.close_connection = True  # the body never comes: the client sees the connection end
             return status, 0
         with open(target, "rb") as fh:
             fh.seek(start)
