@@ -73,7 +73,7 @@ def _seconds(text: str) -> float:
 def _ctx() -> Context:
     """A command's context: a job it ends (cancel, reconcile) is counted by the workers' metrics."""
     settings = get_settings()
-    return Context(settings, observer=HandOver(settings.redis_url))
+    return Context(settings, observer=HandOver.from_url(settings.redis_url))
 
 
 def _sender() -> Sender:

@@ -54,19 +54,20 @@ class Sweeper:
         self._stop.set()
 
     def _loop(self) -> None:
-        # this process serves no metrics of its own: jobs the reconciler ends are counted by the workers
-        ctx = Context(self.settings, observer=HandOver(self.settings.redis_url))
-        orphans = _Orphans(ctx)
         # This thread's own client: a Redis that stops answering (a host gone, packets dropped) fails a
         # call within seconds instead of hanging the sweeper, which must then end jobs without it; no
         # retries of its own (the next sweep is the retry), so ending many jobs without Redis stays quick.
-        ctx.redis = redis.Redis.from_url(
+        client = redis.Redis.from_url(
             self.settings.redis_url,
             health_check_interval=30,
             socket_connect_timeout=REDIS_TIMEOUT_S,
             socket_timeout=REDIS_TIMEOUT_S,
             retry=Retry(NoBackoff(), 0),
         )
+        # this process serves no metrics of its own: jobs the reconciler ends are counted by the workers
+        ctx = Context(self.settings, observer=HandOver(client))
+        ctx.redis = client
+        orphans = _Orphans(ctx)
         from actors.sender import Sender
 
         send = Sender(self.settings)

@@ -68,14 +68,22 @@ class HandOver(Observer):
     ``clipline_jobs_total`` and the job duration count it even when the process that ended the job
     serves no metrics. A worker process takes them every second (``take_handed_over``)."""
 
-    def __init__(self, redis_url: str) -> None:
-        self._redis = redis.Redis.from_url(
-            redis_url,
-            socket_connect_timeout=HAND_OVER_TIMEOUT_S,
-            socket_timeout=HAND_OVER_TIMEOUT_S,
-            retry=Retry(NoBackoff(), 0),
-        )
+    def __init__(self, client: redis.Redis) -> None:
+        """``client``: one that fails within seconds when Redis does not answer (``from_url``)."""
+        self._redis = client
         self._failed_at: float | None = None  # monotonic
+
+    @classmethod
+    def from_url(cls, redis_url: str) -> HandOver:
+        """With a client of its own that waits ``HAND_OVER_TIMEOUT_S`` at most and never retries."""
+        return cls(
+            redis.Redis.from_url(
+                redis_url,
+                socket_connect_timeout=HAND_OVER_TIMEOUT_S,
+                socket_timeout=HAND_OVER_TIMEOUT_S,
+                retry=Retry(NoBackoff(), 0),
+            )
+        )
 
     def job_finished(self, status: str, duration_s: float) -> None:
         now = time.monotonic()

@@ -1,4 +1,4 @@
-"""Test-wide setup: structured logs at INFO, loggers not cached (``tests.logsetup``)."""
+"""Test-wide setup: structured logs at INFO (``tests.logsetup``)."""
 
 from tests.logsetup import configure_test_logs
 

@@ -287,26 +287,16 @@ def build_sample_set(
         return result
     with building(base):
         if not marker.exists():
-            _build(result, base, marker, params, sources, song_s, segment_s, keyframe_s, ffmpeg)
+            _build(result, marker, params, ffmpeg)
     return result
 
 
-def _build(
-    result: SampleSet,
-    base: Path,
-    marker: Path,
-    params: dict[str, Any],
-    sources: list[SourceSpec],
-    song_s: float,
-    segment_s: float,
-    keyframe_s: float | None,
-    ffmpeg: str,
-) -> None:
-    width, height, fps = params["width"], params["height"], params["fps"]
-    base.mkdir(parents=True, exist_ok=True)
-    size: dict[str, Any] = {"width": width, "height": height, "fps": fps, "ffmpeg": ffmpeg}
+def _build(result: SampleSet, marker: Path, params: dict[str, Any], ffmpeg: str) -> None:
+    """Make ``result``'s media as ``params`` say, then write ``marker`` (the set is complete)."""
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    size: dict[str, Any] = {k: params[k] for k in ("width", "height", "fps")} | {"ffmpeg": ffmpeg}
     jobs: list[Callable[[], Path]] = []
-    for s in sources:
+    for s in result.sources:
         if s.hls:
             jobs.append(
                 partial(
@@ -314,8 +304,8 @@ def _build(
                     result.root,
                     s.video_id,
                     duration_s=s.duration_s,
-                    segment_s=segment_s,
-                    keyframe_s=keyframe_s,
+                    segment_s=params["segment_s"],
+                    keyframe_s=params["keyframe_s"],
                     **size,
                 )
             )
@@ -323,7 +313,7 @@ def _build(
             jobs.append(
                 partial(make_local_copy, result.media_dir, s.video_id, duration_s=s.duration_s, **size)
             )
-    jobs.append(partial(make_song, result.song, duration_s=song_s, ffmpeg=ffmpeg))
+    jobs.append(partial(make_song, result.song, duration_s=params["song_s"], ffmpeg=ffmpeg))
     result.media_dir.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=2) as pool:
         for f in [pool.submit(j) for j in jobs]:

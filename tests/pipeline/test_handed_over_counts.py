@@ -24,8 +24,8 @@ def test_a_handed_over_job_end_is_counted_by_one_taker_only(monkeypatch: pytest.
     server = fakeredis.FakeServer()
     monkeypatch.setattr(redis.Redis, "from_url", lambda url, **kw: fakeredis.FakeRedis(server=server))
     # Given `clipline cancel` and a sweeper ending jobs (neither serves metrics)
-    HandOver("redis://x/1").job_finished("CANCELLED", 12.3456)
-    HandOver("redis://x/1").job_finished("FAILED", 600.0)
+    HandOver.from_url("redis://x/1").job_finished("CANCELLED", 12.3456)
+    HandOver.from_url("redis://x/1").job_finished("FAILED", 600.0)
     # When two worker processes take them
     r = fakeredis.FakeRedis(server=server)
     first, second = Recording(), Recording()
@@ -52,7 +52,7 @@ def test_the_list_is_bounded_and_an_unreachable_redis_loses_only_the_count(
     server = fakeredis.FakeServer()
     monkeypatch.setattr(redis.Redis, "from_url", lambda url, **kw: fakeredis.FakeRedis(server=server))
     monkeypatch.setattr("pipeline.observe.HANDED_OVER_MAX", 3)
-    hand = HandOver("redis://x/1")
+    hand = HandOver.from_url("redis://x/1")
     for i in range(5):
         hand.job_finished("FAILED", float(i))
     seen = Recording()
