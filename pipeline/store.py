@@ -16,7 +16,7 @@ import threading
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, create_engine, delete, event, func, or_, select, update
+from sqlalchemy import ColumnElement, Update, case, create_engine, delete, event, func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -176,6 +176,11 @@ class JobStore:
                 error_log=_append_error(note),
             )
         )
+        return self._next_attempt(stmt, history)
+
+    def _next_attempt(self, stmt: Update, history: JobAttempt) -> bool:
+        """Run the compare-and-set ``stmt`` that starts a job's next attempt and keep the last attempt's
+        ``history`` with it, in one transaction; False (nothing written) when the job changed meanwhile."""
         with self.session() as s:
             if not getattr(s.execute(stmt), "rowcount", 0):
                 s.rollback()
@@ -256,13 +261,7 @@ class JobStore:
                 error_log=_append_error(note),
             )
         )
-        with self.session() as s:
-            if not getattr(s.execute(stmt), "rowcount", 0):
-                s.rollback()
-                return False
-            s.merge(history)
-            s.commit()
-            return True
+        return self._next_attempt(stmt, history)
 
     def history(self, job_id: str) -> list[JobAttempt]:
         stmt = select(JobAttempt).where(JobAttempt.job_id == job_id).order_by(JobAttempt.attempt)
