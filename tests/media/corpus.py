@@ -237,6 +237,25 @@ def open_gop(folder: Path) -> None:
     ff(*_source("30"), *encode, *_hls(folder, 1))
 
 
+def ts_audio_at_zero(folder: Path) -> None:
+    """MPEG-TS whose audio starts at PTS 0 exactly and whose video starts 0.11 s later (as Bento4's
+    mp42hls writes it, made here by ffmpeg alone): one mux with no mux delay, split into 1-second
+    segments keeping its timestamps (``mpegts_copyts``)."""
+    whole = folder / "whole.ts"
+    ff(
+        *["-itsoffset", "0.1", *_source("30")],
+        *_x264(15)[:-4],  # the audio in MP2, which starts at 0 where AAC's priming would shift it
+        *["-c:a", "mp2", "-muxdelay", "0", "-muxpreload", "0", "-f", "mpegts", str(whole)],
+    )
+    ff(
+        *["-copyts", "-f", "mpegts", "-i", str(whole), "-map", "0", "-c", "copy"],
+        *["-f", "segment", "-segment_time", "1", "-segment_format", "mpegts"],
+        *["-segment_format_options", "mpegts_copyts=1", "-segment_list", str(folder / "index.m3u8")],
+        *["-segment_list_type", "m3u8", str(folder / "z%d.ts")],
+    )
+    whole.unlink()
+
+
 def ts_mid_gop(folder: Path) -> None:
     """ffmpeg's segment muxer cutting on time, not on keyframes (``break_non_keyframes``): half-second
     MPEG-TS segments, a keyframe every 1.5 s and B-frames, so most segments start mid-GOP."""
@@ -710,6 +729,7 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
     "per_segment": (per_segment, Variant("per_segment", Fraction(30), 180)),
     "open_gop": (open_gop, Variant("open_gop", Fraction(30), 180)),
     "ts_mid_gop": (ts_mid_gop, Variant("ts_mid_gop", Fraction(30), 180)),
+    "ts_audio_at_zero": (ts_audio_at_zero, Variant("ts_audio_at_zero", Fraction(30), 180)),
     "discontinuity": (discontinuity, Variant("discontinuity", Fraction(30), 180)),
     "rounded_2997": (rounded_2997, Variant("rounded_2997", Fraction(30000, 1001), 360)),
     "r25": (rate("25"), Variant("r25", Fraction(25), 150)),
