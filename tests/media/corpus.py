@@ -5,8 +5,10 @@ in its several modes, or one mpegts mux per segment with a playlist written
 here), or by another packager (GStreamer's ``hlssink2`` and ``hlssink``,
 encoding with its own x264 element; GStreamer's fragmented ``mp4mux``, its
 fragments listed here as segments; Shaka Packager, packaging an MP4 that
-ffmpeg encoded, with its own MPEG-TS and fMP4 muxers and playlists), from a
-frame-coded source: every frame
+ffmpeg encoded, with its own MPEG-TS and fMP4 muxers and playlists; Bento4,
+packaging such an MP4 with mp42hls, its own MPEG-TS muxer and playlists, and
+with mp4fragment, its own fMP4 writer, the fragments listed here as segments),
+from a frame-coded source: every frame
 shows its absolute frame number (``clipline.dev.samples.pattern_graph``), so a
 test can read back which source frame each output frame shows. Frame n of
 every variant is displayed
