@@ -710,15 +710,43 @@ def bento4_open_gop(folder: Path) -> None:
     )
 
 
-def bento4_fmp4(folder: Path) -> None:
+def bento4_aes(folder: Path) -> None:
+    """mp42hls's AES-128 (``--encryption-key``): each segment encrypted whole, the IV its media
+    sequence number (no ``IV=`` in the playlist)."""
+    (folder / "k.key").write_bytes(KEY)
+    _mp42hls(
+        folder,
+        "--segment-filename-template",
+        "s%03d.ts",
+        "--segment-url-template",
+        "s%03d.ts",
+        "--encryption-key",
+        KEY.hex(),
+        "--encryption-key-uri",
+        "k.key",
+    )
+
+
+def _mp4fragment(folder: Path, *, files: bool, x264: tuple[str, ...] = ()) -> None:
     """mp4fragment's fMP4 (one-second fragments, one ``moof`` per track, ``tfdt`` and
-    default-base-is-moof, the encode's edit list kept in ``moov``, an ``mfra`` at the end), listed
-    here as an init file and one file per fragment."""
-    src = _bento4_source(folder)
+    default-base-is-moof, the encode's edit list kept in ``moov``, an ``mfra`` at the end), each
+    video fragment listed here as a segment: byte ranges of the file or (``files``) an init file and
+    one file per fragment."""
+    src = _bento4_source(folder, x264)
     argv = [str(MP4FRAGMENT), "--fragment-duration", "1000", str(src), str(folder / "media.mp4")]
     subprocess.run(argv, check=True, timeout=120, capture_output=True)
     src.unlink()
-    _fmp4_playlist(folder, (folder / "media.mp4").read_bytes(), video_fragments=1, files=True)
+    _fmp4_playlist(folder, (folder / "media.mp4").read_bytes(), video_fragments=1, files=files)
+
+
+def bento4_fmp4(folder: Path) -> None:
+    _mp4fragment(folder, files=True)
+
+
+def bento4_fmp4_open_gop(folder: Path) -> None:
+    """x264's open GOPs through mp4fragment, as byte ranges: each fragment starts at a keyframe (in
+    decode order) whose leading B-frames, shown before it, reference the fragment before."""
+    _mp4fragment(folder, files=False, x264=("-bf", "3", "-x264-params", "open-gop=1"))
 
 
 VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
@@ -811,7 +839,9 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
             ("bento4_ts", bento4_ts, MP42HLS),
             ("bento4_single", bento4_single, MP42HLS),
             ("bento4_open_gop", bento4_open_gop, MP42HLS),
+            ("bento4_aes", bento4_aes, MP42HLS),
             ("bento4_fmp4", bento4_fmp4, MP4FRAGMENT),
+            ("bento4_fmp4_open_gop", bento4_fmp4_open_gop, MP4FRAGMENT),
         )
     },
 }
