@@ -324,9 +324,7 @@ def test_a_prefetch_while_redis_lost_a_running_jobs_keys_removes_only_its_own_fi
     assert sorted(ctx.segments.root(view.job_id, "v").glob("*.seg")) == kept
 
 
-def test_a_codec_change_without_a_discontinuity_is_refused_naming_it(
-    tmp_path: Path, ctx: Context
-) -> None:
+def test_a_codec_change_without_a_discontinuity_is_refused_naming_it(tmp_path: Path, ctx: Context) -> None:
     # Given segments 0-2 in H.264 and 3-5 in HEVC on one timeline, with no #EXT-X-DISCONTINUITY
     root = tmp_path / "cdn" / "hls" / "mixed"
     lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:1", "#EXT-X-PLAYLIST-TYPE:VOD"]
