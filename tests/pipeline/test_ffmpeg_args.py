@@ -65,10 +65,11 @@ def test_cut_names_each_demuxer_keeps_timestamps_and_applies_the_frame_rule_valu
     joined = " ".join(argv)
     # every input: its demuxer named, local files only (ffmpeg never follows what it opens)
     # a picture size change never rebuilds the filter graph (that would restart fps, tpad and trim)
-    assert "-f mpegts -protocol_whitelist file -reinit_filter 0 -i /w/run0.ts" in joined
+    # an MPEG-TS input moved by a second (never "start time corrected" by ffmpeg), and moved back
+    assert "-f mpegts -itsoffset 1 -protocol_whitelist file -reinit_filter 0 -i /w/run0.ts" in joined
     assert "-f mp4 -protocol_whitelist file -reinit_filter 0 -i /w/run1.mp4" in joined
     graph = argv[argv.index("-filter_complex") + 1]
-    assert "settb=1/2700000" in graph and "setpts=PTS-12033000" in graph
+    assert "settb=1/2700000" in graph and "setpts=PTS-14733000" in graph and "setpts=PTS-99" in graph
     assert graph.count("fps=fps=30:round=up:start_time=0") == 2
     assert "trim=end_pts=2700001" in graph and "trim=end_frame=40" in graph and "trim=end_frame=56" in graph
     assert "concat=a=0:n=2:v=1" in graph
