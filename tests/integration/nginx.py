@@ -13,6 +13,9 @@ Locations of the CDN server (``path`` below is a path under ``root``, e.g. ``hls
 - ``/{path}``: the file (``/hls/...``, ``/audio/...``, any folder of ``root``);
 - ``/r301/{path}``, ``/r302/{path}``: a redirect to ``/{path}`` on the same server;
 - ``/r307/{path}``: a redirect to ``/{path}`` on the edge server (another port);
+- ``/r308/{path}``: a redirect to ``/{path}`` with a relative Location (``absolute_redirect off``);
+- ``/noetag/{path}``: the file without an ETag (``etag off``, as on farms whose servers' mtimes differ);
+- ``/noranges/{path}``: the file, Range ignored (``max_ranges 0``: 200 and the whole body);
 - ``/cached/{path}``: the file with ``Cache-Control: public, max-age=300`` (and on the edge too);
 - ``/loop/{path}``: a redirect to itself, for ever;
 - ``/away/{path}``: a redirect to ``http://localhost:{edge port}/{path}`` (another host name);
@@ -80,6 +83,14 @@ def _config(root: Path, tmp: Path, port: int, edge: int) -> str:
             alias {root}/;
             add_header Cache-Control "public, max-age=300";
         }}
+        location /noetag/ {{
+            alias {root}/;
+            etag off;
+        }}
+        location /noranges/ {{
+            alias {root}/;
+            max_ranges 0;
+        }}
         location /gone503/ {{ return 503; }}
         location /forbidden/ {{ deny all; }}
     """
@@ -119,6 +130,10 @@ http {{
         location ~ ^/r301/(.*)$ {{ return 301 /$1$is_args$args; }}
         location ~ ^/r302/(.*)$ {{ return 302 /$1$is_args$args; }}
         location ~ ^/r307/(.*)$ {{ return 307 http://127.0.0.1:{edge}/$1$is_args$args; }}
+        location ~ ^/r308/(.*)$ {{
+            absolute_redirect off;
+            return 308 /$1$is_args$args;
+        }}
         location ~ ^/loop/(.*)$ {{ return 302 /loop/$1; }}
         location ~ ^/away/(.*)$ {{ return 302 http://localhost:{edge}/$1; }}
         location ~ ^/meta/(.*)$ {{ return 302 http://169.254.169.254/$1; }}
