@@ -230,6 +230,23 @@ def test_a_byte_range_playlist_is_read_in_206_ranges_only_those_needed(
     assert sorted(asked) == ranges[:5]
 
 
+def test_a_server_that_ignores_range_is_read_up_to_the_range_end(
+    tmp_path: Path, redis_url: str, nginx: Nginx
+) -> None:
+    # nginx with max_ranges 0 answers a Range with 200 and the whole file (as some CDNs do)
+    ctx = context(tmp_path, redis_url, CLIPLINE_PREFETCH_SLOTS="0")
+    view = view_for(nginx.url("hls/bytes/index.m3u8", "noranges"), [(2990, 4010, 1100)])
+    nginx.reset_log()
+    record = cutting.cut_from_hls(ctx, view, 0)
+    assert record.path is not None and record.outcome == "ok", record
+    line, slot = view.request.lines[0], view.slots[0]
+    assert read_frames(Path(record.path)) == expected(
+        BYTES, line.clip.start_ms, line.clip.end_ms, slot.frames
+    )
+    media = [r for r in nginx.log() if r["uri"].endswith("/index.ts")]
+    assert media and all(r["status"] == 200 and r["range"] for r in media), media
+
+
 # -- gzip, ETags and the clip cache -----------------------------------------------------------------
 
 
