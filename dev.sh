@@ -34,8 +34,27 @@ ensure_packages() {
     for gst in gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav; do
       dpkg -s "$gst" >/dev/null 2>&1 || want+=("$gst")
     done
+    # nginx as a CDN made by others than us (tests/integration/nginx.py): the binary only; each test
+    # runs its own in the foreground with its own configuration, never the package's service.
+    local nginx_new=0
+    if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then want+=(nginx-light); nginx_new=1; fi
   fi
   if [ "${#want[@]}" -gt 0 ]; then apt_install "${want[@]}"; fi
+  if [ "${nginx_new:-0}" -eq 1 ]; then stop_packaged_nginx; fi
+}
+
+# Debian's nginx postinst starts its service (port 80) where invoke-rc.d lets it: stop the one it just
+# started (its pid file, from the package's own configuration). No test uses it.
+stop_packaged_nginx() {
+  local pid
+  pid="$(cat /run/nginx.pid 2>/dev/null || true)"
+  if [ -n "$pid" ] && as_root kill -0 "$pid" 2>/dev/null; then
+    say "stopping the nginx service the package started (the tests run their own)"
+    as_root /usr/sbin/nginx -s quit || true
+  fi
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    as_root systemctl disable --now nginx >/dev/null 2>&1 || true
+  fi
 }
 
 # A third HLS packager for the corpus (tests/media/corpus.py): Shaka Packager's static build, as its
