@@ -4,8 +4,8 @@ Off unless ``CLIPLINE_CLIP_CACHE_BYTES`` > 0. The key (``cache_key``) is a hash 
 
 - the source's identity (``source_identity``): the media playlist with every URL stripped of its
   signature parameters (``strip_signature``), and each needed segment's URL, byte range and
-  validator (its ETag, else its length, from a HEAD request, once per job: ``clip_reuse``); a source
-  without either is not cached;
+  validator (its ETag, else its length and Last-Modified, from a HEAD request, once per job:
+  ``clip_reuse``); a source without either is not cached;
 - the source window (start and end ms) and the output profile (size, fps, x264 preset and crf, the
   scaler when one is named);
 - ``CUT_RULE_VERSION``: bump it whenever a change to cutting could change a clip's frames.
@@ -108,7 +108,8 @@ def source_identity(
 ) -> str | None:
     """What the window is cut from, as a string; None when a segment has neither ETag nor length.
 
-    ``validator(url)`` returns the resource's ETag or length (``clip_reuse`` does a HEAD request).
+    ``validator(url)`` returns the resource's ETag, else its length and Last-Modified (``clip_reuse``
+    does a HEAD request).
     """
     data = playlist.to_json()
     text = json.dumps(data, sort_keys=True)

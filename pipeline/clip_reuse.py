@@ -207,7 +207,9 @@ def _link_or_copy(source: Path, dest: Path) -> None:
 
 
 def _validator(ctx: Context, url: str) -> str | None:
-    """The resource's ETag, else its length (a HEAD request); None when it has neither or fails."""
+    """The resource's ETag, else its length and ``Last-Modified`` (a HEAD request; a file replaced by
+    one of the same size changes its date, which the length alone would miss); None when it has neither
+    ETag nor length, or the request fails."""
     s = ctx.settings
     try:
         headers = fetch.head(url, policy=netguard.Policy.of(s), limits=fetch.segment_limits(s))
@@ -218,7 +220,10 @@ def _validator(ctx: Context, url: str) -> str | None:
     if etag:
         return f"etag:{etag}"
     length = headers.get("content-length")
-    return f"length:{length}" if length else None
+    if not length:
+        return None
+    modified = headers.get("last-modified")
+    return f"length:{length};modified:{modified}" if modified else f"length:{length}"
 
 
 #: HEAD requests one clip sends at once for its segments' validators.
