@@ -179,9 +179,9 @@ def _assemble(
                 fetching = pool.submit(_fetch, ctx, view, timing)
                 track = audio.for_assembly(ctx, view)
                 clips = fetching.result()
-            stats.bytes_fetched += track.fetched_bytes if track else 0
+            stats.bytes_fetched += audio.fetched_bytes(ctx, job_id)  # the plan stage's download, often
             fence = lambda: _still_ours(ctx, job_id, attempt)  # noqa: E731
-            measured = _mux(ctx, view, clips, final, track.path if track else None, expected, fence)
+            measured = _mux(ctx, view, clips, final, track, expected, fence)
             fence()
             output_uri = _publish(ctx, view, final, expected, timing)
             gaps = any(r.outcome != ClipOutcome.OK for r in records.values())

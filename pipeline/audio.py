@@ -42,13 +42,7 @@ from .timeline import total_frames
 log = structlog.get_logger("clipline.audio")
 
 
-@dataclass(frozen=True)
-class Track:
-    path: Path
-    fetched_bytes: int
-
-
-def _source(ctx: Context, view: JobView) -> tuple[Path, int] | None:
+def _source(ctx: Context, view: JobView) -> Path | None:
     audio = view.request.audio
     if audio is None:
         return None
@@ -59,16 +53,26 @@ def _source(ctx: Context, view: JobView) -> tuple[Path, int] | None:
             raise ClipLineError(f"audio.path {audio.path!r} escapes the media directory") from exc
         if not path.is_file():
             raise ClipLineError(f"audio.path {audio.path!r} not found under {ctx.settings.media_dir}")
-        return path, 0
+        return path
     assert audio.url is not None
     dest = files.job_work_dir(ctx.settings, view.job_id) / "audio" / "source"
     if dest.exists():
-        return dest, 0
+        return dest
     nbytes = fetch.download(
         audio.url, dest, policy=netguard.Policy.of(ctx.settings), limits=fetch.audio_limits(ctx.settings)
     )
     ctx.observer.bytes_fetched(nbytes)
-    return dest, nbytes
+    # Kept for the assembly, which may run in another process than the download (the plan stage's)
+    pipe = ctx.redis.pipeline()
+    pipe.incrby(keys.job_song_bytes(view.job_id), nbytes)
+    pipe.expire(keys.job_song_bytes(view.job_id), keys.JOB_KEY_TTL_S)
+    pipe.execute()
+    return dest
+
+
+def fetched_bytes(ctx: Context, job_id: str) -> int:
+    """The bytes the job's song took to download, by whichever process downloaded it (0 for none)."""
+    return int(ctx.redis.get(keys.job_song_bytes(job_id)) or 0)
 
 
 #: How the first bytes of a file that opens other files begin: refused before ffprobe sees it.
@@ -150,7 +154,7 @@ def describe(view: JobView) -> str:
     return repr(redact.text(audio.url) if audio.url is not None else audio.path)
 
 
-def prepare(ctx: Context, view: JobView, *, wait_s: float = SONG_LOCK_WAIT_S) -> Track | None:
+def prepare(ctx: Context, view: JobView, *, wait_s: float = SONG_LOCK_WAIT_S) -> Path | None:
     """The track to mux (stream copy), or None for a silent video.
 
     One preparer per job at a time (a leased lock): the plan and assemble stages never fetch or encode
@@ -162,7 +166,7 @@ def prepare(ctx: Context, view: JobView, *, wait_s: float = SONG_LOCK_WAIT_S) ->
         return None
     with leases.held(ctx.redis, keys.job_lock(view.job_id, SONG_LOCK), wait_s=wait_s):
         if prepared.exists():
-            return Track(prepared, 0)
+            return prepared
         return _prepare(ctx, view, prepared)
 
 
@@ -256,7 +260,7 @@ def song_state(ctx: Context, view: JobView) -> SongState:
     return SongState.TO_PREPARE
 
 
-def for_assembly(ctx: Context, view: JobView) -> Track | None:
+def for_assembly(ctx: Context, view: JobView) -> Path | None:
     """``prepare`` for the assembler, which raises the song's recorded final failure instead of trying
     again in its own thread."""
     if (failed := final_failure(ctx, view.job_id)) is not None:
@@ -264,11 +268,10 @@ def for_assembly(ctx: Context, view: JobView) -> Track | None:
     return prepare(ctx, view)
 
 
-def _prepare(ctx: Context, view: JobView, prepared: Path) -> Track | None:
-    got = _source(ctx, view)
-    if got is None:
+def _prepare(ctx: Context, view: JobView, prepared: Path) -> Path | None:
+    source = _source(ctx, view)
+    if source is None:
         return None
-    source, nbytes = got
     length_s = total_frames(view.request) / view.request.output.fps
     song = probe(ctx, source, describe(view))
     if not song.whole:  # its stated length is not there: encoded (padded with silence) like a short song
@@ -276,8 +279,8 @@ def _prepare(ctx: Context, view: JobView, prepared: Path) -> Track | None:
     if song.codec == "aac" and song.fmt == "mov" and song.duration_s >= length_s and song.whole:
         if source.suffix == "":  # downloaded: name it so the muxer sees an MP4/M4A
             os.replace(source, prepared)
-            return Track(prepared, nbytes)
-        return Track(source, nbytes)
+            return prepared
+        return source
     prepared.parent.mkdir(parents=True, exist_ok=True)
     tmp = files.temp_name(prepared)
     try:
@@ -294,4 +297,4 @@ def _prepare(ctx: Context, view: JobView, prepared: Path) -> Track | None:
         raise SourceInvalid(f"the song {describe(view)} could not be encoded to AAC: {exc}") from exc
     finally:
         tmp.unlink(missing_ok=True)
-    return Track(prepared, nbytes)
+    return prepared

@@ -61,6 +61,11 @@ def job_song(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:song"
 
 
+def job_song_bytes(job_id: str) -> str:
+    """The bytes downloading the job's song took (whichever stage did it), for the job's ``bytes_fetched``."""
+    return f"{PREFIX}:job:{job_id}:song-bytes"
+
+
 def job_song_deferrals(job_id: str) -> str:
     """How many times the job's assembly deferred itself while its song was being prepared elsewhere."""
     return f"{PREFIX}:job:{job_id}:song-deferrals"

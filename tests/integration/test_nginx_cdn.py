@@ -189,12 +189,8 @@ def test_a_job_through_nginx_is_frame_exact_and_counts_the_bytes_nginx_sent(
     video = sum(decoded(r) for r in got if not r["uri"].startswith("/audio/"))
     assert song == (nginx.root / "audio" / "song.m4a").stat().st_size  # fetched once, whole
     assert sum(r["body_bytes_sent"] for r in log) < song + video  # the playlists came compressed
-    if result["clip_stats"]["bytes_fetched"] != video + song:
-        # Known defect (pipeline/audio.py, outside this change): the plan stage prepares the song in
-        # the background and drops the bytes it downloaded; the assembler finds it prepared and counts
-        # 0, so the job's bytes_fetched (documented: "playlists, segments ..., song") lacks the song.
-        assert result["clip_stats"]["bytes_fetched"] == video, (result["clip_stats"], video, song)
-        pytest.xfail("the job's bytes_fetched lacks the song the plan stage downloaded (pipeline/audio.py)")
+    # (the song is downloaded by the plan stage's background preparer, not the assembler that counts)
+    assert result["clip_stats"]["bytes_fetched"] == video + song, (result["clip_stats"], video, song)
 
 
 # -- byte ranges ------------------------------------------------------------------------------------
@@ -300,11 +296,6 @@ def test_gzip_playlists_and_nginx_etags_key_the_clip_cache(
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect (pipeline/clip_reuse.py, outside this change): without an ETag the validator "
-    "is the length alone; nginx's Last-Modified is not used: a segment replaced at the same size hits",
-)
 def test_without_an_etag_a_segment_replaced_at_the_same_size_changes_the_source_identity(
     tmp_path: Path, redis_url: str, nginx: Nginx
 ) -> None:
@@ -326,7 +317,7 @@ def test_without_an_etag_a_segment_replaced_at_the_same_size_changes_the_source_
     os.utime(folder / "s003.ts", (mtime + 100, mtime + 100))
     after = {via: key(via) for via in ("", "noetag")}
     assert after[""] != before[""]  # nginx's ETag (mtime and size) tells
-    assert after["noetag"] != before["noetag"]  # Last-Modified would tell; the length alone cannot
+    assert after["noetag"] != before["noetag"]  # without one, Last-Modified tells (the length cannot)
 
 
 # -- redirects --------------------------------------------------------------------------------------
