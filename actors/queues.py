@@ -17,7 +17,10 @@ from . import names
 from .rabbit import PRECONDITION_FAILED, PriorityBroker, QueueNeedsMigration
 
 #: What a failed talk with the broker raises: pika's errors, and Dramatiq's wrapping of them on send.
-BROKER_ERRORS: tuple[type[Exception], ...] = (pika.exceptions.AMQPError, dramatiq.errors.ConnectionError)
+BROKER_ERRORS: tuple[type[Exception], ...] = (
+    pika.exceptions.AMQPError,
+    dramatiq.errors.BrokerConnectionError,
+)
 
 #: Dramatiq's queues per stage: ready messages, delayed (retry backoff) and dead-lettered.
 KINDS: dict[str, Callable[[Stage], str]] = {
