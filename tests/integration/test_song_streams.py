@@ -93,7 +93,7 @@ def test_the_prepared_track_is_the_audio_stream_that_was_probed(ctx: Context) ->
         "-of",
         "json",
     ]
-    out = subprocess.run([*argv, str(track.path)], capture_output=True, check=True, text=True).stdout
+    out = subprocess.run([*argv, str(track)], capture_output=True, check=True, text=True).stdout
     assert [s["channels"] for s in json.loads(out)["streams"]] == [2]  # was [6]: ffmpeg's pick, stream 1
 
 
