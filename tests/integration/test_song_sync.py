@@ -168,6 +168,7 @@ def test_every_click_of_the_song_is_where_its_player_puts_it(
     assert len(want) == song.clicks, want  # the song itself, as its player plays it
 
     final, copied = render(ctx, source, clips)
+    want = [w for w in want if w < round(VIDEO_S * rate)]  # the song is cut at the video's end
 
     got_rate, got_pcm = played(final)
     got = onsets(got_rate, got_pcm)
