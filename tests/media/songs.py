@@ -3,13 +3,14 @@
 Every song is 10 s of silence with three clicks (``CLICKS_S``): a 10 ms burst of a 1 kHz sine that
 starts at sine phase 0 on an exact sample (48 kHz), written as 16-bit PCM WAV by ffmpeg's ``aevalsrc``
 (lossless). That WAV is then encoded and muxed by GStreamer (its avenc_aac and voaacenc AAC encoders
-into its mp4mux, lamemp3enc with xingmux and id3v2mux, vorbisenc and opusenc into oggmux, flacenc,
-wavenc) or by ffmpeg with other options than clipline's (an M4A whose audio track starts late through
-an empty edit, ``+faststart``, an MP3 with ID3v2 tags and a cover picture, AAC in ADTS, 44.1 kHz, an
-M4A whose edit list plays 5 s of its 10 s of samples). Where a click lands is what the song's own
-decoder makes of it (encoder delays a decoder cannot know of stay in), never the WAV's sample: a test
-compares the song played with the song in clipline's final.mp4. Built once per content hash (and set
-of installed GStreamer elements) under ``.cache/``, under the ``building`` file lock.
+into its mp4mux, lamemp3enc with xingmux and id3v2mux, vorbisenc into oggmux and webmmux, opusenc into
+oggmux and matroskamux, flacenc, wavenc) or by ffmpeg with other options than clipline's (an M4A whose
+audio track starts late through an empty edit, ``+faststart``, an MP3 with ID3v2 tags and a cover
+picture, AAC in ADTS, 44.1 kHz, an M4A whose edit list plays 5 s of its 10 s of samples). Where a
+click lands is what the song's own decoder makes of it (encoder delays a decoder cannot know of stay
+in), never the WAV's sample: a test compares the song played with the song in clipline's final.mp4.
+Built once per content hash (and set of installed GStreamer elements) under ``.cache/``, under the
+``building`` file lock.
 """
 
 from __future__ import annotations
@@ -150,6 +151,14 @@ SONGS: dict[str, tuple[Callable[[Path, Path], None], Song]] = {
     "gst_opus": (
         _gst("opusenc", "oggmux"),
         Song("gst_opus.opus", elements=("wavparse", "opusenc", "oggmux")),
+    ),
+    "gst_opus_mka": (
+        _gst("opusenc", "matroskamux"),
+        Song("gst_opus.mka", elements=("wavparse", "opusenc", "matroskamux")),
+    ),
+    "gst_vorbis_webm": (
+        _gst("vorbisenc", "webmmux"),
+        Song("gst_vorbis.webm", elements=("wavparse", "vorbisenc", "webmmux")),
     ),
     "gst_flac": (_gst("flacenc"), Song("gst_flac.flac", elements=("wavparse", "flacenc"))),
     "gst_wav": (_gst("wavenc"), Song("gst_wav.wav", elements=("wavparse", "wavenc"))),
