@@ -4,10 +4,12 @@ Encoding a 3-minute song to AAC costs seconds; done at assembly it would sit
 on the critical path. The plan stage starts preparing it right after the
 fan-out, on a thread of its own (``prepare_in_background``: a song that drips
 until its deadline holds that thread, not one that plans other jobs), while
-clips are being cut: an AAC song whose audio stream (its own length, not
-its container's, which spans every track) is at least as long as the video is
-used as it is (assembly copies and cuts it); anything else is encoded once to
-AAC, padded with silence or cut to the video's exact length. Assembly calls
+clips are being cut: an AAC song in MP4 whose audio stream starts with the movie
+and (its own length, not its container's, which spans every track) is at least
+as long as the video is used as it is (assembly copies and cuts it); anything
+else is encoded once to AAC, its samples timed by their count (an MP4 track that
+starts late keeps its lead as silence), padded with silence or cut to the
+video's exact length. Assembly calls
 ``prepare`` too, which reuses the prepared file when it is there; the two never
 prepare at the same time (a leased lock per job's song), and an assembler that
 finds the song being prepared elsewhere defers itself rather than wait in its
@@ -90,6 +92,13 @@ class Song:
     codec: str | None
     duration_s: float
     whole: bool = True  # False: its index lists packets the file does not hold (cut short)
+    lead_s: float = 0.0  # an MP4's audio track starts this late on its movie timeline (an empty edit)
+    rate: int = 0  # the audio stream's sample rate (0: not stated)
+
+    @property
+    def lead_samples(self) -> int:
+        """The silence a player plays before the song's first sample, in its samples."""
+        return round(self.lead_s * self.rate)
 
 
 def _what_list(path: Path) -> str | None:
@@ -126,7 +135,11 @@ def probe(ctx: Context, path: Path, what: str) -> Song:
     duration_s = _seconds(audio[0].get("duration")) or _seconds((data.get("format") or {}).get("duration"))
     indexed, held = _count(audio[0].get("nb_frames")), _count(audio[0].get("nb_read_packets"))
     whole = indexed is None or held is None or held >= indexed
-    return Song(fmt, audio[0].get("codec_name"), duration_s, whole=whole)
+    # An MP4's tracks are placed on its movie timeline (an empty edit delays one); other containers start
+    # with their first sample (ffmpeg states an MP3's dropped encoder delay as its start: not a delay).
+    lead_s = _seconds(audio[0].get("start_time")) if fmt == "mov" else 0.0
+    rate = _count(audio[0].get("sample_rate")) or 0
+    return Song(fmt, audio[0].get("codec_name"), duration_s, whole=whole, lead_s=lead_s, rate=rate)
 
 
 def _count(value: object) -> int | None:
@@ -276,7 +289,9 @@ def _prepare(ctx: Context, view: JobView, prepared: Path) -> Path | None:
     song = probe(ctx, source, describe(view))
     if not song.whole:  # its stated length is not there: encoded (padded with silence) like a short song
         log.warning("song.cut_short", song=describe(view), detail="the file ends before its index does")
-    if song.codec == "aac" and song.fmt == "mov" and song.duration_s >= length_s and song.whole:
+    # Copied only when it starts with the movie: the mux moves a copied track's first sample to 0
+    copyable = song.codec == "aac" and song.fmt == "mov" and song.lead_samples == 0
+    if copyable and song.duration_s >= length_s and song.whole:
         if source.suffix == "":  # downloaded: name it so the muxer sees an MP4/M4A
             os.replace(source, prepared)
             return prepared
@@ -285,7 +300,9 @@ def _prepare(ctx: Context, view: JobView, prepared: Path) -> Path | None:
     tmp = files.temp_name(prepared)
     try:
         run(
-            ffmpeg_args.song_argv(ctx.ffmpeg, source, song.fmt, tmp, length_s=length_s),
+            ffmpeg_args.song_argv(
+                ctx.ffmpeg, source, song.fmt, tmp, length_s=length_s, lead_samples=song.lead_samples
+            ),
             timeout_s=ctx.settings.assemble_timeout_s,
             tag=view.job_id,
         )

@@ -295,22 +295,35 @@ SONG_DEMUXERS = ("mov", "mp3", "wav", "flac", "ogg", "matroska", "aac", "aiff")
 LOCAL_ONLY = ["-protocol_whitelist", "file"]
 
 
-def song_argv(ffmpeg_bin: str, source: Path, fmt: str, out: Path, *, length_s: float) -> list[str]:
+def song_argv(
+    ffmpeg_bin: str, source: Path, fmt: str, out: Path, *, length_s: float, lead_samples: int = 0
+) -> list[str]:
     """The song's first audio stream (the one ``probe_song_argv`` measured and a copied song's mux maps;
-    never ffmpeg's pick among several) from demuxer ``fmt`` as AAC in MP4, padded with silence or cut
-    to exactly ``length_s`` seconds."""
+    never ffmpeg's pick among several) from demuxer ``fmt`` as AAC in MP4, after ``lead_samples`` of
+    silence (an MP4 track that starts late on its movie timeline), padded with silence or cut to exactly
+    ``length_s`` seconds.
+
+    The samples are timed by their count from the first (``asetpts``, rounded: N/SR/TB in floating point
+    lands a tick off, AAC frames 1023 and 1025 samples apart): the demuxer's timestamps are not carried
+    into the track (ffmpeg's Ogg/Vorbis ones jump by hundreds of samples at block switches, and the AAC
+    track's timestamps kept the jumps), nor is its start (ffmpeg moves the first sample to 0: an MP4's
+    empty edit was lost; ``lead_samples`` restores it)."""
     if fmt not in SONG_DEMUXERS:
         raise ValueError(f"song demuxer {fmt!r} is not one of {SONG_DEMUXERS}")
+    if lead_samples < 0:
+        raise ValueError(f"a song cannot start {lead_samples} samples early")
+    lead = f",adelay=delays={lead_samples}S:all=1" if lead_samples else ""
+    af = f"asetpts=round(N/SR/TB){lead},apad"
     return _with_globals(
         ffmpeg_bin,
-        ["-f", fmt, *LOCAL_ONLY, "-i", str(source), "-map", "0:a:0", "-af", "apad", "-t", f"{length_s:.6f}"]
+        ["-f", fmt, *LOCAL_ONLY, "-i", str(source), "-map", "0:a:0", "-af", af, "-t", f"{length_s:.6f}"]
         + ["-c:a", "aac", "-b:a", AAC_BITRATE, "-f", "mp4", str(out)],
     )
 
 
 def probe_song_argv(ffprobe_bin: str, media: Path) -> list[str]:
-    """ffprobe: the song's demuxer and duration, and its streams' types, codecs, durations and packet
-    counts (the index's and those read), as JSON. Only
+    """ffprobe: the song's demuxer and duration, and its streams' types, codecs, sample rates, start times,
+    durations and packet counts (the index's and those read), as JSON. Only
     ``SONG_DEMUXERS`` may read it, and only the local file: a playlist or list fails here ("Format not on
     whitelist")."""
     return [
@@ -322,7 +335,8 @@ def probe_song_argv(ffprobe_bin: str, media: Path) -> list[str]:
         ",".join(SONG_DEMUXERS),
         "-count_packets",  # demuxed, not decoded: packets an index lists but a cut-short file lacks
         "-show_entries",
-        "stream=codec_type,codec_name,duration,nb_frames,nb_read_packets:format=format_name,duration",
+        "stream=codec_type,codec_name,sample_rate,start_time,duration,nb_frames,nb_read_packets"
+        ":format=format_name,duration",
         "-of",
         "json",
         str(media),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from pipeline.ffmpeg_args import (
     GLOBAL_ARGS,
     CutInput,
@@ -173,7 +175,7 @@ def test_the_song_is_encoded_once_padded_or_cut_to_the_video_length() -> None:
         "-map",
         "0:a:0",
         "-af",
-        "apad",
+        "asetpts=round(N/SR/TB),apad",  # timed by the samples' count (was: the demuxer's timestamps)
         "-t",
         "12.500000",
         "-c:a",
@@ -184,6 +186,13 @@ def test_the_song_is_encoded_once_padded_or_cut_to_the_video_length() -> None:
         "mp4",
         "/w/audio/.track.m4a.tmp",
     ]
+
+
+def test_a_song_that_starts_late_on_its_movie_timeline_keeps_its_lead_as_silence() -> None:
+    argv = song_argv("ffmpeg", Path("/w/s.m4a"), "mov", Path("/w/t.m4a"), length_s=9.9, lead_samples=22944)
+    assert argv[argv.index("-af") + 1] == "asetpts=round(N/SR/TB),adelay=delays=22944S:all=1,apad"
+    with pytest.raises(ValueError):
+        song_argv("ffmpeg", Path("/w/s.m4a"), "mov", Path("/w/t.m4a"), length_s=9.9, lead_samples=-1)
 
 
 def test_a_draft_encodes_a_quarter_of_the_pixels_with_the_fastest_preset_at_the_same_fps() -> None:
