@@ -301,7 +301,13 @@ def _prepare(ctx: Context, view: JobView, prepared: Path) -> Path | None:
     try:
         run(
             ffmpeg_args.song_argv(
-                ctx.ffmpeg, source, song.fmt, tmp, length_s=length_s, lead_samples=song.lead_samples
+                ctx.ffmpeg,
+                source,
+                song.fmt,
+                tmp,
+                length_s=length_s,
+                # a lead past the video's end (a hostile start time) is silence to the end, no longer
+                lead_samples=min(song.lead_samples, math.ceil(length_s * song.rate)),
             ),
             timeout_s=ctx.settings.assemble_timeout_s,
             tag=view.job_id,
