@@ -33,6 +33,7 @@ from tests.media import corpus
 from .conftest import Stack, new_job_id
 from .faultkit import init_db, submit, wait_final
 from .nginx import Nginx, require
+from .test_clip_reuse import context  # settings for a loopback source (nginx is on 127.0.0.1)
 from .test_hls_variants import expected, view_for
 
 pytestmark = pytest.mark.integration
@@ -69,23 +70,6 @@ def ctx(tmp_path: Path, redis_url: str) -> Iterator[Context]:
     deadline = time.monotonic() + 30  # a test's background prefetches end with it
     while prefetch.pending() and time.monotonic() < deadline:
         time.sleep(0.02)
-
-
-def context(tmp_path: Path, redis_url: str, **env: str) -> Context:
-    return Context(
-        load_settings(
-            {
-                "CLIPLINE_REDIS_URL": redis_url,
-                "CLIPLINE_WORK_DIR": str(tmp_path / "work"),
-                "CLIPLINE_OUTPUT_DIR": str(tmp_path / "output"),
-                "CLIPLINE_MEDIA_DIR": str(tmp_path / "media"),
-                "CLIPLINE_DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite",
-                "CLIPLINE_HTTP_TIMEOUT_S": "5",
-                "CLIPLINE_ALLOW_PRIVATE_NETWORKS": "true",  # nginx is on 127.0.0.1
-                **env,
-            }
-        )
-    )
 
 
 def request(job_id: str, lines: list[tuple[str, str, int, int]], audio_url: str | None) -> dict[str, Any]:
