@@ -40,8 +40,11 @@ def carries_video(data: bytes) -> bool:
 
 #: Variants every segment of which the reader leaves to ffprobe, by design: AES-128 segments are
 #: encrypted (the pipeline reads them decrypted), and x264's open GOPs start at recovery points (ffmpeg's
-#: parser flags those pictures as keyframes; the reader does not follow recovery-point SEIs).
-DECLINED = {"aes", "bento4_aes", "open_gop", "shaka_open_gop", "bento4_open_gop"}
+#: parser flags those pictures as keyframes; the reader does not follow recovery-point SEIs), as does
+#: x264's periodic intra refresh (a recovery-point SEI on a P-frame every 15); MPEG-2 video (stream type
+#: 0x02) and HEVC (0x24) are other codecs than the H.264 it reads.
+DECLINED = {"aes", "bento4_aes", "open_gop", "shaka_open_gop", "bento4_open_gop", "x264_intra_refresh"}
+DECLINED |= {"mpeg2_ts", "hevc_ts"}
 
 
 def corpus_segments() -> dict[str, list[Path]]:
