@@ -34,7 +34,7 @@ from .errors import SourceInvalid, SourceNotFound
 from .ffmpeg_args import CutInput
 from .frame_rule import Anchor, FramesMissing, NeedSegments, Pick, Run, plan
 from .hls import MediaPlaylist, Segment
-from .probe import VideoProbe, video_packets
+from .probe import Packet, VideoProbe, video_packets
 
 #: MPEG-TS timestamps count a 90 kHz clock.
 TS_TIME_BASE = Fraction(1, 90_000)
@@ -87,12 +87,34 @@ def _read_ts(joined: bytes) -> VideoProbe | None:
     return VideoProbe(TS_TIME_BASE, None, "h264", tuple(packets), 0.0)
 
 
-def _keyless(probes: list[tuple[Path, VideoProbe]], picks: list[Pick]) -> int | None:
-    """The first run some of whose frames shown come before every keyframe in it (ffmpeg could not
-    decode them from it: the segments start mid-GOP), or None."""
+def _key_before(path: Path, probe: VideoProbe, container: str, first: int) -> tuple[int, Packet] | None:
+    """The latest keyframe (decode index, packet) from which ffmpeg decodes whole pictures at display
+    PTS ``first``, or None. An H.264 MPEG-TS keyframe that is a recovery point recovering only some
+    frames later (periodic intra refresh: ``ts_packets.clean_from``) serves only from there on."""
+    keys = sorted(
+        ((n, k) for n, k in enumerate(probe.packets) if k.key and k.pts <= first), key=lambda nk: -nk[1].pts
+    )
+    if container != "mpegts" or probe.codec != "h264":
+        return keys[0] if keys else None
+    data = b""
+    for n, k in keys:
+        if k.pos is None:
+            return n, k
+        data = data or path.read_bytes()
+        clean = ts_packets.clean_from(data, probe.packets, n)
+        if clean is not None and clean <= first:
+            return n, k
+    return None
+
+
+def _keyless(
+    groups: list[list[Segment]], probes: list[tuple[Path, VideoProbe]], picks: list[Pick]
+) -> int | None:
+    """The first run some of whose frames shown come before every keyframe in it from which they
+    decode (ffmpeg could not decode them from it: the segments start mid-GOP), or None."""
     for i in sorted({p.run for p in picks}):
         first = min(p.pts for p in picks if p.run == i)
-        if not any(k.key and k.pts <= first for k in probes[i][1].packets):
+        if _key_before(*probes[i], groups[i][0].container, first) is None:
             return i
     return None
 
@@ -134,7 +156,7 @@ class HlsInputs:
                 segments = self._extend(segments, need)
                 why = "#EXTINF and the real timestamps disagree beyond repair"
                 continue
-            keyless = _keyless(probes, picks)
+            keyless = _keyless(groups, probes, picks)
             if keyless is not None:  # a segment that starts mid-GOP: decode from an earlier one
                 segments = self._extend_to_keyframe(segments, groups[keyless])
                 why = f"no keyframe in the {MAX_EXTENSIONS} segments before segment {groups[keyless][0].seq}"
@@ -341,8 +363,7 @@ class HlsInputs:
         for i in used:
             path, probe = probes[i]
             first_pick = min(p.pts for p in picks if p.run == i)
-            keys = [(n, k) for n, k in enumerate(probe.packets) if k.key and k.pts <= first_pick]
-            n, key = max(keys, key=lambda nk: nk[1].pts, default=(0, None))
+            n, key = _key_before(path, probe, groups[i][0].container, first_pick) or (0, None)
             cut = None
             if key is not None and groups[i][0].container == "mpegts" and key.pos is not None:
                 cut = self._ts_from_keyframe(path, key.pos, groups[i][0].discontinuity)

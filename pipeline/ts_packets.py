@@ -195,3 +195,86 @@ def _has_recovery_point(payload: bytes) -> bool:
             return True
         i += size
     return False
+
+
+#: How many TS packets of a PES are read for its first NAL units (SEIs and the first slice's header).
+_HEAD_PACKETS = 16
+
+
+def _pes_head(data: bytes, pos: int) -> bytes:
+    """The start of the elementary stream carried by the PES whose first TS packet is at ``pos``."""
+    pid = ((data[pos + 1] & 0x1F) << 8) | data[pos + 2]
+    parts: list[bytes] = []
+    for i in range(pos, len(data) - PACKET + 1, PACKET):
+        packet = data[i : i + PACKET]
+        if ((packet[1] & 0x1F) << 8) | packet[2] != pid:
+            continue
+        if i > pos and packet[1] & 0x40 or len(parts) == _HEAD_PACKETS:
+            break
+        parts.append(_payload(packet))
+    pes = b"".join(parts)
+    if pes[:3] != b"\x00\x00\x01" or len(pes) < 9:
+        raise _Unsure
+    return pes[9 + pes[8] :]
+
+
+def _ue(bits: str, i: int) -> tuple[int, int]:
+    """An Exp-Golomb ue(v) read from the bit string at ``i``: (value, the next bit's index)."""
+    zeros = 0
+    while bits[i + zeros] == "0":
+        zeros += 1
+    end = i + 2 * zeros + 1
+    return int(bits[i + zeros : end], 2) - 1, end
+
+
+def _recovery_frame_cnt(payload: bytes) -> int | None:
+    """A SEI NAL unit's recovery point's ``recovery_frame_cnt`` (payload after the NAL header), or None."""
+    rbsp = payload.replace(b"\x00\x00\x03", b"\x00\x00")
+    i = 0
+    while i < len(rbsp) and rbsp[i] != 0x80:
+        kind = size = 0
+        while rbsp[i] == 0xFF:
+            kind, i = kind + 255, i + 1
+        kind, i = kind + rbsp[i], i + 1
+        while rbsp[i] == 0xFF:
+            size, i = size + 255, i + 1
+        size, i = size + rbsp[i], i + 1
+        if kind == _RECOVERY_POINT:
+            return _ue("".join(f"{b:08b}" for b in rbsp[i : i + size]), 0)[0]
+        i += size
+    return None
+
+
+def _head(data: bytes, pos: int) -> tuple[int | None, bool]:
+    """The picture in the PES at ``pos``: its recovery-point SEI's ``recovery_frame_cnt`` (None without
+    one) and whether it is a reference picture (``nal_ref_idc`` of its first slice)."""
+    recovery = None
+    for nal in _nal_units(_pes_head(data, pos)):
+        kind = nal[0] & 0x1F if nal else 0
+        if kind == _SEI and recovery is None:
+            recovery = _recovery_frame_cnt(nal[1:])
+        elif kind in (_SLICE, _IDR):
+            return recovery, bool(nal[0] & 0x60)
+    raise _Unsure  # no slice in the PES's first packets
+
+
+def clean_from(data: bytes, packets: tuple[Packet, ...] | list[Packet], n: int) -> int | None:
+    """The smallest display PTS from which decoding the H.264 MPEG-TS ``data`` from its keyframe
+    ``packets[n]`` gives whole pictures: the keyframe's own PTS, unless it is a recovery point that
+    recovers only later (``recovery_frame_cnt`` > 0: x264's periodic intra refresh, whose P-frame
+    starts a sweep of intra blocks across the picture). Then every picture decoded before the one
+    whose ``frame_num`` is ``recovery_frame_cnt`` further (reference pictures each count one) is
+    incomplete, and ffmpeg drops it: the pictures shown from the latest display time of those on are
+    whole. None when that picture is not in ``packets`` or the bytes cannot be read (start earlier)."""
+    try:
+        count, _ = _head(data, packets[n].pos or 0)
+        if not count:
+            return packets[n].pts
+        frame_num = 0
+        for j in range(n, len(packets)):
+            if frame_num == count:
+                return max(p.pts for p in packets[n : j + 1])
+            frame_num += _head(data, packets[j].pos or 0)[1]
+    except (_Unsure, IndexError, ValueError):
+        return None
+    return None
