@@ -794,9 +794,10 @@ def x264_intra_refresh(folder: Path) -> None:
 
 
 def x264_long_gop(folder: Path) -> None:
-    """A keyframe every 10 s (so one in this source, at frame 0) with 1-second segments cut on time
-    (``split_by_time``): a window's own segments hold no keyframe, the cutter must reach back."""
-    _x264_ts(folder, "-bf", "3", gop=300, hls=("-hls_flags", "split_by_time"))
+    """A keyframe every 10 s (at frames 0 and 300 of this 12-s source) with 1-second segments cut on
+    time (``split_by_time``): a window's own segments hold no keyframe, the cutter must reach back, up
+    to 9 segments."""
+    ff(*_source("30", 12), *_x264(300), "-bf", "3", *_hls(folder, 1, "-hls_flags", "split_by_time"))
 
 
 def x264_slices(folder: Path) -> None:
@@ -913,12 +914,12 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
             ("av1_fmp4", av1_fmp4),
             ("vp9_fmp4", vp9_fmp4),
             ("x264_intra_refresh", x264_intra_refresh),
-            ("x264_long_gop", x264_long_gop),
             ("x264_slices", x264_slices),
             ("x264_bpyramid", x264_bpyramid),
             ("x264_cbr_filler", x264_cbr_filler),
         )
     },
+    "x264_long_gop": (x264_long_gop, Variant("x264_long_gop", Fraction(30), 360)),
     **{
         name: (
             build,
