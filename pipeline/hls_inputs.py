@@ -33,7 +33,7 @@ from .context import Context
 from .errors import SourceInvalid, SourceNotFound
 from .ffmpeg_args import CutInput
 from .frame_rule import Anchor, FramesMissing, NeedSegments, Pick, Run, plan
-from .hls import MediaPlaylist, Segment
+from .hls import MAX_SEGMENTS_PER_WINDOW, MediaPlaylist, Segment
 from .probe import Packet, VideoProbe, video_packets
 
 #: MPEG-TS timestamps count a 90 kHz clock.
@@ -41,7 +41,9 @@ TS_TIME_BASE = Fraction(1, 90_000)
 
 #: How many times a window may grow by a neighbouring segment before it is refused: #EXTINF durations
 #: that differ from the timestamps, a B-frame left in the next segment, segments that start mid-GOP
-#: (one segment back each time, up to the keyframe).
+#: (back to the keyframe: one segment, then 2, 4, ... more, so a GOP of many segments, such as a
+#: keyframe every 10 s in 1-second segments, is reached in a few steps; at most
+#: ``hls.MAX_SEGMENTS_PER_WINDOW`` segments in all).
 MAX_EXTENSIONS = 8
 
 
@@ -136,6 +138,7 @@ class HlsInputs:
 
     def plan(self, segments: list[Segment], times: list[Fraction]) -> Planned:
         why = ""
+        back = 1  # segments the next keyframe search adds before a run without one
         for _ in range(MAX_EXTENSIONS + 1):
             _check_gaps(self.playlist, segments)
             groups = _group(segments)
@@ -158,8 +161,9 @@ class HlsInputs:
                 continue
             keyless = _keyless(groups, probes, picks)
             if keyless is not None:  # a segment that starts mid-GOP: decode from an earlier one
-                segments = self._extend_to_keyframe(segments, groups[keyless])
-                why = f"no keyframe in the {MAX_EXTENSIONS} segments before segment {groups[keyless][0].seq}"
+                segments = self._extend_to_keyframe(segments, groups[keyless], back)
+                why = f"no keyframe in the {back * 2 - 1} segments before segment {groups[keyless][0].seq}"
+                back *= 2
                 continue
             return self._start_at_keyframes(groups, probes, runs, anchors, times, picks, rate)
         raise SourceInvalid(f"{self.playlist.url}: {why}", video_id=self.video_id)
@@ -174,16 +178,30 @@ class HlsInputs:
             )
         return sorted({*segments, extra}, key=lambda s: s.seq)
 
-    def _extend_to_keyframe(self, segments: list[Segment], group: list[Segment]) -> list[Segment]:
-        """``segments`` with the one before ``group``: its frames shown come before any keyframe in it."""
-        before = self.playlist.preceding(group[0])
-        if before is None or before.discontinuity != group[0].discontinuity or before in segments:
+    def _extend_to_keyframe(self, segments: list[Segment], group: list[Segment], count: int) -> list[Segment]:
+        """``segments`` with up to ``count`` before ``group`` (those of its discontinuity): its frames
+        shown come before any keyframe in it."""
+        added: list[Segment] = []
+        first = group[0]
+        while len(added) < count:
+            before = self.playlist.preceding(first)
+            if before is None or before.discontinuity != group[0].discontinuity or before in segments:
+                break
+            added.append(before)
+            first = before
+        if not added:
             raise SourceInvalid(
                 f"{self.playlist.url}: segment {group[0].seq} starts without a keyframe and nothing"
                 " before it in its discontinuity (and initialisation section) can be decoded into it",
                 video_id=self.video_id,
             )
-        return sorted({*segments, before}, key=lambda s: s.seq)
+        if len(segments) + len(added) > MAX_SEGMENTS_PER_WINDOW:
+            raise SourceInvalid(
+                f"{self.playlist.url}: no keyframe before segment {group[0].seq} within"
+                f" {MAX_SEGMENTS_PER_WINDOW} segments of the window",
+                video_id=self.video_id,
+            )
+        return sorted({*segments, *added}, key=lambda s: s.seq)
 
     def _run_file(self, i: int, group: list[Segment]) -> tuple[Path, VideoProbe]:
         got = self.ctx.segments.fetch(self.job_id, self.video_id, group)
