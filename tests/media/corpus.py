@@ -761,11 +761,21 @@ def mpeg2_ts(folder: Path) -> None:
     ff(*_source("30"), *encode, *_hls(folder, 1))
 
 
+def _hevc_ts(folder: Path, gop: str) -> None:
+    x265 = ["-c:v", "libx265", "-preset", "ultrafast", "-c:a", "aac", "-b:a", "48k"]
+    params = ["-x265-params", f"keyint=15:min-keyint=15:scenecut=0:{gop}:log-level=error"]
+    ff(*_source("30"), *x265, *params, *_hls(folder, 1))
+
+
 def hevc_ts(folder: Path) -> None:
     """HEVC (x265, closed GOPs, B-frames) in MPEG-TS segments (stream type 0x24)."""
-    x265 = ["-c:v", "libx265", "-preset", "ultrafast", "-c:a", "aac", "-b:a", "48k"]
-    params = ["-x265-params", "keyint=15:min-keyint=15:scenecut=0:open-gop=0:log-level=error"]
-    ff(*_source("30"), *x265, *params, *_hls(folder, 1))
+    _hevc_ts(folder, "open-gop=0")
+
+
+def hevc_ts_open_gop(folder: Path) -> None:
+    """HEVC with x265's open GOPs (CRA keyframes whose leading pictures, shown before them, reference
+    the GOP before) in MPEG-TS, where every picture has its own PTS (unlike ``hevc_open_gop``'s fMP4)."""
+    _hevc_ts(folder, "open-gop=1")
 
 
 def av1_fmp4(folder: Path) -> None:
@@ -791,6 +801,14 @@ def x264_intra_refresh(folder: Path) -> None:
     start, then a column of intra blocks sweeping the picture every 15 frames, each sweep marked by a
     recovery-point SEI on a P-frame; ffmpeg's muxer starts segments at those P-frames."""
     _x264_ts(folder, "-x264-params", "intra-refresh=1")
+
+
+def x264_intra_refresh_fmp4(folder: Path) -> None:
+    """Periodic intra refresh in fMP4: ffmpeg's mp4 muxer marks each recovery-point P-frame a sync
+    sample and starts a fragment there; the B-frame shown just before it, decoded after it, would need
+    a negative composition offset (``trun`` version 0 has none) and gets its timestamp, as in
+    ``hevc_open_gop``."""
+    ff(*_source("30"), *_x264(15), "-x264-params", "intra-refresh=1", *_fmp4_hls(folder))
 
 
 def x264_long_gop(folder: Path) -> None:
@@ -911,6 +929,7 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
         for name, build in (
             ("mpeg2_ts", mpeg2_ts),
             ("hevc_ts", hevc_ts),
+            ("hevc_ts_open_gop", hevc_ts_open_gop),
             ("av1_fmp4", av1_fmp4),
             ("vp9_fmp4", vp9_fmp4),
             ("x264_intra_refresh", x264_intra_refresh),
@@ -920,6 +939,10 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
         )
     },
     "x264_long_gop": (x264_long_gop, Variant("x264_long_gop", Fraction(30), 360)),
+    "x264_intra_refresh_fmp4": (
+        x264_intra_refresh_fmp4,
+        Variant("x264_intra_refresh_fmp4", Fraction(30), 180, ambiguous=True),
+    ),
     **{
         name: (
             build,
