@@ -91,19 +91,19 @@ def _read_ts(joined: bytes) -> VideoProbe | None:
 
 def _key_before(path: Path, probe: VideoProbe, container: str, first: int) -> tuple[int, Packet] | None:
     """The latest keyframe (decode index, packet) from which ffmpeg decodes whole pictures at display
-    PTS ``first``, or None. An H.264 MPEG-TS keyframe that is a recovery point recovering only some
-    frames later (periodic intra refresh: ``ts_packets.clean_from``) serves only from there on."""
+    PTS ``first``, or None. An H.264 keyframe that is a recovery point recovering only some frames
+    later (periodic intra refresh: ``ts_packets.clean_from``) serves only from there on."""
     keys = sorted(
         ((n, k) for n, k in enumerate(probe.packets) if k.key and k.pts <= first), key=lambda nk: -nk[1].pts
     )
-    if container != "mpegts" or probe.codec != "h264":
+    if probe.codec != "h264" or not keys:
         return keys[0] if keys else None
-    data = b""
+    data = path.read_bytes()
+    picture = ts_packets.ts_picture(data) if container == "mpegts" else ts_packets.mp4_picture(data)
+    if picture is None:  # no avcC: samples whose NAL units cannot be told apart
+        return keys[0]
     for n, k in keys:
-        if k.pos is None:
-            return n, k
-        data = data or path.read_bytes()
-        clean = ts_packets.clean_from(data, probe.packets, n)
+        clean = ts_packets.clean_from(picture, probe.packets, n)
         if clean is not None and clean <= first:
             return n, k
     return None

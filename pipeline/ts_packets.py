@@ -23,6 +23,8 @@ would start decoding where it cannot, a wrong PTS would pick a wrong frame.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
 from .mpegts import (
     PACKET,
     SYNC,
@@ -245,36 +247,68 @@ def _recovery_frame_cnt(payload: bytes) -> int | None:
     return None
 
 
-def _head(data: bytes, pos: int) -> tuple[int | None, bool]:
-    """The picture in the PES at ``pos``: its recovery-point SEI's ``recovery_frame_cnt`` (None without
-    one) and whether it is a reference picture (``nal_ref_idc`` of its first slice)."""
+def _picture_head(nals: Iterable[bytes]) -> tuple[int | None, bool]:
+    """A picture's recovery-point SEI's ``recovery_frame_cnt`` (None without one) and whether it is a
+    reference picture (``nal_ref_idc`` of its first slice), from its NAL units in order."""
     recovery = None
-    for nal in _nal_units(_pes_head(data, pos)):
+    for nal in nals:
         kind = nal[0] & 0x1F if nal else 0
         if kind == _SEI and recovery is None:
             recovery = _recovery_frame_cnt(nal[1:])
         elif kind in (_SLICE, _IDR):
             return recovery, bool(nal[0] & 0x60)
-    raise _Unsure  # no slice in the PES's first packets
+    raise _Unsure  # no slice in the picture's first bytes
 
 
-def clean_from(data: bytes, packets: tuple[Packet, ...] | list[Packet], n: int) -> int | None:
-    """The smallest display PTS from which decoding the H.264 MPEG-TS ``data`` from its keyframe
-    ``packets[n]`` gives whole pictures: the keyframe's own PTS, unless it is a recovery point that
-    recovers only later (``recovery_frame_cnt`` > 0: x264's periodic intra refresh, whose P-frame
-    starts a sweep of intra blocks across the picture). Then every picture decoded before the one
-    whose ``frame_num`` is ``recovery_frame_cnt`` further (reference pictures each count one) is
-    incomplete, and ffmpeg drops it: the pictures shown from the latest display time of those on are
-    whole. None when that picture is not in ``packets`` or the bytes cannot be read (start earlier)."""
+def ts_picture(data: bytes) -> Callable[[int], tuple[int | None, bool]]:
+    """For MPEG-TS ``data``: the picture of the PES at a byte position, as ``_picture_head`` reads it."""
+    return lambda pos: _picture_head(_nal_units(_pes_head(data, pos)))
+
+
+def mp4_picture(data: bytes) -> Callable[[int], tuple[int | None, bool]] | None:
+    """For an MP4 file ``data`` (init section and fragments) in H.264 ``avc1``-style samples
+    (NAL units behind big-endian lengths, their size from the ``avcC`` box): the picture of the sample
+    at a byte position; None without an ``avcC`` box."""
+    at = data.find(b"avcC")
+    if at < 0 or at + 9 > len(data):
+        return None
+    size = (data[at + 8] & 3) + 1
+
+    def nals(pos: int) -> Iterator[bytes]:
+        for _ in range(64):
+            length = int.from_bytes(data[pos : pos + size], "big")
+            if not length or pos + size + length > len(data):
+                raise _Unsure
+            yield data[pos + size : pos + size + length]
+            pos += size + length
+
+    return lambda pos: _picture_head(nals(pos))
+
+
+def clean_from(
+    picture: Callable[[int], tuple[int | None, bool]], packets: Sequence[Packet], n: int
+) -> int | None:
+    """The smallest display PTS from which decoding H.264 from its keyframe ``packets[n]`` gives whole
+    pictures (``picture``: ``ts_picture`` or ``mp4_picture`` of the run's bytes): the keyframe's own
+    PTS, unless it is a recovery point that recovers only later (``recovery_frame_cnt`` > 0: x264's
+    periodic intra refresh, whose P-frame starts a sweep of intra blocks across the picture). Then
+    every picture decoded before the one whose ``frame_num`` is ``recovery_frame_cnt`` further
+    (reference pictures each count one) is incomplete, and ffmpeg drops it: the pictures shown from
+    the latest display time of those on are whole. None when that picture is not in ``packets`` or the
+    bytes cannot be read (start earlier)."""
     try:
-        count, _ = _head(data, packets[n].pos or 0)
+        if packets[n].pos is None:  # where its bytes are is unknown: taken as it is flagged
+            return packets[n].pts
+        count, _ = picture(packets[n].pos or 0)
         if not count:
             return packets[n].pts
         frame_num = 0
         for j in range(n, len(packets)):
             if frame_num == count:
                 return max(p.pts for p in packets[n : j + 1])
-            frame_num += _head(data, packets[j].pos or 0)[1]
+            if packets[j].pos is None:
+                return None
+            frame_num += picture(packets[j].pos or 0)[1]
     except (_Unsure, IndexError, ValueError):
         return None
     return None
