@@ -753,12 +753,22 @@ def bento4_fmp4_open_gop(folder: Path) -> None:
     _mp4fragment(folder, files=False, x264=("-bf", "3", "-x264-params", "open-gop=1"))
 
 
+def _mpeg2_ts(folder: Path, *gop: str) -> None:
+    encode = ["-c:v", "mpeg2video", "-q:v", "4", "-g", "15", "-bf", "2", *gop]
+    encode += ["-sc_threshold", "1000000000", "-c:a", "mp2"]
+    ff(*_source("30"), *encode, *_hls(folder, 1))
+
+
 def mpeg2_ts(folder: Path) -> None:
     """MPEG-2 video (stream type 0x02, as broadcast archives carry it) in MPEG-TS: a closed GOP of 15
     frames with two B-frames between references, MP2 audio."""
-    encode = ["-c:v", "mpeg2video", "-q:v", "4", "-g", "15", "-bf", "2", "-flags", "+cgop"]
-    encode += ["-sc_threshold", "1000000000", "-c:a", "mp2"]
-    ff(*_source("30"), *encode, *_hls(folder, 1))
+    _mpeg2_ts(folder, "-flags", "+cgop")
+
+
+def mpeg2_ts_open_gop(folder: Path) -> None:
+    """MPEG-2 video with open GOPs (broadcast's usual form): the two B-frames after each I-frame in
+    decode order are shown before it and reference the GOP before."""
+    _mpeg2_ts(folder)
 
 
 def _hevc_ts(folder: Path, gop: str) -> None:
@@ -928,6 +938,7 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
         name: (build, Variant(name, Fraction(30), 180))
         for name, build in (
             ("mpeg2_ts", mpeg2_ts),
+            ("mpeg2_ts_open_gop", mpeg2_ts_open_gop),
             ("hevc_ts", hevc_ts),
             ("hevc_ts_open_gop", hevc_ts_open_gop),
             ("av1_fmp4", av1_fmp4),
