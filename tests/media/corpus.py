@@ -8,7 +8,8 @@ fragments listed here as segments; Shaka Packager, packaging an MP4 that
 ffmpeg encoded, with its own MPEG-TS and fMP4 muxers and playlists; Bento4,
 packaging such an MP4 with mp42hls, its own MPEG-TS muxer and playlists, and
 with mp4fragment, its own fMP4 writer, the fragments listed here as segments),
-from a frame-coded source: every frame
+with video from x264 (in several settings real sources use), x265, ffmpeg's MPEG-2 encoder, libaom
+(AV1), libvpx (VP9) and OpenH264, from a frame-coded source: every frame
 shows its absolute frame number (``clipline.dev.samples.pattern_graph``), so a
 test can read back which source frame each output frame shows. Frame n of
 every variant is displayed
