@@ -51,8 +51,10 @@ from .hls import MediaPlaylist, Segment
 #: inside a run no longer rebuilds the filter graph (it shifted the frames after it by two). 5: frames
 #: timed by a coarse clock (milliseconds) are picked on their frame-rate grid (one in three was held).
 #: 6: MPEG-TS inputs are moved by ``ffmpeg_args.TS_INPUT_OFFSET_S`` (one that starts at exactly 0 had
-#: its video moved by ffmpeg's start-time correction: other frames).
-CUT_RULE_VERSION = 6
+#: its video moved by ffmpeg's start-time correction: other frames). 7: an H.264 recovery point (TS, fMP4)
+#: that recovers only frames later (periodic intra refresh) starts only windows from there (ffmpeg
+#: dropped the frames before it and held a later one: other frames).
+CUT_RULE_VERSION = 7
 #: Eviction frees space down to this share of the cap, so it does not run on every store.
 LOW_WATER = 0.9
 #: A temporary entry older than this belonged to a writer that died: removed at the next eviction.

@@ -33,15 +33,17 @@ from .context import Context
 from .errors import SourceInvalid, SourceNotFound
 from .ffmpeg_args import CutInput
 from .frame_rule import Anchor, FramesMissing, NeedSegments, Pick, Run, plan
-from .hls import MediaPlaylist, Segment
-from .probe import VideoProbe, video_packets
+from .hls import MAX_SEGMENTS_PER_WINDOW, MediaPlaylist, Segment
+from .probe import Packet, VideoProbe, video_packets
 
 #: MPEG-TS timestamps count a 90 kHz clock.
 TS_TIME_BASE = Fraction(1, 90_000)
 
 #: How many times a window may grow by a neighbouring segment before it is refused: #EXTINF durations
 #: that differ from the timestamps, a B-frame left in the next segment, segments that start mid-GOP
-#: (one segment back each time, up to the keyframe).
+#: (back to the keyframe: one segment, then 2, 4, ... more, so a GOP of many segments, such as a
+#: keyframe every 10 s in 1-second segments, is reached in a few steps; at most
+#: ``hls.MAX_SEGMENTS_PER_WINDOW`` segments in all).
 MAX_EXTENSIONS = 8
 
 
@@ -87,12 +89,34 @@ def _read_ts(joined: bytes) -> VideoProbe | None:
     return VideoProbe(TS_TIME_BASE, None, "h264", tuple(packets), 0.0)
 
 
-def _keyless(probes: list[tuple[Path, VideoProbe]], picks: list[Pick]) -> int | None:
-    """The first run some of whose frames shown come before every keyframe in it (ffmpeg could not
-    decode them from it: the segments start mid-GOP), or None."""
+def _key_before(path: Path, probe: VideoProbe, container: str, first: int) -> tuple[int, Packet] | None:
+    """The latest keyframe (decode index, packet) from which ffmpeg decodes whole pictures at display
+    PTS ``first``, or None. An H.264 keyframe that is a recovery point recovering only some frames
+    later (periodic intra refresh: ``ts_packets.clean_from``) serves only from there on."""
+    keys = sorted(
+        ((n, k) for n, k in enumerate(probe.packets) if k.key and k.pts <= first), key=lambda nk: -nk[1].pts
+    )
+    if probe.codec != "h264" or not keys:
+        return keys[0] if keys else None
+    data = path.read_bytes()
+    picture = ts_packets.ts_picture(data) if container == "mpegts" else ts_packets.mp4_picture(data)
+    if picture is None:  # no avcC: samples whose NAL units cannot be told apart
+        return keys[0]
+    for n, k in keys:
+        clean = ts_packets.clean_from(picture, probe.packets, n)
+        if clean is not None and clean <= first:
+            return n, k
+    return None
+
+
+def _keyless(
+    groups: list[list[Segment]], probes: list[tuple[Path, VideoProbe]], picks: list[Pick]
+) -> int | None:
+    """The first run some of whose frames shown come before every keyframe in it from which they
+    decode (ffmpeg could not decode them from it: the segments start mid-GOP), or None."""
     for i in sorted({p.run for p in picks}):
         first = min(p.pts for p in picks if p.run == i)
-        if not any(k.key and k.pts <= first for k in probes[i][1].packets):
+        if _key_before(*probes[i], groups[i][0].container, first) is None:
             return i
     return None
 
@@ -114,6 +138,7 @@ class HlsInputs:
 
     def plan(self, segments: list[Segment], times: list[Fraction]) -> Planned:
         why = ""
+        back = 1  # segments the next keyframe search adds before a run without one
         for _ in range(MAX_EXTENSIONS + 1):
             _check_gaps(self.playlist, segments)
             groups = _group(segments)
@@ -134,10 +159,11 @@ class HlsInputs:
                 segments = self._extend(segments, need)
                 why = "#EXTINF and the real timestamps disagree beyond repair"
                 continue
-            keyless = _keyless(probes, picks)
+            keyless = _keyless(groups, probes, picks)
             if keyless is not None:  # a segment that starts mid-GOP: decode from an earlier one
-                segments = self._extend_to_keyframe(segments, groups[keyless])
-                why = f"no keyframe in the {MAX_EXTENSIONS} segments before segment {groups[keyless][0].seq}"
+                segments = self._extend_to_keyframe(segments, groups[keyless], back)
+                why = f"no keyframe in the {back * 2 - 1} segments before segment {groups[keyless][0].seq}"
+                back *= 2
                 continue
             return self._start_at_keyframes(groups, probes, runs, anchors, times, picks, rate)
         raise SourceInvalid(f"{self.playlist.url}: {why}", video_id=self.video_id)
@@ -152,16 +178,30 @@ class HlsInputs:
             )
         return sorted({*segments, extra}, key=lambda s: s.seq)
 
-    def _extend_to_keyframe(self, segments: list[Segment], group: list[Segment]) -> list[Segment]:
-        """``segments`` with the one before ``group``: its frames shown come before any keyframe in it."""
-        before = self.playlist.preceding(group[0])
-        if before is None or before.discontinuity != group[0].discontinuity or before in segments:
+    def _extend_to_keyframe(self, segments: list[Segment], group: list[Segment], count: int) -> list[Segment]:
+        """``segments`` with up to ``count`` before ``group`` (those of its discontinuity): its frames
+        shown come before any keyframe in it."""
+        added: list[Segment] = []
+        first = group[0]
+        while len(added) < count:
+            before = self.playlist.preceding(first)
+            if before is None or before.discontinuity != group[0].discontinuity or before in segments:
+                break
+            added.append(before)
+            first = before
+        if not added:
             raise SourceInvalid(
                 f"{self.playlist.url}: segment {group[0].seq} starts without a keyframe and nothing"
                 " before it in its discontinuity (and initialisation section) can be decoded into it",
                 video_id=self.video_id,
             )
-        return sorted({*segments, before}, key=lambda s: s.seq)
+        if len(segments) + len(added) > MAX_SEGMENTS_PER_WINDOW:
+            raise SourceInvalid(
+                f"{self.playlist.url}: no keyframe before segment {group[0].seq} within"
+                f" {MAX_SEGMENTS_PER_WINDOW} segments of the window",
+                video_id=self.video_id,
+            )
+        return sorted({*segments, *added}, key=lambda s: s.seq)
 
     def _run_file(self, i: int, group: list[Segment]) -> tuple[Path, VideoProbe]:
         got = self.ctx.segments.fetch(self.job_id, self.video_id, group)
@@ -341,8 +381,7 @@ class HlsInputs:
         for i in used:
             path, probe = probes[i]
             first_pick = min(p.pts for p in picks if p.run == i)
-            keys = [(n, k) for n, k in enumerate(probe.packets) if k.key and k.pts <= first_pick]
-            n, key = max(keys, key=lambda nk: nk[1].pts, default=(0, None))
+            n, key = _key_before(path, probe, groups[i][0].container, first_pick) or (0, None)
             cut = None
             if key is not None and groups[i][0].container == "mpegts" and key.pos is not None:
                 cut = self._ts_from_keyframe(path, key.pos, groups[i][0].discontinuity)

@@ -23,6 +23,8 @@ would start decoding where it cannot, a wrong PTS would pick a wrong frame.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
 from .mpegts import (
     PACKET,
     SYNC,
@@ -195,3 +197,118 @@ def _has_recovery_point(payload: bytes) -> bool:
             return True
         i += size
     return False
+
+
+#: How many TS packets of a PES are read for its first NAL units (SEIs and the first slice's header).
+_HEAD_PACKETS = 16
+
+
+def _pes_head(data: bytes, pos: int) -> bytes:
+    """The start of the elementary stream carried by the PES whose first TS packet is at ``pos``."""
+    pid = ((data[pos + 1] & 0x1F) << 8) | data[pos + 2]
+    parts: list[bytes] = []
+    for i in range(pos, len(data) - PACKET + 1, PACKET):
+        packet = data[i : i + PACKET]
+        if ((packet[1] & 0x1F) << 8) | packet[2] != pid:
+            continue
+        if i > pos and packet[1] & 0x40 or len(parts) == _HEAD_PACKETS:
+            break
+        parts.append(_payload(packet))
+    pes = b"".join(parts)
+    if pes[:3] != b"\x00\x00\x01" or len(pes) < 9:
+        raise _Unsure
+    return pes[9 + pes[8] :]
+
+
+def _ue(bits: str, i: int) -> tuple[int, int]:
+    """An Exp-Golomb ue(v) read from the bit string at ``i``: (value, the next bit's index)."""
+    zeros = 0
+    while bits[i + zeros] == "0":
+        zeros += 1
+    end = i + 2 * zeros + 1
+    return int(bits[i + zeros : end], 2) - 1, end
+
+
+def _recovery_frame_cnt(payload: bytes) -> int | None:
+    """A SEI NAL unit's recovery point's ``recovery_frame_cnt`` (payload after the NAL header), or None."""
+    rbsp = payload.replace(b"\x00\x00\x03", b"\x00\x00")
+    i = 0
+    while i < len(rbsp) and rbsp[i] != 0x80:
+        kind = size = 0
+        while rbsp[i] == 0xFF:
+            kind, i = kind + 255, i + 1
+        kind, i = kind + rbsp[i], i + 1
+        while rbsp[i] == 0xFF:
+            size, i = size + 255, i + 1
+        size, i = size + rbsp[i], i + 1
+        if kind == _RECOVERY_POINT:
+            return _ue("".join(f"{b:08b}" for b in rbsp[i : i + size]), 0)[0]
+        i += size
+    return None
+
+
+def _picture_head(nals: Iterable[bytes]) -> tuple[int | None, bool]:
+    """A picture's recovery-point SEI's ``recovery_frame_cnt`` (None without one) and whether it is a
+    reference picture (``nal_ref_idc`` of its first slice), from its NAL units in order."""
+    recovery = None
+    for nal in nals:
+        kind = nal[0] & 0x1F if nal else 0
+        if kind == _SEI and recovery is None:
+            recovery = _recovery_frame_cnt(nal[1:])
+        elif kind in (_SLICE, _IDR):
+            return recovery, bool(nal[0] & 0x60)
+    raise _Unsure  # no slice in the picture's first bytes
+
+
+def ts_picture(data: bytes) -> Callable[[int], tuple[int | None, bool]]:
+    """For MPEG-TS ``data``: the picture of the PES at a byte position, as ``_picture_head`` reads it."""
+    return lambda pos: _picture_head(_nal_units(_pes_head(data, pos)))
+
+
+def mp4_picture(data: bytes) -> Callable[[int], tuple[int | None, bool]] | None:
+    """For an MP4 file ``data`` (init section and fragments) in H.264 ``avc1``-style samples
+    (NAL units behind big-endian lengths, their size from the ``avcC`` box): the picture of the sample
+    at a byte position; None without an ``avcC`` box."""
+    at = data.find(b"avcC")
+    if at < 0 or at + 9 > len(data):
+        return None
+    size = (data[at + 8] & 3) + 1
+
+    def nals(pos: int) -> Iterator[bytes]:
+        for _ in range(64):
+            length = int.from_bytes(data[pos : pos + size], "big")
+            if not length or pos + size + length > len(data):
+                raise _Unsure
+            yield data[pos + size : pos + size + length]
+            pos += size + length
+
+    return lambda pos: _picture_head(nals(pos))
+
+
+def clean_from(
+    picture: Callable[[int], tuple[int | None, bool]], packets: Sequence[Packet], n: int
+) -> int | None:
+    """The smallest display PTS from which decoding H.264 from its keyframe ``packets[n]`` gives whole
+    pictures (``picture``: ``ts_picture`` or ``mp4_picture`` of the run's bytes): the keyframe's own
+    PTS, unless it is a recovery point that recovers only later (``recovery_frame_cnt`` > 0: x264's
+    periodic intra refresh, whose P-frame starts a sweep of intra blocks across the picture). Then
+    every picture decoded before the one whose ``frame_num`` is ``recovery_frame_cnt`` further
+    (reference pictures each count one) is incomplete, and ffmpeg drops it: the pictures shown from
+    the latest display time of those on are whole. None when that picture is not in ``packets`` or the
+    bytes cannot be read (start earlier)."""
+    try:
+        if packets[n].pos is None:  # where its bytes are is unknown: taken as it is flagged
+            return packets[n].pts
+        count, _ = picture(packets[n].pos or 0)
+        if not count:
+            return packets[n].pts
+        frame_num = 0
+        for j in range(n, len(packets)):
+            if frame_num == count:
+                return max(p.pts for p in packets[n : j + 1])
+            if packets[j].pos is None:
+                return None
+            frame_num += picture(packets[j].pos or 0)[1]
+    except (_Unsure, IndexError, ValueError):
+        return None
+    return None

@@ -8,7 +8,8 @@ fragments listed here as segments; Shaka Packager, packaging an MP4 that
 ffmpeg encoded, with its own MPEG-TS and fMP4 muxers and playlists; Bento4,
 packaging such an MP4 with mp42hls, its own MPEG-TS muxer and playlists, and
 with mp4fragment, its own fMP4 writer, the fragments listed here as segments),
-from a frame-coded source: every frame
+with video from x264 (in several settings real sources use), x265, ffmpeg's MPEG-2 encoder, libaom
+(AV1), libvpx (VP9) and OpenH264, from a frame-coded source: every frame
 shows its absolute frame number (``clipline.dev.samples.pattern_graph``), so a
 test can read back which source frame each output frame shows. Frame n of
 every variant is displayed
@@ -112,6 +113,10 @@ def _hls(folder: Path, seg_s: float, *extra: str, ext: str = "ts") -> list[str]:
         *extra,
         str(folder / "index.m3u8"),
     ]
+
+
+def _fmp4_hls(folder: Path) -> list[str]:
+    return _hls(folder, 1, "-hls_segment_type", "fmp4", ext="m4s")
 
 
 def ts(folder: Path) -> None:
@@ -749,6 +754,127 @@ def bento4_fmp4_open_gop(folder: Path) -> None:
     _mp4fragment(folder, files=False, x264=("-bf", "3", "-x264-params", "open-gop=1"))
 
 
+def _mpeg2_ts(folder: Path, *gop: str) -> None:
+    encode = ["-c:v", "mpeg2video", "-q:v", "4", "-g", "15", "-bf", "2", *gop]
+    encode += ["-sc_threshold", "1000000000", "-c:a", "mp2"]
+    ff(*_source("30"), *encode, *_hls(folder, 1))
+
+
+def mpeg2_ts(folder: Path) -> None:
+    """MPEG-2 video (stream type 0x02, as broadcast archives carry it) in MPEG-TS: a closed GOP of 15
+    frames with two B-frames between references, MP2 audio."""
+    _mpeg2_ts(folder, "-flags", "+cgop")
+
+
+def mpeg2_ts_open_gop(folder: Path) -> None:
+    """MPEG-2 video with open GOPs (broadcast's usual form): the two B-frames after each I-frame in
+    decode order are shown before it and reference the GOP before."""
+    _mpeg2_ts(folder)
+
+
+def _hevc_ts(folder: Path, gop: str) -> None:
+    x265 = ["-c:v", "libx265", "-preset", "ultrafast", "-c:a", "aac", "-b:a", "48k"]
+    params = ["-x265-params", f"keyint=15:min-keyint=15:scenecut=0:{gop}:log-level=error"]
+    ff(*_source("30"), *x265, *params, *_hls(folder, 1))
+
+
+def hevc_ts(folder: Path) -> None:
+    """HEVC (x265, closed GOPs, B-frames) in MPEG-TS segments (stream type 0x24)."""
+    _hevc_ts(folder, "open-gop=0")
+
+
+def hevc_ts_open_gop(folder: Path) -> None:
+    """HEVC with x265's open GOPs (CRA keyframes whose leading pictures, shown before them, reference
+    the GOP before) in MPEG-TS, where every picture has its own PTS (unlike ``hevc_open_gop``'s fMP4)."""
+    _hevc_ts(folder, "open-gop=1")
+
+
+def av1_fmp4(folder: Path) -> None:
+    """AV1 (libaom-av1, its hidden alt-ref frames kept) in fMP4 segments, a keyframe every 15 frames."""
+    encode = ["-c:v", "libaom-av1", "-cpu-used", "8", "-crf", "40", "-g", "15", "-keyint_min", "15"]
+    ff(*_source("30"), *encode, "-c:a", "aac", "-b:a", "48k", *_fmp4_hls(folder))
+
+
+def vp9_fmp4(folder: Path) -> None:
+    """VP9 (libvpx-vp9, alt-ref frames) in fMP4 segments, a keyframe every 15 frames."""
+    encode = ["-c:v", "libvpx-vp9", "-deadline", "good", "-cpu-used", "8", "-crf", "40", "-b:v", "0"]
+    encode += ["-g", "15", "-keyint_min", "15"]
+    ff(*_source("30"), *encode, "-c:a", "aac", "-b:a", "48k", *_fmp4_hls(folder))
+
+
+def _x264_ts(folder: Path, *x264: str, gop: int = 15, hls: tuple[str, ...] = ()) -> None:
+    """x264 with other settings than the corpus's default, in 1-second MPEG-TS segments."""
+    ff(*_source("30"), *_x264(gop), *x264, *_hls(folder, 1, *hls))
+
+
+def x264_intra_refresh(folder: Path) -> None:
+    """Periodic intra refresh (``intra-refresh=1``, as low-latency encoders send): one IDR picture at the
+    start, then a column of intra blocks sweeping the picture every 15 frames, each sweep marked by a
+    recovery-point SEI on a P-frame; ffmpeg's muxer starts segments at those P-frames."""
+    _x264_ts(folder, "-x264-params", "intra-refresh=1")
+
+
+def x264_intra_refresh_fmp4(folder: Path) -> None:
+    """Periodic intra refresh in fMP4: ffmpeg's mp4 muxer marks each recovery-point P-frame a sync
+    sample and starts a fragment there; the B-frame shown just before it, decoded after it, would need
+    a negative composition offset (``trun`` version 0 has none) and gets its timestamp, as in
+    ``hevc_open_gop``."""
+    ff(*_source("30"), *_x264(15), "-x264-params", "intra-refresh=1", *_fmp4_hls(folder))
+
+
+def x264_long_gop(folder: Path) -> None:
+    """A keyframe every 10 s (at frames 0 and 300 of this 12-s source) with 1-second segments cut on
+    time (``split_by_time``): a window's own segments hold no keyframe, the cutter must reach back, up
+    to 9 segments."""
+    ff(*_source("30", 12), *_x264(300), "-bf", "3", *_hls(folder, 1, "-hls_flags", "split_by_time"))
+
+
+def x264_slices(folder: Path) -> None:
+    """Four slices per picture (as hardware and low-latency encoders send)."""
+    _x264_ts(folder, "-bf", "2", "-x264-params", "slices=4")
+
+
+def x264_bpyramid(folder: Path) -> None:
+    """Eight B-frames in a row, always (``b-adapt=0``), as a B-pyramid (B-frames that others reference)."""
+    _x264_ts(folder, "-bf", "8", "-x264-params", "b-adapt=0:b-pyramid=normal", gop=30)
+
+
+def x264_cbr_filler(folder: Path) -> None:
+    """CBR with HRD signalling (``nal-hrd=cbr``): buffering-period and picture-timing SEIs, and filler
+    NAL units padding every picture to the constant rate."""
+    x264 = _x264(15)
+    del x264[4:6]  # no CRF: CBR
+    rate = ["-b:v", "300k", "-minrate", "300k", "-maxrate", "300k", "-bufsize", "300k"]
+    ff(*_source("30"), *x264, *rate, "-x264-params", "nal-hrd=cbr:force-cfr=1", *_hls(folder, 1))
+
+
+def gst_no_aud(folder: Path) -> None:
+    """MPEG-TS with no access unit delimiters (ffmpeg's muxer and h264parse always add them):
+    GStreamer's x264enc with ``aud=false`` straight into hlssink2's mpegtsmux, B-frames."""
+    _gst(
+        folder,
+        30,
+        *"! x264enc key-int-max=15 bframes=2 aud=false speed-preset=veryfast".split(),
+        *"! video/x-h264,stream-format=byte-stream,alignment=au ! hls.video".split(),  # h264parse adds AUDs
+        *"hlssink2 name=hls target-duration=1 playlist-length=0 max-files=0".split(),
+        f"location={folder / 'g%03d.ts'}",
+        f"playlist-location={folder / 'index.m3u8'}",
+    )
+
+
+def gst_openh264(folder: Path) -> None:
+    """H.264 from another encoder than x264: Cisco's OpenH264 (GStreamer's ``openh264enc``, Constrained
+    Baseline, no B-frames), an intra frame every 15, behind mpegtsmux and hlssink2."""
+    _gst(
+        folder,
+        30,
+        *"! openh264enc gop-size=15 bitrate=300000 ! h264parse ! hls.video".split(),
+        *"hlssink2 name=hls target-duration=1 playlist-length=0 max-files=0".split(),
+        f"location={folder / 'g%03d.ts'}",
+        f"playlist-location={folder / 'index.m3u8'}",
+    )
+
+
 VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
     "ts": (ts, Variant("ts", Fraction(30), 180)),
     "fmp4": (fmp4, Variant("fmp4", Fraction(30), 180)),
@@ -807,6 +933,43 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
             ("gst_fmp4", gst_fmp4),
             ("gst_fmp4_files", gst_fmp4_files),
             ("gst_fmp4_open_gop", gst_fmp4_open_gop),
+        )
+    },
+    **{
+        name: (build, Variant(name, Fraction(30), 180))
+        for name, build in (
+            ("mpeg2_ts", mpeg2_ts),
+            ("mpeg2_ts_open_gop", mpeg2_ts_open_gop),
+            ("hevc_ts", hevc_ts),
+            ("hevc_ts_open_gop", hevc_ts_open_gop),
+            ("av1_fmp4", av1_fmp4),
+            ("vp9_fmp4", vp9_fmp4),
+            ("x264_intra_refresh", x264_intra_refresh),
+            ("x264_slices", x264_slices),
+            ("x264_bpyramid", x264_bpyramid),
+            ("x264_cbr_filler", x264_cbr_filler),
+        )
+    },
+    "x264_long_gop": (x264_long_gop, Variant("x264_long_gop", Fraction(30), 360)),
+    "x264_intra_refresh_fmp4": (
+        x264_intra_refresh_fmp4,
+        Variant("x264_intra_refresh_fmp4", Fraction(30), 180, ambiguous=True),
+    ),
+    **{
+        name: (
+            build,
+            Variant(
+                name,
+                Fraction(30),
+                180,
+                tool="gst-launch-1.0",
+                install=GST_INSTALL,
+                elements=("y4mdec", encoder, "h264parse", "hlssink2"),
+            ),
+        )
+        for name, build, encoder in (
+            ("gst_no_aud", gst_no_aud, "x264enc"),
+            ("gst_openh264", gst_openh264, "openh264enc"),
         )
     },
     "gst_hlssink_25": (
