@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
-from . import files, fmp4, mpegts, parameter_sets, ts_packets
+from . import files, fmp4, mpegts, parameter_sets, recovery, ts_packets
 from .context import Context
 from .errors import SourceInvalid, SourceNotFound
 from .ffmpeg_args import CutInput
@@ -92,18 +92,18 @@ def _read_ts(joined: bytes) -> VideoProbe | None:
 def _key_before(path: Path, probe: VideoProbe, container: str, first: int) -> tuple[int, Packet] | None:
     """The latest keyframe (decode index, packet) from which ffmpeg decodes whole pictures at display
     PTS ``first``, or None. An H.264 keyframe that is a recovery point recovering only some frames
-    later (periodic intra refresh: ``ts_packets.clean_from``) serves only from there on."""
+    later (periodic intra refresh: ``recovery.clean_from``) serves only from there on."""
     keys = sorted(
         ((n, k) for n, k in enumerate(probe.packets) if k.key and k.pts <= first), key=lambda nk: -nk[1].pts
     )
     if probe.codec != "h264" or not keys:
         return keys[0] if keys else None
     data = path.read_bytes()
-    picture = ts_packets.ts_picture(data) if container == "mpegts" else ts_packets.mp4_picture(data)
+    picture = recovery.ts_picture(data) if container == "mpegts" else recovery.mp4_picture(data)
     if picture is None:  # no avcC: samples whose NAL units cannot be told apart
         return keys[0]
     for n, k in keys:
-        clean = ts_packets.clean_from(picture, probe.packets, n)
+        clean = recovery.clean_from(picture, probe.packets, n)
         if clean is not None and clean <= first:
             return n, k
     return None
