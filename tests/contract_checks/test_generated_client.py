@@ -10,6 +10,7 @@ caller's own object) must have none."""
 from __future__ import annotations
 
 import importlib
+import json
 import secrets
 import subprocess
 import sys
@@ -22,6 +23,8 @@ import pytest
 
 from tests.integration.conftest import Stack, rabbitmqctl, stack_env
 from tests.integration.test_api import TOKEN, running_api
+
+from .test_schemas_second_validator import errors_rs
 
 pytestmark = pytest.mark.integration
 
@@ -156,6 +159,8 @@ def test_a_job_through_the_generated_client_alone(generated: Generated) -> None:
     assert detail.status == m.JobStatus.PENDING and detail.progress == 0 and detail.previous_attempts == []
     assert detail.finished_at is None and isinstance(detail.updated_at, datetime)
     no_unknown_fields(detail)
+    # The raw answer is the published job status object, by the second validator too
+    assert errors_rs("job.schema.json", json.loads(status.content)) == []
 
     listed = g.op("list_jobs_jobs_get").sync_detailed(client=g.client, status=m.JobStatus.PENDING, limit=500)
     assert listed.status_code == 200 and isinstance(listed.parsed, m.JobList), listed.content
@@ -187,7 +192,9 @@ def test_a_job_through_the_generated_client_alone(generated: Generated) -> None:
     assert (retried.parsed.status, retried.parsed.attempt) == (m.JobStatus.PENDING, 2)
     assert retried.parsed.retried_slots == [0, 1] and retried.headers["location"] == f"/jobs/{job_id}"
     no_unknown_fields(retried.parsed)
-    after = g.op("status_jobs_job_id_get").sync(job_id, client=g.client)
+    after_raw = g.op("status_jobs_job_id_get").sync_detailed(job_id, client=g.client)
+    assert errors_rs("job.schema.json", json.loads(after_raw.content)) == []
+    after = after_raw.parsed
     assert isinstance(after, m.JobDetail) and after.attempt == 2
     assert [a.status for a in after.previous_attempts] == [m.JobStatus.CANCELLED]
     no_unknown_fields(after)
