@@ -14,6 +14,7 @@ import json
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from types import ModuleType
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Stack, rabbitmqctl, stack_env
+from tests.integration.conftest import Stack, build_request, rabbitmqctl, stack_env
 from tests.integration.test_api import TOKEN, running_api
 
 from .test_schemas_second_validator import errors_rs
@@ -34,8 +35,8 @@ PACKAGE = "clipline_generated_client"
 class Generated:
     """The generated package, its operations and its models, and the base URL of the API it talks to."""
 
-    def __init__(self, root: ModuleType, base_url: str) -> None:
-        self.base_url = base_url
+    def __init__(self, root: ModuleType, base_url: str, stack: Stack) -> None:
+        self.base_url, self.stack = base_url, stack
         self.client = root.AuthenticatedClient(
             base_url=base_url, token=TOKEN, raise_on_unexpected_status=True
         )
@@ -76,12 +77,13 @@ def generated(
             )
             sys.path.insert(0, str(out.parent))
             try:
-                yield Generated(importlib.import_module(PACKAGE), str(api.base_url))
+                yield Generated(importlib.import_module(PACKAGE), str(api.base_url), stack)
             finally:
                 sys.path.remove(str(out.parent))
                 for name in [m for m in sys.modules if m == PACKAGE or m.startswith(f"{PACKAGE}.")]:
                     del sys.modules[name]
     finally:
+        stack.stop_workers()
         rabbitmqctl("delete_vhost", vhost)
 
 
@@ -228,3 +230,60 @@ def test_error_answers_parse_as_the_documented_error_body(generated: Generated) 
     # Without the token: 401 unauthorized, parsed the same way
     anonymous = importlib.import_module(PACKAGE).Client(base_url=g.base_url, raise_on_unexpected_status=True)
     error_of(g, g.op("list_jobs_jobs_get").sync_detailed(client=anonymous), 401, "unauthorized")
+
+
+def test_a_rendered_job_and_its_report_through_the_generated_client(generated: Generated) -> None:
+    """A worker renders a two-line job (one video gone: a placeholder); its status, report.json and
+    retry are read through the generated client, and the raw report validates by the second validator.
+    Runs last in this module: the jobs above were cancelled, so their queued plans render nothing."""
+    g, m = generated, generated.models
+    g.stack.start_workers("--stage", "all", "--concurrency", "2")
+    job_id = f"codegen-{secrets.token_hex(5)}"
+    raw = build_request(
+        job_id, g.stack.cdn, [("v_a", 0, 900, True), ("v_gone", 0, 900, False)], line_ms=lambda i: 1000
+    )
+    raw.pop("audio")
+    body = m.RenderRequest.from_dict(raw)
+    assert g.op("submit_jobs_post").sync_detailed(client=g.client, body=body).status_code == 202
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        job = g.op("status_jobs_job_id_get").sync(job_id, client=g.client)
+        assert isinstance(job, m.JobDetail)
+        if job.status in (m.JobStatus.COMPLETED, m.JobStatus.COMPLETED_WITH_GAPS, m.JobStatus.FAILED):
+            break
+        time.sleep(0.2)
+    assert job.status == m.JobStatus.COMPLETED_WITH_GAPS and job.progress == 100, job.error
+    assert isinstance(job.clips, m.ClipCounts) and (job.clips.succeeded, job.clips.placeholder) == (1, 1)
+    assert isinstance(job.clip_stats, m.ClipStats) and isinstance(job.finished_at, datetime)
+    no_unknown_fields(job)
+
+    report = g.op("report_jobs_job_id_report_get").sync_detailed(job_id, client=g.client)
+    assert report.status_code == 200 and isinstance(report.parsed, m.Report), report.content
+    assert [s.outcome for s in report.parsed.slots] == [m.ClipOutcome.OK, m.ClipOutcome.PLACEHOLDER]
+    assert report.parsed.summary.missing_footage[0].lines[0].line == 2
+    no_unknown_fields(report.parsed)
+    assert errors_rs("report.schema.json", json.loads(report.content)) == []
+
+    retried = g.op("retry_jobs_job_id_retry_post").sync(job_id, client=g.client)
+    assert isinstance(retried, m.RetriedJob) and retried.retried_slots == [1]
+    g.op("cancel_jobs_job_id_cancel_post").sync(job_id, client=g.client)
+    assert g.stack.actor_errors() == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="clipline/api_media.py (outside this change's files) documents its 401/404/503 without the "
+    "ErrorBody schema and its 422 as FastAPI's HTTPValidationError; see the codegen report",
+)
+def test_the_results_routes_errors_parse_as_the_documented_error_body(generated: Generated) -> None:
+    """GET /jobs/{id}/video and /poster answer errors in the one ErrorBody shape (README: "Every error,
+    FastAPI's own included"); the document must say so for a generated client to read them."""
+    g = generated
+    results = importlib.import_module(f"{PACKAGE}.api.results")
+    for name in ("get_job_video", "get_job_poster"):
+        op = importlib.import_module(f"{results.__name__}.{name}")
+        error_of(g, op.sync_detailed("nope", client=g.client), 404, "job_not_found")
+        anonymous = importlib.import_module(PACKAGE).Client(
+            base_url=g.base_url, raise_on_unexpected_status=True
+        )
+        error_of(g, op.sync_detailed("nope", client=anonymous), 401, "unauthorized")
