@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import secrets
 import subprocess
 import sys
@@ -35,8 +36,8 @@ PACKAGE = "clipline_generated_client"
 class Generated:
     """The generated package, its operations and its models, and the base URL of the API it talks to."""
 
-    def __init__(self, root: ModuleType, base_url: str, stack: Stack) -> None:
-        self.base_url, self.stack = base_url, stack
+    def __init__(self, root: ModuleType, base_url: str, stack: Stack, document: dict[str, Any]) -> None:
+        self.base_url, self.stack, self.document = base_url, stack, document
         self.client = root.AuthenticatedClient(
             base_url=base_url, token=TOKEN, raise_on_unexpected_status=True
         )
@@ -77,7 +78,12 @@ def generated(
             )
             sys.path.insert(0, str(out.parent))
             try:
-                yield Generated(importlib.import_module(PACKAGE), str(api.base_url), stack)
+                yield Generated(
+                    importlib.import_module(PACKAGE),
+                    str(api.base_url),
+                    stack,
+                    json.loads(document.read_text()),
+                )
             finally:
                 sys.path.remove(str(out.parent))
                 for name in [m for m in sys.modules if m == PACKAGE or m.startswith(f"{PACKAGE}.")]:
@@ -230,6 +236,18 @@ def test_error_answers_parse_as_the_documented_error_body(generated: Generated) 
     # Without the token: 401 unauthorized, parsed the same way
     anonymous = importlib.import_module(PACKAGE).Client(base_url=g.base_url, raise_on_unexpected_status=True)
     error_of(g, g.op("list_jobs_jobs_get").sync_detailed(client=anonymous), 401, "unauthorized")
+
+
+def test_each_answer_names_each_error_code_once(generated: Generated) -> None:
+    """The generated functions' docstrings carry each answer's description: the codes it lists are each
+    named once (GET /jobs/{id}/report's 503 read "`unavailable` or `unavailable`")."""
+    for path, ops in generated.document["paths"].items():
+        for method, op in ops.items():
+            for status, answer in op["responses"].items():
+                codes = re.findall(r"`([a-z_]+)`", answer["description"])
+                assert len(codes) == len(set(codes)), (
+                    f"{method.upper()} {path} {status}: {answer['description']}"
+                )
 
 
 def test_a_rendered_job_and_its_report_through_the_generated_client(generated: Generated) -> None:
