@@ -127,7 +127,7 @@ def error_response(
 def responses(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
     """The OpenAPI ``responses`` entries of a route's possible errors."""
     out: dict[int | str, dict[str, Any]] = {}
-    for code in codes:
+    for code in dict.fromkeys(codes):  # each code once, in order: a route may name one its group holds
         entry = out.setdefault(STATUS[code], {"model": ErrorBody, "description": ""})
         entry["description"] = " or ".join(filter(None, [entry["description"], f"`{code.value}`"]))
     return out
