@@ -30,7 +30,7 @@ from pipeline.settings import Settings
 from pipeline.storage import StorageError
 
 from . import web
-from .api_errors import ApiError, ErrorCode, install, responses
+from .api_errors import GUARDED, JOB, ApiError, ErrorCode, install, responses
 from .api_gate import RequestGate
 from .api_media import media_router
 from .health import readiness
@@ -69,8 +69,6 @@ class Readiness(BaseModel):
 
 
 #: Errors every guarded route may answer: no token, bad parameters, a service down, a bug.
-GUARDED = (ErrorCode.UNAUTHORIZED, ErrorCode.REQUEST_INVALID, ErrorCode.UNAVAILABLE, ErrorCode.INTERNAL_ERROR)
-JOB = (*GUARDED, ErrorCode.JOB_NOT_FOUND)
 LOCATION = {"Location": {"description": "the job: /jobs/{job_id}", "schema": {"type": "string"}}}
 
 

@@ -124,6 +124,11 @@ def error_response(
     return JSONResponse(body, status_code=STATUS[code], headers=headers)
 
 
+#: The errors every route behind the token can answer; and every route about one job.
+GUARDED = (ErrorCode.UNAUTHORIZED, ErrorCode.REQUEST_INVALID, ErrorCode.UNAVAILABLE, ErrorCode.INTERNAL_ERROR)
+JOB = (*GUARDED, ErrorCode.JOB_NOT_FOUND)
+
+
 def responses(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
     """The OpenAPI ``responses`` entries of a route's possible errors."""
     out: dict[int | str, dict[str, Any]] = {}

@@ -21,13 +21,16 @@ from pipeline import results
 from pipeline.context import Context
 from pipeline.storage import ObjectInfo, StorageError, layout
 
+from .api_errors import JOB, ErrorCode, responses
+
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     206: {"description": "Partial content (a byte range)"},
     304: {"description": "Not modified (If-None-Match)"},
-    404: {"description": "No such job, or it has no such result (yet)"},
-    416: {"description": "Range not satisfiable"},
-    503: {"description": "The store could not be read"},
+    416: {"description": "Range not satisfiable (no body; `Content-Range: bytes */size`)"},
+    # errors as every route gives them ({"error": ...}): 404 is `job_not_found`, or `not_found` for a
+    # job without this result (yet); 503 `unavailable` also when the store cannot be read
+    **responses(*JOB, ErrorCode.NOT_FOUND),
 }
 
 

@@ -288,11 +288,6 @@ def test_a_rendered_job_and_its_report_through_the_generated_client(generated: G
     assert g.stack.actor_errors() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="clipline/api_media.py (outside this change's files) documents its 401/404/503 without the "
-    "ErrorBody schema and its 422 as FastAPI's HTTPValidationError; see the codegen report",
-)
 def test_the_results_routes_errors_parse_as_the_documented_error_body(generated: Generated) -> None:
     """GET /jobs/{id}/video and /poster answer errors in the one ErrorBody shape (README: "Every error,
     FastAPI's own included"); the document must say so for a generated client to read them."""
