@@ -164,5 +164,7 @@ def test_a_retry_right_after_a_cancel_mid_assembly_is_rendered_by_its_own_assemb
     assert (job.status, job.attempts) == ("COMPLETED", 2), job.current_error()
     started = _events(stack, "assemble.started", job_id)
     assert [e.get("attempt") for e in started] == [1, 2]
+    # job.finished is logged just after the record's compare-and-set: the record can be read first
+    wait_for("attempt 2's job.finished", lambda: bool(_events(stack, "job.finished", job_id)), timeout=30)
     finished = [e.get("status") for e in _events(stack, "job.finished", job_id)]
     assert finished == ["COMPLETED"]
