@@ -16,10 +16,8 @@ import jsonschema_rs
 import pytest
 
 from pipeline import jobs, schemas, webhooks
-from pipeline.clip_stats import ClipStats
-from pipeline.models import ClipRecord, JobStatus, parse_request
-from pipeline.report import build_report
-from tests.pipeline.test_schemas import DESIGN_EXAMPLE, _view
+from pipeline.models import parse_request
+from tests.pipeline.test_schemas import DESIGN_EXAMPLE, real_report
 from tests.stubs import stub_context
 
 DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
@@ -57,26 +55,13 @@ def test_every_published_schema_is_valid_for_the_draft_it_declares(name: str) ->
 def real_documents(tmp: Path) -> dict[str, Any]:
     """A report built by the report code, and a job's status object and callback body as the code writes
     them for a job recorded in a real store (SQLite) and cancelled."""
-    records = {
-        0: ClipRecord(0, "ok", video_id="v_91f", attempts=1, frames=96, extract_ms=120.0),
-        1: ClipRecord(1, "placeholder", video_id="v_17a", attempts=1, frames=116, reason="HTTP 404"),
-    }
-    report = build_report(
-        _view(),
-        records,
-        status=JobStatus.COMPLETED_WITH_GAPS,
-        output_path="/out/mix-20261122-0001/final.mp4",
-        total_frames=212,
-        measured_frames=212,
-        clip_stats=ClipStats(total=2, done=2, succeeded=1, placeholder=1, assembly_ms=12.5),
-    )
     ctx = stub_context(tmp)
     request = parse_request(dict(DESIGN_EXAMPLE, metadata={"tenant": "t-7", "tags": ["歌", 1, None]}))
     ctx.store.create_or_get(request)
     job = jobs.cancel(ctx, request.job_id)
     return {
         "request.schema.json": DESIGN_EXAMPLE,
-        "report.schema.json": json.loads(report.model_dump_json()),
+        "report.schema.json": real_report(),
         "job.schema.json": jobs.detail(ctx, job).model_dump(mode="json"),
         "callback.schema.json": webhooks.payload(ctx, job, "d1").model_dump(mode="json"),
     }
