@@ -81,8 +81,26 @@ def test_injected_faults(cdn: LoopbackCDN) -> None:
     stalled.join(5)
     assert not stalled.is_alive() and time.monotonic() - started < 3
     assert [type(e) for e in ended] == [httpx.RemoteProtocolError]
+    while cdn.in_flight and time.monotonic() - started < 5:  # the one given up on ends in its own thread
+        time.sleep(0.01)
     assert cdn.count("/hls/v1/seg") == 2  # with the one whose client gave up above: both ended at the reset
     assert httpx.get(cdn.url("hls/v1/seg_00000.ts"), timeout=1).content == bytes(range(256)) * 40
+
+
+def test_a_slowed_path_is_answered_whole_late_or_at_the_reset(cdn: LoopbackCDN) -> None:
+    cdn.slow_down("/hls/v1/seg", 0.5)
+    started = time.monotonic()
+    assert httpx.get(cdn.url("hls/v1/seg_00000.ts"), timeout=5).content == bytes(range(256)) * 40
+    assert time.monotonic() - started >= 0.5
+    cdn.slow_down("/hls/v1/seg", 30)
+    got: list[bytes] = []
+    slowed = threading.Thread(target=lambda: got.append(httpx.get(cdn.url("hls/v1/seg_00000.ts")).content))
+    slowed.start()
+    while cdn.in_flight < 1 and time.monotonic() - started < 5:
+        time.sleep(0.01)
+    cdn.reset_faults()
+    slowed.join(5)
+    assert got == [bytes(range(256)) * 40] and time.monotonic() - started < 5
 
 
 def test_peak_concurrency_is_measured(cdn: LoopbackCDN) -> None:

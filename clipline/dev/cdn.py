@@ -52,6 +52,8 @@ class _State:
     gone: set[str] = field(default_factory=set)
     fail: dict[str, _Fault] = field(default_factory=dict)
     stalls: dict[str, float] = field(default_factory=dict)
+    #: Paths answered whole, but only after a wait (a slow origin, not a dead one): path prefix -> s.
+    slow: dict[str, float] = field(default_factory=dict)
     #: Set by ``reset_faults`` and ``stop``: requests stalled until then end at once (``reset_faults``
     #: puts a new event in its place for later stalls).
     release: threading.Event = field(default_factory=threading.Event)
@@ -143,6 +145,11 @@ class LoopbackCDN:
         with self._state.lock:
             self._state.stalls[path_prefix] = seconds
 
+    def slow_down(self, path_prefix: str, seconds: float) -> None:
+        """Answer requests under ``path_prefix`` whole, but ``seconds`` late (or at ``reset_faults``)."""
+        with self._state.lock:
+            self._state.slow[path_prefix] = seconds
+
     def corrupt(self, path_prefix: str) -> None:
         with self._state.lock:
             self._state.corrupt.add(path_prefix)
@@ -153,6 +160,7 @@ class LoopbackCDN:
             self._state.gone.clear()
             self._state.fail.clear()
             self._state.stalls.clear()
+            self._state.slow.clear()
             self._state.corrupt.clear()
             self._state.release.set()
             self._state.release = threading.Event()
@@ -272,9 +280,12 @@ class _Handler(BaseHTTPRequestHandler):
             if fault is not None:
                 fault.times -= 1
             stall = next((s for p, s in st.stalls.items() if path.startswith(p)), None)
+            late = next((s for p, s in st.slow.items() if path.startswith(p)), None)
             release = st.release
             corrupt = any(path.startswith(p) for p in st.corrupt)
             gone = _video_of(path) in st.gone
+        if late is not None:
+            release.wait(late)
         if fault is not None:
             headers = {"Retry-After": f"{fault.retry_after_s:g}"} if fault.retry_after_s is not None else {}
             return self._json(fault.status, {"error": f"injected {fault.status}"}, head, headers)

@@ -64,8 +64,12 @@ def start_pipeline(stack: Stack) -> dict[str, subprocess.Popen[bytes]]:
 
 
 def kill_clip_worker_mid_job(stack: Stack, rng: random.Random, lines: int = 10) -> KillRun:
+    # Each clip fetches its own segments, each a moment late, so the kill lands with clips in flight (with
+    # segments prefetched while others encode, ten clips took 1.7 s and the test's look at the logs
+    # missed the moment a clip was running)
+    stack.env["CLIPLINE_PREFETCH_SLOTS"] = "0"
     workers = start_pipeline(stack)
-    stack.cdn.latency_ms = 120  # each clip takes a moment, so the kill lands with clips in flight
+    stack.cdn.latency_ms = 300
     job_id = new_job_id("kill-clip")
     request = small_request(stack, job_id, lines)
     after = rng.randint(0, lines - 3)  # finished clips before the kill: a random point in the job

@@ -143,7 +143,7 @@ def test_webhooks_retry_of_gaps_history_stats_and_cleanup(stack: Stack, receiver
         # When the video is back and the job is retried
         stack.cdn.set_gone("v_b", False)
         stack.cdn.reset_counters()
-        stack.cdn.stall("/hls/v_b/", 1.5)  # holds the attempt in EXTRACTING while it is asked again
+        stack.cdn.slow_down("/hls/v_b/", 1.5)  # holds the attempt in EXTRACTING while it is asked again
         retried = api.post(f"/jobs/{job_id}/retry")
         assert retried.status_code == 202, retried.text
         assert retried.json()["attempt"] == 2 and retried.json()["retried_slots"] == [1, 3, 5]
