@@ -109,16 +109,15 @@ def _key_before(path: Path, probe: VideoProbe, container: str, first: int) -> tu
     return None
 
 
-def _keyless(
+def _keys(
     groups: list[list[Segment]], probes: list[tuple[Path, VideoProbe]], picks: list[Pick]
-) -> int | None:
-    """The first run some of whose frames shown come before every keyframe in it from which they
-    decode (ffmpeg could not decode them from it: the segments start mid-GOP), or None."""
-    for i in sorted({p.run for p in picks}):
-        first = min(p.pts for p in picks if p.run == i)
-        if _key_before(*probes[i], groups[i][0].container, first) is None:
-            return i
-    return None
+) -> dict[int, tuple[int, Packet] | None]:
+    """Per run that a pick uses: the keyframe its first frame shown decodes from (``_key_before``),
+    None where there is none in the run (its segments start mid-GOP: ffmpeg could not decode them)."""
+    return {
+        i: _key_before(*probes[i], groups[i][0].container, min(p.pts for p in picks if p.run == i))
+        for i in sorted({p.run for p in picks})
+    }
 
 
 class HlsInputs:
@@ -159,13 +158,14 @@ class HlsInputs:
                 segments = self._extend(segments, need)
                 why = "#EXTINF and the real timestamps disagree beyond repair"
                 continue
-            keyless = _keyless(groups, probes, picks)
+            keys = _keys(groups, probes, picks)
+            keyless = next((i for i, key in keys.items() if key is None), None)
             if keyless is not None:  # a segment that starts mid-GOP: decode from an earlier one
                 segments = self._extend_to_keyframe(segments, groups[keyless], back)
                 why = f"no keyframe in the {back * 2 - 1} segments before segment {groups[keyless][0].seq}"
                 back *= 2
                 continue
-            return self._start_at_keyframes(groups, probes, runs, anchors, times, picks, rate)
+            return self._start_at_keyframes(groups, probes, runs, anchors, times, keys, rate)
         raise SourceInvalid(f"{self.playlist.url}: {why}", video_id=self.video_id)
 
     # -- segments and runs -----------------------------------------------------------
@@ -372,16 +372,14 @@ class HlsInputs:
         runs: list[Run],
         anchors: list[Anchor],
         times: list[Fraction],
-        picks: list[Pick],
+        keys: dict[int, tuple[int, Packet] | None],
         rate: Fraction | None,
     ) -> Planned:
-        used = sorted({p.run for p in picks})
         inputs: list[CutInput] = []
         new_runs: list[Run] = []
-        for i in used:
+        for i, chosen in keys.items():
             path, probe = probes[i]
-            first_pick = min(p.pts for p in picks if p.run == i)
-            n, key = _key_before(path, probe, groups[i][0].container, first_pick) or (0, None)
+            n, key = chosen or (0, None)
             cut = None
             if key is not None and groups[i][0].container == "mpegts" and key.pos is not None:
                 cut = self._ts_from_keyframe(path, key.pos, groups[i][0].discontinuity)
