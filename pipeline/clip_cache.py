@@ -53,8 +53,9 @@ from .hls import MediaPlaylist, Segment
 #: 6: MPEG-TS inputs are moved by ``ffmpeg_args.TS_INPUT_OFFSET_S`` (one that starts at exactly 0 had
 #: its video moved by ffmpeg's start-time correction: other frames). 7: an H.264 recovery point (TS, fMP4)
 #: that recovers only frames later (periodic intra refresh) starts only windows from there (ffmpeg
-#: dropped the frames before it and held a later one: other frames).
-CUT_RULE_VERSION = 7
+#: dropped the frames before it and held a later one: other frames). 8: a source whose pixels are not
+#: square is fitted at the aspect it is shown at (it was squeezed into a pillarbox: another picture).
+CUT_RULE_VERSION = 8
 #: Eviction frees space down to this share of the cap, so it does not run on every store.
 LOW_WATER = 0.9
 #: A temporary entry older than this belonged to a writer that died: removed at the next eviction.

@@ -106,13 +106,20 @@ def _normalise(stream: ffmpeg.nodes.FilterableStream, profile: EncodeProfile, fr
 
 
 def _fit(stream: ffmpeg.nodes.FilterableStream, profile: EncodeProfile) -> ffmpeg.nodes.FilterableStream:
-    """Scale with aspect kept, pad to size, square pixels, yuv420p."""
+    """Scale with the shown aspect kept, pad to size, square pixels, yuv420p.
+
+    The aspect kept is the one the picture is shown at (``iw * sar / ih``), not its pixels': a source
+    whose pixels are not square (16:9 stored in 720x576 or 1440x1080, as broadcasts do) fills a 16:9
+    frame. ``scale``'s own ``force_original_aspect_ratio`` keeps the stored ``iw / ih`` and so
+    squeezed such a picture into a pillarbox. The sizes are rounded as that option rounds them, so a
+    source with square pixels is scaled exactly as before.
+    """
+    w, h = profile.width, profile.height
     return (
         stream.filter(
             "scale",
-            profile.width,
-            profile.height,
-            force_original_aspect_ratio="decrease",
+            f"min({w},round({h}*iw*sar/ih))",
+            f"min({h},round({w}*ih/(iw*sar)))",
             **({"flags": profile.scaler} if profile.scaler else {}),
         )
         .filter("pad", profile.width, profile.height, "(ow-iw)/2", "(oh-ih)/2", color="black")

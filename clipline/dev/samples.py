@@ -83,7 +83,9 @@ def pattern_graph(duration_s: float, width: int, height: int, fps: int | str) ->
         f"geq=lum='{_code_expr()}':cb=128:cr=128,scale={width}:{band}:flags=neighbor[code]"
     )
     texture = f"testsrc2=s={width}x{height - band}:r={fps}:d={duration_s:g}[texture]"
-    return f"{code};{texture};[code][texture]vstack=inputs=2,format=yuv420p"
+    # square pixels: scaling the 16x2 code to the band made its pixels 3:2 wide (scale keeps the shown
+    # aspect), and vstack passed that on, so every source said it was shown 3:2 too wide
+    return f"{code};{texture};[code][texture]vstack=inputs=2,format=yuv420p,setsar=1"
 
 
 def _pattern_input(duration_s: float, width: int, height: int, fps: int | str) -> list[str]:

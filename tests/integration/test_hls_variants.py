@@ -13,8 +13,10 @@ output frame i shows the source frame whose display interval contains
 from __future__ import annotations
 
 import math
+import re
 import secrets
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -138,6 +140,29 @@ def test_frames_sharing_a_timestamp_are_refused_where_shown_never_guessed(
     record = cutting.cut_from_hls(ctx, view, 1)
     want = expected(corpus.VARIANTS[name][1], 5400, 7000, view.slots[1].frames)
     assert read_frames(Path(record.path or "")) == want
+
+
+@pytest.mark.parametrize("name", ["mpeg2_anamorphic", "h264_anamorphic", "h264_anamorphic_fmp4"])
+def test_pixels_that_are_not_square_are_fitted_at_the_aspect_they_are_shown_at(
+    name: str, corpus_cdn: LoopbackCDN, ctx: Context
+) -> None:
+    # Given 16:9 stored in 128x90 pixels, each shown 5:4 wide (the MPEG-2 sequence header's aspect,
+    # the H.264 VUI's, the fMP4 pasp box's): 160x90 on screen
+    url = corpus_cdn.url(f"hls/{name}/index.m3u8")
+    # When a window is cut for a 4:3 job (160x120)
+    view = view_for(url, [(1234, 2900, 1500)], height=120)
+    record = cutting.cut_from_hls(ctx, view, 0)
+    # Then the picture is 160x90, letterboxed (it was 160x113: 128x90 stretched as if square), from
+    # row 14 (pad puts it on an even row, for 4:2:0 chroma)
+    assert _picture_box(Path(record.path or "")) == (160, 90, 0, 14)
+
+
+def _picture_box(video: Path) -> tuple[int, int, int, int]:
+    """The picture's box inside the padding (width, height, x, y), as ffmpeg's cropdetect finds it."""
+    argv = ["ffmpeg", "-nostdin", "-hide_banner", "-i", str(video), "-vf", "cropdetect=limit=24:round=2"]
+    err = subprocess.run([*argv, "-f", "null", "-"], capture_output=True, text=True, check=True).stderr
+    w, h, x, y = re.findall(r"crop=(\d+):(\d+):(\d+):(\d+)", err)[-1]
+    return int(w), int(h), int(x), int(y)
 
 
 @pytest.mark.parametrize("name", ["ts", "fmp4", "single_file", "fmp4_single_file", "aes"])

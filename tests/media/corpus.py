@@ -772,6 +772,32 @@ def mpeg2_ts_open_gop(folder: Path) -> None:
     _mpeg2_ts(folder)
 
 
+#: Anamorphic sources: the pattern stored 128 pixels wide, each pixel shown 5:4 wide, so 16:9 on screen
+#: (160x90), as broadcasts store 16:9 in 720x576 (PAL) or 1440x1080 (HDV) pixels that are not square.
+ANAMORPHIC_W = 128
+
+
+def _anamorphic_source() -> list[str]:
+    pattern = pattern_graph(DURATION_S, ANAMORPHIC_W, H, "30")
+    return ["-f", "lavfi", "-i", pattern, "-f", "lavfi", "-i", f"sine=d={DURATION_S}"]
+
+
+def mpeg2_anamorphic(folder: Path) -> None:
+    """MPEG-2 in MPEG-TS, 16:9 stored 128x90 (the sequence header's aspect ratio code says 16:9)."""
+    encode = ["-c:v", "mpeg2video", "-q:v", "4", "-g", "15", "-bf", "2", "-aspect", "16:9", "-c:a", "mp2"]
+    ff(*_anamorphic_source(), *encode, *_hls(folder, 1))
+
+
+def h264_anamorphic(folder: Path) -> None:
+    """H.264 in MPEG-TS, 16:9 stored 128x90: the SPS's VUI says each pixel is 5:4 (no container says)."""
+    ff(*_anamorphic_source(), "-vf", "setsar=5/4", *_x264(15), *_hls(folder, 1))
+
+
+def h264_anamorphic_fmp4(folder: Path) -> None:
+    """H.264 in fMP4, 16:9 stored 128x90: the VUI and the sample entry's ``pasp`` box say 5:4 pixels."""
+    ff(*_anamorphic_source(), "-vf", "setsar=5/4", *_x264(15), *_fmp4_hls(folder))
+
+
 def _hevc_ts(folder: Path, gop: str) -> None:
     x265 = ["-c:v", "libx265", "-preset", "ultrafast", "-c:a", "aac", "-b:a", "48k"]
     params = ["-x265-params", f"keyint=15:min-keyint=15:scenecut=0:{gop}:log-level=error"]
@@ -940,6 +966,9 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
         for name, build in (
             ("mpeg2_ts", mpeg2_ts),
             ("mpeg2_ts_open_gop", mpeg2_ts_open_gop),
+            ("mpeg2_anamorphic", mpeg2_anamorphic),
+            ("h264_anamorphic", h264_anamorphic),
+            ("h264_anamorphic_fmp4", h264_anamorphic_fmp4),
             ("hevc_ts", hevc_ts),
             ("hevc_ts_open_gop", hevc_ts_open_gop),
             ("av1_fmp4", av1_fmp4),
@@ -1027,7 +1056,7 @@ def missing_tool(variant: Variant) -> str | None:
 def build(cache: Path) -> Path:
     """Make every variant under ``cache/<hash>/hls/<name>/`` once; returns the folder to serve."""
     buildable = [name for name, (_, v) in VARIANTS.items() if missing_tool(v) is None]
-    recipe = Path(__file__).read_text() + str(VERSION) + ",".join(buildable)
+    recipe = Path(__file__).read_text() + str(VERSION) + ",".join(buildable) + pattern_graph(1, W, H, 30)
     digest = hashlib.sha256(recipe.encode()).hexdigest()[:12]
     base = cache / digest
     if (base / "complete.json").exists():
