@@ -54,7 +54,8 @@ from .hls import MediaPlaylist, Segment
 #: its video moved by ffmpeg's start-time correction: other frames). 7: an H.264 recovery point (TS, fMP4)
 #: that recovers only frames later (periodic intra refresh) starts only windows from there (ffmpeg
 #: dropped the frames before it and held a later one: other frames). 8: a source whose pixels are not
-#: square is fitted at the aspect it is shown at (it was squeezed into a pillarbox: another picture).
+#: square is fitted at the aspect it is shown at (it was squeezed into a pillarbox: another picture), and
+#: interlaced frames are deinterlaced (they were scaled combed).
 CUT_RULE_VERSION = 8
 #: Eviction frees space down to this share of the cap, so it does not run on every store.
 LOW_WATER = 0.9

@@ -153,7 +153,7 @@ def cut_from_local(ctx: Context, view: JobView, index: int) -> ClipRecord | None
     first = min(p.pts for p in picks)
     key = max((k.pts for k in probe.packets if k.key and k.pts <= first), default=probe.first_key.pts)
     seek_s = float((key - probe.first_key.pts) * probe.time_base)
-    inputs = [ffmpeg_args.CutInput(source, fmt, seek_s if seek_s > 0 else None)]
+    inputs = [ffmpeg_args.CutInput(source, fmt, seek_s if seek_s > 0 else None, probe.interlaced)]
     path, frames, drift, cpu_ms = _cut(ctx, view, index, inputs, [run], picks, times)
     return ClipRecord(
         index=index,

@@ -137,6 +137,15 @@ def _fit(stream: ffmpeg.nodes.FilterableStream, profile: EncodeProfile) -> ffmpe
 TS_INPUT_OFFSET_S = 1
 
 
+#: For an input whose stream is interlaced (1080i, 576i broadcasts): every frame flagged interlaced
+#: becomes one progressive frame, its first field's, at its own timestamp (``send_frame``: one frame out
+#: per frame in, so the frame rule holds); a progressive frame passes unchanged. Scaling interlaced
+#: frames as they are combs every moving edge with the two fields' moments. Only such inputs get it:
+#: ``bwdif`` cannot take a picture size change inside its input, which the graph otherwise keeps
+#: (``reinit_filter=0``).
+DEINTERLACE = ("bwdif", "send_frame", "auto", "interlaced")
+
+
 @dataclass(frozen=True)
 class CutInput:
     """A local file a clip is cut from: its demuxer, and where to seek (an indexed file's keyframe)."""
@@ -144,6 +153,7 @@ class CutInput:
     path: Path
     fmt: str  # mpegts | mp4 | mov | matroska: never guessed from the content
     seek_s: float | None = None
+    interlaced: bool = False  # deinterlaced first (``DEINTERLACE``)
 
 
 def cut_argv(
@@ -183,6 +193,7 @@ def cut_argv(
         ).video
         for i in inputs
     ]
+    streams = [s.filter(*DEINTERLACE) if i.interlaced else s for s, i in zip(streams, inputs, strict=True)]
     uses = Counter(cut.run for cut in cuts)
     splits = {run: streams[run].split() for run, n in uses.items() if n > 1}  # a run cut in several parts
     taken: Counter[int] = Counter()
@@ -246,7 +257,7 @@ def video_packets_argv(ffprobe_bin: str, path: Path, fmt: str, *, first_only: bo
     argv = [ffprobe_bin, "-v", "error", "-f", fmt, "-protocol_whitelist", "file", "-select_streams", "v:0"]
     if first_only:
         argv += ["-read_intervals", "%+#1"]
-    entries = "packet=pts,flags,pos:stream=time_base,r_frame_rate,codec_name"
+    entries = "packet=pts,flags,pos:stream=time_base,r_frame_rate,codec_name,field_order"
     return [*argv, "-show_entries", entries, "-of", "json", str(path)]
 
 

@@ -391,7 +391,7 @@ class HlsInputs:
                 # the anchor offset must be measured from the same frame: keep the run's timeline
                 run = replace(run, pts=tuple(p + delta for p in run.pts if p >= key.pts))
                 path = cut
-            inputs.append(CutInput(path, groups[i][0].container))
+            inputs.append(CutInput(path, groups[i][0].container, interlaced=probe.interlaced))
             new_runs.append(run)
         final = plan(times, anchors, new_runs, rate)
         self.out.inputs, self.out.runs, self.out.picks = inputs, new_runs, final

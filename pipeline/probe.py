@@ -1,5 +1,6 @@
-"""What ffprobe says about a file's video stream: time base, rate, and every packet's pts, key flag and
-byte position. The argv is built in ``ffmpeg_args``; this module runs it and reads the JSON."""
+"""What ffprobe says about a file's video stream: time base, rate, whether it is interlaced, and every
+packet's pts, key flag and byte position. The argv is built in ``ffmpeg_args``; this module runs it and
+reads the JSON."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ from pathlib import Path
 from . import ffmpeg_args
 from .errors import FFmpegFailed, SourceInvalid
 from .subprocesses import run
+
+#: ffprobe's ``field_order`` for interlaced video: top or bottom field first, coded and shown in either
+#: order (``progressive`` and ``unknown`` are not).
+INTERLACED_FIELD_ORDERS = frozenset({"tt", "bb", "tb", "bt"})
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,8 @@ class VideoProbe:
     codec: str
     packets: tuple[Packet, ...]  # in decode order
     cpu_ms: float
+    #: the stream's frames are interlaced (ffprobe's ``field_order`` names which field comes first)
+    interlaced: bool = False
 
     @property
     def display_pts(self) -> tuple[int, ...]:
@@ -88,4 +95,5 @@ def video_packets(
         str(stream.get("codec_name", "")),
         packets,
         done.cpu_ms or 0.0,
+        stream.get("field_order") in INTERLACED_FIELD_ORDERS,
     )

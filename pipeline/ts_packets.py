@@ -17,7 +17,9 @@ than one video stream or program, a PES before the program tables, scrambled
 or errored packets, a continuity jump, a PES
 without a PTS or with a length it does not have, a PES holding no picture or
 several (fields, packed frames), data partitioning, SVC/MVC, a picture whose
-first slice does not say where it starts. Never a guess: a wrong key flag
+first slice does not say where it starts, a stream whose SPS allows interlaced
+pictures (``frame_mbs_only_flag`` 0: ffprobe says whether its frames are, for the
+cut to deinterlace them). Never a guess: a wrong key flag
 would start decoding where it cannot, a wrong PTS would pick a wrong frame.
 """
 
@@ -37,7 +39,7 @@ from .probe import Packet
 
 #: Of the PMT's video stream types (``mpegts.VIDEO_STREAM_TYPES``), only H.264 is read here.
 _H264 = 0x1B
-_IDR, _SLICE, _SEI = 5, 1, 6
+_IDR, _SLICE, _SEI, _SPS = 5, 1, 6, 7
 #: NAL unit types this reader does not follow: data partitions, SVC/MVC prefix and extensions.
 _REFUSED_NALS = {2, 3, 4, 14, 15, 20, 21}
 _RECOVERY_POINT = 6  # SEI payload type
@@ -176,6 +178,8 @@ def _is_idr_picture(es: bytes) -> bool:
                 raise Unsure
         elif kind == _SEI and pictures == 0 and recovery_frame_cnt(nal[1:]) is not None:
             recovery = True
+        elif kind == _SPS and not frame_mbs_only(nal[1:]):
+            raise Unsure
     if pictures != 1 or (recovery and not idr):
         raise Unsure
     return idr
@@ -198,6 +202,63 @@ def recovery_frame_cnt(payload: bytes) -> int | None:
             return _ue("".join(f"{b:08b}" for b in rbsp[i : i + size]), 0)[0]
         i += size
     return None
+
+
+#: profile_idc values whose SPS carries chroma format, bit depths and scaling matrices (H.264 7.3.2.1.1).
+_HIGH_PROFILES = {100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135}
+
+
+def frame_mbs_only(payload: bytes) -> bool:
+    """An SPS NAL unit's ``frame_mbs_only_flag`` (``payload``: the unit after its header byte): False when
+    the stream may code pictures as fields or field macroblock pairs (interlaced, PAFF or MBAFF).
+    Raises ``Unsure`` for an SPS too short to say."""
+    rbsp = payload.replace(b"\x00\x00\x03", b"\x00\x00")
+    bits = "".join(f"{b:08b}" for b in rbsp[:1024])  # far beyond any SPS up to its flag
+    try:
+        profile = rbsp[0]
+        _, i = _ue(bits, 24)  # after profile_idc, constraint flags, level_idc: seq_parameter_set_id
+        if profile in _HIGH_PROFILES:
+            chroma, i = _ue(bits, i)
+            i += chroma == 3  # separate_colour_plane_flag
+            _, i = _ue(bits, i)  # bit_depth_luma_minus8
+            _, i = _ue(bits, i)  # bit_depth_chroma_minus8
+            i += 1  # qpprime_y_zero_transform_bypass_flag
+            matrices, i = bits[i] == "1", i + 1
+            if matrices:
+                for n in range(12 if chroma == 3 else 8):
+                    present, i = bits[i] == "1", i + 1
+                    if present:
+                        i = _skip_scaling_list(bits, i, 16 if n < 6 else 64)
+        _, i = _ue(bits, i)  # log2_max_frame_num_minus4
+        poc_type, i = _ue(bits, i)
+        if poc_type == 0:
+            _, i = _ue(bits, i)  # log2_max_pic_order_cnt_lsb_minus4
+        elif poc_type == 1:
+            i += 1  # delta_pic_order_always_zero_flag
+            _, i = _ue(bits, i)  # offset_for_non_ref_pic (se)
+            _, i = _ue(bits, i)  # offset_for_top_to_bottom_field (se)
+            cycle, i = _ue(bits, i)
+            for _ in range(cycle):
+                _, i = _ue(bits, i)  # offset_for_ref_frame (se)
+        _, i = _ue(bits, i)  # max_num_ref_frames
+        i += 1  # gaps_in_frame_num_value_allowed_flag
+        _, i = _ue(bits, i)  # pic_width_in_mbs_minus1
+        _, i = _ue(bits, i)  # pic_height_in_map_units_minus1
+        return bits[i] == "1"
+    except (IndexError, ValueError) as exc:
+        raise Unsure from exc
+
+
+def _skip_scaling_list(bits: str, i: int, size: int) -> int:
+    """The bit after a scaling_list() of ``size`` entries (H.264 7.3.2.1.1.1)."""
+    last = following = 8
+    for _ in range(size):
+        if following:
+            code, i = _ue(bits, i)
+            delta = (code + 1) // 2 if code % 2 else -(code // 2)  # se(v)
+            following = (last + delta + 256) % 256
+        last = following or last
+    return i
 
 
 def _ue(bits: str, i: int) -> tuple[int, int]:

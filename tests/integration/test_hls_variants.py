@@ -89,7 +89,7 @@ def _settings(tmp_path: Path, redis_url: str) -> Settings:
     )
 
 
-def view_for(url: str, windows: list[tuple[int, int, int]], height: int = 90) -> JobView:
+def view_for(url: str, windows: list[tuple[int, int, int]], height: int = 90, width: int = 160) -> JobView:
     lines: list[dict[str, Any]] = []
     t = 0
     for i, (start, end, slot_ms) in enumerate(windows):
@@ -99,7 +99,7 @@ def view_for(url: str, windows: list[tuple[int, int, int]], height: int = 90) ->
     req = parse_request(
         {
             "job_id": f"hls-{secrets.token_hex(5)}",
-            "output": {"width": 160, "height": height, "fps": 30},
+            "output": {"width": width, "height": height, "fps": 30},
             "lines": lines,
         },
         allowed_hosts=frozenset(),
@@ -155,6 +155,29 @@ def test_pixels_that_are_not_square_are_fitted_at_the_aspect_they_are_shown_at(
     # Then the picture is 160x90, letterboxed (it was 160x113: 128x90 stretched as if square), from
     # row 14 (pad puts it on an even row, for 4:2:0 chroma)
     assert _picture_box(Path(record.path or "")) == (160, 90, 0, 14)
+
+
+@pytest.mark.parametrize("name", ["mpeg2_interlaced", "h264_interlaced", "h264_interlaced_fmp4"])
+def test_interlaced_frames_are_made_progressive_at_their_first_fields_moment(
+    name: str, corpus_cdn: LoopbackCDN, ctx: Context
+) -> None:
+    # Given 30 interlaced 192x108 frames a second whose two fields were shot 1/60 s apart (top first)
+    # and whose every edge moves
+    view = view_for(corpus_cdn.url(f"hls/{name}/index.m3u8"), [(1234, 2900, 1500)], height=108, width=192)
+    # When a window is cut at the source's own size (scaling down blends the fields, hiding the combs)
+    record = cutting.cut_from_hls(ctx, view, 0)
+    # Then ffmpeg's interlace detector finds the clip's frames progressive (all 45 were combed before)
+    found = _interlace_detected(Path(record.path or ""))
+    assert found["TFF"] + found["BFF"] <= 2 and found["Progressive"] >= 40, found
+
+
+def _interlace_detected(video: Path) -> dict[str, int]:
+    """ffmpeg's ``idet``: how many frames it finds interlaced (TFF, BFF), progressive or undetermined,
+    each frame judged alone."""
+    argv = ["ffmpeg", "-nostdin", "-hide_banner", "-i", str(video), "-vf", "idet", "-f", "null", "-"]
+    err = subprocess.run(argv, capture_output=True, text=True, check=True).stderr
+    line = next(x for x in err.splitlines() if "Single frame detection" in x)
+    return {k: int(v) for k, v in re.findall(r"(\w+):\s*(\d+)", line.split("detection:")[1])}
 
 
 def _picture_box(video: Path) -> tuple[int, int, int, int]:

@@ -41,11 +41,14 @@ def carries_video(data: bytes) -> bool:
 #: Variants every segment of which the reader leaves to ffprobe, by design: AES-128 segments are
 #: encrypted (the pipeline reads them decrypted), and x264's open GOPs start at recovery points (ffmpeg's
 #: parser flags those pictures as keyframes; the reader does not follow recovery-point SEIs), as does
-#: x264's periodic intra refresh (a recovery-point SEI on a P-frame every 15); MPEG-2 video (stream type
+#: x264's periodic intra refresh (a recovery-point SEI on a P-frame every 15), as does interlaced H.264;
+#: MPEG-2 video (stream type
 #: 0x02) and HEVC (0x24) are other codecs than the H.264 it reads (``OTHER_CODECS``: left out of the
 #: count of H.264 segments it declines).
-OTHER_CODECS = {"mpeg2_ts", "mpeg2_ts_open_gop", "hevc_ts", "hevc_ts_open_gop"}
+OTHER_CODECS = {"mpeg2_ts", "mpeg2_ts_open_gop", "hevc_ts", "hevc_ts_open_gop", "mpeg2_anamorphic"}
+OTHER_CODECS |= {"mpeg2_interlaced"}
 DECLINED = {"aes", "bento4_aes", "open_gop", "shaka_open_gop", "bento4_open_gop", "x264_intra_refresh"}
+DECLINED |= {"h264_interlaced"}  # its SPS allows interlaced pictures: ffprobe says whether they are
 DECLINED |= OTHER_CODECS
 
 
@@ -94,7 +97,6 @@ def make(tmp_path: Path, name: str, *encode: str, size: str = "160x96") -> Path:
     [
         ("slices", ["-c:v", "libx264", "-x264-params", "slices=4:keyint=30"]),
         ("no_aud", ["-c:v", "libx264", "-bsf:v", "h264_metadata=aud=remove"]),
-        ("mbaff", ["-c:v", "libx264", "-flags", "+ilme+ildct", "-x264-params", "interlaced=1"]),
         ("b_frames", ["-c:v", "libx264", "-bf", "3", "-x264-params", "keyint=20:scenecut=0"]),
     ],
 )
@@ -113,6 +115,8 @@ def test_other_h264_forms_read_as_ffprobe_lists_them(tmp_path: Path, name: str, 
         ("intra_refresh", ["-c:v", "libx264", "-x264-params", "intra-refresh=1:keyint=30"]),
         ("hevc", ["-c:v", "libx265", "-x265-params", "log-level=error"]),
         ("mpeg2", ["-c:v", "mpeg2video"]),
+        # an SPS that allows interlaced pictures (MBAFF): ffprobe says whether they are (field_order)
+        ("mbaff", ["-c:v", "libx264", "-flags", "+ilme+ildct", "-x264-params", "interlaced=1"]),
     ],
 )
 def test_forms_the_reader_does_not_follow_are_declined(tmp_path: Path, name: str, encode: list[str]) -> None:

@@ -798,6 +798,34 @@ def h264_anamorphic_fmp4(folder: Path) -> None:
     ff(*_anamorphic_source(), "-vf", "setsar=5/4", *_x264(15), *_fmp4_hls(folder))
 
 
+def _interlaced_source() -> list[str]:
+    """30 interlaced frames a second, top field first, as 1080i and 576i broadcasts are: the frame code
+    is the same in both fields of a frame (frame n shows code n), the picture below it scrolls and was
+    shot at 60 a second, so its two fields are 1/60 s apart and comb at every edge (192x108, 16:9:
+    interlaced 4:2:0 needs rows in fours)."""
+    w, h, band = 192, 108, 36
+    coded = pattern_graph(DURATION_S, w, h, "30") + ",fps=60[coded]"
+    moving = f"testsrc2=s={w}x{h - band}:r=60:d={DURATION_S},scroll=h=0.02[moving]"  # every edge moves
+    weave = f"{coded};{moving};[coded][moving]overlay=0:{band}:shortest=1,tinterlace=mode=interleave_top"
+    return ["-f", "lavfi", "-i", weave, "-f", "lavfi", "-i", f"sine=d={DURATION_S}"]
+
+
+def mpeg2_interlaced(folder: Path) -> None:
+    """Interlaced MPEG-2 in MPEG-TS (field DCT and motion, top field first), as broadcasts carry it."""
+    encode = ["-c:v", "mpeg2video", "-q:v", "2", "-g", "15", "-bf", "2", "-flags", "+ilme+ildct", "-top", "1"]
+    ff(*_interlaced_source(), *encode, "-c:a", "mp2", *_hls(folder, 1))
+
+
+def h264_interlaced(folder: Path) -> None:
+    """Interlaced H.264 (x264's MBAFF, top field first) in MPEG-TS."""
+    ff(*_interlaced_source(), *_x264(15), "-flags", "+ilme+ildct", "-top", "1", *_hls(folder, 1))
+
+
+def h264_interlaced_fmp4(folder: Path) -> None:
+    """Interlaced H.264 (x264's MBAFF, top field first) in fMP4."""
+    ff(*_interlaced_source(), *_x264(15), "-flags", "+ilme+ildct", "-top", "1", *_fmp4_hls(folder))
+
+
 def _hevc_ts(folder: Path, gop: str) -> None:
     x265 = ["-c:v", "libx265", "-preset", "ultrafast", "-c:a", "aac", "-b:a", "48k"]
     params = ["-x265-params", f"keyint=15:min-keyint=15:scenecut=0:{gop}:log-level=error"]
@@ -977,6 +1005,14 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
             ("x264_slices", x264_slices),
             ("x264_bpyramid", x264_bpyramid),
             ("x264_cbr_filler", x264_cbr_filler),
+        )
+    },
+    **{
+        name: (build, Variant(name, Fraction(30), 179))  # fps=60 doubles 180 frames to 359: 179 woven
+        for name, build in (
+            ("mpeg2_interlaced", mpeg2_interlaced),
+            ("h264_interlaced", h264_interlaced),
+            ("h264_interlaced_fmp4", h264_interlaced_fmp4),
         )
     },
     "x264_long_gop": (x264_long_gop, Variant("x264_long_gop", Fraction(30), 360)),

@@ -10,7 +10,8 @@ from pipeline.mpegts import PACKET
 
 from .test_ts_packets import AUD, IDR, PAT, VIDEO, P, pes, pmt, stream, ts
 
-SPS = b"\x00\x00\x00\x01\x67\x64\x00\x1e\xac" + b"\x44" * 12
+# x264's (High profile, 160x96, progressive: the MPEG-TS reader reads its pictures) and a PPS
+SPS = b"\x00\x00\x00\x01" + bytes.fromhex("6764000bacd9428db0110000030001000003003c0f142996")
 PPS = b"\x00\x00\x00\x01\x68\xee\x3c\x80"
 I_NON_IDR = b"\x00\x00\x01\x21\x88" + b"\x55" * 300  # a picture of two TS packets, no parameter sets
 

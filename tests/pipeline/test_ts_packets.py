@@ -154,3 +154,63 @@ def test_declines_several_programs_and_a_pes_before_the_program_tables() -> None
     assert ts_packets.video_packets(stream(pes(0, AUD + IDR), tables=tables)) is None
     early = ts(VIDEO, 15, pes(0, AUD + IDR)[:184], start=True)  # the video PES, then PAT and PMT
     assert ts_packets.video_packets(early + stream(pes(3000, AUD + IDR))) is None
+
+
+def _ue(v: int) -> str:
+    """Exp-Golomb ue(v) as a bit string (H.264 9.1)."""
+    code = bin(v + 1)[2:]
+    return "0" * (len(code) - 1) + code
+
+
+def _se(v: int) -> str:
+    return _ue(2 * v - 1 if v > 0 else -2 * v)
+
+
+def sps(*, frame_mbs_only: bool, profile: int = 100, matrices: bool = False, poc_type: int = 0) -> bytes:
+    """An SPS NAL unit's bytes after its header, written field by field from the standard's syntax
+    (7.3.2.1.1), with every optional part this reader must step over when asked."""
+    bits = f"{profile:08b}" + "00000000" + f"{30:08b}" + _ue(0)
+    if profile in (100, 110, 122, 244):
+        bits += _ue(1) + _ue(0) + _ue(0) + "0"  # 4:2:0, 8-bit luma and chroma, no transform bypass
+        bits += "1" if matrices else "0"
+        if matrices:  # lists 0, 3 and 6 present: one ended early by a next scale of 0, two whole
+            lists = {0: [_se(-8)], 3: [_se(3)] * 16, 6: [_se(1), _se(-1)] * 32}
+            bits += "".join("1" + "".join(lists[n]) if n in lists else "0" for n in range(8))
+    bits += _ue(0) + _ue(poc_type)
+    if poc_type == 0:
+        bits += _ue(2)
+    elif poc_type == 1:
+        bits += "0" + _se(-2) + _se(1) + _ue(3) + _se(4) + _se(-5) + _se(6)
+    bits += _ue(4) + "0" + _ue(9) + _ue(5 if frame_mbs_only else 2)
+    bits += ("1" if frame_mbs_only else "0") + "1" + "1"  # then direct_8x8_inference, then the stop bit
+    bits += "0" * (-len(bits) % 8)
+    raw = bytes(int(bits[i : i + 8], 2) for i in range(0, len(bits), 8))
+    return raw.replace(b"\x00\x00", b"\x00\x00\x03")  # emulation prevention, as a muxer writes it
+
+
+@pytest.mark.parametrize("profile", [66, 100])
+@pytest.mark.parametrize("matrices", [False, True])
+@pytest.mark.parametrize("poc_type", [0, 1, 2])
+def test_an_sps_says_whether_pictures_may_be_interlaced(profile: int, matrices: bool, poc_type: int) -> None:
+    for flag in (True, False):
+        made = sps(frame_mbs_only=flag, profile=profile, matrices=matrices, poc_type=poc_type)
+        assert ts_packets.frame_mbs_only(made) is flag
+
+
+def test_a_stream_whose_sps_allows_interlaced_pictures_is_left_to_ffprobe() -> None:
+    # ffprobe says whether its frames are interlaced (field_order), for the cut to deinterlace them
+    progressive = b"\x00\x00\x01\x67" + sps(frame_mbs_only=True)
+    interlaced = b"\x00\x00\x01\x67" + sps(frame_mbs_only=False)
+    assert ts_packets.video_packets(stream(pes(0, AUD + progressive + IDR))) == [Packet(0, True, 2 * 188)]
+    assert ts_packets.video_packets(stream(pes(0, AUD + interlaced + IDR))) is None
+
+
+def test_an_sps_cut_short_is_unsure_never_a_guess() -> None:
+    whole = sps(frame_mbs_only=False, matrices=True)
+    with pytest.raises(ts_packets.Unsure):
+        ts_packets.frame_mbs_only(whole[:20])  # inside the scaling lists
+    for end in range(len(whole)):
+        try:
+            assert ts_packets.frame_mbs_only(whole[:end]) is False, end
+        except ts_packets.Unsure:
+            continue
