@@ -10,15 +10,16 @@ same stage against real Redis, ffmpeg and HLS.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import fakeredis
 import pytest
 
-from pipeline import clip_objects, clipstage, cutting, files, jobs, planning
+from pipeline import clip_objects, clipstage, cutting, files, jobs, planning, subprocesses
 from pipeline.context import Context, JobView
-from pipeline.errors import FFmpegFailed, FFmpegMissing, SourceNotFound, SourceUnavailable
+from pipeline.errors import FFmpegFailed, FFmpegMissing, SourceNotFound, SourceUnavailable, Superseded
 from pipeline.models import ClipOutcome, ClipRecord, JobStatus
 from tests.stubs import stub_context
 
@@ -307,3 +308,39 @@ def test_a_message_sent_for_an_earlier_attempt_is_skipped_before_any_cut(
     # Attempt 2's message of the same slot is cut
     current = clipstage.run_clip(ctx, job, 0, attempt=1, max_attempts=3, job_attempt=2)
     assert isinstance(current, clipstage.Done) and current.added
+
+
+def test_a_placeholder_of_an_earlier_attempt_never_replaces_the_current_attempts_clip_file(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given attempt 2's clip of slot 0 in place, and an encode of attempt 1 finishing (the real
+    # cutting code around a stand-in for ffmpeg, which writes its output and reports its frames)
+    job = planned(ctx, lines=1)
+    cancel_and_retry(ctx, job)
+    final = files.clip_path(ctx.settings, job, 0)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    final.write_bytes(b"attempt 2's clip")
+    slot = ctx.view(job).slots[0]
+
+    def ffmpeg(argv: list[str], **_: Any) -> subprocesses.Completed:
+        Path(next(a for a in argv if ".tmp" in a)).write_bytes(b"attempt 1's clip")
+        return subprocesses.Completed(argv, 0, f"frame={slot.frames}\n".encode(), "")
+
+    monkeypatch.setattr(cutting, "run", ffmpeg)
+    stale = replace(ctx.view(job), attempt=1)
+    # When it would be renamed into place, it is dropped: the file stays attempt 2's, no temporary left
+    with pytest.raises(Superseded):
+        cutting.make_placeholder(ctx, stale, 0)
+    assert final.read_bytes() == b"attempt 2's clip"
+    assert sorted(p.name for p in final.parent.iterdir()) == [final.name]
+    # The same encode for the current attempt is renamed into place
+    assert cutting.make_placeholder(ctx, replace(stale, attempt=2), 0).frames == slot.frames
+    assert final.read_bytes() == b"attempt 1's clip"  # (the stand-in writes the same bytes)
+
+
+def test_a_plan_names_the_attempt_its_clip_messages_are_for(ctx: Context) -> None:
+    job = planned(ctx, lines=1)
+    jobs.cancel(ctx, job)
+    plans: list[planning.Plan] = []
+    jobs.retry(ctx, job, lambda request: plans.append(planning.plan(ctx, request)))
+    assert [(p.fan_out, p.attempt) for p in plans] == [(True, 2)]
