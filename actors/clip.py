@@ -51,7 +51,9 @@ def extract_clip(job_id: str, index: int, trace_id: str | None = None) -> None:
     match step:
         case clipstage.Done(fire=True):
             send(Stage.ASSEMBLE, job_id, trace_id)
-        case clipstage.Retry(error=error):
+        case clipstage.Retry(error=error, job_attempt=attempt):
+            if message is not None and attempt is not None:  # the broker's retry is for the same attempt,
+                message.options.setdefault(names.JOB_ATTEMPT, attempt)  # also when an old message lacked it
             raise TransientClipError(str(error)) from error
         case clipstage.Fallback(reason=reason, job_attempt=attempt):
             send(Stage.FALLBACK, job_id, index, reason, trace_id, job_attempt=attempt)

@@ -44,6 +44,7 @@ class Done:
 @dataclass(frozen=True)
 class Retry:
     error: Exception
+    job_attempt: int | None = None  # the attempt the retried message is for (the clip's own)
 
 
 @dataclass(frozen=True)
@@ -320,7 +321,7 @@ def _run_clip(
         if is_transient(exc) and attempt < max_attempts:
             ctx.observer.retry(type(exc).__name__)
             clip_event(log, status="retrying", duration_ms=elapsed, error=error, **event)
-            return Retry(exc)
+            return Retry(exc, view.attempt)
         if not isinstance(exc, ClipLineError):
             log.exception("clip.internal_error", clip_task_id=f"{job_id}:{index}")
         prefix = f"retries exhausted after {attempt} attempts: " if is_transient(exc) else ""

@@ -145,13 +145,18 @@ def test_a_clip_passes_the_attempt_its_message_names_and_its_fallback_carries_th
 ) -> None:  # type: ignore[no-untyped-def]
     seen: list[dict[str, Any]] = []
     # the stage says which attempt it cut for (the message's, or the one it learned for an old message)
-    _stub_run_clip(monkeypatch, [clipstage.Fallback("gone", 2), clipstage.Fallback("gone", 3)], seen)
+    steps: list[Any] = [clipstage.Fallback("gone", 2)]
+    _stub_run_clip(monkeypatch, steps, seen)
     clip = broker.get_actor("extract_clip")
     clip.send_with_options(args=("job-f", 0, "t"), **{names.JOB_ATTEMPT: 2})
     run_worker(broker, names.QUEUE[Stage.CLIP])
-    clip.send("job-f", 1, "t")  # queued by a clipline that did not name it
+    assert [s["job_attempt"] for s in seen] == [2]
+    # A message queued by a clipline that did not name it: the attempt learned at its first delivery
+    # (3) is kept for the broker's retries and its fallback
+    steps.extend([clipstage.Retry(OSError("503"), 3), clipstage.Fallback("gone", 3)])
+    clip.send("job-f", 1, "t")
     run_worker(broker, names.QUEUE[Stage.CLIP])
-    assert [s["job_attempt"] for s in seen] == [2, None]
+    assert [s["job_attempt"] for s in seen] == [2, None, 3]
     fallbacks = broker.queues[names.QUEUE[Stage.FALLBACK]]
     sent = [dramatiq.Message.decode(fallbacks.get()) for _ in range(fallbacks.qsize())]
     assert [(m.args[1], m.options.get(names.JOB_ATTEMPT)) for m in sent] == [(0, 2), (1, 3)]
