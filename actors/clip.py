@@ -27,9 +27,11 @@ class TransientClipError(Exception):
 
 
 def extract_clip(job_id: str, index: int, trace_id: str | None = None) -> None:
+    """The job's attempt the clip is for comes in the message's options (``names.JOB_ATTEMPT``)."""
     ctx = context()
     message = CurrentMessage.get_current_message()
     retries = int(message.options.get("retries", 0)) if message else 0
+    job_attempt = names.job_attempt(message.options) if message else None
     with bind_job(job_id, trace_id), ctx.limit.slot() as slot:
         queue_wait_ms = (time.time() * 1000 - message.message_timestamp) if message and not retries else None
         try:
@@ -41,6 +43,7 @@ def extract_clip(job_id: str, index: int, trace_id: str | None = None) -> None:
                 max_attempts=ctx.settings.clip_max_retries + 1,
                 queue_wait_ms=queue_wait_ms,
                 parallel_slot=slot,
+                job_attempt=job_attempt,
             )
         except clipstage.SlotOutOfRange as exc:
             problem = FieldProblem("(message).args[1]", str(exc))
@@ -48,10 +51,12 @@ def extract_clip(job_id: str, index: int, trace_id: str | None = None) -> None:
     match step:
         case clipstage.Done(fire=True):
             send(Stage.ASSEMBLE, job_id, trace_id)
-        case clipstage.Retry(error=error):
+        case clipstage.Retry(error=error, job_attempt=attempt):
+            if message is not None and attempt is not None:  # the broker's retry is for the same attempt,
+                message.options.setdefault(names.JOB_ATTEMPT, attempt)  # also when an old message lacked it
             raise TransientClipError(str(error)) from error
-        case clipstage.Fallback(reason=reason):
-            send(Stage.FALLBACK, job_id, index, reason, trace_id)
+        case clipstage.Fallback(reason=reason, job_attempt=attempt):
+            send(Stage.FALLBACK, job_id, index, reason, trace_id, job_attempt=attempt)
 
 
 #: Retries of a clip message whose Redis or database could not be reached (taking a slot, recording the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from dramatiq.common import dq_name, xq_name
 
 from pipeline.stages import Stage
@@ -18,6 +20,18 @@ ACTOR = {
     Stage.FALLBACK: "fallback_clip",
     Stage.ASSEMBLE: "assemble_render",
 }
+
+
+#: The message option naming the job's attempt a clip or fallback message is for (``pipeline.fencing``).
+#: An option, not an argument: a clipline without it ignores it, and a message without it (queued by
+#: such a clipline) is taken to be for the attempt its job is at when it starts.
+JOB_ATTEMPT = "job_attempt"
+
+
+def job_attempt(options: dict[str, Any]) -> int | None:
+    """The attempt a message's options name; None when absent (or not a positive integer)."""
+    value = options.get(JOB_ATTEMPT)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def delay_queue(stage: Stage) -> str:

@@ -60,7 +60,8 @@ def _fan_out(ctx: Context, plan: planning.Plan) -> None:
         for line_index, line in enumerate(plan.request.lines):
             if ctx.completion.has(plan.job_id, line_index):  # a resumed fan-out: this clip is done
                 continue
-            send(Stage.CLIP, plan.job_id, line_index, plan.request.trace_id, priority=rank)
+            trace_id = plan.request.trace_id
+            send(Stage.CLIP, plan.job_id, line_index, trace_id, priority=rank, job_attempt=plan.attempt)
             clip_event(
                 log,
                 job_id=plan.job_id,

@@ -8,6 +8,9 @@ use, and every send after that goes through the same connection.
 Priority (``pipeline.priority``): the fan-out gives each clip message its job's priority; a message
 sent while a message is being processed (clip -> fallback, clip -> assemble) inherits that message's
 priority, so a small job stays ahead through every stage. Without either it is 0, the lowest.
+
+``job_attempt`` (clip and fallback messages): the job's attempt the message is for, carried as the
+message option ``names.JOB_ATTEMPT`` (``pipeline.fencing``).
 """
 
 from __future__ import annotations
@@ -25,13 +28,22 @@ from . import names
 
 
 def send(
-    stage: Stage, *args: Any, priority: int | None = None, delay_ms: int | None = None
+    stage: Stage,
+    *args: Any,
+    priority: int | None = None,
+    delay_ms: int | None = None,
+    job_attempt: int | None = None,
 ) -> dramatiq.Message[Any]:
     """Enqueue ``stage``'s message on the broker the actors are registered on (publisher confirms on),
     at ``priority`` (by default the priority of the message being processed, if any), ``delay_ms`` later
-    when given (through the stage's delay queue)."""
+    when given (through the stage's delay queue), for the job's attempt ``job_attempt`` when given."""
     actor = dramatiq.get_broker().get_actor(names.ACTOR[stage])
-    return actor.send_with_options(args=args, delay=delay_ms, **_priority(priority))
+    options = {**_priority(priority), **_attempt(job_attempt)}
+    return actor.send_with_options(args=args, delay=delay_ms, **options)
+
+
+def _attempt(job_attempt: int | None) -> dict[str, Any]:
+    return {} if job_attempt is None else {names.JOB_ATTEMPT: int(job_attempt)}
 
 
 def _priority(priority: int | None) -> dict[str, Any]:
@@ -49,13 +61,16 @@ class Sender:
         self._broker: dramatiq.Broker | None = None
         self._lock = threading.Lock()
 
-    def __call__(self, stage: Stage, *args: Any, priority: int | None = None) -> None:
+    def __call__(
+        self, stage: Stage, *args: Any, priority: int | None = None, job_attempt: int | None = None
+    ) -> None:
         with self._lock:
             if self._broker is None:
                 from .broker import setup_broker
 
                 self._broker = setup_broker(self.settings)
-        self._broker.get_actor(names.ACTOR[stage]).send_with_options(args=args, **_priority(priority))
+        options = {**_priority(priority), **_attempt(job_attempt)}
+        self._broker.get_actor(names.ACTOR[stage]).send_with_options(args=args, **options)
 
     def enqueue_plan(self, request: dict[str, Any]) -> None:
         self(Stage.PLAN, request)

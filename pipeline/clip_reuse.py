@@ -41,10 +41,10 @@ from typing import Any
 import redis
 import structlog
 
-from . import clip_objects, cutting, fetch, ffmpeg_args, files, keys, leases, netguard
+from . import clip_objects, cutting, fencing, fetch, ffmpeg_args, files, keys, leases, netguard
 from .clip_cache import ClipCache, cache_key, source_identity
 from .context import Context, JobView
-from .errors import FFmpegFailed, FFmpegMissing, SourceError
+from .errors import FFmpegFailed, FFmpegMissing, SourceError, Superseded
 from .hls import select_segments
 from .models import ClipOutcome, ClipRecord, Reuse
 from .subprocesses import run
@@ -165,6 +165,7 @@ def _derived(
             frames = ffmpeg_args.frames_from_progress(done.stdout) or cutting.count_frames(ctx, tmp)
         if frames != slot.frames:
             raise FFmpegFailed(f"clip {index} came out with {frames} frames, expected {slot.frames}")
+        fencing.check(ctx, view)  # a clip of an attempt the job left never replaces the current one's
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
@@ -287,7 +288,7 @@ def _cached_or_cut(ctx: Context, view: JobView, index: int) -> ClipRecord:
         if entry is not None and how is not None:
             try:
                 record = _derived(ctx, view, index, entry.clip, entry.meta, how, started)
-            except FFmpegMissing:
+            except (FFmpegMissing, Superseded):
                 raise
             except Exception as exc:  # noqa: BLE001 - a bad entry is a miss: cut from the source
                 log.warning("clip.cache_entry_failed", job_id=view.job_id, index=index, error=str(exc))

@@ -5,6 +5,11 @@ must enqueue assembly), Retry (a transient error; the actor re-raises it so the
 broker retries with backoff), Fallback (permanent error or retries exhausted)
 or Skipped (the job is cancelled or finished). ``run_fallback`` always ends in
 Done or Skipped: every clip reaches a final outcome, so the job always ends.
+
+Both are fenced by the job's attempt (``pipeline.fencing``): a clip of an attempt
+that the job left (cancelled and retried) or that ended while it was cut records
+nothing, writes no clip file, sidecar or error line, sends no fallback, and is
+logged once as ``clip.superseded``.
 """
 
 from __future__ import annotations
@@ -16,9 +21,9 @@ from typing import Any
 
 import structlog
 
-from . import clip_objects, clip_reuse, cutting, keys, leases
+from . import clip_objects, clip_reuse, cutting, fencing, keys, leases
 from .context import Context, JobView
-from .errors import ClipLineError, FFmpegMissing, is_transient
+from .errors import ClipLineError, FFmpegMissing, Superseded, is_transient
 from .logs import clip_event
 from .models import ClipOutcome, ClipRecord, JobStatus
 from .storage import StorageError
@@ -39,11 +44,13 @@ class Done:
 @dataclass(frozen=True)
 class Retry:
     error: Exception
+    job_attempt: int | None = None  # the attempt the retried message is for (the clip's own)
 
 
 @dataclass(frozen=True)
 class Fallback:
     reason: str
+    job_attempt: int | None = None  # the attempt the fallback message is for (the clip's own)
 
 
 @dataclass(frozen=True)
@@ -79,15 +86,43 @@ def _slot_held(ctx: Context, job_id: str, index: int) -> AbstractContextManager[
 
 
 def _skip_reason(ctx: Context, view: JobView, index: int) -> tuple[str | None, JobStatus | None]:
-    """(why this clip need not run, or None; the job's status when it was read)."""
+    """(why this clip need not run, or None; the job's status when it was read). Raises ``Superseded``
+    for a message of an attempt the job has left."""
     if ctx.completion.has(view.job_id, index):
         return "already recorded", None
-    status = JobStatus(ctx.store.get(view.job_id).status)
+    job = ctx.store.get(view.job_id)
+    status = job.job_status
     if status.is_final:
         if status == JobStatus.CANCELLED:  # sweep up what a clip still running at the cancel left behind
             clip_objects.remove_job(ctx, view.job_id)
         return f"job is {status.value}", status
+    fencing.check(ctx, view, job)
     return None, status
+
+
+def _fence(ctx: Context, view: JobView) -> None:
+    """After the work, before anything of it is kept: raise ``Superseded`` when the job ended or left the
+    view's attempt meanwhile (a cancelled job's files, which a clip still running may have written after
+    the cancel removed them, are swept)."""
+    job = ctx.store.get(view.job_id)
+    if job.job_status == JobStatus.CANCELLED:
+        clip_objects.remove_job(ctx, view.job_id)
+    fencing.check(ctx, view, job)
+
+
+def _superseded(view: JobView, index: int, stage: str, exc: Superseded) -> Skipped:
+    """Log, once per delivery, that what the clip made is dropped (as ``assemble.superseded`` does)."""
+    log.warning(
+        "clip.superseded",
+        job_id=view.job_id,
+        clip_task_id=f"{view.job_id}:{index}",
+        index=index,
+        stage=stage,
+        attempt=exc.attempt,
+        job_attempt=exc.job_attempt,
+        job_status=exc.job_status,
+    )
+    return Skipped(f"superseded: {exc}")
 
 
 def _sidecar(ctx: Context, job_id: str, index: int) -> ClipRecord | None:
@@ -109,8 +144,10 @@ def _recover(ctx: Context, view: JobView, index: int) -> Done | None:
 def finish(ctx: Context, view: JobView, record: ClipRecord, parallel_slot: int | None = None) -> Done:
     """Persist the outcome (sidecar, then the atomic Redis record), move progress, log the final status.
 
-    Only the delivery whose record counted logs and counts it: a duplicate changes nothing.
+    Only the delivery whose record counted logs and counts it: a duplicate changes nothing. Raises
+    ``Superseded`` (nothing written) when the job ended or left the view's attempt.
     """
+    _fence(ctx, view)
     try:
         clip_objects.write_record(ctx, view.job_id, record)
     except StorageError as exc:  # Redis holds the outcome; only if Redis lost it too is the clip cut again
@@ -119,7 +156,8 @@ def finish(ctx: Context, view: JobView, record: ClipRecord, parallel_slot: int |
     rec = ctx.completion.record(view.job_id, record.index, total, record.to_json())
     if rec.added:
         span = PROGRESS_CLIPS_TO - PROGRESS_CLIPS_FROM
-        ctx.store.advance(view.job_id, progress=PROGRESS_CLIPS_FROM + span * rec.done // total)
+        progress = PROGRESS_CLIPS_FROM + span * rec.done // total
+        ctx.store.advance(view.job_id, progress=progress, attempt=view.attempt)
         announce(ctx, view, record, parallel_slot)
     fire = rec.fire
     if rec.state_lost and JobStatus(ctx.store.get(view.job_id).status) == JobStatus.EXTRACTING:
@@ -204,17 +242,21 @@ def run_clip(
     max_attempts: int,
     queue_wait_ms: float | None = None,
     parallel_slot: int | None = None,
+    job_attempt: int | None = None,
 ) -> Step:
-    """Cut slot ``index`` of ``job_id`` from its HLS source; say what the actor must do next.
+    """Cut slot ``index`` of ``job_id`` from its HLS source for the job's attempt ``job_attempt`` (None:
+    the attempt the job is at now); say what the actor must do next.
 
     Returns:
         ``Done`` once the outcome is recorded (``fire``: this call completed the job's set of
         outcomes, so the caller enqueues assembly; ``added`` False: a duplicate delivery, nothing
         changed), ``Retry`` for a transient failure while ``attempt < max_attempts`` (the caller
         re-raises so the broker retries with backoff), ``Fallback`` with the reason for a permanent
-        failure or exhausted retries (the caller sends the fallback message), ``Skipped`` when the
-        slot needs nothing (already recorded, the job cancelled or final). A redelivered clip whose
-        file and sidecar exist is recorded again from them instead of being cut twice.
+        failure or exhausted retries (the caller sends the fallback message, for the same attempt),
+        ``Skipped`` when the slot needs nothing (already recorded, the job cancelled or final) or the
+        job ended or left the attempt while it was cut (superseded: nothing of it is kept). A
+        redelivered clip whose file and sidecar exist is recorded again from them instead of being
+        cut twice.
 
     Raises only what it cannot decide on: a job id or index that is not in the store
     (``JobNotFound``, ``IndexError``), or a broken database or Redis (their own errors).
@@ -224,7 +266,11 @@ def run_clip(
     with _slot_held(ctx, job_id, index) as held:
         if not held:
             return Skipped(ANOTHER_DELIVERY)
-        return _run_clip(ctx, view, index, attempt, max_attempts, queue_wait_ms, parallel_slot)
+        view = fencing.bind(ctx, view, job_attempt)
+        try:
+            return _run_clip(ctx, view, index, attempt, max_attempts, queue_wait_ms, parallel_slot)
+        except Superseded as exc:
+            return _superseded(view, index, "clip", exc)
 
 
 def _run_clip(
@@ -253,7 +299,8 @@ def _run_clip(
     }
     clip_event(log, status="started", **event)
     if status == JobStatus.PLANNING:  # the first clips can start before planning has finished
-        ctx.store.advance(job_id, status=JobStatus.EXTRACTING, only_from=frozenset({JobStatus.PLANNING}))
+        planning = frozenset({JobStatus.PLANNING})
+        ctx.store.advance(job_id, status=JobStatus.EXTRACTING, only_from=planning, attempt=view.attempt)
     attempts = ctx.completion.note_attempt(job_id, index)
     ctx.observer.clip_started(queue_wait_ms if attempt == 1 else None)
     ctx.completion.enter(job_id)
@@ -263,34 +310,43 @@ def _run_clip(
     except FFmpegMissing as exc:
         return _failed(ctx, view, index, attempts, f"ffmpeg is missing: {exc}", parallel_slot)
     except Exception as exc:  # noqa: BLE001 - every failure ends in retry or fallback, never a lost clip
-        why, _ = _skip_reason(ctx, view, index)
-        if why:  # the job ended (cancelled) while this clip was cut: its ffmpeg was stopped on purpose
-            return Skipped(why)
+        # The job ended (cancelled: its ffmpeg was stopped on purpose) or left this attempt while this clip
+        # was cut: raises Superseded; its error is no attempt's, and nothing is retried or sent to fallback
+        _fence(ctx, view)
+        if ctx.completion.has(job_id, index):
+            return Skipped("already recorded")
         error = f"{type(exc).__name__}: {exc}"
         ctx.completion.note_error(job_id, index, error)
         elapsed = (time.monotonic() - started) * 1000
         if is_transient(exc) and attempt < max_attempts:
             ctx.observer.retry(type(exc).__name__)
             clip_event(log, status="retrying", duration_ms=elapsed, error=error, **event)
-            return Retry(exc)
+            return Retry(exc, view.attempt)
         if not isinstance(exc, ClipLineError):
             log.exception("clip.internal_error", clip_task_id=f"{job_id}:{index}")
         prefix = f"retries exhausted after {attempt} attempts: " if is_transient(exc) else ""
-        return Fallback(prefix + error)
+        return Fallback(prefix + error, view.attempt)
     finally:
         ctx.completion.leave(job_id)
         ctx.observer.clip_finished()
-    why, _ = _skip_reason(ctx, view, index)
-    if why:  # cancelled while this clip was being cut: drop it (the skip swept the job's files)
-        return Skipped(why)
+    _fence(ctx, view)  # cancelled (its files swept) or retried while this clip was cut: nothing is kept
+    if ctx.completion.has(job_id, index):
+        return Skipped("already recorded")
     record.attempts, record.queue_wait_ms = attempts, queue_wait_ms
     return finish(ctx, view, record, parallel_slot)
 
 
 def run_fallback(
-    ctx: Context, job_id: str, index: int, reason: str, *, parallel_slot: int | None = None
+    ctx: Context,
+    job_id: str,
+    index: int,
+    reason: str,
+    *,
+    parallel_slot: int | None = None,
+    job_attempt: int | None = None,
 ) -> Step:
-    """Give slot ``index`` a clip after its source failed: the local copy, else a black placeholder.
+    """Give slot ``index`` a clip after its source failed: the local copy, else a black placeholder; for
+    the job's attempt ``job_attempt`` (None: the attempt the job is at now).
 
     What is tried follows the live fallback policy (``fallback_local``, ``fallback_placeholder``);
     ``reason`` (why the HLS cut failed) is kept in the record with what was tried.
@@ -298,14 +354,19 @@ def run_fallback(
     Returns:
         ``Done`` (outcome ``local``, ``placeholder``, or ``failed`` when even a placeholder could
         not be made or is disabled: the job will end FAILED), or ``Skipped`` when the slot needs
-        nothing. Never ``Retry``: every slot reaches an outcome, so every job ends.
+        nothing or the attempt was superseded. Never ``Retry``: every slot reaches an outcome, so
+        every job ends.
     """
     view = ctx.view(job_id)
     _check_index(view, index)
     with _slot_held(ctx, job_id, index) as held:
         if not held:
             return Skipped(ANOTHER_DELIVERY)
-        return _run_fallback(ctx, view, index, reason, parallel_slot)
+        view = fencing.bind(ctx, view, job_attempt)
+        try:
+            return _run_fallback(ctx, view, index, reason, parallel_slot)
+        except Superseded as exc:
+            return _superseded(view, index, "fallback", exc)
 
 
 def _run_fallback(ctx: Context, view: JobView, index: int, reason: str, parallel_slot: int | None) -> Step:
@@ -328,7 +389,7 @@ def _run_fallback(ctx: Context, view: JobView, index: int, reason: str, parallel
                 record = cutting.cut_from_local(ctx, view, index)
                 if record is None:
                     notes.append(f"no local copy of {clip.video_id} in {s.media_dir}")
-            except FFmpegMissing:
+            except (FFmpegMissing, Superseded):
                 raise
             except Exception as exc:  # noqa: BLE001 - a bad local copy falls through to the placeholder
                 notes.append(f"local copy failed: {type(exc).__name__}: {exc}")
@@ -346,6 +407,8 @@ def _run_fallback(ctx: Context, view: JobView, index: int, reason: str, parallel
                     last_error,
                 )
             record = cutting.make_placeholder(ctx, view, index)
+    except Superseded:
+        raise
     except Exception as exc:  # noqa: BLE001 - not even a placeholder: the slot fails, the job will fail
         return _failed(
             ctx,
@@ -378,5 +441,7 @@ def _failed(
         last_error=last_error or reason,
         reason=reason,
     )
-    ctx.store.advance(view.job_id, error=f"clip {index} ({clip.video_id}) failed: {reason}")
+    _fence(ctx, view)  # an attempt the job left adds no line to its error log (the write is fenced too)
+    line = f"clip {index} ({clip.video_id}) failed: {reason}"
+    ctx.store.advance(view.job_id, error=line, attempt=view.attempt)
     return finish(ctx, view, record, parallel_slot)

@@ -28,10 +28,12 @@ _REQUEST_CACHE_SIZE = 64
 
 @dataclass(frozen=True)
 class JobView:
-    """A job's immutable plan: the request and its slots."""
+    """A job's immutable plan: the request and its slots; for a clip's work, the attempt it is for
+    (``pipeline.fencing``: None, as ``Context.view`` gives it, is not fenced)."""
 
     request: RenderRequest
     slots: list[Slot]
+    attempt: int | None = None
 
     @property
     def job_id(self) -> str:

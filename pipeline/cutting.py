@@ -2,7 +2,9 @@
 
 Each writes to a temporary name, checks the frame count, renames into
 ``{work_dir}/{job_id}/clips/{index}.mp4`` and publishes it to the store
-(``clip_objects.publish``: nothing to copy with the default file backend).
+(``clip_objects.publish``: nothing to copy with the default file backend);
+nothing is renamed once the job ended or left the view's attempt
+(``fencing.check`` raises ``Superseded``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
-from . import clip_objects, ffmpeg_args, files, prefetch
+from . import clip_objects, fencing, ffmpeg_args, files, prefetch
 from .context import Context, JobView
 from .errors import FFmpegFailed
 from .frame_rule import Anchor, Pick, Run, output_times, plan, run_cuts
@@ -50,6 +52,7 @@ def _encode(
             frames = count_frames(ctx, tmp)
         if frames != slot.frames:
             raise FFmpegFailed(f"clip {slot.index} came out with {frames} frames, expected {slot.frames}")
+        fencing.check(ctx, view)  # a clip of an attempt the job left never replaces the current one's
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)

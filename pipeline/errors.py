@@ -12,6 +12,7 @@ boundary into the most specific class here and chained with ``from``.
     ├── JobStateConflict        the job's state forbids the action
     │   ├── JobFinished         the job already ended (cannot be cancelled)
     │   └── JobNotRetryable     the job is running, or completed with nothing to retry
+    ├── Superseded              the job ended, or left the attempt a clip was cut for: nothing is published
     ├── SourceError             a source video could not be read
     │   ├── SourceUnavailable   transient: 5xx, 429, timeout, refused (retry)
     │   ├── SourceNotFound      permanent: 404/410, video gone (fallback now)
@@ -82,6 +83,20 @@ class JobFinished(JobStateConflict):
 
 class JobNotRetryable(JobStateConflict):
     """The job has not ended, or it completed with every slot's footage: nothing to retry."""
+
+
+class Superseded(ClipLineError):
+    """The job ended, or moved on to another attempt (cancelled and retried), while a clip of ``attempt``
+    was being made: its file, outcome and error belong to no attempt, and are dropped."""
+
+    def __init__(self, job_id: str, *, attempt: int, job_attempt: int, job_status: str) -> None:
+        super().__init__(
+            f"job {job_id} is {job_status} at attempt {job_attempt}; this clip was for attempt {attempt}"
+        )
+        self.job_id = job_id
+        self.attempt = attempt
+        self.job_attempt = job_attempt
+        self.job_status = job_status
 
 
 class SourceError(ClipLineError):

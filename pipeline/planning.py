@@ -22,6 +22,7 @@ class Plan:
     request: RenderRequest
     fan_out: bool  # False: another delivery planned (or is planning) this job
     reason: str = ""
+    attempt: int | None = None  # the job's attempt being planned: its clip messages are for it
 
     @property
     def job_id(self) -> str:
@@ -69,7 +70,7 @@ def plan(ctx: Context, raw: Any, *, message_id: str | None = None) -> Plan:
         return Plan(request, False, "another delivery is planning this job")
     if resumed:  # the clips already sent run on (the first moved the job on): the rest are sent now
         log.info("plan.resumed", reason="the fan-out was cut short; the clips without an outcome are sent")
-        return Plan(request, True)
+        return Plan(request, True, attempt=job.attempts)
     try:
         ctx.completion.mark_planned(request.job_id)  # before any clip message exists
         ctx.store.advance(
@@ -82,7 +83,7 @@ def plan(ctx: Context, raw: Any, *, message_id: str | None = None) -> Plan:
     except BaseException:
         release(ctx, request.job_id)
         raise
-    return Plan(request, True)
+    return Plan(request, True, attempt=job.attempts)
 
 
 def release(ctx: Context, job_id: str) -> None:

@@ -71,8 +71,9 @@ class Repair:
 
 
 def sweep(ctx: Context, send: Send, *, stale_s: float, now: datetime | None = None) -> list[Repair]:
-    """One pass over unfinished jobs idle for ``stale_s``; ``send(stage, *args, priority=None)`` enqueues
-    a message (re-sent clips and assemblies at the job's priority, ``pipeline.priority``)."""
+    """One pass over unfinished jobs idle for ``stale_s``; ``send(stage, *args, priority=None,
+    job_attempt=None)`` enqueues a message (re-sent clips and assemblies at the job's priority,
+    ``pipeline.priority``; re-sent clips for the job's attempt swept, ``pipeline.fencing``)."""
     cutoff = (now or datetime.now(UTC)) - timedelta(seconds=stale_s)
     repairs: list[Repair] = []
     for job in ctx.store.unfinished(updated_before=cutoff):
@@ -87,9 +88,9 @@ def sweep(ctx: Context, send: Send, *, stale_s: float, now: datetime | None = No
         if status in (JobStatus.PENDING, JobStatus.PLANNING):
             done += _planning(ctx, hold, job.id, job.request, status)
         elif status == JobStatus.EXTRACTING:
-            done += _extracting(ctx, hold, job.id, trace_id)
+            done += _extracting(ctx, hold, job.id, trace_id, job.attempts)
         elif status == JobStatus.ASSEMBLING:
-            done += _assembling(ctx, hold, job.id, trace_id)
+            done += _assembling(ctx, hold, job.id, trace_id, job.attempts)
         if not done:
             continue
         if _repairs(ctx, job.id) >= ctx.settings.reconcile_max_repairs:
@@ -151,7 +152,7 @@ def _planning(ctx: Context, send: Send, job_id: str, request: Any, status: JobSt
     return [Repair(job_id, "plan re-sent", detail)]
 
 
-def _extracting(ctx: Context, send: Send, job_id: str, trace_id: str) -> list[Repair]:
+def _extracting(ctx: Context, send: Send, job_id: str, trace_id: str, attempt: int) -> list[Repair]:
     view = ctx.view(job_id)
     already = ctx.completion.done_count(job_id)
     found = clipstage.restore_from_disk(ctx, view)
@@ -166,7 +167,7 @@ def _extracting(ctx: Context, send: Send, job_id: str, trace_id: str) -> list[Re
     # to cut: a repaired small job is not pushed behind the big ones at priority 0.
     rank = priority.job_priority(ctx.store, job_id, len(missing))
     for index in missing:
-        send(Stage.CLIP, job_id, index, trace_id, priority=rank)
+        send(Stage.CLIP, job_id, index, trace_id, priority=rank, job_attempt=attempt)  # the attempt swept
     if missing:
         out.append(Repair(job_id, "clips re-sent", f"slots {missing}"))
     if assemble:
@@ -175,11 +176,11 @@ def _extracting(ctx: Context, send: Send, job_id: str, trace_id: str) -> list[Re
     return out
 
 
-def _assembling(ctx: Context, send: Send, job_id: str, trace_id: str) -> list[Repair]:
+def _assembling(ctx: Context, send: Send, job_id: str, trace_id: str, attempt: int) -> list[Repair]:
     if not heartbeat.gone(ctx.redis, job_id, Stage.ASSEMBLE):
         return []  # an assembler is at work (its lock may have gone with a Redis restart)
     if ctx.completion.done_count(job_id) < len(ctx.view(job_id).slots):  # outcomes lost: get them first
-        return _extracting(ctx, send, job_id, trace_id)
+        return _extracting(ctx, send, job_id, trace_id, attempt)
     lock = keys.job_lock(job_id, Stage.ASSEMBLE)
     if ctx.redis.delete(lock):
         detail = "the assembler holding the lock is dead; lock freed"

@@ -96,11 +96,13 @@ def test_a_slowed_path_is_answered_whole_late_or_at_the_reset(cdn: LoopbackCDN) 
     got: list[bytes] = []
     slowed = threading.Thread(target=lambda: got.append(httpx.get(cdn.url("hls/v1/seg_00000.ts")).content))
     slowed.start()
-    while cdn.in_flight < 1 and time.monotonic() - started < 5:
+    while not cdn.held("/hls/v1/") and time.monotonic() - started < 5:
         time.sleep(0.01)
+    assert cdn.held("/hls/v1/") == ["/hls/v1/seg_00000.ts"] and cdn.held("/hls/v2/") == []
     cdn.reset_faults()
     slowed.join(5)
     assert got == [bytes(range(256)) * 40] and time.monotonic() - started < 5
+    assert cdn.held() == []
 
 
 def test_peak_concurrency_is_measured(cdn: LoopbackCDN) -> None:

@@ -54,6 +54,8 @@ class _State:
     stalls: dict[str, float] = field(default_factory=dict)
     #: Paths answered whole, but only after a wait (a slow origin, not a dead one): path prefix -> s.
     slow: dict[str, float] = field(default_factory=dict)
+    #: Paths of the requests a slow-down holds right now (one entry per request).
+    held: list[str] = field(default_factory=list)
     #: Set by ``reset_faults`` and ``stop``: requests stalled until then end at once (``reset_faults``
     #: puts a new event in its place for later stalls).
     release: threading.Event = field(default_factory=threading.Event)
@@ -149,6 +151,11 @@ class LoopbackCDN:
         """Answer requests under ``path_prefix`` whole, but ``seconds`` late (or at ``reset_faults``)."""
         with self._state.lock:
             self._state.slow[path_prefix] = seconds
+
+    def held(self, path_prefix: str = "") -> list[str]:
+        """The paths under ``path_prefix`` of the requests ``slow_down`` holds right now."""
+        with self._state.lock:
+            return [p for p in self._state.held if p.startswith(path_prefix)]
 
     def corrupt(self, path_prefix: str) -> None:
         with self._state.lock:
@@ -285,7 +292,13 @@ class _Handler(BaseHTTPRequestHandler):
             corrupt = any(path.startswith(p) for p in st.corrupt)
             gone = _video_of(path) in st.gone
         if late is not None:
-            release.wait(late)
+            with st.lock:
+                st.held.append(path)
+            try:
+                release.wait(late)
+            finally:
+                with st.lock:
+                    st.held.remove(path)
         if fault is not None:
             headers = {"Retry-After": f"{fault.retry_after_s:g}"} if fault.retry_after_s is not None else {}
             return self._json(fault.status, {"error": f"injected {fault.status}"}, head, headers)

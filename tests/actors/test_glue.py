@@ -138,3 +138,51 @@ def test_send_outside_a_message_has_no_priority_unless_given(broker: StubBroker)
 
     assert "broker_priority" not in send(Stage.ASSEMBLE, "job-q", "t").options
     assert send(Stage.CLIP, "job-q", 0, "t", priority=3).options["broker_priority"] == 3
+
+
+def test_a_clip_passes_the_attempt_its_message_names_and_its_fallback_carries_the_clips(
+    broker: StubBroker, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    seen: list[dict[str, Any]] = []
+    # the stage says which attempt it cut for (the message's, or the one it learned for an old message)
+    steps: list[Any] = [clipstage.Fallback("gone", 2)]
+    _stub_run_clip(monkeypatch, steps, seen)
+    clip = broker.get_actor("extract_clip")
+    clip.send_with_options(args=("job-f", 0, "t"), **{names.JOB_ATTEMPT: 2})
+    run_worker(broker, names.QUEUE[Stage.CLIP])
+    assert [s["job_attempt"] for s in seen] == [2]
+    # A message queued by a clipline that did not name it: the attempt learned at its first delivery
+    # (3) is kept for the broker's retries and its fallback
+    steps.extend([clipstage.Retry(OSError("503"), 3), clipstage.Fallback("gone", 3)])
+    clip.send("job-f", 1, "t")
+    run_worker(broker, names.QUEUE[Stage.CLIP])
+    assert [s["job_attempt"] for s in seen] == [2, None, 3]
+    fallbacks = broker.queues[names.QUEUE[Stage.FALLBACK]]
+    sent = [dramatiq.Message.decode(fallbacks.get()) for _ in range(fallbacks.qsize())]
+    assert [(m.args[1], m.options.get(names.JOB_ATTEMPT)) for m in sent] == [(0, 2), (1, 3)]
+
+
+def test_the_fallback_actor_passes_the_attempt_its_message_names(broker: StubBroker, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from actors import fallback as fallback_actor
+
+    seen: list[int | None] = []
+
+    def fake(ctx: Any, job_id: str, index: int, reason: str, **kw: Any) -> Any:
+        seen.append(kw["job_attempt"])
+        return clipstage.Skipped("superseded")
+
+    monkeypatch.setattr(fallback_actor.clipstage, "run_fallback", fake)
+    monkeypatch.setattr(fallback_actor, "context", lambda: FakeCtx())
+    fallback = broker.get_actor("fallback_clip")
+    fallback.send_with_options(args=("job-g", 0, "gone", "t"), **{names.JOB_ATTEMPT: 4})
+    fallback.send("job-g", 0, "gone", "t")
+    fallback.send_with_options(args=("job-g", 0, "gone", "t"), **{names.JOB_ATTEMPT: "2"})  # not a number
+    run_worker(broker, names.QUEUE[Stage.FALLBACK])
+    assert seen == [4, None, None]
+
+
+def test_send_names_the_attempt_when_given(broker: StubBroker) -> None:
+    from actors.sender import send
+
+    assert names.JOB_ATTEMPT not in send(Stage.CLIP, "job-q", 0, "t").options
+    assert send(Stage.CLIP, "job-q", 0, "t", job_attempt=2).options[names.JOB_ATTEMPT] == 2

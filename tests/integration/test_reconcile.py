@@ -26,10 +26,14 @@ class Recorder:
     def __init__(self) -> None:
         self.sent: list[tuple[Any, ...]] = []
         self.priorities: list[int | None] = []
+        self.attempts: list[int | None] = []
 
-    def __call__(self, stage: str, *args: Any, priority: int | None = None) -> None:
+    def __call__(
+        self, stage: str, *args: Any, priority: int | None = None, job_attempt: int | None = None
+    ) -> None:
         self.sent.append((stage, *args))
         self.priorities.append(priority)
+        self.attempts.append(job_attempt)
 
 
 def _four_line_job(stack: Stack, prefix: str) -> tuple[Any, str, dict[str, Any]]:
@@ -63,6 +67,7 @@ def test_lost_outcomes_are_restored_from_disk_and_lost_clips_re_sent(stack: Stac
     # at the priority the fan-out gives a job with that many clips left (not 0, the lowest)
     assert send.priorities == [priority.job_priority(ctx.store, job_id, 2)] * 2
     assert priority.job_priority(ctx.store, job_id, 2) > 0
+    assert send.attempts == [1, 1]  # for the attempt swept: a retry meanwhile would drop them (fencing)
     assert ctx.completion.done_count(job_id) == 2
     assert isinstance(clipstage.run_clip(ctx, job_id, 2, attempt=1, max_attempts=3), clipstage.Done)
     last = clipstage.run_clip(ctx, job_id, 3, attempt=1, max_attempts=3)

@@ -20,8 +20,16 @@ from pipeline import jobs
 from pipeline.context import Context
 from pipeline.settings import load_settings
 from pipeline.store import JobStore
-from tests.integration.conftest import Stack, new_job_id
-from tests.integration.faultkit import FINAL_JOB, init_db, sigkill_worker, small_request, submit, wait_for
+from tests.integration.conftest import Stack, build_request, new_job_id
+from tests.integration.faultkit import (
+    FINAL_JOB,
+    clip_events,
+    init_db,
+    sigkill_worker,
+    small_request,
+    submit,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -168,3 +176,68 @@ def test_a_retry_right_after_a_cancel_mid_assembly_is_rendered_by_its_own_assemb
     wait_for("attempt 2's job.finished", lambda: bool(_events(stack, "job.finished", job_id)), timeout=30)
     finished = [e.get("status") for e in _events(stack, "job.finished", job_id)]
     assert finished == ["COMPLETED"]
+
+
+def test_a_clip_of_a_cancelled_attempt_finishing_after_the_retry_changes_nothing_of_attempt_2(
+    stack: Stack,
+) -> None:
+    # Given a 2-line job cut one clip at a time, whose slot 1 (v_b, inside its 2-4 s segment) is held at
+    # the CDN: that segment answers 404, 5 s late
+    held_b, slot_0 = "/hls/v_b/seg_00001.ts", "/hls/v_a/seg"
+    stack.env.update(
+        {
+            "CLIPLINE_RECONCILE_AFTER_S": "300",  # the reconciler stays out of it
+            "CLIPLINE_PREFETCH_SLOTS": "0",  # slot 1's own clip fetches its segment, not slot 0's worker
+            "CLIPLINE_HTTP_TIMEOUT_S": "20",  # a held answer is late, not timed out
+        }
+    )
+    init_db(stack)
+    settings = load_settings(stack.env)
+    ctx = Context(settings)
+    store = JobStore(stack.env["CLIPLINE_DATABASE_URL"])
+    # A slot whose source failed fails the job, naming it (no local copy, no placeholder): a failure of
+    # attempt 1 recorded for attempt 2 would show in its outcome and in the job's error log
+    for key in ("fallback_local", "fallback_placeholder"):
+        ctx.live.set(key, "off")
+    try:
+        stack.cdn.slow_down(held_b, 5)
+        stack.cdn.fail_next(held_b, 404, times=1)
+        stack.start_workers("--stage", "all", "--concurrency", "1", name="all")
+        job_id = new_job_id("fence")
+        picks = [("v_a", 100, 1100, True), ("v_b", 2200, 3200, True)]
+        submit(stack, build_request(job_id, stack.cdn, picks, line_ms=lambda i: 1000, audio=False))
+        wait_for("attempt 1's clip of slot 1 held", lambda: bool(stack.cdn.held(held_b)), timeout=90)
+        assert clip_events(stack, job_id, ("succeeded",)) == {0: 1}
+        # When the job is cancelled and retried while that clip is in flight: attempt 2's clips wait for
+        # the clip thread, and its slot 0 is held 3 s at the CDN once it runs (its slot 1 is not held)
+        stack.cdn.slow_down(held_b, 0)
+        stack.cdn.slow_down(slot_0, 3)
+        jobs.cancel(ctx, job_id)
+        jobs.retry(ctx, job_id, Sender(settings).enqueue_plan)
+        assert store.get(job_id).attempts == 2
+        # Then attempt 1's clip, finishing with its 404 while attempt 2 runs, is dropped: it neither
+        # sends slot 1 to the fallback stage (which failed the slot for attempt 2) nor counts for it
+        wait_for("attempt 2 final", lambda: store.get(job_id).status in FINAL_JOB, timeout=90)
+        job = store.get(job_id)
+        assert (job.status, job.attempts) == ("COMPLETED", 2), job.current_error()
+        wait_for("attempt 1's clip superseded", lambda: bool(_superseded_clips(stack, job_id)), timeout=30)
+        superseded = _superseded_clips(stack, job_id)
+        assert [(e.get("index"), e.get("attempt"), e.get("job_attempt")) for e in superseded] == [(1, 1, 2)]
+        # And attempt 2's report, records and error log show its own outcome of the slot only
+        report = json.loads((stack.tmp / "output" / job_id / "report.json").read_text())
+        assert [(s["index"], s["outcome"]) for s in report["slots"]] == [(0, "ok"), (1, "ok")]
+        assert report["slots"][1]["last_error"] is None, report["slots"][1]
+        stats = (job.metrics or {})["render"]["clip_stats"]
+        assert (stats["succeeded"], stats["failed"], stats["placeholder"]) == (2, 0, 0)
+        assert "clip 1" not in (job.error_log or ""), job.error_log
+        clips = [e for e in stack.events("twelvelabs.video_clip") if e.get("job_id") == job_id]
+        ended = [e.get("clip_status") for e in clips]
+        assert ended.count("failed") == 0 and ended.count("succeeded") == 3  # attempt 1's slot 0; attempt 2
+        assert [e.get("attempt") for e in _events(stack, "assemble.started", job_id)] == [2]
+    finally:
+        for key in ("fallback_local", "fallback_placeholder"):
+            ctx.live.unset(key)
+
+
+def _superseded_clips(stack: Stack, job_id: str) -> list[dict[str, object]]:
+    return _events(stack, "clip.superseded", job_id)

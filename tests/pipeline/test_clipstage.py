@@ -10,15 +10,16 @@ same stage against real Redis, ffmpeg and HLS.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import fakeredis
 import pytest
 
-from pipeline import clipstage, cutting, files, jobs, planning
+from pipeline import clip_objects, clipstage, cutting, files, jobs, planning, subprocesses
 from pipeline.context import Context, JobView
-from pipeline.errors import FFmpegFailed, FFmpegMissing, SourceNotFound, SourceUnavailable
+from pipeline.errors import FFmpegFailed, FFmpegMissing, SourceNotFound, SourceUnavailable, Superseded
 from pipeline.models import ClipOutcome, ClipRecord, JobStatus
 from tests.stubs import stub_context
 
@@ -31,13 +32,13 @@ class FakeCuts:
     def __init__(self) -> None:
         self.calls: list[tuple[str, int]] = []
         self.hls_error: Exception | None = None
-        self.during_cut: Callable[[Context, str], None] | None = None
+        self.during_cut: Callable[[Context, str], None] | None = None  # runs inside every cut
         self.local_copy = False
 
     def _clip(self, how: str, outcome: ClipOutcome) -> Cut:
         def cut(ctx: Context, view: JobView, index: int) -> ClipRecord:
             self.calls.append((how, index))
-            if how == "hls" and self.during_cut is not None:
+            if self.during_cut is not None:
                 self.during_cut(ctx, view.job_id)
             if how == "hls" and self.hls_error is not None:
                 raise self.hls_error
@@ -231,3 +232,115 @@ def test_a_finished_job_skips_late_clip_messages(ctx: Context, cuts: FakeCuts) -
     ctx.store.advance(job, status=JobStatus.FAILED, error="ended elsewhere")
     step = clip(ctx, job, 1)
     assert step == clipstage.Skipped("job is FAILED") and cuts.calls == []
+
+
+def cancel_and_retry(ctx: Context, job_id: str) -> None:
+    """What an operator does while a clip is cut: cancel the job, retry it; attempt 2 is planned."""
+    jobs.cancel(ctx, job_id)
+    jobs.retry(ctx, job_id, lambda request: planning.plan(ctx, request) and None)
+
+
+def test_a_clip_of_an_attempt_cancelled_and_retried_while_it_was_cut_is_dropped(
+    ctx: Context, cuts: FakeCuts
+) -> None:
+    # Given attempt 1's clip of slot 0 being cut when the job is cancelled and retried
+    job = planned(ctx, lines=2)
+    cuts.during_cut = cancel_and_retry
+    step = clip(ctx, job, 0)
+    # Then its outcome is dropped: nothing recorded or counted for attempt 2, no sidecar left for it
+    assert ctx.store.get(job).attempts == 2
+    assert isinstance(step, clipstage.Skipped) and "attempt" in step.why, step
+    assert ctx.completion.done_count(job) == 0
+    assert clip_objects.read_record(ctx, job, 0) is None
+    # And attempt 2's own delivery of the slot cuts it and counts it
+    cuts.during_cut = None
+    again = clip(ctx, job, 0)
+    assert isinstance(again, clipstage.Done) and again.added
+    assert cuts.calls == [("hls", 0), ("hls", 0)]
+
+
+@pytest.mark.parametrize(
+    "error", [SourceUnavailable("HTTP 503", video_id="v0"), SourceNotFound("gone", video_id="v0")]
+)
+def test_a_failed_clip_of_an_earlier_attempt_neither_retries_nor_falls_back(
+    ctx: Context, cuts: FakeCuts, error: Exception
+) -> None:
+    job = planned(ctx, lines=1)
+    cuts.during_cut = cancel_and_retry
+    cuts.hls_error = error
+    step = clip(ctx, job, 0)
+    assert isinstance(step, clipstage.Skipped) and "attempt" in step.why, step
+    # Its error is not attempt 2's: nothing noted for the slot's report
+    assert ctx.completion.attempts(job, 0) == (0, None)
+
+
+def test_a_fallback_of_an_earlier_attempt_adds_no_error_line_and_records_nothing(
+    ctx: Context, cuts: FakeCuts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a slot whose local copy fails and no placeholder is allowed (the slot would fail, naming why)
+    job = planned(ctx, lines=1)
+    ctx.live.set("fallback_placeholder", "off")
+    ctx.live.refresh(force=True)
+
+    def local_copy_fails(c: Context, view: JobView, index: int) -> ClipRecord:
+        cancel_and_retry(c, view.job_id)  # while it is tried, the job is cancelled and retried
+        raise FFmpegFailed("ffmpeg exited 1", returncode=1)
+
+    monkeypatch.setattr(cutting, "cut_from_local", local_copy_fails)
+    step = clipstage.run_fallback(ctx, job, 0, "SourceNotFound: gone")
+    # Then attempt 2 gets neither its outcome nor its error line
+    assert isinstance(step, clipstage.Skipped) and "attempt" in step.why, step
+    assert ctx.completion.done_count(job) == 0
+    assert "clip 0" not in (ctx.store.get(job).error_log or "")
+
+
+def test_a_message_sent_for_an_earlier_attempt_is_skipped_before_any_cut(
+    ctx: Context, cuts: FakeCuts
+) -> None:
+    job = planned(ctx, lines=1)
+    cancel_and_retry(ctx, job)
+    # A clip or fallback message of attempt 1 (a broker retry, a fallback sent just before the cancel)
+    step = clipstage.run_clip(ctx, job, 0, attempt=2, max_attempts=3, job_attempt=1)
+    assert isinstance(step, clipstage.Skipped) and "attempt" in step.why, step
+    fallback = clipstage.run_fallback(ctx, job, 0, "SourceNotFound: gone", job_attempt=1)
+    assert isinstance(fallback, clipstage.Skipped) and "attempt" in fallback.why, fallback
+    assert cuts.calls == [] and ctx.completion.done_count(job) == 0
+    # Attempt 2's message of the same slot is cut
+    current = clipstage.run_clip(ctx, job, 0, attempt=1, max_attempts=3, job_attempt=2)
+    assert isinstance(current, clipstage.Done) and current.added
+
+
+def test_a_placeholder_of_an_earlier_attempt_never_replaces_the_current_attempts_clip_file(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given attempt 2's clip of slot 0 in place, and an encode of attempt 1 finishing (the real
+    # cutting code around a stand-in for ffmpeg, which writes its output and reports its frames)
+    job = planned(ctx, lines=1)
+    cancel_and_retry(ctx, job)
+    final = files.clip_path(ctx.settings, job, 0)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    final.write_bytes(b"attempt 2's clip")
+    slot = ctx.view(job).slots[0]
+
+    def ffmpeg(argv: list[str], **_: Any) -> subprocesses.Completed:
+        Path(next(a for a in argv if ".tmp" in a)).write_bytes(b"attempt 1's clip")
+        return subprocesses.Completed(argv, 0, f"frame={slot.frames}\n".encode(), "")
+
+    monkeypatch.setattr(cutting, "run", ffmpeg)
+    stale = replace(ctx.view(job), attempt=1)
+    # When it would be renamed into place, it is dropped: the file stays attempt 2's, no temporary left
+    with pytest.raises(Superseded):
+        cutting.make_placeholder(ctx, stale, 0)
+    assert final.read_bytes() == b"attempt 2's clip"
+    assert sorted(p.name for p in final.parent.iterdir()) == [final.name]
+    # The same encode for the current attempt is renamed into place
+    assert cutting.make_placeholder(ctx, replace(stale, attempt=2), 0).frames == slot.frames
+    assert final.read_bytes() == b"attempt 1's clip"  # (the stand-in writes the same bytes)
+
+
+def test_a_plan_names_the_attempt_its_clip_messages_are_for(ctx: Context) -> None:
+    job = planned(ctx, lines=1)
+    jobs.cancel(ctx, job)
+    plans: list[planning.Plan] = []
+    jobs.retry(ctx, job, lambda request: plans.append(planning.plan(ctx, request)))
+    assert [(p.fan_out, p.attempt) for p in plans] == [(True, 2)]
