@@ -127,11 +127,19 @@ def fmp4(folder: Path) -> None:
     ff(*_source("30"), *_x264(15), *_hls(folder, 1, "-hls_segment_type", "fmp4", ext="m4s"))
 
 
-def _hevc_fmp4(folder: Path, *gop: str) -> None:
+def _hevc_fmp4(folder: Path, *gop: str, pix_fmt: str = "yuv420p", extra: list[str] | None = None) -> None:
     """HEVC (x265, tagged ``hvc1`` as Apple's HLS asks) in fMP4 segments, a keyframe every 15 frames."""
-    x265 = ["-c:v", "libx265", "-preset", "ultrafast", "-tag:v", "hvc1", "-c:a", "aac", "-b:a", "48k"]
+    x265 = ["-c:v", "libx265", "-preset", "ultrafast", "-tag:v", "hvc1", "-pix_fmt", pix_fmt, *(extra or [])]
+    x265 += ["-c:a", "aac", "-b:a", "48k"]
     params = ["-x265-params", ":".join(["keyint=15", "min-keyint=15", "scenecut=0", *gop, "log-level=error"])]
     ff(*_source("30"), *x265, *params, *_hls(folder, 1, "-hls_segment_type", "fmp4", ext="m4s"))
+
+
+def hevc_main10_hlg(folder: Path) -> None:
+    """HEVC Main 10 (10-bit 4:2:0) tagged BT.2020 HLG, closed GOPs, in fMP4: the form of Apple's HDR
+    HLS renditions and of phone footage."""
+    colour = ["-color_primaries", "bt2020", "-color_trc", "arib-std-b67", "-colorspace", "bt2020nc"]
+    _hevc_fmp4(folder, "open-gop=0", pix_fmt="yuv420p10le", extra=colour)
 
 
 def hevc_fmp4(folder: Path) -> None:
@@ -788,6 +796,11 @@ def mpeg2_anamorphic(folder: Path) -> None:
     ff(*_anamorphic_source(), *encode, *_hls(folder, 1))
 
 
+def h264_high10(folder: Path) -> None:
+    """H.264 High 10 (10-bit 4:2:0, an SPS with bit depths) in MPEG-TS."""
+    ff(*_source("30"), *_x264(15), "-pix_fmt", "yuv420p10le", *_hls(folder, 1))
+
+
 def h264_anamorphic(folder: Path) -> None:
     """H.264 in MPEG-TS, 16:9 stored 128x90: the SPS's VUI says each pixel is 5:4 (no container says)."""
     ff(*_anamorphic_source(), "-vf", "setsar=5/4", *_x264(15), *_hls(folder, 1))
@@ -995,6 +1008,8 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
             ("mpeg2_ts", mpeg2_ts),
             ("mpeg2_ts_open_gop", mpeg2_ts_open_gop),
             ("mpeg2_anamorphic", mpeg2_anamorphic),
+            ("h264_high10", h264_high10),
+            ("hevc_main10_hlg", hevc_main10_hlg),
             ("h264_anamorphic", h264_anamorphic),
             ("h264_anamorphic_fmp4", h264_anamorphic_fmp4),
             ("hevc_ts", hevc_ts),
