@@ -151,7 +151,7 @@ def cut_from_local(ctx: Context, view: JobView, index: int) -> ClipRecord | None
     probe = video_packets(ctx.ffprobe, source, fmt, what=source.name)
     anchor = Anchor(0, Fraction(0), probe.first_key.pts, probe.time_base, False)
     times = output_times(clip.start_ms, need_ms, slot.fps, slot.frames)
-    run = Run(0, probe.display_pts, probe.time_base, False)
+    run = Run(0, probe.display_pts, probe.time_base, False, (0,) * len(probe.packets))  # one piece: one file
     picks = plan(times, [anchor], [run], probe.rate)
     first = min(p.pts for p in picks)
     key = max((k.pts for k in probe.packets if k.key and k.pts <= first), default=probe.first_key.pts)

@@ -61,6 +61,9 @@ class Run:
     pts: tuple[int, ...]  # video frames' timestamps in display order, as ffmpeg reads this input
     time_base: Fraction
     more_after: bool  # the playlist has later segments of this discontinuity that were not fetched
+    #: per frame in display order, which fetched piece (segment) holds it; empty when unknown (every
+    #: hole in the timestamps is then taken as frames gone, ``_timed``)
+    pieces: tuple[int, ...] = ()
 
     @property
     def first_pts(self) -> int:
@@ -105,6 +108,29 @@ def _step(run: Run) -> int:
 #: time is up (GStreamer's fragmented mp4mux, B-frames) leaves a B-frame shown before the run's last
 #: frames in the segment after it.
 REORDER_DEPTH = 16
+
+
+@lru_cache(maxsize=256)
+def _longest_inside(run: Run) -> int:
+    """The longest gap between two frames of one piece (ticks): how long the source's own timing shows
+    a frame (0 without pieces)."""
+    gaps = [
+        b - a
+        for a, b, pa, pb in zip(run.pts, run.pts[1:], run.pieces, run.pieces[1:], strict=False)
+        if pa == pb
+    ]
+    return max(gaps, default=0)
+
+
+def _timed(run: Run, j: int) -> bool:
+    """Whether the hole after the run's frame ``j`` (display order) is the source's own timing (a
+    variable frame rate: phones, screen recorders) rather than frames gone (a segment cut short, which
+    its bytes and the playlist cannot tell). Inside one piece (segment) it is: its muxer timed it so.
+    Where two pieces meet it is when no longer than a gap inside them; a longer one is refused, as every
+    hole is in a run whose pieces are unknown."""
+    if j + 1 >= len(run.pieces):
+        return False
+    return run.pieces[j] == run.pieces[j + 1] or run.pts[j + 1] - run.pts[j] <= _longest_inside(run)
 
 
 def _after_the_run(run: Run, j: int, target: Fraction, step: int) -> bool:
@@ -200,7 +226,8 @@ def plan(times: list[Fraction], anchors: list[Anchor], runs: list[Run], rate: Fr
             raise NeedSegments(anchor.discontinuity, before=False)
         if j > 0 and run.pts[j - 1] == pts:
             raise FramesMissing(f"two frames share pts {pts}: which one the window shows is ambiguous")
-        if step and target - pts >= 2 * step and (j + 1 < len(run.pts) or run.more_after):
+        hole = step and target - pts >= 2 * step and (j + 1 < len(run.pts) or run.more_after)
+        if hole and not _timed(run, j):
             raise FramesMissing(f"no frame between pts {pts} and the next, {target - pts} ticks later")
         frame = 0
         if rate:

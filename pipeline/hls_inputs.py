@@ -21,6 +21,8 @@ picks the same frames. (A local copy seeks to its keyframe through its index:
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -109,6 +111,14 @@ def _key_before(path: Path, probe: VideoProbe, container: str, first: int) -> tu
     return None
 
 
+def _pieces(probe: VideoProbe, ends: list[int]) -> tuple[int, ...]:
+    """Per frame in display order, which fetched piece holds it (``ends``: where each piece of the run
+    file ends, in bytes); empty when a packet's position is unknown."""
+    if any(p.pos is None for p in probe.packets):
+        return ()
+    return tuple(bisect.bisect_right(ends, p.pos or 0) for p in sorted(probe.packets, key=lambda p: p.pts))
+
+
 def _keys(
     groups: list[list[Segment]], probes: list[tuple[Path, VideoProbe]], picks: list[Pick]
 ) -> dict[int, tuple[int, Packet] | None]:
@@ -133,6 +143,7 @@ class HlsInputs:
         )
         self.out = Planned([], [], [])
         self.rates: dict[int, Fraction | None] = {}  # ffprobe's frame rate, per discontinuity (anchors)
+        self._ends: dict[Path, list[int]] = {}  # per run file: where each of its pieces ends, in bytes
         self._lock = threading.Lock()
 
     def plan(self, segments: list[Segment], times: list[Fraction]) -> Planned:
@@ -148,7 +159,7 @@ class HlsInputs:
                 anchoring = pool.submit(lambda ds: [self._anchor(d) for d in ds], discontinuities)
                 probes = [self._run_file(i, g) for i, g in enumerate(groups)]
                 anchors = sorted(anchoring.result(), key=lambda a: a.time_s)
-            runs = [self._run(g, p) for g, p in zip(groups, probes, strict=True)]
+            runs = [self._run(g, p, self._ends[p[0]]) for g, p in zip(groups, probes, strict=True)]
             rate = probes[0][1].rate or self.rates.get(groups[0][0].discontinuity)
             try:
                 picks = plan(times, anchors, runs, rate)
@@ -208,6 +219,7 @@ class HlsInputs:
         self._account(got.bytes_fetched, got.fetched, got.shared)
         path = self.scratch / f"run{i}.{'ts' if group[0].container == 'mpegts' else 'mp4'}"
         joined = None
+        self._ends[path] = list(itertools.accumulate(p.stat().st_size for p in got.paths))
         try:
             if group[0].container == "mpegts":
                 datas = [p.read_bytes() for p in got.paths]
@@ -247,10 +259,11 @@ class HlsInputs:
                     url=self.playlist.url,
                 )
 
-    def _run(self, group: list[Segment], probe: tuple[Path, VideoProbe]) -> Run:
+    def _run(self, group: list[Segment], probe: tuple[Path, VideoProbe], ends: list[int]) -> Run:
         last = self.playlist.following(group[-1])
         more = last is not None and last.discontinuity == group[-1].discontinuity
-        return Run(group[0].discontinuity, probe[1].display_pts, probe[1].time_base, more)
+        pieces = _pieces(probe[1], ends)
+        return Run(group[0].discontinuity, probe[1].display_pts, probe[1].time_base, more, pieces)
 
     def _anchor(self, discontinuity: int) -> Anchor:
         """The discontinuity's first segment's first video timestamp (cached per job and video)."""
@@ -389,7 +402,9 @@ class HlsInputs:
             if key is not None and cut is not None:
                 delta = self._shift_after_cut(cut, groups[i][0].container, probe, key.pts)
                 # the anchor offset must be measured from the same frame: keep the run's timeline
-                run = replace(run, pts=tuple(p + delta for p in run.pts if p >= key.pts))
+                kept = [n for n, p in enumerate(run.pts) if p >= key.pts]
+                pts, pieces = tuple(run.pts[n] + delta for n in kept), tuple(run.pieces[n] for n in kept)
+                run = replace(run, pts=pts, pieces=pieces if run.pieces else ())
                 path = cut
             inputs.append(CutInput(path, groups[i][0].container, interlaced=probe.interlaced))
             new_runs.append(run)

@@ -182,3 +182,39 @@ def test_exact_or_irregular_timestamps_are_taken_as_they_are() -> None:
     exact = run_at(0, 90, base=0)
     irregular = Run(0, (0, 3000, 6100, 8900, 12000, 15050), TB, False)
     assert snapped(exact, Fraction(30)) is None and snapped(irregular, Fraction(30)) is None
+
+
+def _vfr_run(pieces: tuple[int, ...] | None) -> Run:
+    """30 fps frames 0-9 and 14-29 (frame 9 shown 5 frames long), in two pieces of 15 frames' time."""
+    pts = tuple(3000 * n for n in [*range(10), *range(14, 30)])
+    return Run(0, pts, TB, False, pieces if pieces is not None else ())
+
+
+def test_a_long_frame_inside_a_segment_is_the_sources_timing_and_shown_until_the_next() -> None:
+    # Given a variable frame rate: frame 9 lasts until frame 14, all in the first segment
+    anchor = Anchor(0, Fraction(0), 0, TB, True)
+    run = _vfr_run((0,) * 20 + (1,) * 6)
+    # Then the times in it show frame 9, the ones after show 14 on
+    times = [Fraction(n, 30) for n in (8, 9, 11, 13, 14, 15)]
+    assert [p.pts // 3000 for p in plan(times, [anchor], [run], Fraction(30))] == [8, 9, 9, 9, 14, 15]
+
+
+def test_a_hole_where_segments_meet_longer_than_any_inside_them_is_frames_gone() -> None:
+    # Given the same hole where the first segment (frames 0-9) meets the second, and no frame inside a
+    # segment lasting more than one frame: the first segment was cut short
+    anchor = Anchor(0, Fraction(0), 0, TB, True)
+    run = _vfr_run((0,) * 10 + (1,) * 16)
+    with pytest.raises(FramesMissing, match="no frame between pts 27000"):
+        plan([Fraction(11, 30)], [anchor], [run], Fraction(30))
+    # and so is any hole of a run whose segments are unknown
+    with pytest.raises(FramesMissing, match="no frame between pts 27000"):
+        plan([Fraction(11, 30)], [anchor], [_vfr_run(None)], Fraction(30))
+
+
+def test_a_hole_where_segments_meet_no_longer_than_one_inside_them_is_timing() -> None:
+    # Given frames lasting up to 5 frames inside the second segment (frames 14-19, then 24 on)
+    anchor = Anchor(0, Fraction(0), 0, TB, True)
+    pts = tuple(3000 * n for n in [*range(10), *range(14, 20), *range(24, 30)])
+    run = Run(0, pts, TB, False, (0,) * 10 + (1,) * 12)
+    # Then the 5-frame hole where the segments meet is that timing too
+    assert [p.pts // 3000 for p in plan([Fraction(12, 30)], [anchor], [run], Fraction(30))] == [9]
