@@ -402,9 +402,9 @@ class HlsInputs:
             if key is not None and cut is not None:
                 delta = self._shift_after_cut(cut, groups[i][0].container, probe, key.pts)
                 # the anchor offset must be measured from the same frame: keep the run's timeline
-                kept = [n for n, p in enumerate(run.pts) if p >= key.pts]
-                pts, pieces = tuple(run.pts[n] + delta for n in kept), tuple(run.pieces[n] for n in kept)
-                run = replace(run, pts=pts, pieces=pieces if run.pieces else ())
+                kept = [m for m, p in enumerate(run.pts) if p >= key.pts]
+                pieces = tuple(run.pieces[m] for m in kept) if run.pieces else ()
+                run = replace(run, pts=tuple(run.pts[m] + delta for m in kept), pieces=pieces)
                 path = cut
             inputs.append(CutInput(path, groups[i][0].container, interlaced=probe.interlaced))
             new_runs.append(run)
