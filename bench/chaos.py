@@ -172,17 +172,21 @@ class Chaos:
             self.metrics_seen[proc.pid] = seen
 
     def cli(self, *args: str, tries: int = 20) -> subprocess.CompletedProcess[str]:
-        """A CLI command, tried again while the broker, Redis or the database is away (as a person would)."""
-        res = self.stack.cli(*args, timeout=120)
+        """A CLI command, tried again while it exits 3 or more (the broker, Redis or the database away),
+        as a person would; each failed try is noted with its last line."""
         path = self.base / f"cli-{len(self.cli_logs)}.log"
-        path.write_text(res.stdout + res.stderr)
         self.cli_logs.append(path)
-        for _ in range(tries - 1):
-            if res.returncode in (0, 1):
-                break
-            time.sleep(2)
+        path.write_text("")
+        for n in range(tries):
             res = self.stack.cli(*args, timeout=120)
-            path.write_text(path.read_text() + res.stdout + res.stderr)
+            with path.open("a") as fh:
+                fh.write(f"# try {n + 1}: clipline {' '.join(args)}: exit {res.returncode}\n")
+                fh.write(res.stdout + res.stderr)
+            if res.returncode < 3:
+                return res
+            last = (res.stderr.strip().splitlines() or [""])[-1][:200]
+            self.note(f"clipline {args[0]} try {n + 1}: exit {res.returncode}: {last}")
+            time.sleep(2)
         return res
 
     # -- jobs -------------------------------------------------------------------------------------
