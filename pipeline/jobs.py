@@ -122,11 +122,15 @@ def retry(ctx: Context, job_id: str, enqueue_plan: Enqueue) -> Retried:
     )
     what = "every slot" if len(redo) == total else f"slots {redo}"
     note = f"{ATTEMPT_MARK} {attempt + 1} (retry) renders {what}; attempt {attempt} ended {status.value}"
+    # Redis first: when it is out of reach nothing is recorded and the same retry can simply be run
+    # again. Done after the attempt was recorded, a failure here left the next attempt in the cancelled
+    # set (its ffmpeg killed each second) with the last attempt's outcomes counted, and running the retry
+    # again (the PENDING branch above) only re-sent the plan.
+    ctx.completion.forget(job_id)
+    ctx.redis.srem(keys.cancelled(), job_id)
     if not ctx.store.restart(job_id, from_status=status, history=history, note=note):
         raise JobNotRetryable(f"job {job_id} changed state meanwhile (another retry?); look at it again")
     results.keep_attempt(ctx, job_id, attempt)
-    ctx.completion.forget(job_id)
-    ctx.redis.srem(keys.cancelled(), job_id)
     for index in redo:
         clip_objects.forget(ctx, job_id, index)
     enqueue_plan(job.request)
