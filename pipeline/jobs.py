@@ -54,14 +54,20 @@ def cancel(ctx: Context, job_id: str) -> RenderJob:
     temporary files are removed here. Raises JobNotFound or JobFinished.
     """
     job = ctx.store.get(job_id)
-    if JobStatus(job.status).is_final or not ctx.store.advance(
-        job_id, status=JobStatus.CANCELLED, error="cancelled on request"
-    ):
-        raise JobFinished(f"job {job_id} already ended ({ctx.store.get(job_id).status}); nothing to cancel")
-    with logs.bind_job(job_id, job.trace_id):  # job.finished carries the job's trace_id, as the assembler's
-        job_end.finished(ctx, job_id, JobStatus.CANCELLED, job.created_at)
+    if JobStatus(job.status).is_final:
+        raise JobFinished(f"job {job_id} already ended ({job.status}); nothing to cancel")
+    # The workers learn of it first: with Redis out of reach nothing is recorded and the same cancel can
+    # be run again (recorded first, a cancel that then failed on Redis left the job's ffmpeg running, and
+    # run again it answered "already ended").
     ctx.redis.sadd(keys.cancelled(), job_id)
     ctx.redis.expire(keys.cancelled(), keys.JOB_KEY_TTL_S)
+    if not ctx.store.advance(job_id, status=JobStatus.CANCELLED, error="cancelled on request"):
+        now = ctx.store.get(job_id).status
+        if now != JobStatus.CANCELLED.value:  # it ended otherwise meanwhile (another cancel keeps its mark)
+            ctx.redis.srem(keys.cancelled(), job_id)
+        raise JobFinished(f"job {job_id} already ended ({now}); nothing to cancel")
+    with logs.bind_job(job_id, job.trace_id):  # job.finished carries the job's trace_id, as the assembler's
+        job_end.finished(ctx, job_id, JobStatus.CANCELLED, job.created_at)
     clip_objects.remove_job(ctx, job_id)
     webhooks.notify(ctx, job_id)
     return ctx.store.get(job_id)

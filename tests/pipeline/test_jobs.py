@@ -160,3 +160,21 @@ def test_a_retry_cut_short_by_redis_and_run_again_starts_its_attempt_clean(tmp_p
     assert not ctx.redis.sismember(keys.cancelled(), job_id)
     assert ctx.completion.done_count(job_id) == 0
     assert len(sent) == 1
+
+
+def test_a_cancel_that_meets_redis_out_of_reach_changes_nothing_and_can_be_run_again(tmp_path: Path) -> None:
+    """Found while reducing the retry above: ``jobs.cancel`` recorded CANCELLED, then failed on Redis
+    before adding the job to the cancelled set; run again it answered "already ended", so no worker
+    ever stopped the job's running ffmpeg."""
+    server = fakeredis.FakeServer()
+    ctx = stub_context(tmp_path, server=server)
+    job_id = running(ctx, ["ok", "ok"])
+    # When the cancel meets Redis out of reach
+    server.connected = False
+    with pytest.raises(redis.ConnectionError):
+        jobs.cancel(ctx, job_id)
+    # Then the job is still running, as the error says, and the same cancel works once Redis is back
+    assert ctx.store.get(job_id).status == JobStatus.EXTRACTING.value
+    server.connected = True
+    assert jobs.cancel(ctx, job_id).status == JobStatus.CANCELLED.value
+    assert ctx.redis.sismember(keys.cancelled(), job_id)
