@@ -4,11 +4,11 @@
 
 A private RabbitMQ node and a private redis-server (tests/integration/private.py), one
 ``clipline worker`` per stage as the kill tests start them, the loopback CDN of the tests. Jobs of
-8-12 lines are submitted at the start and during the faults; one is cancelled and retried. For
-``--minutes`` a seeded schedule injects, overlapping: SIGKILL of a random stage's worker (restarted
-after a random delay, as a supervisor would), restarts of the private Redis (state lost) and of the
-private RabbitMQ, CDN faults (5xx bursts, stalled reads, dropped connections, video API 5xx) and a
-slow ffmpeg. A supervisor thread also restarts a worker that exits by itself.
+8-12 lines are submitted at the start and during the faults; the second and fifth are cancelled and
+retried. For ``--minutes`` a seeded schedule injects, overlapping: SIGKILL of a random stage's worker
+(restarted after a random delay, as a supervisor would), restarts of the private Redis (state lost)
+and of the private RabbitMQ, CDN faults (5xx bursts, stalled reads, dropped connections, video API
+5xx) and a slow ffmpeg. A supervisor thread also restarts a worker that exits by itself.
 
 Then, per job: its final state and the time it took (against a bound computed from the settings),
 the frame count of ``final.mp4`` against the timeline rule, ``report.json`` against the record, one
@@ -104,12 +104,13 @@ class Chaos:
         self.base = base
         samples = build_sample_set(CACHE, SOURCES, song_s=40.0, width=320, height=180, fps=30, segment_s=2.0)
         # Children die with the *thread* that started them (PR_SET_PDEATHSIG, tests' tied_to_caller):
-        # every worker and server is started from one of these two threads, which outlive the stack.
+        # every worker and server is started from one of these threads, which outlive the stack.
         self.spawner = ThreadPoolExecutor(1, thread_name_prefix="chaos-workers")
-        self.server_spawner = ThreadPoolExecutor(1, thread_name_prefix="chaos-servers")
+        self.rabbit_spawner = ThreadPoolExecutor(1, thread_name_prefix="chaos-rabbit")
+        self.redis_spawner = ThreadPoolExecutor(1, thread_name_prefix="chaos-redis")
         self.rabbit, self.redis = PrivateRabbit(base / "rabbit"), PrivateRedis(base / "redis")
-        self.server_spawner.submit(self.rabbit.start).result()
-        self.server_spawner.submit(self.redis.start).result()
+        self.rabbit_spawner.submit(self.rabbit.start).result()
+        self.redis_spawner.submit(self.redis.start).result()
         self.cdn = LoopbackCDN(samples.root, api_key=API_KEY, index_id=INDEX_ID).start()
         self.cdn.latency_ms = CDN_LATENCY_MS
         env = stack_env(base / "stack", "unused", self.redis.url, self.cdn, samples)
@@ -199,7 +200,7 @@ class Chaos:
             job_id = f"chaos{self.seed}-{i}-{secrets.token_hex(3)}"
             lines = self.rng.randint(8, 12)
             at = 0.0 if i < 2 else self.rng.uniform(5, self.window_s * 0.7)
-            out.append(Job(job_id, small_request(self.stack, job_id, lines), at, cancel_retry=(i == 1)))
+            out.append(Job(job_id, small_request(self.stack, job_id, lines), at, cancel_retry=i in (1, 4)))
         return out
 
     def submitter(self) -> None:
@@ -216,7 +217,7 @@ class Chaos:
                 threading.Thread(target=self.cancel_and_retry, args=(job,), daemon=True).start()
 
     def cancel_and_retry(self, job: Job) -> None:
-        rng = random.Random(self.seed * 7 + 1)
+        rng = random.Random(f"{self.seed}-{job.job_id.split('-')[1]}")  # the job's index
         time.sleep(rng.uniform(2, 8))
         res = self.cli("cancel", job.job_id)
         self.note(f"cancel {job.job_id}: exit {res.returncode} {res.stdout.strip()[-120:]}")
@@ -265,7 +266,7 @@ class Chaos:
     def kills(self, rng: random.Random) -> None:
         from tests.integration.faultkit import sigkill_worker
 
-        while self._faults_on(rng, 4, 15):
+        while self._faults_on(rng, 3, 12):
             stage = rng.choice(STAGES)
             with self.lock:
                 proc = self.workers[stage]
@@ -281,17 +282,17 @@ class Chaos:
                 self.killing.discard(stage)
 
     def redis_restarts(self, rng: random.Random) -> None:
-        while self._faults_on(rng, 15, 45):
+        while self._faults_on(rng, 10, 35):
             down = rng.uniform(0, 3)
             self.note(f"Redis restart (state lost), down {down:.1f}s")
-            self.server_spawner.submit(self.redis.restart, down).result()
+            self.redis_spawner.submit(self.redis.restart, down).result()
             self.note("Redis back")
 
     def rabbit_restarts(self, rng: random.Random) -> None:
-        while self._faults_on(rng, 20, 60):
+        while self._faults_on(rng, 15, 45):
             down = rng.uniform(0, 3)
             self.note(f"RabbitMQ restart, down {down:.1f}s")
-            self.server_spawner.submit(self.rabbit.restart, down).result()
+            self.rabbit_spawner.submit(self.rabbit.restart, down).result()
             self.note("RabbitMQ back")
 
     def cdn_faults(self, rng: random.Random) -> None:
@@ -552,12 +553,14 @@ def leftover_processes(marker: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--jobs", type=int, default=5)
+    p.add_argument(
+        "--jobs", type=int, default=5, help="2 or more; the second and fifth are cancelled and retried"
+    )
     p.add_argument("--minutes", type=float, default=3.0, help="how long the faults go on")
     p.add_argument("--keep", action="store_true", help="keep the soak's directory (logs) even when it passes")
     args = p.parse_args(argv)
     if args.jobs < 2:
-        p.error("--jobs must be 2 or more (one is cancelled and retried)")
+        p.error("--jobs must be 2 or more (the second is cancelled and retried)")
     seed = args.seed if args.seed is not None else secrets.randbelow(1_000_000)
 
     from pipeline import logs
@@ -579,7 +582,8 @@ def main(argv: list[str] | None = None) -> int:
             chaos.rabbit.close()
             chaos.redis.close()
             chaos.spawner.shutdown()
-            chaos.server_spawner.shutdown()
+            chaos.rabbit_spawner.shutdown()
+            chaos.redis_spawner.shutdown()
     print(f"\nseed {seed}: {'every check passed' if ok else 'CHECKS FAILED'}; logs in {base}")
     if ok and not args.keep:
         shutil.rmtree(base, ignore_errors=True)
