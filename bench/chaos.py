@@ -442,7 +442,7 @@ class Chaos:
             )
         # clips: one final outcome per slot (for the retried job: since its retry)
         n = len(job.request["lines"])
-        since = job.retried_at or 0.0
+        since = (job.retried_at or 0.0) if job.retried else 0.0  # a refused retry started nothing
         finals = Counter(
             int(e["clip_task_id"].split(":")[1])
             for e in self.stack.events("twelvelabs.video_clip")
