@@ -225,7 +225,11 @@ class Chaos:
         job.retried_at = time.time()
         res = self.cli("retry", job.job_id)
         self.note(f"retry {job.job_id}: exit {res.returncode} {res.stdout.strip()[-120:]}")
-        job.retried = res.returncode == 0
+        # Whether it started an attempt is the record's to say: a try that exited 3 with the broker down
+        # has recorded it (the reconciler sends its plan), and the next try is then refused (exit 2)
+        from pipeline.store import JobStore
+
+        job.retried = JobStore(self.stack.env["CLIPLINE_DATABASE_URL"]).get(job.job_id).attempts >= 2
 
     def watch_jobs(self) -> None:
         """Record each job's final states (and when) until every job is final or ``watch_until`` passes."""
