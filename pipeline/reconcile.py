@@ -59,7 +59,7 @@ from .errors import JobNotFound
 from .models import JobStatus
 from .settings import Settings
 from .stages import Stage
-from .storage import layout, uploads
+from .storage import uploads
 
 log = structlog.get_logger("clipline.reconcile")
 
@@ -202,12 +202,9 @@ def _assembling(ctx: Context, send: Send, job_id: str, trace_id: str) -> list[Re
         detail = "the assembler holding the lock is dead; lock freed"
     else:
         detail = "no assembler holds the lock"
-    out_dir = ctx.storage.local_path(layout.job_output(job_id))  # S3: nothing half-written is visible
-    stray = sorted(out_dir.glob(".*.tmp*")) if out_dir is not None and out_dir.is_dir() else []
-    for path in stray:  # a dead assembler's temporary final.mp4 or report.json
-        path.unlink(missing_ok=True)
+    stray = assembly.remove_strays(ctx, job_id)  # a dead assembler's temporary final.mp4 or report.json
     if stray:
-        detail += f"; removed {len(stray)} temporary file(s)"
+        detail += f"; removed {stray} temporary file(s)"
     send(Stage.ASSEMBLE, job_id, trace_id, priority=priority.job_priority(ctx.store, job_id, 0))
     return [Repair(job_id, "assembly re-sent", detail)]
 
