@@ -419,5 +419,18 @@ def cleanup(ctx: Context, job_id: str, status: JobStatus) -> None:
             ctx.storage.delete_prefix(layout.job_work(job_id))
         except StorageError as exc:  # retention removes them later
             log.warning("assemble.cleanup_failed", error=str(exc))
+    remove_strays(ctx, job_id)
     ctx.completion.forget(job_id)
+
+
+def remove_strays(ctx: Context, job_id: str) -> int:
+    """Remove the temporary final.mp4 / report.json a dead assembler left in the job's output directory
+    (file backend; S3 shows nothing half-written); returns how many. Run when the job ends, whoever
+    ends it: a dead assembler whose lock went with a Redis restart is never repaired by the reconciler,
+    the redelivered assembly simply takes the free lock."""
+    out_dir = ctx.storage.local_path(layout.job_output(job_id))
+    stray = sorted(out_dir.glob(".*.tmp*")) if out_dir is not None and out_dir.is_dir() else []
+    for path in stray:
+        path.unlink(missing_ok=True)
+    return len(stray)
 

@@ -54,14 +54,20 @@ def cancel(ctx: Context, job_id: str) -> RenderJob:
     temporary files are removed here. Raises JobNotFound or JobFinished.
     """
     job = ctx.store.get(job_id)
-    if JobStatus(job.status).is_final or not ctx.store.advance(
-        job_id, status=JobStatus.CANCELLED, error="cancelled on request"
-    ):
-        raise JobFinished(f"job {job_id} already ended ({ctx.store.get(job_id).status}); nothing to cancel")
-    with logs.bind_job(job_id, job.trace_id):  # job.finished carries the job's trace_id, as the assembler's
-        job_end.finished(ctx, job_id, JobStatus.CANCELLED, job.created_at)
+    if JobStatus(job.status).is_final:
+        raise JobFinished(f"job {job_id} already ended ({job.status}); nothing to cancel")
+    # The workers learn of it first: with Redis out of reach nothing is recorded and the same cancel can
+    # be run again (recorded first, a cancel that then failed on Redis left the job's ffmpeg running, and
+    # run again it answered "already ended").
     ctx.redis.sadd(keys.cancelled(), job_id)
     ctx.redis.expire(keys.cancelled(), keys.JOB_KEY_TTL_S)
+    if not ctx.store.advance(job_id, status=JobStatus.CANCELLED, error="cancelled on request"):
+        now = ctx.store.get(job_id).status
+        if now != JobStatus.CANCELLED.value:  # it ended otherwise meanwhile (another cancel keeps its mark)
+            ctx.redis.srem(keys.cancelled(), job_id)
+        raise JobFinished(f"job {job_id} already ended ({now}); nothing to cancel")
+    with logs.bind_job(job_id, job.trace_id):  # job.finished carries the job's trace_id, as the assembler's
+        job_end.finished(ctx, job_id, JobStatus.CANCELLED, job.created_at)
     clip_objects.remove_job(ctx, job_id)
     webhooks.notify(ctx, job_id)
     return ctx.store.get(job_id)
@@ -122,11 +128,15 @@ def retry(ctx: Context, job_id: str, enqueue_plan: Enqueue) -> Retried:
     )
     what = "every slot" if len(redo) == total else f"slots {redo}"
     note = f"{ATTEMPT_MARK} {attempt + 1} (retry) renders {what}; attempt {attempt} ended {status.value}"
+    # Redis first: when it is out of reach nothing is recorded and the same retry can simply be run
+    # again. Done after the attempt was recorded, a failure here left the next attempt in the cancelled
+    # set (its ffmpeg killed each second) with the last attempt's outcomes counted, and running the retry
+    # again (the PENDING branch above) only re-sent the plan.
+    ctx.completion.forget(job_id)
+    ctx.redis.srem(keys.cancelled(), job_id)
     if not ctx.store.restart(job_id, from_status=status, history=history, note=note):
         raise JobNotRetryable(f"job {job_id} changed state meanwhile (another retry?); look at it again")
     results.keep_attempt(ctx, job_id, attempt)
-    ctx.completion.forget(job_id)
-    ctx.redis.srem(keys.cancelled(), job_id)
     for index in redo:
         clip_objects.forget(ctx, job_id, index)
     enqueue_plan(job.request)

@@ -93,8 +93,15 @@ def job_lock(job_id: str, stage: str) -> str:
 
 
 def job_repairs(job_id: str) -> str:
-    """How many times the reconciler repaired the job's current attempt (it gives up after a bound)."""
+    """How many times the reconciler repaired the job's current attempt since it last moved (it gives up
+    after a bound)."""
     return f"{PREFIX}:job:{job_id}:repairs"
+
+
+def job_repaired_at(job_id: str) -> str:
+    """Where the job stood (``STATUS:progress``) at its last repair: once it has moved on, the count of
+    repairs starts again."""
+    return f"{PREFIX}:job:{job_id}:repaired-at"
 
 
 def job_pattern(job_id: str) -> str:

@@ -22,8 +22,12 @@ real thing costs work, never correctness. A repaired job's ``updated_at`` is
 touched, so the next sweep waits another ``stale_s`` before acting again.
 
 Repairs are bounded: a job (attempt) repaired ``CLIPLINE_RECONCILE_MAX_REPAIRS``
-times that is still stuck is failed with the reason (the last repair tried),
-its callback fires, and it can be retried. A repair counts once its messages
+times in a row that is still stuck is failed with the reason (the last repair
+tried), its callback fires, and it can be retried. "In a row": the count starts
+again when the job has moved since its last repair (its status or progress, which
+only go forward within an attempt, so a job that keeps moving still ends in
+bounded time); before, repairs of a job that could not be planned for a while
+used up those of its slow clips later. A repair counts once its messages
 are sent, so a broker outage (every send failing) uses up none. The count
 lives with the job's Redis keys, so a retry starts again from zero.
 
@@ -55,7 +59,7 @@ from .errors import JobNotFound
 from .models import JobStatus
 from .settings import Settings
 from .stages import Stage
-from .storage import layout, uploads
+from .storage import uploads
 
 log = structlog.get_logger("clipline.reconcile")
 
@@ -93,12 +97,14 @@ def sweep(ctx: Context, send: Send, *, stale_s: float, now: datetime | None = No
             done += _assembling(ctx, hold, job.id, trace_id, job.attempts)
         if not done:
             continue
-        if _repairs(ctx, job.id) >= ctx.settings.reconcile_max_repairs:
+        mark = f"{status.value}:{job.progress}"  # where the job stands: both only go forward
+        moved = _moved(ctx, job.id, mark)
+        if not moved and _repairs(ctx, job.id) >= ctx.settings.reconcile_max_repairs:
             repairs.append(_give_up(ctx, job.id, status, done))
             continue
         for args, kw in messages:
             send(*args, **kw)  # the broker down: raises, and the repair is not counted (tried next sweep)
-        _count_repair(ctx, job.id)
+        _count_repair(ctx, job.id, mark, moved)
         ctx.store.advance(job.id)  # touch updated_at: the next sweep gives the repair time to work
         for r in done:
             log.warning("reconcile.repaired", job_id=r.job_id, action=r.action, detail=r.detail)
@@ -111,13 +117,24 @@ def _repairs(ctx: Context, job_id: str) -> int:
     return int(ctx.redis.get(keys.job_repairs(job_id)) or 0)
 
 
-def _count_repair(ctx: Context, job_id: str) -> None:
+def _moved(ctx: Context, job_id: str, mark: str) -> bool:
+    """The job stands elsewhere than at its last repair (``mark``: ``STATUS:progress``)."""
+    last = ctx.redis.get(keys.job_repaired_at(job_id))
+    return last is not None and keys.text(last) != mark
+
+
+def _count_repair(ctx: Context, job_id: str, mark: str, moved: bool) -> None:
     """Count one more repair, once its messages are sent: a broker outage, during which every sweep's
-    send fails, never uses up a healthy job's repairs."""
+    send fails, never uses up a healthy job's repairs. A job that ``moved`` since its last repair starts
+    counting again at this one."""
     key = keys.job_repairs(job_id)
     pipe = ctx.redis.pipeline()
-    pipe.incr(key)
-    pipe.expire(key, keys.JOB_KEY_TTL_S)
+    if moved:
+        pipe.set(key, 1, ex=keys.JOB_KEY_TTL_S)
+    else:
+        pipe.incr(key)
+        pipe.expire(key, keys.JOB_KEY_TTL_S)
+    pipe.set(keys.job_repaired_at(job_id), mark, ex=keys.JOB_KEY_TTL_S)
     pipe.execute()
 
 
@@ -186,12 +203,9 @@ def _assembling(ctx: Context, send: Send, job_id: str, trace_id: str, attempt: i
         detail = "the assembler holding the lock is dead; lock freed"
     else:
         detail = "no assembler holds the lock"
-    out_dir = ctx.storage.local_path(layout.job_output(job_id))  # S3: nothing half-written is visible
-    stray = sorted(out_dir.glob(".*.tmp*")) if out_dir is not None and out_dir.is_dir() else []
-    for path in stray:  # a dead assembler's temporary final.mp4 or report.json
-        path.unlink(missing_ok=True)
+    stray = assembly.remove_strays(ctx, job_id)  # a dead assembler's temporary final.mp4 or report.json
     if stray:
-        detail += f"; removed {len(stray)} temporary file(s)"
+        detail += f"; removed {stray} temporary file(s)"
     send(Stage.ASSEMBLE, job_id, trace_id, priority=priority.job_priority(ctx.store, job_id, 0))
     return [Repair(job_id, "assembly re-sent", detail)]
 

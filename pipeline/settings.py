@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     # A job idle this long is checked; with a sweep every 30 s a stuck job is repaired within 2 minutes.
     reconcile_after_s: float = _env("CLIPLINE_RECONCILE_AFTER_S", 90.0, gt=0)
     reconcile_interval_s: float = _env("CLIPLINE_RECONCILE_INTERVAL_S", 30.0, gt=0)
-    # Repairs of one job (one attempt) before the reconciler gives up and fails it, naming why.
+    # Repairs of one job (one attempt) in a row, without it moving, before the reconciler fails it.
     reconcile_max_repairs: int = _env("CLIPLINE_RECONCILE_MAX_REPAIRS", 5, ge=1, le=100)
     # Webhooks to callback_url: signed (Standard Webhooks) when a secret is set; failures retry with backoff.
     webhook_secret: str | None = _env("CLIPLINE_WEBHOOK_SECRET")

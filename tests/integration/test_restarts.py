@@ -144,3 +144,36 @@ def test_redis_restarted_mid_job_state_lost_the_job_still_completes_once(
     run = run_with_restart(stack, private_redis_server, random.Random())
     print(f"\nRedis restarted {run.restart_point}: {run.recovery_s:.1f} s", run.phases, run.outcome)
     assert run.outcome.clips_lost == 0 and run.outcome.assemblies == 1
+
+
+def test_an_assembler_killed_then_redis_lost_leaves_no_temporary_file(
+    stack: Stack, private_redis_server: PrivateRedis
+) -> None:
+    """Found by the chaos soak (bench/chaos.py, seed 8): an assembler SIGKILLed with its temporary
+    final.mp4 written, then a Redis restart (its lock and heartbeat lost with it): the redelivered
+    assembly took the free lock and completed the job, and the dead one's ``.final.*.tmp.mp4`` stayed in
+    the output directory (only the reconciler's repair of a dead holder removed such files)."""
+    from .faultkit import job_events, sigkill_worker
+
+    stack.env.update(FAST_RECONCILE)
+    init_db(stack)
+    for stage in ("plan", "clip", "fallback"):
+        stack.start_workers("--stage", stage, "--concurrency", "2", name=stage)
+    # The assembler to be killed counts the frames of its temporary final.mp4 3 s late: the kill lands
+    # with that file written and not yet renamed. Its replacement runs the real ffmpeg.
+    real = stack.env.get("CLIPLINE_FFMPEG", "ffmpeg")
+    stack.env["CLIPLINE_FFMPEG"] = slow_ffmpeg(stack, 3.0)
+    doomed = stack.start_workers("--stage", "assemble", "--concurrency", "2", name="assemble")
+    stack.env["CLIPLINE_FFMPEG"] = real
+    job_id = new_job_id("asm-redis")
+    request = small_request(stack, job_id, 4)
+    submit(stack, request)
+    out = stack.tmp / "output" / job_id
+    wait_for("the temporary final.mp4", lambda: any(out.glob(".final.*.tmp*")), timeout=180, every=0.05)
+    sigkill_worker(doomed)
+    private_redis_server.restart()
+    assert not job_events(stack, "job.finished", job_id), "the job ended before the kill: no fault injected"
+    stack.start_workers("--stage", "assemble", "--concurrency", "2", name="assemble")
+    result = wait_final(stack, job_id, timeout=180)
+    assert result["status"] == "COMPLETED", result
+    wait_for("no temporary file left", lambda: not any(out.glob(".*.tmp*")), timeout=15, every=0.2)

@@ -229,6 +229,31 @@ def test_the_reconciler_gives_up_on_a_job_its_repairs_do_not_move(ctx: Context) 
     assert [g["index"] for g in report["summary"]["missing_footage"][0]["lines"]] == [0, 1]
 
 
+def test_repairs_are_counted_since_the_job_last_moved(ctx: Context, cuts: FakeCuts) -> None:
+    """Found by the chaos soak (bench/chaos.py, seed 8): a job whose plan was re-sent 5 times while it
+    could not be planned was then planned and cut 6 of its 9 clips, and at its next idle moment (two
+    slow clips) the reconciler gave up on it ("gave up after 5 repairs"): the count never restarted
+    when the job moved."""
+    job_id = "j-moved"
+    ctx.store.create_or_get(planning.validate(ctx, request(job_id, lines=3)))
+    bound = ctx.settings.reconcile_max_repairs
+    sweep = lambda: [r.action for r in reconcile.sweep(ctx, lambda *a, **_: None, stale_s=0)]  # noqa: E731
+    # Given a job repaired as often as allowed while it could not be planned
+    for _ in range(bound):
+        assert sweep() == ["plan re-sent"]
+    # When it is planned at last and cuts a clip, then waits on the others
+    planning.plan(ctx, request(job_id, lines=3))
+    assert isinstance(clip(ctx, job_id, 0), clipstage.Done)
+    # Then its next idle moment is repaired, not failed
+    assert "failed: too many repairs" not in sweep()
+    assert ctx.store.get(job_id).status != JobStatus.FAILED.value
+    # and once it moves no more, it is failed after as many repairs again
+    for _ in range(bound - 1):
+        assert "failed: too many repairs" not in sweep()
+    assert sweep() == ["failed: too many repairs"]
+    assert ctx.store.get(job_id).status == JobStatus.FAILED.value
+
+
 def test_a_job_given_up_while_extracting_reports_the_clips_it_has(ctx: Context, cuts: FakeCuts) -> None:
     planning.plan(ctx, request("j-half", lines=2))
     assert isinstance(clip(ctx, "j-half", 0), clipstage.Done)  # slot 1's message is lost, again and again

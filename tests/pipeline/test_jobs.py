@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import fakeredis
 import pytest
 import redis
 
@@ -134,3 +135,46 @@ def test_a_valid_job_is_never_touched_by_a_refused_request_with_its_id(ctx: Cont
     assert not ctx.store.record_invalid("job-v", {"job_id": "job-v"}, "request invalid: lines: missing")
     after = ctx.store.get("job-v")
     assert after.status == JobStatus.PENDING.value and after.request_hash == job.request_hash
+
+
+def test_a_retry_cut_short_by_redis_and_run_again_starts_its_attempt_clean(tmp_path: Path) -> None:
+    """Found by the chaos soak (bench/chaos.py): ``clipline retry`` of a CANCELLED job while Redis was
+    out of reach recorded attempt 2 (PENDING) and then failed on Redis; run again, it only re-sent the
+    plan. The job stayed in the cancelled set (every worker kills its ffmpeg each second) and its
+    attempt-1 outcomes stayed in the completion set."""
+    server = fakeredis.FakeServer()
+    ctx = stub_context(tmp_path, server=server)
+    # Given a job cancelled with 3 of its 10 slots done
+    job_id = running(ctx, ["ok", "ok", "ok"])
+    jobs.cancel(ctx, job_id)
+    assert ctx.redis.sismember(keys.cancelled(), job_id)
+    sent: list[Any] = []
+    # When its retry meets Redis out of reach, and is run again once Redis is back
+    server.connected = False
+    with pytest.raises(redis.ConnectionError):
+        jobs.retry(ctx, job_id, sent.append)
+    server.connected = True
+    again = jobs.retry(ctx, job_id, sent.append)
+    # Then the attempt runs clean: not cancelled, no outcome of attempt 1 counted, its plan sent once
+    assert again.job.attempts == 2 and again.job.status == JobStatus.PENDING.value
+    assert not ctx.redis.sismember(keys.cancelled(), job_id)
+    assert ctx.completion.done_count(job_id) == 0
+    assert len(sent) == 1
+
+
+def test_a_cancel_that_meets_redis_out_of_reach_changes_nothing_and_can_be_run_again(tmp_path: Path) -> None:
+    """Found while reducing the retry above: ``jobs.cancel`` recorded CANCELLED, then failed on Redis
+    before adding the job to the cancelled set; run again it answered "already ended", so no worker
+    ever stopped the job's running ffmpeg."""
+    server = fakeredis.FakeServer()
+    ctx = stub_context(tmp_path, server=server)
+    job_id = running(ctx, ["ok", "ok"])
+    # When the cancel meets Redis out of reach
+    server.connected = False
+    with pytest.raises(redis.ConnectionError):
+        jobs.cancel(ctx, job_id)
+    # Then the job is still running, as the error says, and the same cancel works once Redis is back
+    assert ctx.store.get(job_id).status == JobStatus.EXTRACTING.value
+    server.connected = True
+    assert jobs.cancel(ctx, job_id).status == JobStatus.CANCELLED.value
+    assert ctx.redis.sismember(keys.cancelled(), job_id)
