@@ -225,8 +225,10 @@ def _beat_until(r: redis.Redis, job_id: str, stop: threading.Event) -> None:
 
 
 def test_an_ffmpeg_killed_mid_clip_is_retried_and_its_slot_completes(stack: Stack) -> None:
-    # Given a running job whose clips take a moment
+    # Given a running job whose clips take a moment: each ffmpeg starts a second late (CI, loaded, once
+    # looked for a clip's ffmpeg for 60 s while all six ran and ended between two looks)
     stack.env.update(FAST_RECONCILE)
+    stack.env["CLIPLINE_FFMPEG"] = slow_ffmpeg(stack, 1.0)
     init_db(stack)
     stack.start_workers("--stage", "all", "--concurrency", "2")
     stack.cdn.latency_ms = 100
