@@ -804,20 +804,16 @@ def mpeg2_anamorphic(folder: Path) -> None:
 VFR_KEPT = (0, 1, 2, 3, 4, 8, 9, 10, 12)
 
 
-def _vfr(folder: Path, *out: str) -> None:
-    keep = "+".join(f"between(mod(n,18),{a},{b})" for a, b in ((0, 4), (8, 10), (12, 12)))  # VFR_KEPT
-    graph = pattern_graph(DURATION_S, W, H, "60") + f",select='{keep}'"
-    keys = ["-force_key_frames", "expr:gte(t,n_forced*1)"]
-    ff("-f", "lavfi", "-i", graph, "-fps_mode", "vfr", *_x264(60)[:8], *keys, *out)
-
-
 def vfr(folder: Path) -> None:
     """A variable frame rate (phone or screen recording, packaged without making it constant) in
     MPEG-TS: frame durations from 1/60 to 6/60 s, inside segments and where they meet, B-frames.
     Not in fMP4: ffmpeg 5.1's HLS muxer writes each fragment's ``tfdt`` as the sum of the durations
-    before it, the last frame of each fragment counted at the default 1/60 s, so its timeline runs
-    ahead of the frames' real times (by 6 frames at 3 s here) and no player shows them at k/60 s."""
-    _vfr(folder, *_hls(folder, 1))
+    before it, the last frame of each fragment counted at the default 1/60 s, so the file's timeline
+    runs ahead of the frames' real times (by 6 frames at 3 s here)."""
+    keep = "+".join(f"between(mod(n,18),{a},{b})" for a, b in ((0, 4), (8, 10), (12, 12)))  # VFR_KEPT
+    graph = pattern_graph(DURATION_S, W, H, "60") + f",select='{keep}'"
+    keys = ["-force_key_frames", "expr:gte(t,n_forced*1)"]
+    ff("-f", "lavfi", "-i", graph, "-fps_mode", "vfr", *_x264(60)[:8], *keys, *_hls(folder, 1))
 
 
 def h264_high10(folder: Path) -> None:
@@ -1055,10 +1051,7 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
         )
     },
     "x264_long_gop": (x264_long_gop, Variant("x264_long_gop", Fraction(30), 360)),
-    **{
-        name: (build, Variant(name, Fraction(60), 360, kept_of_18=VFR_KEPT))
-        for name, build in (("vfr", vfr),)
-    },
+    "vfr": (vfr, Variant("vfr", Fraction(60), 360, kept_of_18=VFR_KEPT)),  # 360: the 60p pattern's
     "x264_intra_refresh_fmp4": (
         x264_intra_refresh_fmp4,
         Variant("x264_intra_refresh_fmp4", Fraction(30), 180, ambiguous=True),
