@@ -141,13 +141,17 @@ def _recover(ctx: Context, view: JobView, index: int) -> Done | None:
     return finish(ctx, view, record)
 
 
-def finish(ctx: Context, view: JobView, record: ClipRecord, parallel_slot: int | None = None) -> Done:
+def finish(
+    ctx: Context, view: JobView, record: ClipRecord, parallel_slot: int | None = None, *, fenced: bool = False
+) -> Done:
     """Persist the outcome (sidecar, then the atomic Redis record), move progress, log the final status.
 
     Only the delivery whose record counted logs and counts it: a duplicate changes nothing. Raises
-    ``Superseded`` (nothing written) when the job ended or left the view's attempt.
+    ``Superseded`` (nothing written) when the job ended or left the view's attempt; ``fenced``: the
+    caller checked that just now, with nothing written since (the job's record is not read again).
     """
-    _fence(ctx, view)
+    if not fenced:
+        _fence(ctx, view)
     try:
         clip_objects.write_record(ctx, view.job_id, record)
     except StorageError as exc:  # Redis holds the outcome; only if Redis lost it too is the clip cut again
@@ -333,7 +337,7 @@ def _run_clip(
     if ctx.completion.has(job_id, index):
         return Skipped("already recorded")
     record.attempts, record.queue_wait_ms = attempts, queue_wait_ms
-    return finish(ctx, view, record, parallel_slot)
+    return finish(ctx, view, record, parallel_slot, fenced=True)
 
 
 def run_fallback(
