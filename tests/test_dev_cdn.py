@@ -113,3 +113,26 @@ def test_peak_concurrency_is_measured(cdn: LoopbackCDN) -> None:
     for t in threads:
         t.join()
     assert cdn.peak_in_flight_for("/hls/") == 3
+
+
+def test_a_request_answered_is_counted_even_when_its_server_thread_lags(
+    cdn: LoopbackCDN, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CI once saw ``cdn.requests`` empty right after a playlist was fetched: the server thread records a
+    request after writing its last byte, and the client had read the answer first. The lag is made
+    certain here: each server thread waits 0.3 s after answering, before it records."""
+    import clipline.dev.cdn as cdn_module
+
+    answer = cdn_module._Handler._respond
+
+    def lagging(self: cdn_module._Handler, path: str, head: bool) -> tuple[int, int]:
+        out = answer(self, path, head)
+        self.wfile.flush()
+        time.sleep(0.3)
+        return out
+
+    monkeypatch.setattr(cdn_module._Handler, "_respond", lagging)
+    assert httpx.get(cdn.url("hls/v1/index.m3u8")).status_code == 200
+    assert [r.path for r in cdn.requests] == ["/hls/v1/index.m3u8"]
+    assert httpx.get(cdn.url("hls/v1/seg_00000.ts")).status_code == 200
+    assert cdn.count("/hls/v1/") == 2 and cdn.total_bytes("/hls/v1/seg") == 10240

@@ -67,6 +67,20 @@ class _State:
     peak_in_flight: int = 0
     hls_in_flight: int = 0
     peak_hls_in_flight: int = 0
+    #: Requests a stall holds right now (their body never comes; ``held`` lists the slowed ones).
+    stalled: int = 0
+    #: Notified each time a request is recorded, on ``lock``.
+    recorded: threading.Condition = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.recorded = threading.Condition(self.lock)
+
+    def settle(self, timeout: float = 2.0) -> None:
+        """Wait (with ``lock`` held) until every request not parked by a fault is recorded.
+
+        A request is recorded after its last byte is written, so a client may read a whole answer
+        before the server thread has counted it: accounting read right after a call would miss it."""
+        self.recorded.wait_for(lambda: self.in_flight <= self.stalled + len(self.held), timeout)
 
 
 class LoopbackCDN:
@@ -176,16 +190,19 @@ class LoopbackCDN:
     @property
     def bytes_served(self) -> dict[str, int]:
         with self._state.lock:
+            self._state.settle()
             return dict(self._state.bytes_served)
 
     @property
     def requests(self) -> list[RequestRecord]:
         with self._state.lock:
+            self._state.settle()
             return list(self._state.requests)
 
     @property
     def api_calls(self) -> Counter[str]:
         with self._state.lock:
+            self._state.settle()
             return Counter(self._state.api_calls)
 
     @property
@@ -203,10 +220,12 @@ class LoopbackCDN:
 
     def total_bytes(self, prefix: str = "") -> int:
         with self._state.lock:
+            self._state.settle()
             return sum(n for p, n in self._state.bytes_served.items() if p.startswith(prefix))
 
     def count(self, prefix: str = "") -> int:
         with self._state.lock:
+            self._state.settle()
             return sum(1 for r in self._state.requests if r.path.startswith(prefix))
 
     def reset_counters(self) -> None:
@@ -276,6 +295,7 @@ class _Handler(BaseHTTPRequestHandler):
                         self.command, path, status, sent, started, time.monotonic(), urlsplit(self.path).query
                     )
                 )
+                st.recorded.notify_all()
 
     def _respond(self, path: str, head: bool) -> tuple[int, int]:
         cdn, st = self.server_cdn, self.server_cdn._state
@@ -294,6 +314,7 @@ class _Handler(BaseHTTPRequestHandler):
         if late is not None:
             with st.lock:
                 st.held.append(path)
+                st.recorded.notify_all()
             try:
                 release.wait(late)
             finally:
@@ -333,7 +354,14 @@ class _Handler(BaseHTTPRequestHandler):
         if head:
             return status, 0
         if stall is not None:
-            release.wait(stall)
+            with st.lock:
+                st.stalled += 1
+                st.recorded.notify_all()
+            try:
+                release.wait(stall)
+            finally:
+                with st.lock:
+                    st.stalled -= 1
             self.close_connection = True  # the body never comes: the client sees the connection end
             return status, 0
         with open(target, "rb") as fh:

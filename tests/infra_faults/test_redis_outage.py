@@ -223,7 +223,11 @@ def test_a_job_is_failed_naming_redis_once_redis_is_gone_past_the_bound(
     job = store.get(job_id)
     assert job.status == "FAILED", f"{job.status} 40 s after Redis went away ({failed_sweeps} sweeps failed)"
     assert "Redis" in (job.error_log or "") and "unreachable" in (job.error_log or ""), job.error_log
-    # with its report.json all the same: each slot's outcome read from its clip's sidecar
+    # with its report.json all the same: each slot's outcome read from its clip's sidecar. It is written
+    # only once this sweeper's compare-and-set has won the job (a job that moved on keeps its own report),
+    # so the record says FAILED a few milliseconds before it names the report (CI once looked in between).
+    wait_for("the report's path on the job", lambda: store.get(job_id).report_path, timeout=10)
+    job = store.get(job_id)
     assert job.report_path, "no report.json for the job failed without Redis"
     report = json.loads(Path(job.report_path).read_text())
     assert report["status"] == "FAILED" and "Redis" in report["error"]
