@@ -55,8 +55,9 @@ from .hls import MediaPlaylist, Segment
 #: that recovers only frames later (periodic intra refresh) starts only windows from there (ffmpeg
 #: dropped the frames before it and held a later one: other frames). 8: a source whose pixels are not
 #: square is fitted at the aspect it is shown at (it was squeezed into a pillarbox: another picture), and
-#: interlaced frames are deinterlaced (they were scaled combed).
-CUT_RULE_VERSION = 8
+#: interlaced frames are deinterlaced (they were scaled combed). 9: HDR (PQ, HLG) frames are tone-mapped
+#: to SDR BT.709 (they were passed on as PQ or HLG code values, tagged so: other colours).
+CUT_RULE_VERSION = 9
 #: Eviction frees space down to this share of the cap, so it does not run on every store.
 LOW_WATER = 0.9
 #: A temporary entry older than this belonged to a writer that died: removed at the next eviction.

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
-from . import clip_objects, fencing, ffmpeg_args, files, prefetch
+from . import clip_objects, fencing, ffmpeg_args, ffmpeg_build, files, prefetch
 from .context import Context, JobView
 from .errors import FFmpegFailed
 from .frame_rule import Anchor, Pick, Run, output_times, plan, run_cuts
@@ -80,6 +80,7 @@ def _cut(
 ) -> tuple[str, int, float, float]:
     slot, req = view.slots[index], view.request
     cuts = run_cuts(picks, runs, slot.fps, times)
+    inputs = ffmpeg_build.with_tone_mapping(ctx.ffmpeg, inputs)
     return _encode(
         ctx,
         view,
@@ -156,7 +157,9 @@ def cut_from_local(ctx: Context, view: JobView, index: int) -> ClipRecord | None
     first = min(p.pts for p in picks)
     key = max((k.pts for k in probe.packets if k.key and k.pts <= first), default=probe.first_key.pts)
     seek_s = float((key - probe.first_key.pts) * probe.time_base)
-    inputs = [ffmpeg_args.CutInput(source, fmt, seek_s if seek_s > 0 else None, probe.interlaced)]
+    inputs = [
+        ffmpeg_args.CutInput(source, fmt, seek_s if seek_s > 0 else None, probe.interlaced, probe.colour)
+    ]
     path, frames, drift, cpu_ms = _cut(ctx, view, index, inputs, [run], picks, times)
     return ClipRecord(
         index=index,

@@ -146,6 +146,50 @@ TS_INPUT_OFFSET_S = 1
 DEINTERLACE = ("bwdif", "send_frame", "auto", "interlaced")
 
 
+#: HDR transfers (ffprobe's names): PQ (SMPTE ST 2084: HDR10, Dolby Vision's base layer) and HLG
+#: (ARIB STD-B67: broadcast and phone HDR). Clips are SDR BT.709, so such frames are tone-mapped.
+HDR_TRANSFERS = frozenset({"smpte2084", "arib-std-b67"})
+#: Filters the tone mapping needs: ``zscale`` is in ffmpeg builds with zimg (Debian's, the usual static
+#: builds); ``tonemap`` in every build.
+TONE_MAP_FILTERS = ("zscale", "tonemap")
+
+
+@dataclass(frozen=True)
+class Colour:
+    """A video stream's colour as ffprobe names it ("" where the stream does not say)."""
+
+    transfer: str = ""
+    primaries: str = ""
+    matrix: str = ""
+
+    @property
+    def hdr(self) -> bool:
+        return self.transfer in HDR_TRANSFERS
+
+
+def _to_sdr(stream: ffmpeg.nodes.FilterableStream, colour: Colour) -> ffmpeg.nodes.FilterableStream:
+    """HDR frames tone-mapped to SDR BT.709: to linear light (its nominal peak 100 cd/m2, SDR's white),
+    to BT.709 primaries, highlights above SDR white rolled off by ``mobius`` (linear below; of the
+    curves in ``tonemap`` it keeps a picture whose white is BT.2408's 203 cd/m2 closest to its SDR
+    original: hable's darkens mid-tones), then BT.709's transfer and matrix, limited range, 4:2:0. The
+    stream's own primaries and matrix are named (BT.2020 where it does not say), as zimg needs them all."""
+    return (
+        stream.filter(
+            "zscale",
+            tin=colour.transfer,
+            pin=colour.primaries or "bt2020",
+            min=colour.matrix or "bt2020nc",
+            t="linear",
+            npl=100,
+        )
+        .filter("format", "gbrpf32le")
+        .filter("zscale", p="bt709")
+        .filter("tonemap", tonemap="mobius")
+        .filter("zscale", t="bt709", m="bt709", r="tv")
+        .filter("format", "yuv420p")  # zimg converts to YUV by BT.709's matrix (swscale's is BT.601's)
+    )
+
+
 @dataclass(frozen=True)
 class CutInput:
     """A local file a clip is cut from: its demuxer, and where to seek (an indexed file's keyframe)."""
@@ -154,6 +198,9 @@ class CutInput:
     fmt: str  # mpegts | mp4 | mov | matroska: never guessed from the content
     seek_s: float | None = None
     interlaced: bool = False  # deinterlaced first (``DEINTERLACE``)
+    #: the stream's colour; HDR (``Colour.hdr``) is tone-mapped to SDR unless ``tone_map`` is False
+    colour: Colour = Colour()
+    tone_map: bool = True
 
 
 def cut_argv(
@@ -211,6 +258,9 @@ def cut_argv(
             .filter("trim", end_frame=cut.count)
             .filter("setpts", "PTS-STARTPTS")
         )
+        source_input = inputs[cut.run]
+        if source_input.colour.hdr and source_input.tone_map:  # the frames kept only: costly per frame
+            v = _to_sdr(v, source_input.colour)
         parts.append(_fit(v, profile))
     joined = parts[0] if len(parts) == 1 else ffmpeg.concat(*parts, v=1, a=0)
     graph = ffmpeg.output(joined, str(out), **profile.output_kwargs(frames))
@@ -258,11 +308,16 @@ def video_packets_argv(ffprobe_bin: str, path: Path, fmt: str, *, first_only: bo
     if first_only:
         argv += ["-read_intervals", "%+#1"]
     entries = "packet=pts,flags,pos:stream=time_base,r_frame_rate,codec_name,field_order"
+    entries += ",color_transfer,color_primaries,color_space"
     return [*argv, "-show_entries", entries, "-of", "json", str(path)]
 
 
 def decoders_argv(ffmpeg_bin: str) -> list[str]:
     return [ffmpeg_bin, "-hide_banner", "-decoders"]
+
+
+def filters_argv(ffmpeg_bin: str) -> list[str]:
+    return [ffmpeg_bin, "-hide_banner", "-filters"]
 
 
 def placeholder_argv(ffmpeg_bin: str, out: Path, *, frames: int, profile: EncodeProfile) -> list[str]:

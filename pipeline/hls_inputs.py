@@ -406,7 +406,8 @@ class HlsInputs:
                 pieces = tuple(run.pieces[m] for m in kept) if run.pieces else ()
                 run = replace(run, pts=tuple(run.pts[m] + delta for m in kept), pieces=pieces)
                 path = cut
-            inputs.append(CutInput(path, groups[i][0].container, interlaced=probe.interlaced))
+            container = groups[i][0].container
+            inputs.append(CutInput(path, container, interlaced=probe.interlaced, colour=probe.colour))
             new_runs.append(run)
         final = plan(times, anchors, new_runs, rate)
         self.out.inputs, self.out.runs, self.out.picks = inputs, new_runs, final

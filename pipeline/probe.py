@@ -1,6 +1,6 @@
-"""What ffprobe says about a file's video stream: time base, rate, whether it is interlaced, and every
-packet's pts, key flag and byte position. The argv is built in ``ffmpeg_args``; this module runs it and
-reads the JSON."""
+"""What ffprobe says about a file's video stream: time base, rate, whether it is interlaced, its colour
+(``ffmpeg_args.Colour``: HDR is tone-mapped), and every packet's pts, key flag and byte position. The
+argv is built in ``ffmpeg_args``; this module runs it and reads the JSON."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ class VideoProbe:
     cpu_ms: float
     #: the stream's frames are interlaced (ffprobe's ``field_order`` names which field comes first)
     interlaced: bool = False
+    #: the stream's transfer, primaries and matrix ("" where not said)
+    colour: ffmpeg_args.Colour = ffmpeg_args.Colour()
 
     @property
     def display_pts(self) -> tuple[int, ...]:
@@ -96,4 +98,15 @@ def video_packets(
         packets,
         done.cpu_ms or 0.0,
         stream.get("field_order") in INTERLACED_FIELD_ORDERS,
+        ffmpeg_args.Colour(
+            _named(stream.get("color_transfer")),
+            _named(stream.get("color_primaries")),
+            _named(stream.get("color_space")),
+        ),
     )
+
+
+def _named(value: object) -> str:
+    """ffprobe's name for a colour property, "" where the stream does not say (``unknown``)."""
+    text = str(value or "")
+    return "" if text in ("unknown", "unspecified", "reserved") else text

@@ -11,7 +11,6 @@ picked by height among those whose ``CODECS`` this ffmpeg can decode.
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,25 +19,15 @@ from typing import Any
 import redis
 import structlog
 
-from . import errors, fetch, keys, leases, netguard
+from . import errors, fetch, ffmpeg_build, keys, leases, netguard
 from .errors import SourceError, SourceInvalid, SourceNotFound, SourceUnavailable
-from .ffmpeg_args import decoders_argv
 from .hls import MasterPlaylist, MediaPlaylist, parse_playlist, undecodable_codecs
 from .observe import Observer
 from .settings import Settings
-from .subprocesses import run
 
 log = structlog.get_logger(__name__)
 
 API_429_ATTEMPTS = 4
-
-
-@functools.cache
-def ffmpeg_decoders(ffmpeg: str) -> frozenset[str]:
-    """The decoder names this ffmpeg build has (``ffmpeg -decoders``), read once per process."""
-    out = run(decoders_argv(ffmpeg), timeout_s=30).stdout.decode("utf-8", "replace")
-    _, _, table = out.partition("------")
-    return frozenset(parts[1] for ln in table.splitlines() if len(parts := ln.split()) > 1)
 
 
 class SourceResolver:
@@ -169,7 +158,7 @@ class SourceResolver:
         nbytes = len(resp.content)
         parsed = parse_playlist(resp.text, str(resp.url))
         if isinstance(parsed, MasterPlaylist):
-            decoders = ffmpeg_decoders(s.ffmpeg_path())
+            decoders = ffmpeg_build.decoders(s.ffmpeg_path())
             variant = parsed.pick(height, lambda v: not undecodable_codecs(v.codecs, decoders))
             resp = fetch.get(variant.uri, **kw)
             nbytes += len(resp.content)

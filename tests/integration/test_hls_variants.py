@@ -12,6 +12,7 @@ output frame i shows the source frame whose display interval contains
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import secrets
@@ -173,6 +174,44 @@ def test_interlaced_frames_are_made_progressive_at_their_first_fields_moment(
     # Then ffmpeg's interlace detector finds the clip's frames progressive (all 45 were combed before)
     found = _interlace_detected(Path(record.path or ""))
     assert found["TFF"] + found["BFF"] <= 2 and found["Progressive"] >= 40, found
+
+
+@pytest.mark.parametrize("name", ["hevc_pq", "hevc_main10_hlg"])
+def test_hdr_pictures_are_tone_mapped_to_look_as_their_sdr_original(
+    name: str, corpus_cdn: LoopbackCDN, ctx: Context
+) -> None:
+    # Given the pattern converted to HDR (BT.2020, PQ or HLG, its white at BT.2408's 203 cd/m2), and
+    # the same pattern in SDR, both HEVC in fMP4 as the same encoder made them
+    window = [(1234, 2900, 1500)]
+    hdr = cutting.cut_from_hls(ctx, view_for(corpus_cdn.url(f"hls/{name}/index.m3u8"), window), 0)
+    sdr = cutting.cut_from_hls(ctx, view_for(corpus_cdn.url("hls/hevc_fmp4/index.m3u8"), window), 0)
+    hdr_path, sdr_path = Path(hdr.path or ""), Path(sdr.path or "")
+    # When the HDR window is cut into the job's (SDR, BT.709) clip
+    # Then it is tagged BT.709 (it said PQ or HLG, BT.2020, over 8-bit pixels) and looks as the SDR
+    # original does: the picture's PSNR against the SDR cut is 24, 23 and 19-21 dB (Y, U, V) here;
+    # taken as they were, PQ's pixels were 19, 15 and 12 dB; HLG's 24, 18 and 13 (its luma is made to
+    # pass for SDR, its BT.2020 colours are not)
+    assert _colour_tags(hdr_path) == ("bt709", "bt709", "bt709"), _colour_tags(hdr_path)
+    y, u, v = _picture_psnr(hdr_path, sdr_path)
+    assert y >= 22 and u >= 21 and v >= 17.5, (y, u, v)
+    assert read_frames(hdr_path) == read_frames(sdr_path)
+
+
+def _colour_tags(video: Path) -> tuple[str, str, str]:
+    """The video stream's transfer, primaries and matrix, as ffprobe reads them."""
+    argv = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries"]
+    argv += ["stream=color_transfer,color_primaries,color_space", "-of", "json", str(video)]
+    stream = json.loads(subprocess.run(argv, capture_output=True, check=True).stdout)["streams"][0]
+    return stream.get("color_transfer"), stream.get("color_primaries"), stream.get("color_space")
+
+
+def _picture_psnr(a: Path, b: Path) -> tuple[float, float, float]:
+    """ffmpeg's PSNR (Y, U, V, dB) between the pictures below the code band of two clips."""
+    graph = "[0]crop=iw:ih*2/3:0:ih/3[a];[1]crop=iw:ih*2/3:0:ih/3[b];[a][b]psnr"
+    argv = ["ffmpeg", "-nostdin", "-hide_banner", "-i", str(a), "-i", str(b), "-filter_complex", graph]
+    err = subprocess.run([*argv, "-f", "null", "-"], capture_output=True, text=True, check=True).stderr
+    y, u, v = re.findall(r"PSNR y:([\d.]+) u:([\d.]+) v:([\d.]+)", err)[-1]
+    return float(y), float(u), float(v)
 
 
 def _interlace_detected(video: Path) -> dict[str, int]:

@@ -138,11 +138,31 @@ def _hevc_fmp4(folder: Path, *gop: str, pix_fmt: str = "yuv420p", extra: list[st
     ff(*_source("30"), *x265, *params, *_hls(folder, 1, "-hls_segment_type", "fmp4", ext="m4s"))
 
 
+#: Where the pattern's SDR white lands in an HDR version of it: 203 cd/m2, the reference white of
+#: ITU-R BT.2408 (what HDR productions and conversions from SDR use).
+HDR_REFERENCE_WHITE = 203
+
+
+def _hdr(transfer: str) -> list[str]:
+    """The pattern converted by zimg (ffmpeg's ``zscale``) from BT.709 to BT.2020 with ``transfer``,
+    SDR white at ``HDR_REFERENCE_WHITE``, 10 bits, and tagged so: pixels that really are HDR."""
+    convert = (
+        f"zscale=tin=bt709:pin=bt709:min=bt709:rin=tv:t={transfer}:p=bt2020:m=bt2020nc:r=tv"
+        f":npl={HDR_REFERENCE_WHITE},format=yuv420p10le"
+    )
+    return ["-vf", convert, "-color_primaries", "bt2020", "-color_trc", transfer, "-colorspace", "bt2020nc"]
+
+
 def hevc_main10_hlg(folder: Path) -> None:
-    """HEVC Main 10 (10-bit 4:2:0) tagged BT.2020 HLG, closed GOPs, in fMP4: the form of Apple's HDR
-    HLS renditions and of phone footage."""
-    colour = ["-color_primaries", "bt2020", "-color_trc", "arib-std-b67", "-colorspace", "bt2020nc"]
-    _hevc_fmp4(folder, "open-gop=0", pix_fmt="yuv420p10le", extra=colour)
+    """HEVC Main 10 (10-bit 4:2:0), BT.2020 HLG, closed GOPs, in fMP4: the form of Apple's HDR HLS
+    renditions and of phone footage."""
+    _hevc_fmp4(folder, "open-gop=0", pix_fmt="yuv420p10le", extra=_hdr("arib-std-b67"))
+
+
+def hevc_pq(folder: Path) -> None:
+    """HEVC Main 10, BT.2020 PQ (HDR10, SMPTE ST 2084), closed GOPs, in fMP4: streaming services' HDR
+    renditions."""
+    _hevc_fmp4(folder, "open-gop=0", pix_fmt="yuv420p10le", extra=_hdr("smpte2084"))
 
 
 def hevc_fmp4(folder: Path) -> None:
@@ -1030,6 +1050,7 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
             ("mpeg2_anamorphic", mpeg2_anamorphic),
             ("h264_high10", h264_high10),
             ("hevc_main10_hlg", hevc_main10_hlg),
+            ("hevc_pq", hevc_pq),
             ("h264_anamorphic", h264_anamorphic),
             ("h264_anamorphic_fmp4", h264_anamorphic_fmp4),
             ("hevc_ts", hevc_ts),

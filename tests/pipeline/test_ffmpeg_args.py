@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.ffmpeg_args import (
     GLOBAL_ARGS,
+    Colour,
     CutInput,
     EncodeProfile,
     assemble_argv,
@@ -73,6 +74,42 @@ def test_cut_names_each_demuxer_keeps_timestamps_and_applies_the_frame_rule_valu
     assert "concat=a=0:n=2:v=1" in graph
     # each part is fitted to the profile before the join, which takes parts of one size only
     assert graph.count("scale=") == 2 and graph.index("scale=") < graph.index("concat=")
+
+
+@pytest.mark.parametrize(
+    ("colour", "zscale_in"),
+    [
+        (
+            Colour("smpte2084", "bt2020", "bt2020c"),
+            "zscale=min=bt2020c:npl=100:pin=bt2020:t=linear:tin=smpte2084",
+        ),
+        (Colour("arib-std-b67"), "zscale=min=bt2020nc:npl=100:pin=bt2020:t=linear:tin=arib-std-b67"),
+    ],
+)
+def test_hdr_frames_kept_are_tone_mapped_to_bt709_before_the_fit_and_sdr_ones_are_not(
+    colour: Colour, zscale_in: str
+) -> None:
+    cuts = [RunCut(0, 0, 40, 2700000, 0, None), RunCut(1, 40, 56, 2700000, 0, None)]
+    inputs = [CutInput(Path("/w/run0.mp4"), "mp4", colour=colour), CutInput(Path("/w/run1.mp4"), "mp4")]
+    argv = cut_argv("ffmpeg", inputs, cuts, Path("/w/o.mp4"), frames=56, profile=PROFILE)
+    graph = re.sub(r"\[s\d+\];\[s\d+\]", ",", argv[argv.index("-filter_complex") + 1])  # one chain a run
+    # the HDR run only: from its own transfer (BT.2020 where the stream does not say) to linear light,
+    # BT.709 primaries, mobius, BT.709 transfer and matrix in YUV; after the frames are picked
+    chain = (
+        f"{zscale_in},format=gbrpf32le,zscale=p=bt709,tonemap=tonemap=mobius,"
+        "zscale=m=bt709:r=tv:t=bt709,format=yuv420p"
+    )
+    assert graph.count(chain) == 1 and graph.count("zscale=") == 3
+    assert graph.index("trim=end_frame=40") < graph.index(chain) < graph.index("scale=min(")
+    # a stream that does not say, or says SDR, is not touched; one cut as it is says so
+    for colour_as_is in (Colour(), Colour("bt709", "bt709", "bt709"), None):
+        first = (
+            CutInput(Path("/w/run0.mp4"), "mp4", colour=colour, tone_map=False)
+            if colour_as_is is None
+            else CutInput(Path("/w/run0.mp4"), "mp4", colour=colour_as_is)
+        )
+        argv = cut_argv("ffmpeg", [first, inputs[1]], cuts, Path("/w/o.mp4"), frames=56, profile=PROFILE)
+        assert "zscale" not in " ".join(argv) and "tonemap" not in " ".join(argv)
 
 
 def test_local_cut_seeks_to_its_keyframe_without_dropping_frames() -> None:
