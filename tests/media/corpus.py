@@ -53,6 +53,10 @@ class Variant:
     #: a variable frame rate source: the pattern's 60 a second with only these of every 18 kept, each
     #: shown from its own time (code / 60 s) until the next (``vfr``); empty for a constant rate
     kept_of_18: tuple[int, ...] = ()
+    #: the video track's display matrix turns the coded picture this many degrees clockwise when shown
+    #: (``rotated``; ffprobe's ``rotation`` is minus this): ``read_frames`` reads the code band of an
+    #: upright picture, so a test turns such a clip back first (``tests/integration/test_rotation.py``)
+    rotation: int = 0
 
 
 GST_INSTALL = (
@@ -982,6 +986,72 @@ def gst_openh264(folder: Path) -> None:
     )
 
 
+#: The display matrices (``tkhd``) that turn a W x H coded picture 90, 180 or 270 degrees clockwise when
+#: shown, as phones write them: the 9 values a, b, u, c, d, v, x, y, w of the matrix
+#: ``[[a, b, u], [c, d, v], [x, y, w]]``, a, b, c, d, x, y in 16.16 fixed point and u, v, w in 2.30; a
+#: coded pixel (p, q) is shown at (a*p + c*q + x, b*p + d*q + y), the translation (x, y) keeping the
+#: shown picture at positive coordinates. ffprobe reports them as ``rotation`` -90, -180 and 90.
+ONE, W_ONE = 1 << 16, 1 << 30
+DISPLAY_MATRICES = {
+    0: (ONE, 0, 0, 0, ONE, 0, 0, 0, W_ONE),
+    90: (0, ONE, 0, -ONE, 0, 0, H * ONE, 0, W_ONE),
+    180: (-ONE, 0, 0, 0, -ONE, 0, W * ONE, H * ONE, W_ONE),
+    270: (0, -ONE, 0, ONE, 0, 0, 0, W * ONE, W_ONE),
+}
+
+
+def rotated(mp4: Path, degrees: int) -> None:
+    """Write ``DISPLAY_MATRICES[degrees]`` into the video track's ``tkhd`` box of ``mp4`` (a whole MP4
+    or an fMP4 init section), in place; ffmpeg 5.1 cannot write one (``-metadata:s:v rotate`` is
+    ignored). The ``tkhd`` width and height stay the coded size, as phones leave them.
+
+    ``tkhd`` (ISO/IEC 14496-12, 8.3.2) is a full box: after its header, 1 byte of version and 3 of
+    flags; version 0 then has creation and modification times, track_ID, 4 reserved bytes and the
+    duration in 4 bytes each (20 bytes), version 1 the times and duration in 8 (32 bytes); then 8
+    reserved bytes, layer, alternate_group, volume and 2 reserved bytes (2 each), the 9-value matrix
+    (36 bytes, each value a signed 32-bit big-endian integer), width and height (16.16)."""
+    data = bytearray(mp4.read_bytes())
+
+    def children(start: int, end: int) -> dict[str, list[tuple[int, int]]]:
+        """The boxes in ``data[start:end]`` by type: (where the body starts, where the box ends)."""
+        found: dict[str, list[tuple[int, int]]] = {}
+        for kind, off, size in _boxes(bytes(data), start, end):
+            header = 16 if struct.unpack(">I", data[off : off + 4])[0] == 1 else 8
+            found.setdefault(kind, []).append((off + header, off + size))
+        return found
+
+    (moov,) = children(0, len(data))["moov"]
+    patched = 0
+    for trak in children(*moov).get("trak", []):
+        inside = children(*trak)
+        (hdlr,) = children(*inside["mdia"][0])["hdlr"]
+        if data[hdlr[0] + 8 : hdlr[0] + 12] != b"vide":  # version+flags, pre_defined, handler_type
+            continue
+        (tkhd,) = inside["tkhd"]
+        version = data[tkhd[0]]
+        matrix = tkhd[0] + 4 + (20 if version == 0 else 32) + 16
+        data[matrix : matrix + 36] = struct.pack(">9i", *DISPLAY_MATRICES[degrees])
+        patched += 1
+    if patched != 1:
+        raise ValueError(f"{mp4}: {patched} video tracks, expected 1")
+    mp4.write_bytes(bytes(data))
+
+
+def fmp4_rotated(degrees: int) -> Callable[[Path], None]:
+    """fMP4 (as ``fmp4``) shot by a phone held sideways or upside down: the coded picture is the
+    upright pattern, the init section's display matrix turns it ``degrees`` clockwise when shown. The
+    folder also holds ``local.mp4``, the same source as one progressive MP4 with the same matrix: a
+    local copy for the fallback (a test copies it to the media folder)."""
+
+    def make(folder: Path) -> None:
+        ff(*_source("30"), *_x264(15), *_fmp4_hls(folder))
+        rotated(folder / "init.mp4", degrees)
+        ff(*_source("30"), *_x264(15), str(folder / "local.mp4"))
+        rotated(folder / "local.mp4", degrees)
+
+    return make
+
+
 VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
     "ts": (ts, Variant("ts", Fraction(30), 180)),
     "fmp4": (fmp4, Variant("fmp4", Fraction(30), 180)),
@@ -1128,6 +1198,13 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
             ("bento4_fmp4", bento4_fmp4, MP4FRAGMENT),
             ("bento4_fmp4_open_gop", bento4_fmp4_open_gop, MP4FRAGMENT),
         )
+    },
+    **{
+        f"fmp4_rot{degrees}": (
+            fmp4_rotated(degrees),
+            Variant(f"fmp4_rot{degrees}", Fraction(30), 180, rotation=degrees),
+        )
+        for degrees in (90, 180, 270)
     },
 }
 VERSION = 2
