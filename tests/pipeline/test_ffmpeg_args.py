@@ -94,13 +94,15 @@ def test_hdr_frames_kept_are_tone_mapped_to_bt709_before_the_fit_and_sdr_ones_ar
     argv = cut_argv("ffmpeg", inputs, cuts, Path("/w/o.mp4"), frames=56, profile=PROFILE)
     graph = re.sub(r"\[s\d+\];\[s\d+\]", ",", argv[argv.index("-filter_complex") + 1])  # one chain a run
     # the HDR run only: from its own transfer (BT.2020 where the stream does not say) to linear light,
-    # BT.709 primaries, mobius, BT.709 transfer and matrix in YUV; after the frames are picked
+    # BT.709 primaries, mobius, BT.709 transfer and matrix in YUV; after the frames are picked and the
+    # picture is scaled to the clip's size (fewer pixels in floating point), before the padding
     chain = (
         f"{zscale_in},format=gbrpf32le,zscale=p=bt709,tonemap=tonemap=mobius,"
         "zscale=m=bt709:r=tv:t=bt709,format=yuv420p"
     )
     assert graph.count(chain) == 1 and graph.count("zscale=") == 3
-    assert graph.index("trim=end_frame=40") < graph.index(chain) < graph.index("scale=min(")
+    fitted = "scale=min(1280\\,round(720*iw*sar/ih)):min(720\\,round(1280*ih/(iw*sar)))"
+    assert f"trim=end_frame=40,setpts=PTS-STARTPTS,{fitted},{chain},pad=1280:720" in graph
     # a stream that does not say, or says SDR, is not touched; one cut as it is says so
     for colour_as_is in (Colour(), Colour("bt709", "bt709", "bt709"), None):
         first = (
