@@ -10,6 +10,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,6 +137,17 @@ class Stack:
                 ):
                     bad.append(ln)
         return bad
+
+    def job_finished(self, job_id: str, timeout: float = 10) -> list[dict[str, Any]]:
+        """The job's ``job.finished`` lines, once there is one (or ``timeout`` passed): the line is
+        written just after the job's final state is (by the one writer whose compare-and-set ended
+        it), so a test that saw the final state may read the log a moment before the line is in it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [e for e in self.events("job.finished") if e.get("job_id") == job_id]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
 
     def events(self, event: str) -> list[dict[str, Any]]:
         out = []

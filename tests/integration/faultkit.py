@@ -277,7 +277,7 @@ def check_job(
     started = clip_events(stack, job_id, ("started",))
     assert sorted(finals) == list(range(n)), finals
     assert set(finals.values()) == {1}, f"a slot logged its final outcome twice: {finals}"
-    finished = job_events(stack, "job.finished", job_id)
+    finished = stack.job_finished(job_id)
     assert len(finished) == 1, finished
 
     render_queues_drained(stack.env["CLIPLINE_BROKER_URL"], ctl)

@@ -26,7 +26,6 @@ from .faultkit import (
     clip_events,
     ffmpeg_pids,
     init_db,
-    job_events,
     render_queues_drained,
     small_request,
     submit,
@@ -61,7 +60,7 @@ def assert_failed_for_space(stack: Stack, job_id: str, result: dict[str, object]
     left = sorted(p.name for p in out.iterdir()) if out.exists() else []
     assert [n for n in left if n != "report.json"] == [], f"partial files left in the output dir: {left}"
     assert sorted(clip_events(stack, job_id, FINAL_CLIP)) == list(range(lines))  # every slot reached an end
-    assert len(job_events(stack, "job.finished", job_id)) == 1
+    assert len(stack.job_finished(job_id)) == 1
     assert not ffmpeg_pids(job_id)
 
 

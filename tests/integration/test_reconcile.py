@@ -140,7 +140,7 @@ def test_redis_state_lost_mid_job_the_next_clips_restore_it_without_the_sweeper(
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["status"] == "COMPLETED", result
     assert count_frames(Path(result["output_path"])) == 12 * 30
-    assert len([e for e in stack.events("job.finished") if e["job_id"] == job_id]) == 1
+    assert len(stack.job_finished(job_id)) == 1
     assert any(e["job_id"] == job_id for e in stack.events("clip.state_restored"))
     assert not any(e["job_id"] == job_id for e in stack.events("reconcile.repaired"))
 

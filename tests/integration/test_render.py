@@ -148,7 +148,7 @@ def test_mixed_job_renders_with_gaps_exact_frames_and_minimal_bytes(stack: Stack
     ]
     assert sorted(int(e["clip_task_id"].split(":")[1]) for e in finals) == list(range(24))
     assert all(e["trace_id"] == request["trace_id"] for e in finals)
-    assert len([e for e in stack.events("job.finished") if e["job_id"] == job_id]) == 1
+    assert len(stack.job_finished(job_id)) == 1
     assert stack.actor_errors() == []
 
 
@@ -181,7 +181,7 @@ def test_duplicate_clip_messages_neither_count_twice_nor_assemble_twice(stack: S
         if e["clip_status"] == "succeeded" and e["job_id"] == job_id
     )
     assert finals == Counter({f"{job_id}:{i}": 1 for i in range(8)})
-    assert len([e for e in stack.events("job.finished") if e["job_id"] == job_id]) == 1
+    assert len(stack.job_finished(job_id)) == 1
 
 
 def queue_depth(stack: Stack, queue: str) -> int:
@@ -229,7 +229,7 @@ def test_submission_is_idempotent_and_bad_input_enqueues_nothing(stack: Stack) -
     other = dict(request, lines=request["lines"][:2])
     res = stack.cli("submit", "-", input_json=other)
     assert res.returncode == 2 and "different request body" in res.stderr
-    assert len([e for e in stack.events("job.finished") if e["job_id"] == job_id]) == 1
+    assert len(stack.job_finished(job_id)) == 1
     assert len([e for e in stack.events("plan.ready") if e["job_id"] == job_id]) == 1
 
 

@@ -138,7 +138,7 @@ def test_two_clip_hosts_and_an_assembler_share_only_the_services(
 
     # Then it was assembled once, with the right number of frames, from clips cut on both hosts
     assert result["status"] == "COMPLETED_WITH_GAPS", result
-    assert len(job_events(stack, "job.finished", job_id)) == 1
+    assert len(stack.job_finished(job_id)) == 1
     assert len(job_events(stack, "assemble.started", job_id)) == 1
     assert hosts_that_cut(stack, job_id) == {"a", "b"}
     expected = total_frames(parse_request(request))
@@ -204,7 +204,7 @@ def test_a_clip_worker_killed_mid_upload(stack: Stack, tmp_path: Path) -> None:
 
         # Then the job ends, assembled once, with every frame
         result = render_result(stack, job_id, timeout=240)
-        assert len(job_events(stack, "job.finished", job_id)) == 1
+        assert len(stack.job_finished(job_id)) == 1
         final = download(result["output_url"], tmp_path / "final.mp4")
         assert count_frames(final) == total_frames(parse_request(request))
         # and the dead worker's upload is aborted once its job has ended
