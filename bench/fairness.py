@@ -62,17 +62,22 @@ def fairness(env: Env, cdn: LoopbackCDN, cap: int) -> dict[str, Any]:
     try:
         workers.wait_ready(4)
         stamp = int(time.time())
+        cpu = [workers.cpu_s()]
         submit(env, job.request(f"fair-small-alone-{stamp}", cdn, lines=SMALL_LINES, seed=8))
         small_alone = _wall(env, f"fair-small-alone-{stamp}", workers)
+        cpu.append(workers.cpu_s())
         submit(env, job.request(f"fair-big-alone-{stamp}", cdn, lines=BIG_LINES, seed=7))
         big_alone = _wall(env, f"fair-big-alone-{stamp}", workers)
+        cpu.append(workers.cpu_s())
         submit(env, job.request(f"fair-big-{stamp}", cdn, lines=BIG_LINES, seed=7))
         time.sleep(SMALL_AFTER_S)
         submit(env, job.request(f"fair-small-{stamp}", cdn, lines=SMALL_LINES, seed=8))
         small_behind = _wall(env, f"fair-small-{stamp}", workers)
         big_with_small = _wall(env, f"fair-big-{stamp}", workers)
+        cpu.append(workers.cpu_s())
     finally:
         workers.stop()
+    small_cpu, big_cpu, both_cpu = (round(b - a, 2) for a, b in zip(cpu, cpu[1:], strict=False))
     return {
         "cap": cap,
         "small_alone_s": small_alone,
@@ -81,6 +86,12 @@ def fairness(env: Env, cdn: LoopbackCDN, cap: int) -> dict[str, Any]:
         "big_alone_s": big_alone,
         "big_with_small_s": big_with_small,
         "big_with_small_over_alone": round(big_with_small / big_alone, 3),
+        # the workers' CPU seconds (ffmpeg and Python) for each job alone and for both together, and the
+        # big job's growth were its cores never idle and the small job's CPU simply added to its own
+        "small_alone_cpu_s": small_cpu,
+        "big_alone_cpu_s": big_cpu,
+        "both_cpu_s": both_cpu,
+        "growth_floor": round((big_cpu + small_cpu) / big_cpu, 3) if big_cpu else None,
         "targets": "small_behind_over_alone <= 2; big_with_small_over_alone <= 1.10",
     }
 

@@ -212,6 +212,31 @@ class Workers:
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the workers' process trees have spent so far: each live process's
+        own and that of its children it has waited for (every ffmpeg and ffprobe of a clip, a song, an
+        assembly). Differences between two readings are what the work in between cost."""
+        by_parent: dict[int, list[tuple[int, int]]] = {}
+        own: dict[int, int] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue  # ended meanwhile: its CPU is in its parent's children's figures
+            fields = stat[stat.rindex(")") + 2 :].split()  # from field 3 (state) on
+            ticks = sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
+            by_parent.setdefault(int(fields[1]), []).append((int(entry), ticks))
+            own[int(entry)] = ticks
+        todo = [p.pid for p in self.procs]
+        total = sum(own.get(pid, 0) for pid in todo)
+        while todo:
+            for pid, ticks in by_parent.get(todo.pop(), []):
+                total += ticks
+                todo.append(pid)
+        return total / os.sysconf("SC_CLK_TCK")
+
     def events(self) -> list[dict[str, Any]]:
         out = []
         for log in self.logs:
