@@ -64,20 +64,30 @@ def expected(variant: corpus.Variant, start_ms: int, end_ms: int, frames: int, f
     return out
 
 
-@pytest.fixture(scope="module")
-def corpus_cdn() -> Iterator[LoopbackCDN]:
+def serve_corpus() -> Iterator[LoopbackCDN]:
+    """The HLS corpus (built once per content), on a loopback CDN of its own."""
     root = corpus.build(CACHE.parent / "hls-corpus")
     with LoopbackCDN(root) as server:
         yield server
 
 
-@pytest.fixture
-def ctx(tmp_path: Path, redis_url: str) -> Iterator[Context]:
+def cut_context(tmp_path: Path, redis_url: str) -> Iterator[Context]:
+    """A pipeline context to cut with, on this test's directories and Redis db."""
     yield Context(_settings(tmp_path, redis_url))
     # a test's background prefetches end with it: none reaches the next test's server on a reused port
     deadline = time.monotonic() + 30
     while prefetch.pending() and time.monotonic() < deadline:
         time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def corpus_cdn() -> Iterator[LoopbackCDN]:
+    yield from serve_corpus()
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, redis_url: str) -> Iterator[Context]:
+    yield from cut_context(tmp_path, redis_url)
 
 
 def _settings(tmp_path: Path, redis_url: str) -> Settings:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,12 +20,12 @@ import pytest
 
 from clipline.dev.cdn import LoopbackCDN
 from clipline.dev.samples import read_frames
-from pipeline import cutting, prefetch
+from pipeline import cutting
 from pipeline.context import Context
+from pipeline.models import ClipRecord
 from tests.media import corpus
 
-from .conftest import CACHE
-from .test_hls_variants import _picture_box, _settings, expected, view_for
+from .test_hls_variants import _picture_box, cut_context, expected, serve_corpus, view_for
 
 pytestmark = pytest.mark.integration
 
@@ -61,17 +60,12 @@ def _shown_box(degrees: int) -> tuple[int, int, int, int]:
 
 @pytest.fixture(scope="module")
 def corpus_cdn() -> Iterator[LoopbackCDN]:
-    root = corpus.build(CACHE.parent / "hls-corpus")
-    with LoopbackCDN(root) as server:
-        yield server
+    yield from serve_corpus()
 
 
 @pytest.fixture
 def ctx(tmp_path: Path, redis_url: str) -> Iterator[Context]:
-    yield Context(_settings(tmp_path, redis_url))
-    deadline = time.monotonic() + 30  # a test's background prefetches end with it
-    while prefetch.pending() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    yield from cut_context(tmp_path, redis_url)
 
 
 def _rotation(media: Path) -> int | None:
@@ -93,6 +87,18 @@ def _read_upright(video: Path, box: tuple[int, int, int, int], degrees: int, tmp
     argv += ["-vf", f"crop={w}:{h}:{x}:{y},{UNDO[degrees]}", "-c:v", "ffv1", str(upright)]
     subprocess.run(argv, check=True, timeout=120)
     return read_frames(upright)
+
+
+def _assert_cut_as_shown(record: ClipRecord, degrees: int, want: list[int], tmp: Path) -> None:
+    """The clip has no display matrix (its pixels shown as they are, as the assembler's stream copy of
+    every clip shows them), its picture is where a picture shown ``degrees`` turned belongs (a portrait
+    one pillarboxed at its own 90x160, not the coded landscape one filling the frame), and turned back
+    upright it shows exactly ``want``."""
+    clip = Path(record.path or "")
+    assert _rotation(clip) is None, record.index
+    assert _picture_box(clip) == _shown_box(degrees), record.index
+    assert _read_upright(clip, _shown_box(degrees), degrees, tmp) == want, record.index
+    assert (record.source_first_frame, record.source_last_frame) == (want[0], want[-1])
 
 
 @pytest.mark.parametrize("degrees", [90, 180, 270])
@@ -126,16 +132,10 @@ def test_a_rotated_fmp4_source_is_cut_as_shown_upright_fitted_and_frame_exact(
     for slot, line in zip(view.slots, view.request.lines, strict=True):
         # When each window is cut for a 16:9 job
         record = cutting.cut_from_hls(ctx, view, slot.index)
-        clip = Path(record.path or "")
-        # Then the picture is turned in its pixels, as shown: the clip has no display matrix (its
-        # pixels shown as they are, as the assembler's stream copy of every clip shows them), and a
-        # portrait picture is pillarboxed at its own 90x160, not the coded landscape one filling the frame
-        assert _rotation(clip) is None, slot.index
-        assert _picture_box(clip) == _shown_box(degrees), slot.index
-        # and, turned back upright, it shows exactly the frame rule's frames
-        want = expected(variant, line.clip.start_ms, line.clip.end_ms, slot.frames)
-        assert _read_upright(clip, _shown_box(degrees), degrees, tmp_path) == want, slot.index
-        assert (record.source_first_frame, record.source_last_frame) == (want[0], want[-1])
+        # Then the picture is turned in its pixels, as shown, fitted, and frame-exact
+        _assert_cut_as_shown(
+            record, degrees, expected(variant, line.clip.start_ms, line.clip.end_ms, slot.frames), tmp_path
+        )
 
 
 @pytest.mark.parametrize("degrees", [90, 180, 270])
@@ -154,11 +154,7 @@ def test_a_rotated_local_copy_is_cut_as_shown_upright_fitted_and_frame_exact(
         # When each window is cut from it
         record = cutting.cut_from_local(ctx, view, slot.index)
         assert record is not None
-        clip = Path(record.path or "")
-        # Then the picture is turned in its pixels (no display matrix), fitted, and turned back it
-        # shows exactly the frame rule's frames
-        assert _rotation(clip) is None, slot.index
-        assert _picture_box(clip) == _shown_box(degrees), slot.index
-        want = expected(variant, line.clip.start_ms, line.clip.end_ms, slot.frames)
-        assert _read_upright(clip, _shown_box(degrees), degrees, tmp_path) == want, slot.index
-        assert (record.source_first_frame, record.source_last_frame) == (want[0], want[-1])
+        # Then the picture is turned in its pixels, as shown, fitted, and frame-exact
+        _assert_cut_as_shown(
+            record, degrees, expected(variant, line.clip.start_ms, line.clip.end_ms, slot.frames), tmp_path
+        )
