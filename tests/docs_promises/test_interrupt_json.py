@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import select
 import signal
 import subprocess
 import sys
@@ -34,7 +35,16 @@ def test_ctrl_c_during_status_watch_json_ends_with_an_interrupted_json_object(
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
-        time.sleep(4)
+        # interrupted once it is watching (its first progress line on stderr), not while it is still
+        # starting: a fresh clone under load took over 4 s to import, and a Ctrl-C then ends Python
+        # before clipline's code runs (CI saw exit -2)
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 60
+        seen = ""
+        while "af-int-1 PENDING" not in seen and time.monotonic() < deadline and proc.poll() is None:
+            if select.select([proc.stderr], [], [], 0.5)[0]:
+                seen += proc.stderr.readline()
+        assert "af-int-1 PENDING" in seen, seen[-300:]
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=20)
     finally:
