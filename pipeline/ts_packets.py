@@ -19,11 +19,14 @@ without a PTS or with a length it does not have, a PES holding no picture or
 several (fields, packed frames), data partitioning, SVC/MVC, a picture whose
 first slice does not say where it starts, a stream whose SPS allows interlaced
 pictures (``frame_mbs_only_flag`` 0: ffprobe says whether its frames are, for the
-cut to deinterlace them). Never a guess: a wrong key flag
+cut to deinterlace them) or says they are HDR (its VUI's PQ or HLG transfer:
+ffprobe names the colour, for the cut to tone-map them). Never a guess: a wrong key flag
 would start decoding where it cannot, a wrong PTS would pick a wrong frame.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from .mpegts import (
     PACKET,
@@ -178,7 +181,7 @@ def _is_idr_picture(es: bytes) -> bool:
                 raise Unsure
         elif kind == _SEI and pictures == 0 and recovery_frame_cnt(nal[1:]) is not None:
             recovery = True
-        elif kind == _SPS and not frame_mbs_only(nal[1:]):
+        elif kind == _SPS and _left_to_ffprobe(nal[1:]):
             raise Unsure
     if pictures != 1 or (recovery and not idr):
         raise Unsure
@@ -208,12 +211,36 @@ def recovery_frame_cnt(payload: bytes) -> int | None:
 _HIGH_PROFILES = {100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135}
 
 
+#: VUI ``transfer_characteristics`` of HDR (H.264 Table E-4): 16 PQ (SMPTE ST 2084), 18 HLG (ARIB STD-B67).
+HDR_TRANSFER_CODES = frozenset({16, 18})
+
+
+def _left_to_ffprobe(sps: bytes) -> bool:
+    """A stream this reader does not read: its pictures may be interlaced (ffprobe says whether they are,
+    for the cut to deinterlace them) or are HDR (ffprobe names the colour, for the cut to tone-map)."""
+    facts = sps_facts(sps)
+    return not facts.frame_mbs_only or facts.transfer in HDR_TRANSFER_CODES
+
+
 def frame_mbs_only(payload: bytes) -> bool:
     """An SPS NAL unit's ``frame_mbs_only_flag`` (``payload``: the unit after its header byte): False when
     the stream may code pictures as fields or field macroblock pairs (interlaced, PAFF or MBAFF).
     Raises ``Unsure`` for an SPS too short to say."""
+    return sps_facts(payload).frame_mbs_only
+
+
+@dataclass(frozen=True)
+class SpsFacts:
+    frame_mbs_only: bool
+    #: the VUI's ``transfer_characteristics``; None when the SPS has no colour description
+    transfer: int | None
+
+
+def sps_facts(payload: bytes) -> SpsFacts:
+    """An SPS NAL unit's ``frame_mbs_only_flag`` and VUI transfer characteristics (``payload``: the unit
+    after its header byte; H.264 7.3.2.1.1 and E.1.1). Raises ``Unsure`` for an SPS too short to say."""
     rbsp = payload.replace(b"\x00\x00\x03", b"\x00\x00")
-    bits = "".join(f"{b:08b}" for b in rbsp[:1024])  # far beyond any SPS up to its flag
+    bits = "".join(f"{b:08b}" for b in rbsp[:1024])  # far beyond any SPS up to its VUI's colour
     try:
         profile = rbsp[0]
         _, i = _ue(bits, 24)  # after profile_idc, constraint flags, level_idc: seq_parameter_set_id
@@ -244,7 +271,30 @@ def frame_mbs_only(payload: bytes) -> bool:
         i += 1  # gaps_in_frame_num_value_allowed_flag
         _, i = _ue(bits, i)  # pic_width_in_mbs_minus1
         _, i = _ue(bits, i)  # pic_height_in_map_units_minus1
-        return bits[i] == "1"
+        frames_only, i = bits[i] == "1", i + 1
+        i += not frames_only  # mb_adaptive_frame_field_flag
+        i += 1  # direct_8x8_inference_flag
+        cropped, i = bits[i] == "1", i + 1
+        for _ in range(4 if cropped else 0):
+            _, i = _ue(bits, i)  # frame_crop_{left,right,top,bottom}_offset
+        transfer = None
+        vui, i = bits[i] == "1", i + 1
+        if vui:
+            aspect, i = bits[i] == "1", i + 1
+            if aspect:
+                idc, i = int(bits[i : i + 8], 2), i + 8
+                i += 32 if idc == 255 else 0  # Extended_SAR: sar_width, sar_height
+            overscan, i = bits[i] == "1", i + 1
+            i += overscan  # overscan_appropriate_flag
+            signal, i = bits[i] == "1", i + 1
+            if signal:
+                i += 4  # video_format, video_full_range_flag
+                described, i = bits[i] == "1", i + 1
+                if described:
+                    if len(bits) < i + 16:
+                        raise Unsure
+                    transfer = int(bits[i + 8 : i + 16], 2)  # after colour_primaries
+        return SpsFacts(frames_only, transfer)
     except (IndexError, ValueError) as exc:
         raise Unsure from exc
 

@@ -189,15 +189,18 @@ def test_interlaced_frames_are_made_progressive_at_their_first_fields_moment(
     assert found["TFF"] + found["BFF"] <= 2 and found["Progressive"] >= 40, found
 
 
-@pytest.mark.parametrize("name", ["hevc_pq", "hevc_main10_hlg"])
+@pytest.mark.parametrize(
+    ("name", "sdr_name"), [("hevc_pq", "hevc_fmp4"), ("hevc_main10_hlg", "hevc_fmp4"), ("h264_pq_ts", "ts")]
+)
 def test_hdr_pictures_are_tone_mapped_to_look_as_their_sdr_original(
-    name: str, corpus_cdn: LoopbackCDN, ctx: Context
+    name: str, sdr_name: str, corpus_cdn: LoopbackCDN, ctx: Context
 ) -> None:
     # Given the pattern converted to HDR (BT.2020, PQ or HLG, its white at BT.2408's 203 cd/m2), and
-    # the same pattern in SDR, both HEVC in fMP4 as the same encoder made them
+    # the same pattern in SDR, as the same encoder and packager made them (HEVC in fMP4; H.264 in
+    # MPEG-TS, whose HDR the Python MPEG-TS reader leaves to ffprobe)
     window = [(1234, 2900, 1500)]
     hdr = cutting.cut_from_hls(ctx, view_for(corpus_cdn.url(f"hls/{name}/index.m3u8"), window), 0)
-    sdr = cutting.cut_from_hls(ctx, view_for(corpus_cdn.url("hls/hevc_fmp4/index.m3u8"), window), 0)
+    sdr = cutting.cut_from_hls(ctx, view_for(corpus_cdn.url(f"hls/{sdr_name}/index.m3u8"), window), 0)
     hdr_path, sdr_path = Path(hdr.path or ""), Path(sdr.path or "")
     # When the HDR window is cut into the job's (SDR, BT.709) clip
     # Then it is tagged BT.709 (it said PQ or HLG, BT.2020, over 8-bit pixels) and looks as the SDR

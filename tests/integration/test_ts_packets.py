@@ -49,6 +49,7 @@ OTHER_CODECS = {"mpeg2_ts", "mpeg2_ts_open_gop", "hevc_ts", "hevc_ts_open_gop", 
 OTHER_CODECS |= {"mpeg2_interlaced"}
 DECLINED = {"aes", "bento4_aes", "open_gop", "shaka_open_gop", "bento4_open_gop", "x264_intra_refresh"}
 DECLINED |= {"h264_interlaced"}  # its SPS allows interlaced pictures: ffprobe says whether they are
+DECLINED |= {"h264_pq_ts"}  # its SPS's VUI says PQ: ffprobe names the colour, for the tone mapping
 DECLINED |= OTHER_CODECS
 
 

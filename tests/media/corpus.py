@@ -169,6 +169,13 @@ def hevc_pq(folder: Path) -> None:
     _hevc_fmp4(folder, "open-gop=0", pix_fmt="yuv420p10le", extra=_hdr("smpte2084"))
 
 
+def h264_pq_ts(folder: Path) -> None:
+    """H.264 High 10, BT.2020 PQ (its SPS's VUI says so), in MPEG-TS: HDR that the Python MPEG-TS
+    reader must leave to ffprobe, which names the colour."""
+    x264 = _x264(15)
+    ff(*_source("30"), *_hdr("smpte2084"), *x264, "-pix_fmt", "yuv420p10le", *_hls(folder, 1))
+
+
 def hevc_fmp4(folder: Path) -> None:
     """HEVC with closed GOPs."""
     _hevc_fmp4(folder, "open-gop=0")
@@ -1121,6 +1128,7 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
             ("h264_high10", h264_high10),
             ("hevc_main10_hlg", hevc_main10_hlg),
             ("hevc_pq", hevc_pq),
+            ("h264_pq_ts", h264_pq_ts),
             ("h264_anamorphic", h264_anamorphic),
             ("h264_anamorphic_fmp4", h264_anamorphic_fmp4),
             ("hevc_ts", hevc_ts),

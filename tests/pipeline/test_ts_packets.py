@@ -166,9 +166,20 @@ def _se(v: int) -> str:
     return _ue(2 * v - 1 if v > 0 else -2 * v)
 
 
-def sps(*, frame_mbs_only: bool, profile: int = 100, matrices: bool = False, poc_type: int = 0) -> bytes:
+def sps(
+    *,
+    frame_mbs_only: bool,
+    profile: int = 100,
+    matrices: bool = False,
+    poc_type: int = 0,
+    cropped: bool = False,
+    vui: bool = False,
+    sar: tuple[int, int] | None = None,
+    transfer: int | None = None,
+) -> bytes:
     """An SPS NAL unit's bytes after its header, written field by field from the standard's syntax
-    (7.3.2.1.1), with every optional part this reader must step over when asked."""
+    (7.3.2.1.1; its VUI up to the colour description, E.1.1), with every optional part this reader
+    must step over when asked."""
     bits = f"{profile:08b}" + "00000000" + f"{30:08b}" + _ue(0)
     if profile in (100, 110, 122, 244):
         bits += _ue(1) + _ue(0) + _ue(0) + "0"  # 4:2:0, 8-bit luma and chroma, no transform bypass
@@ -182,7 +193,20 @@ def sps(*, frame_mbs_only: bool, profile: int = 100, matrices: bool = False, poc
     elif poc_type == 1:
         bits += "0" + _se(-2) + _se(1) + _ue(3) + _se(4) + _se(-5) + _se(6)
     bits += _ue(4) + "0" + _ue(9) + _ue(5 if frame_mbs_only else 2)
-    bits += ("1" if frame_mbs_only else "0") + "1" + "1"  # then direct_8x8_inference, then the stop bit
+    bits += "1" if frame_mbs_only else "01"  # frame_mbs_only_flag, else it and mb_adaptive_frame_field
+    bits += "1"  # direct_8x8_inference_flag
+    bits += "1" + _ue(0) + _ue(4) + _ue(0) + _ue(2) if cropped else "0"  # frame_cropping_flag, offsets
+    bits += "1" if vui or sar or transfer is not None else "0"  # vui_parameters_present_flag
+    if vui or sar or transfer is not None:
+        bits += "1" + f"{255:08b}" + f"{sar[0]:016b}{sar[1]:016b}" if sar else "0"  # Extended_SAR
+        bits += "11"  # overscan_info_present_flag, overscan_appropriate_flag
+        if transfer is not None:  # video_signal_type: format 5, limited range, colour described
+            bits += "1" + "101" + "0" + "1" + f"{9:08b}{transfer:08b}{9:08b}"
+        else:
+            bits += "0"
+        bits += "1" + f"{1:032b}{60:032b}" + "1"  # timing_info_present_flag ... fixed_frame_rate_flag
+        bits += "0000"  # no HRD parameters, pic_struct_present_flag, bitstream_restriction_flag
+    bits += "1"  # rbsp_stop_one_bit
     bits += "0" * (-len(bits) % 8)
     raw = bytes(int(bits[i : i + 8], 2) for i in range(0, len(bits), 8))
     return raw.replace(b"\x00\x00", b"\x00\x00\x03")  # emulation prevention, as a muxer writes it
@@ -195,6 +219,25 @@ def test_an_sps_says_whether_pictures_may_be_interlaced(profile: int, matrices: 
     for flag in (True, False):
         made = sps(frame_mbs_only=flag, profile=profile, matrices=matrices, poc_type=poc_type)
         assert ts_packets.frame_mbs_only(made) is flag
+
+
+@pytest.mark.parametrize("sar", [None, (4, 3)])
+@pytest.mark.parametrize("cropped", [False, True])
+@pytest.mark.parametrize("transfer", [None, 1, 16, 18])
+def test_an_sps_names_its_transfer_past_cropping_and_aspect(
+    sar: tuple[int, int] | None, cropped: bool, transfer: int | None
+) -> None:
+    for flag in (True, False):
+        made = sps(frame_mbs_only=flag, cropped=cropped, sar=sar, transfer=transfer, vui=True)
+        assert ts_packets.sps_facts(made) == ts_packets.SpsFacts(flag, transfer)
+
+
+def test_an_hdr_stream_is_left_to_ffprobe() -> None:
+    # ffprobe names its colour (PQ 16, HLG 18), for the cut to tone-map it; BT.709's (1) is read here
+    for transfer, read in ((None, True), (1, True), (16, False), (18, False)):
+        unit = b"\x00\x00\x01\x67" + sps(frame_mbs_only=True, transfer=transfer)
+        got = ts_packets.video_packets(stream(pes(0, AUD + unit + IDR)))
+        assert got == ([Packet(0, True, 2 * 188)] if read else None), transfer
 
 
 def test_a_stream_whose_sps_allows_interlaced_pictures_is_left_to_ffprobe() -> None:
