@@ -172,8 +172,7 @@ def hevc_pq(folder: Path) -> None:
 def h264_pq_ts(folder: Path) -> None:
     """H.264 High 10, BT.2020 PQ (its SPS's VUI says so), in MPEG-TS: HDR that the Python MPEG-TS
     reader must leave to ffprobe, which names the colour."""
-    x264 = _x264(15)
-    ff(*_source("30"), *_hdr("smpte2084"), *x264, "-pix_fmt", "yuv420p10le", *_hls(folder, 1))
+    ff(*_source("30"), *_hdr("smpte2084"), *_x264(15), "-pix_fmt", "yuv420p10le", *_hls(folder, 1))
 
 
 def hevc_fmp4(folder: Path) -> None:
