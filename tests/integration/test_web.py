@@ -157,8 +157,11 @@ def logged_in(
     return page
 
 
-def progress(page: Page) -> int:
-    return int(page.get_attribute("#job-progress", "value") or 0)
+#: The progress and the status the page shows, read in one evaluation: the page replaces its live part
+#: whole, so two reads could see progress before an update and the status after it (CI saw a final
+#: status beside the 33 % shown a moment before).
+SHOWN = """() => [document.getElementById("job-progress")?.getAttribute("value"),
+                document.getElementById("job-status")?.dataset.status]"""
 
 
 def watch_until_final(page: Page, timeout_s: float = 180) -> list[int]:
@@ -166,8 +169,9 @@ def watch_until_final(page: Page, timeout_s: float = 180) -> list[int]:
     seen: list[int] = []
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        seen.append(progress(page))
-        if page.get_attribute("#job-status", "data-status") in FINAL:
+        value, status = page.evaluate(SHOWN)
+        seen.append(int(value or 0))
+        if status in FINAL:
             return seen
         time.sleep(0.25)
     raise AssertionError(f"the page never showed a final status; progress seen {seen[-5:]}")
