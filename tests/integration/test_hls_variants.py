@@ -121,9 +121,9 @@ def view_for(url: str, windows: list[tuple[int, int, int]], height: int = 90, wi
     return JobView(req, build_slots(req))
 
 
-#: rotated variants are read turned back upright: tests/integration/test_rotation.py
+#: rotated and mirrored variants are read turned back upright: tests/integration/test_rotation.py
 @pytest.mark.parametrize(
-    "name", sorted(n for n, (_, v) in corpus.VARIANTS.items() if not v.ambiguous and not v.rotation)
+    "name", sorted(n for n, (_, v) in corpus.VARIANTS.items() if not v.ambiguous and not v.orientation)
 )
 def test_every_variant_is_cut_frame_exactly(name: str, corpus_cdn: LoopbackCDN, ctx: Context) -> None:
     variant = corpus.VARIANTS[name][1]

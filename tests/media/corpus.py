@@ -53,10 +53,11 @@ class Variant:
     #: a variable frame rate source: the pattern's 60 a second with only these of every 18 kept, each
     #: shown from its own time (code / 60 s) until the next (``vfr``); empty for a constant rate
     kept_of_18: tuple[int, ...] = ()
-    #: the video track's display matrix turns the coded picture this many degrees clockwise when shown
-    #: (``rotated``; ffprobe's ``rotation`` is minus this): ``read_frames`` reads the code band of an
-    #: upright picture, so a test turns such a clip back first (``tests/integration/test_rotation.py``)
-    rotation: int = 0
+    #: the video track's display matrix, by its name in ``DISPLAY_MATRICES`` ("rot90", "hflip", ...):
+    #: the coded picture is turned or mirrored so when shown (``rotated``); "" for none. ``read_frames``
+    #: reads the code band of an upright picture, so a test turns such a clip back first
+    #: (``tests/integration/test_rotation.py``)
+    orientation: str = ""
 
 
 GST_INSTALL = (
@@ -992,23 +993,33 @@ def gst_openh264(folder: Path) -> None:
     )
 
 
-#: The display matrices (``tkhd``) that turn a W x H coded picture 90, 180 or 270 degrees clockwise when
-#: shown, as phones write them: the 9 values a, b, u, c, d, v, x, y, w of the matrix
+#: The display matrices (``tkhd``) of a W x H coded picture by the orientation they show it in: turned
+#: 90, 180 or 270 degrees clockwise (``rot90``, ...), as phones write them; mirrored left to right
+#: (``hflip``, as a selfie camera's picture is shown) or upside down (``vflip``); mirrored across its
+#: main diagonal (``transpose``: the top-left corner stays, the top row becomes the left column) or its
+#: other one (``antitranspose``: the bottom-right corner becomes the top-left), a mirror and a quarter
+#: turn in one, the shown picture H x W. The 9 values a, b, u, c, d, v, x, y, w of the matrix
 #: ``[[a, b, u], [c, d, v], [x, y, w]]``, a, b, c, d, x, y in 16.16 fixed point and u, v, w in 2.30; a
 #: coded pixel (p, q) is shown at (a*p + c*q + x, b*p + d*q + y), the translation (x, y) keeping the
-#: shown picture at positive coordinates. ffprobe reports them as ``rotation`` -90, -180 and 90.
+#: shown picture at positive coordinates. ffprobe reports their ``rotation`` as -90, -180 and 90 for
+#: the turns, -180 for ``hflip``, 0 for ``vflip``, -90 for ``transpose`` and 90 for ``antitranspose``
+#: (it names the turn only; its ``displaymatrix`` tells a mirror from a turn).
 ONE, W_ONE = 1 << 16, 1 << 30
 DISPLAY_MATRICES = {
-    0: (ONE, 0, 0, 0, ONE, 0, 0, 0, W_ONE),
-    90: (0, ONE, 0, -ONE, 0, 0, H * ONE, 0, W_ONE),
-    180: (-ONE, 0, 0, 0, -ONE, 0, W * ONE, H * ONE, W_ONE),
-    270: (0, -ONE, 0, ONE, 0, 0, 0, W * ONE, W_ONE),
+    "upright": (ONE, 0, 0, 0, ONE, 0, 0, 0, W_ONE),
+    "rot90": (0, ONE, 0, -ONE, 0, 0, H * ONE, 0, W_ONE),
+    "rot180": (-ONE, 0, 0, 0, -ONE, 0, W * ONE, H * ONE, W_ONE),
+    "rot270": (0, -ONE, 0, ONE, 0, 0, 0, W * ONE, W_ONE),
+    "hflip": (-ONE, 0, 0, 0, ONE, 0, W * ONE, 0, W_ONE),
+    "vflip": (ONE, 0, 0, 0, -ONE, 0, 0, H * ONE, W_ONE),
+    "transpose": (0, ONE, 0, ONE, 0, 0, 0, 0, W_ONE),
+    "antitranspose": (0, -ONE, 0, -ONE, 0, 0, H * ONE, W * ONE, W_ONE),
 }
 
 
-def rotated(mp4: Path, degrees: int) -> None:
-    """Write ``DISPLAY_MATRICES[degrees]`` into the video track's ``tkhd`` box of ``mp4`` (a whole MP4
-    or an fMP4 init section), in place; ffmpeg 5.1 cannot write one (``-metadata:s:v rotate`` is
+def rotated(mp4: Path, orientation: str) -> None:
+    """Write ``DISPLAY_MATRICES[orientation]`` into the video track's ``tkhd`` box of ``mp4`` (a whole
+    MP4 or an fMP4 init section), in place; ffmpeg 5.1 cannot write one (``-metadata:s:v rotate`` is
     ignored). The ``tkhd`` width and height stay the coded size, as phones leave them.
 
     ``tkhd`` (ISO/IEC 14496-12, 8.3.2) is a full box: after its header, 1 byte of version and 3 of
@@ -1036,24 +1047,25 @@ def rotated(mp4: Path, degrees: int) -> None:
         (tkhd,) = inside["tkhd"]
         version = data[tkhd[0]]
         matrix = tkhd[0] + 4 + (20 if version == 0 else 32) + 16
-        data[matrix : matrix + 36] = struct.pack(">9i", *DISPLAY_MATRICES[degrees])
+        data[matrix : matrix + 36] = struct.pack(">9i", *DISPLAY_MATRICES[orientation])
         patched += 1
     if patched != 1:
         raise ValueError(f"{mp4}: {patched} video tracks, expected 1")
     mp4.write_bytes(bytes(data))
 
 
-def fmp4_rotated(degrees: int) -> Callable[[Path], None]:
-    """fMP4 (as ``fmp4``) shot by a phone held sideways or upside down: the coded picture is the
-    upright pattern, the init section's display matrix turns it ``degrees`` clockwise when shown. The
-    folder also holds ``local.mp4``, the same source as one progressive MP4 with the same matrix: a
-    local copy for the fallback (a test copies it to the media folder)."""
+def fmp4_rotated(orientation: str) -> Callable[[Path], None]:
+    """fMP4 (as ``fmp4``) shot by a phone held sideways or upside down, or by its selfie camera: the
+    coded picture is the upright pattern, the init section's display matrix turns or mirrors it as
+    ``orientation`` names (``DISPLAY_MATRICES``) when shown. The folder also holds ``local.mp4``, the
+    same source as one progressive MP4 with the same matrix: a local copy for the fallback (a test
+    copies it to the media folder)."""
 
     def make(folder: Path) -> None:
         ff(*_source("30"), *_x264(15), *_fmp4_hls(folder))
-        rotated(folder / "init.mp4", degrees)
+        rotated(folder / "init.mp4", orientation)
         ff(*_source("30"), *_x264(15), str(folder / "local.mp4"))
-        rotated(folder / "local.mp4", degrees)
+        rotated(folder / "local.mp4", orientation)
 
     return make
 
@@ -1207,11 +1219,11 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
         )
     },
     **{
-        f"fmp4_rot{degrees}": (
-            fmp4_rotated(degrees),
-            Variant(f"fmp4_rot{degrees}", Fraction(30), 180, rotation=degrees),
+        f"fmp4_{orientation}": (
+            fmp4_rotated(orientation),
+            Variant(f"fmp4_{orientation}", Fraction(30), 180, orientation=orientation),
         )
-        for degrees in (90, 180, 270)
+        for orientation in ("rot90", "rot180", "rot270", "hflip", "vflip", "transpose", "antitranspose")
     },
 }
 VERSION = 2
