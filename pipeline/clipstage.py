@@ -89,6 +89,7 @@ def _skip_reason(ctx: Context, view: JobView, index: int) -> tuple[str | None, J
     """(why this clip need not run, or None; the job's status when it was read). Raises ``Superseded``
     for a message of an attempt the job has left."""
     if ctx.completion.has(view.job_id, index):
+        _announce_recorded(ctx, view, index)
         return "already recorded", None
     job = ctx.store.get(view.job_id)
     status = job.job_status
@@ -98,6 +99,17 @@ def _skip_reason(ctx: Context, view: JobView, index: int) -> tuple[str | None, J
         return f"job is {status.value}", status
     fencing.check(ctx, view, job)
     return None, status
+
+
+def _announce_recorded(ctx: Context, view: JobView, index: int) -> None:
+    """The slot's outcome is recorded: if the delivery that recorded it died before logging it (killed
+    between the Redis record and its final clip event: its message comes back), log and count it now,
+    once (``announce``'s marker). Called with the slot's lock held, so never beside that delivery."""
+    if clip_objects.was_logged(ctx, view.job_id, index):
+        return
+    raw = ctx.completion.outcome(view.job_id, index)
+    if raw is not None:
+        announce(ctx, view, ClipRecord.from_json(raw))
 
 
 def _fence(ctx: Context, view: JobView) -> None:

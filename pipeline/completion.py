@@ -95,6 +95,10 @@ class Completion:
         raw = self.r.hgetall(keys.job_results(job_id))
         return {int(k): json.loads(v) for k, v in raw.items()}
 
+    def outcome(self, job_id: str, index: int) -> dict[str, Any] | None:
+        raw = self.r.hget(keys.job_results(job_id), str(index))
+        return json.loads(raw) if raw is not None else None
+
     def has(self, job_id: str, index: int) -> bool:
         return bool(self.r.hexists(keys.job_results(job_id), str(index)))
 

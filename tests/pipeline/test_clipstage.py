@@ -16,8 +16,10 @@ from typing import Any
 
 import fakeredis
 import pytest
+import structlog
 
 from pipeline import clip_objects, clipstage, cutting, files, jobs, planning, subprocesses
+from pipeline import logs as logs_module
 from pipeline.context import Context, JobView
 from pipeline.errors import FFmpegFailed, FFmpegMissing, SourceNotFound, SourceUnavailable, Superseded
 from pipeline.models import ClipOutcome, ClipRecord, JobStatus
@@ -146,6 +148,54 @@ def test_a_clip_finished_before_a_crash_is_recorded_from_its_sidecar_not_cut_aga
     files.write_json_atomic(files.clip_record_path(ctx.settings, job, 1), sidecar.to_json())
     assert isinstance(clip(ctx, job, 1), clipstage.Done)
     assert cuts.calls == [("hls", 0), ("hls", 1)]
+
+
+class Killed(BaseException):
+    """A worker SIGKILLed at this point: nothing after it runs (not an Exception: nothing catches it)."""
+
+
+def _final_events(logs: list[dict[str, Any]], index: int) -> list[str]:
+    return [
+        e["clip_status"]
+        for e in logs
+        if e["event"] == logs_module.CLIP_EVENT
+        and e["clip_task_id"].endswith(f":{index}")
+        and e["clip_status"] not in ("started", "retrying")
+    ]
+
+
+@pytest.mark.parametrize("stage", ["clip", "fallback"])
+def test_an_outcome_recorded_by_a_delivery_killed_before_its_log_line_is_logged_by_the_next_one(
+    ctx: Context, cuts: FakeCuts, monkeypatch: pytest.MonkeyPatch, stage: str
+) -> None:
+    # Given a delivery killed between recording the slot's outcome (sidecar and Redis) and its final
+    # clip event (announce): its message comes back
+    job = planned(ctx, lines=2)
+    deliver = (
+        (lambda: clip(ctx, job, 0))
+        if stage == "clip"
+        else (lambda: clipstage.run_fallback(ctx, job, 0, "SourceNotFound: gone"))
+    )
+    real = clipstage.announce
+
+    def killed(*args: Any, **kwargs: Any) -> None:
+        raise Killed
+
+    monkeypatch.setattr(clipstage, "announce", killed)
+    with pytest.raises(Killed):
+        deliver()
+    monkeypatch.setattr(clipstage, "announce", real)
+    assert ctx.completion.has(job, 0) and not clip_objects.was_logged(ctx, job, 0)
+    # When it is delivered again, and once more
+    with structlog.testing.capture_logs() as logs:
+        again = deliver()
+        third = deliver()
+    # Then the redelivery logs the slot's final status (once), without cutting it again
+    assert again == third == clipstage.Skipped("already recorded")
+    want = "succeeded" if stage == "clip" else "placeholder"
+    assert _final_events(logs, 0) == [want]
+    assert clip_objects.was_logged(ctx, job, 0)
+    assert len(cuts.calls) == 1
 
 
 def test_redis_losing_the_job_mid_way_is_repaired_by_the_next_clip(
