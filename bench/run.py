@@ -6,6 +6,8 @@
     .venv/bin/python -m bench.run --cache --profiles cpu --caps 4 --skip-baselines --skip-storage
                                                    # the same job twice, clip cache on (issue 16.2)
     .venv/bin/python -m bench.run --profiles cpu --fairness --draft   # only these (bench/fairness.py)
+    .venv/bin/python -m bench.run --profiles cpu --caps 4 --skip-storage --repeat 5
+                                                   # clipline and the bare script 5 times each, in turns
 
 Prints a table per profile and writes bench/results/latest.json. Needs the
 services ./dev.sh starts (RabbitMQ, Redis) and ffmpeg.
@@ -17,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import time
 from datetime import datetime
 from pathlib import Path
@@ -97,6 +100,47 @@ def compare_with_bare(fig: dict[str, Any], bare: dict[str, Any]) -> None:
     fig["clipline_over_bare_wall"] = round(fig["wall_s"] / bare["wall_s"], 2)
     fig["bare_cpu_s_per_clip_mean"] = bare["cpu_s_per_clip_mean"]
     fig["bare_cpu_s_per_clip_p95"] = bare["cpu_s_per_clip_p95"]
+
+
+def paired_runs(env: Env, cdn: LoopbackCDN, cap: int, label: str, pairs: int) -> dict[str, Any]:
+    """``pairs`` runs of clipline and of the bare script at ``cap``, each pair in turns (clipline first,
+    then the bare script first, ...) so neither always meets a machine the other just warmed or loaded.
+    The figures of the pair with the median ratio, with every pair's walls and ratio and their median
+    and spread: on a shared machine one pair's ratio moves by more than a change's effect."""
+    runs = []
+    for i in range(pairs):
+        if i % 2:
+            bare = baseline_runs(cdn, cap, label, everything_first=False)["bare_parallel_ffmpeg"]
+            fig = pipeline_run(env, cdn, cap, label)
+        else:
+            fig = pipeline_run(env, cdn, cap, label)
+            bare = baseline_runs(cdn, cap, label, everything_first=False)["bare_parallel_ffmpeg"]
+        compare_with_bare(fig, bare)
+        runs.append(fig)
+        print(
+            f"[{label}] cap {cap} pair {i + 1}/{pairs}: {fig['wall_s']} s vs bare {fig['bare_wall_s']} s",
+            flush=True,
+        )
+    ratios = sorted(r["clipline_over_bare_wall"] for r in runs)
+    median = statistics.median(ratios)
+    chosen = dict(min(runs, key=lambda r: abs(r["clipline_over_bare_wall"] - median)))
+    chosen["pairs"] = [
+        {
+            k: r[k]
+            for k in (
+                "wall_s",
+                "bare_wall_s",
+                "clipline_over_bare_wall",
+                "cpu_s_per_clip_mean",
+                "bare_cpu_s_per_clip_mean",
+                "worker_python_cpu_s",
+            )
+        }
+        for r in runs
+    ]
+    chosen["clipline_over_bare_wall_median"] = round(median, 3)
+    chosen["clipline_over_bare_wall_range"] = [ratios[0], ratios[-1]]
+    return chosen
 
 
 def throughput_and_fairness(env: Env, cdn: LoopbackCDN) -> dict[str, Any]:
@@ -203,6 +247,12 @@ def main() -> None:
     ap.add_argument("--caps", default="1,2,4,8")
     ap.add_argument("--baseline-cap", type=int, default=4)
     ap.add_argument("--skip-baselines", action="store_true")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs of clipline and of the bare script per cap, in turns; the median pair is reported",
+    )
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--skip-storage", action="store_true", help="no S3-against-file comparison")
     ap.add_argument("--only-storage", action="store_true", help="only the S3-against-file comparison")
@@ -316,10 +366,13 @@ def run_profiles(args: Any, job: Any, samples: Any, redis_url: str, results: dic
                 results["profiles"][name] = prof
                 continue
             for cap in [int(c) for c in args.caps.split(",")]:
-                prof["pipeline"][cap] = pipeline_run(env, cdn, cap, name)
-                if not args.skip_baselines:  # the bare script at the same cap, right after
-                    bare = baseline_runs(cdn, cap, name, everything_first=False)["bare_parallel_ffmpeg"]
-                    compare_with_bare(prof["pipeline"][cap], bare)
+                if args.repeat > 1 and not args.skip_baselines:
+                    prof["pipeline"][cap] = paired_runs(env, cdn, cap, name, args.repeat)
+                else:
+                    prof["pipeline"][cap] = pipeline_run(env, cdn, cap, name)
+                    if not args.skip_baselines:  # the bare script at the same cap, right after
+                        bare = baseline_runs(cdn, cap, name, everything_first=False)["bare_parallel_ffmpeg"]
+                        compare_with_bare(prof["pipeline"][cap], bare)
                 print(f"[{name}] cap {cap}: {json.dumps(prof['pipeline'][cap])}", flush=True)
             if 1 in prof["pipeline"]:
                 for fig in prof["pipeline"].values():
@@ -377,6 +430,15 @@ def print_table(results: dict[str, Any]) -> None:
         print(" | ".join(cols))
         for cap, fig in prof["pipeline"].items():
             print(" | ".join(str(cap if c == "cap" else fig.get(c)) for c in cols))
+        for cap, fig in prof["pipeline"].items():
+            if "pairs" in fig:
+                print(
+                    f"cap {cap}, {len(fig['pairs'])} pairs in turns: clipline/bare median "
+                    f"{fig['clipline_over_bare_wall_median']}, range {fig['clipline_over_bare_wall_range']}"
+                    " (the row above is the median pair)"
+                )
+                for pair in fig["pairs"]:
+                    print(f"  {pair}")
         for bname, b in prof.get("baselines", {}).items():
             print(f"{bname}: {b}")
         for extra in ("throughput", "live_config", "clip_cache"):
