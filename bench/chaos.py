@@ -5,16 +5,28 @@
 A private RabbitMQ node and a private redis-server (tests/integration/private.py), one
 ``clipline worker`` per stage as the kill tests start them, the loopback CDN of the tests. Jobs of
 8-12 lines are submitted at the start and during the faults; the second and fifth are cancelled and
-retried. For ``--minutes`` a seeded schedule injects, overlapping: SIGKILL of a random stage's worker
-(restarted after a random delay, as a supervisor would), restarts of the private Redis (state lost)
-and of the private RabbitMQ, CDN faults (5xx bursts, stalled reads, dropped connections, video API
-5xx) and a slow ffmpeg. A supervisor thread also restarts a worker that exits by itself.
+retried. Besides those lines every job has 1-2 lines of ``v_local`` and 1-2 of ``v_gone`` at seeded
+places, each video asked for by its ``hls_url`` or through the video API (seeded): sources of the
+tests' sample set that have no HLS at all (the CDN and the video API answer 404 for the whole run,
+whatever the schedule does), the first with a local copy in the media dir, the second without, as in
+tests/integration/test_render.py; so each job ends COMPLETED_WITH_GAPS. For ``--minutes`` a seeded
+schedule injects, overlapping: SIGKILL of a random stage's worker (restarted after a random delay,
+as a supervisor would), restarts of the private Redis (state lost) and of the private RabbitMQ, CDN
+faults (5xx bursts, stalled reads, dropped connections, video API 5xx) and a slow ffmpeg. A
+supervisor thread also restarts a worker that exits by itself.
 
 Then, per job: its final state and the time it took (against a bound computed from the settings),
 the frame count of ``final.mp4`` against the timeline rule, ``report.json`` against the record, one
-``job.finished`` line per job end and ``clipline_jobs_total`` never above the ends; globally: the
-render queues drained (nothing ready, nothing unacknowledged), dead letters listed, and no worker or
-ffmpeg process left once the stack is stopped. Exits 1 when a check fails. Figures only, no timing
+final clip event per slot, one ``job.finished`` line per job end and ``clipline_jobs_total`` never
+above the ends; per dead line, in the job's last attempt (a retried job's second one; a retry after
+COMPLETED_WITH_GAPS redoes only the slots without footage): the slot ended ``local`` (the local copy)
+or ``placeholder`` (none) in the report, the record's status and clip_stats and its final clip event;
+its clip (the report's count, and the clip file kept for a retry, counted) has the timeline rule's
+frames; final.mp4 shows there the local copy's frames by the frame rule, or black; the slot's reason
+and last error, its clip event's reason and its line in the report's missing footage name the video.
+Globally: the render queues drained (nothing ready, nothing unacknowledged), dead letters listed, and
+no worker or ffmpeg process left once the stack is stopped. The summary counts every job's slots by
+outcome (ok / local / placeholder / failed). Exits 1 when a check fails. Figures only, no timing
 asserts. The schedule is seeded; what the processes make of it is not (thread timing).
 """
 
