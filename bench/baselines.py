@@ -124,6 +124,4 @@ def download_everything_first(
         with ThreadPoolExecutor(cap) as pool:
             return dict(zip(videos, pool.map(fetch, videos), strict=True))
 
-    return _cut_and_assemble(
-        req_data, work, cap, ffmpeg, prepare=prepare
-    )
+    return _cut_and_assemble(req_data, work, cap, ffmpeg, prepare=prepare)

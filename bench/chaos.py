@@ -5,16 +5,28 @@
 A private RabbitMQ node and a private redis-server (tests/integration/private.py), one
 ``clipline worker`` per stage as the kill tests start them, the loopback CDN of the tests. Jobs of
 8-12 lines are submitted at the start and during the faults; the second and fifth are cancelled and
-retried. For ``--minutes`` a seeded schedule injects, overlapping: SIGKILL of a random stage's worker
-(restarted after a random delay, as a supervisor would), restarts of the private Redis (state lost)
-and of the private RabbitMQ, CDN faults (5xx bursts, stalled reads, dropped connections, video API
-5xx) and a slow ffmpeg. A supervisor thread also restarts a worker that exits by itself.
+retried. Besides those lines every job has 1-2 lines of ``v_local`` and 1-2 of ``v_gone`` at seeded
+places, each video asked for by its ``hls_url`` or through the video API (seeded): sources of the
+tests' sample set that have no HLS at all (the CDN and the video API answer 404 for the whole run,
+whatever the schedule does), the first with a local copy in the media dir, the second without, as in
+tests/integration/test_render.py; so each job ends COMPLETED_WITH_GAPS. For ``--minutes`` a seeded
+schedule injects, overlapping: SIGKILL of a random stage's worker (restarted after a random delay,
+as a supervisor would), restarts of the private Redis (state lost) and of the private RabbitMQ, CDN
+faults (5xx bursts, stalled reads, dropped connections, video API 5xx) and a slow ffmpeg. A
+supervisor thread also restarts a worker that exits by itself.
 
 Then, per job: its final state and the time it took (against a bound computed from the settings),
 the frame count of ``final.mp4`` against the timeline rule, ``report.json`` against the record, one
-``job.finished`` line per job end and ``clipline_jobs_total`` never above the ends; globally: the
-render queues drained (nothing ready, nothing unacknowledged), dead letters listed, and no worker or
-ffmpeg process left once the stack is stopped. Exits 1 when a check fails. Figures only, no timing
+final clip event per slot, one ``job.finished`` line per job end and ``clipline_jobs_total`` never
+above the ends; per dead line, in the job's last attempt (a retried job's second one; a retry after
+COMPLETED_WITH_GAPS redoes only the slots without footage): the slot ended ``local`` (the local copy)
+or ``placeholder`` (none) in the report, the record's status and clip_stats and its final clip event;
+its clip (the report's count, and the clip file kept for a retry, counted) has the timeline rule's
+frames; final.mp4 shows there the local copy's frames by the frame rule, or black; the slot's reason
+and last error, its clip event's reason and its line in the report's missing footage name the video.
+Globally: the render queues drained (nothing ready, nothing unacknowledged), dead letters listed, and
+no worker or ffmpeg process left once the stack is stopped. The summary counts every job's slots by
+outcome (ok / local / placeholder / failed). Exits 1 when a check fails. Figures only, no timing
 asserts. The schedule is seeded; what the processes make of it is not (thread timing).
 """
 
@@ -23,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import secrets
 import shutil
 import subprocess
@@ -52,6 +65,13 @@ SOAK_ENV = {
 SLOW_FFMPEG_S = 2.0
 #: Every CDN request waits this long: jobs of ~10 lines take tens of seconds, long enough for faults.
 CDN_LATENCY_MS = 150
+#: Sources gone for good, in every job, and the outcome their slots must end in: the tests' sample set
+#: (tests/integration/conftest.py SOURCES) has no HLS for either, so the CDN answers 404 for the playlist
+#: and the video API ``video_not_found``, whatever the schedule does (``reset_faults`` cannot bring them
+#: back); ``v_local`` has a local copy in the media dir, ``v_gone`` none.
+DEAD = {"v_local": "local", "v_gone": "placeholder"}
+#: The frame rate of the sample sources (the local copy's source frames, for its slots' frame check).
+SOURCE_FPS = 30
 
 
 def log(msg: str) -> None:
@@ -84,11 +104,14 @@ class Job:
     job_id: str
     request: dict[str, Any]
     submit_at_s: float  # into the fault window
+    #: Slots whose source is dead -> the outcome they must end in (``DEAD``).
+    dead: dict[int, str] = field(default_factory=dict)
     cancel_retry: bool = False
     retried: bool = False  # its retry was accepted: a second attempt must end
     submitted: float | None = None  # monotonic
     finals: list[tuple[str, float, int]] = field(default_factory=list)  # (status, s after submit, attempt)
     retried_at: float | None = None  # wall clock
+    retry_settled: bool = False  # the retry command has returned and ``retried`` says what it did
     problems: list[str] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
 
@@ -132,6 +155,7 @@ class Chaos:
         self.t0 = time.monotonic()
         self.events: list[str] = []
         self.metrics_seen: dict[int, Counter[str]] = {}  # worker pid -> last clipline_jobs_total scrape
+        self.slots_ended = Counter[str]()  # report outcomes of every job's last attempt, once checked
         self.cli_logs: list[Path] = []
         self.jobs = self._plan_jobs(jobs)
 
@@ -200,8 +224,39 @@ class Chaos:
             job_id = f"chaos{self.seed}-{i}-{secrets.token_hex(3)}"
             lines = self.rng.randint(8, 12)
             at = 0.0 if i < 2 else self.rng.uniform(5, self.window_s * 0.7)
-            out.append(Job(job_id, small_request(self.stack, job_id, lines), at, cancel_retry=i in (1, 4)))
+            # The dead lines draw from a generator of their own: the seed's jobs (lines, submit times) and
+            # fault schedules stay those of the runs before the dead lines were added.
+            dead_rng = random.Random(f"{self.seed}-dead-{i}")
+            n_dead = {vid: dead_rng.randint(1, 2) for vid in DEAD}
+            request = small_request(self.stack, job_id, lines + sum(n_dead.values()))
+            dead = self._kill_lines(request, n_dead, dead_rng)
+            out.append(Job(job_id, request, at, dead=dead, cancel_retry=i in (1, 4)))
         return out
+
+    def _kill_lines(
+        self, request: dict[str, Any], n_dead: dict[str, int], rng: random.Random
+    ) -> dict[int, str]:
+        """Point ``n_dead[video]`` seeded lines of ``request`` at each dead video; slot -> outcome due.
+
+        Each dead video of a job is asked for by its ``hls_url`` (the CDN's 404 for the playlist) or through
+        the video API (its 404), by the seed. Windows lie inside the 10 s local copy, 0.6-1.5 s long (the
+        1 s slot holds the last frame of a shorter one)."""
+        from tests.integration.conftest import SOURCES, clip
+
+        places = rng.sample(range(len(request["lines"])), sum(n_dead.values()))
+        dead: dict[int, str] = {}
+        for vid, count in n_dead.items():
+            direct = rng.random() < 0.5
+            length_s = next(s.duration_s for s in SOURCES if s.video_id == vid)
+            for index in places[:count]:
+                window = rng.randrange(600, 1500, 10)
+                start = rng.randrange(0, int(length_s * 1000) - window - 500, 10)
+                request["lines"][index]["clip"] = clip(
+                    vid, start, start + window, self.cdn if direct else None
+                )
+                dead[index] = DEAD[vid]
+            places = places[count:]
+        return dict(sorted(dead.items()))
 
     def submitter(self) -> None:
         for job in sorted(self.jobs, key=lambda j: j.submit_at_s):
@@ -217,6 +272,12 @@ class Chaos:
                 threading.Thread(target=self.cancel_and_retry, args=(job,), daemon=True).start()
 
     def cancel_and_retry(self, job: Job) -> None:
+        try:
+            self._cancel_and_retry(job)
+        finally:
+            job.retry_settled = True
+
+    def _cancel_and_retry(self, job: Job) -> None:
         rng = random.Random(f"{self.seed}-{job.job_id.split('-')[1]}")  # the job's index
         time.sleep(rng.uniform(2, 8))
         res = self.cli("cancel", job.job_id)
@@ -224,7 +285,8 @@ class Chaos:
         time.sleep(rng.uniform(1, 5))
         job.retried_at = time.time()
         res = self.cli("retry", job.job_id)
-        self.note(f"retry {job.job_id}: exit {res.returncode} {res.stdout.strip()[-120:]}")
+        said = (res.stderr.strip().splitlines() or [""])[-1][-160:]
+        self.note(f"retry {job.job_id}: exit {res.returncode} {said}")
         # Whether it started an attempt is the record's to say: a try that exited 3 with the broker down
         # has recorded it (the reconciler sends its plan), and the next try is then refused (exit 2)
         from pipeline.store import JobStore
@@ -255,7 +317,8 @@ class Chaos:
                 if status in FINAL and (last is None or (last[0], last[2]) != (status, attempt)):
                     job.finals.append((status, round(time.monotonic() - job.submitted, 1), attempt))
                     self.note(f"{job.job_id} {status} (attempt {attempt})")
-                waiting_retry = job.cancel_retry and (job.retried_at is None or (job.retried and attempt < 2))
+                # until the retry command has returned (the job may look final meanwhile), then its attempt
+                waiting_retry = job.cancel_retry and (not job.retry_settled or (job.retried and attempt < 2))
                 pending = pending or status not in FINAL or waiting_retry
             if not pending and self.stop.is_set():
                 return
@@ -392,6 +455,9 @@ class Chaos:
             for p in job.problems:
                 print(f"    FAIL: {p}")
         print("\n== global")
+        for job in self.jobs:
+            self.slots_ended.update(job.figures.get("outcomes", {}))
+        print(f"slots (every job's last attempt): {self.slot_summary()}")
         counted = Counter[str]()
         for seen in self.metrics_seen.values():
             counted.update(seen)
@@ -414,6 +480,13 @@ class Chaos:
             res = self.stack.cli("dlq", "list", "--json")
             print(res.stdout.strip()[-3000:])
         return all_ok
+
+    def slot_summary(self) -> str:
+        """How the slots of every job's last attempt ended, against the dead lines planned."""
+        planned = Counter(o for job in self.jobs if "outcomes" in job.figures for o in job.dead.values())
+        ended = ", ".join(f"{o} {self.slots_ended[o]}" for o in ("ok", "local", "placeholder", "failed"))
+        dead = f"{planned['local']} with a local copy, {planned['placeholder']} without"
+        return f"{ended} (dead lines in those jobs: {dead})"
 
     def check_job(self, job: Job, bound: float) -> None:
         from clipline.dev.samples import count_frames
@@ -444,22 +517,24 @@ class Chaos:
                 f"{len(finished)} job.finished lines in the workers' logs, {len(cli_finished)} in the CLI's "
                 f"for {len(job.finals)} job ends: {[e.get('status') for e in finished]}"
             )
-        # clips: one final outcome per slot (for the retried job: since its retry)
+        # clips: one final outcome per slot (for the retried job: since its retry, for the slots it redid)
         n = len(job.request["lines"])
         since = (job.retried_at or 0.0) if job.retried else 0.0  # a refused retry started nothing
-        finals = Counter(
-            int(e["clip_task_id"].split(":")[1])
+        final_events = [
+            e
             for e in self.stack.events("twelvelabs.video_clip")
             if e.get("job_id") == job.job_id and e.get("clip_status") in FINAL_CLIP and _ts(e) >= since
-        )
+        ]
+        finals = Counter(int(e["clip_task_id"].split(":")[1]) for e in final_events)
         job.figures["duplicate_final_clip_events"] = sum(finals.values()) - len(finals)
         job.figures["clip_starts"] = sum(
             1
             for e in self.stack.events("twelvelabs.video_clip")
             if e.get("job_id") == job.job_id and e.get("clip_status") == "started"
         )
-        if status in ("COMPLETED", "COMPLETED_WITH_GAPS") and sorted(finals) != list(range(n)):
-            p.append(f"slots without a final clip event: {sorted(set(range(n)) - set(finals))}")
+        due = self.slots_due(job, n) if job.retried else list(range(n))
+        if status in ("COMPLETED", "COMPLETED_WITH_GAPS") and set(due) - set(finals):
+            p.append(f"slots without a final clip event: {sorted(set(due) - set(finals))}")
         if status not in ("COMPLETED", "COMPLETED_WITH_GAPS"):
             job.figures["error"] = (rec.error_log or "")[-300:]
             if status == "FAILED":
@@ -509,9 +584,124 @@ class Chaos:
         if bad:
             p.append(f"slots whose measured frames differ from their slot: {bad}")
         results = ("final.mp4", "report.json", "poster.jpg")
-        leftovers = [q.name for q in out.iterdir() if q.name not in results]
+        # a retry keeps the results of the attempt before it (final.attempt-N.mp4, report.attempt-N.json)
+        kept = re.compile(r"(final|report)\.attempt-\d+\.(mp4|json)")
+        leftovers = [q.name for q in out.iterdir() if q.name not in results and not kept.fullmatch(q.name)]
         if leftovers:
             p.append(f"temporary files left in the output dir: {leftovers}")
+        self.check_dead(job, report, final_events, out / "final.mp4", rec.status, stats)
+
+    def slots_due(self, job: Job, n: int) -> list[int]:
+        """The slots the retried job's second attempt renders, so logs a final outcome for: every slot
+        after a cancelled (or failed) attempt; after one that ended COMPLETED_WITH_GAPS (the cancel came
+        once it had ended) only those without their footage, as its kept report says (the others keep
+        their clip, and their logged outcome, from that attempt)."""
+        from pipeline.store import JobStore
+
+        history = JobStore(self.stack.env["CLIPLINE_DATABASE_URL"]).history(job.job_id)
+        before = [h for h in history if h.attempt == job.finals[-1][2] - 1]
+        if not before or before[0].status != "COMPLETED_WITH_GAPS":
+            return list(range(n))
+        job.figures["retried_after"] = "COMPLETED_WITH_GAPS"
+        try:
+            kept = json.loads(Path(str(before[0].report_path)).read_text())
+        except (OSError, ValueError) as exc:
+            job.problems.append(f"the first attempt's kept report unreadable: {exc}")
+            return []
+        return [s["index"] for s in kept["slots"] if s["outcome"] != "ok"]
+
+    def check_dead(
+        self,
+        job: Job,
+        report: dict[str, Any],
+        events: list[dict[str, Any]],
+        final: Path,
+        status: str,
+        stats: dict[str, Any],
+    ) -> None:
+        """The slots whose source is dead (``job.dead``) of the job's last attempt.
+
+        Each ended in its due outcome (the report, the record's status and clip_stats, its final clip
+        events: ``events``); its clip has the timeline rule's frame count (the report, and the clip file
+        kept for a retry, counted) and shows what it should in final.mp4 (the local copy's frames by the
+        frame rule, or black); and the report says why, naming the video: the slot's reason and last
+        error, its line in the missing footage."""
+        from clipline.dev.samples import count_frames, read_frames
+        from pipeline import files
+        from pipeline.frame_rule import output_times
+        from pipeline.models import ClipOutcome, parse_request
+        from pipeline.settings import load_settings
+        from pipeline.timeline import build_slots
+
+        p = job.problems
+        req = parse_request(job.request)
+        slots = build_slots(req)
+        settings = load_settings(self.stack.env)
+        groups = {(g["video_id"], g["outcome"]): g for g in report["summary"]["missing_footage"]}
+        logged: dict[int, list[dict[str, Any]]] = {}
+        for e in events:
+            logged.setdefault(int(e["clip_task_id"].split(":")[1]), []).append(e)
+        due = Counter(job.dead.values())
+        if status != "COMPLETED_WITH_GAPS" or any(
+            (stats.get(ClipOutcome(o).public_name) or 0) < n for o, n in due.items()
+        ):
+            p.append(
+                f"record {status}, clip_stats fallback_local {stats.get('fallback_local')}, placeholder "
+                f"{stats.get('placeholder')}, for {due['local']} local and {due['placeholder']} dead slots"
+            )
+        try:
+            shown: list[int] | None = read_frames(final)
+        except Exception as exc:  # noqa: BLE001 - reported as a failed check
+            shown = None
+            p.append(f"final.mp4's frames unreadable: {exc}")
+        for index, want in job.dead.items():
+            row, slot, line = report["slots"][index], slots[index], req.lines[index]
+            vid = line.clip.video_id
+            what = f"slot {index} ({vid}, gone {'with' if want == 'local' else 'without'} a local copy)"
+            if row["outcome"] != want:
+                p.append(f"{what} ended {row['outcome']}, not {want}")
+            public = ClipOutcome(want).public_name
+            said = [e.get("clip_status") for e in logged.get(index, [])]
+            if said and set(said) != {public}:
+                p.append(f"{what}: its final clip events say {said}, not {public}")
+            for e in logged.get(index, []):
+                if vid not in str(e.get("reason") or ""):
+                    p.append(f"{what}: its {e.get('clip_status')} event's reason does not name {vid}")
+            if (row["slot_frames"], row["measured_frames"]) != (slot.frames, slot.frames):
+                p.append(
+                    f"{what}: report slot_frames {row['slot_frames']}, measured {row['measured_frames']}; "
+                    f"the timeline rule {slot.frames}"
+                )
+            clip_file = files.clip_path(settings, job.job_id, index)
+            try:
+                clip_frames = count_frames(clip_file)
+            except Exception as exc:  # noqa: BLE001 - reported as a failed check
+                p.append(f"{what}: its clip {clip_file.name} (kept for a retry) unreadable: {exc}")
+            else:
+                if clip_frames != slot.frames:
+                    p.append(f"{what}: its clip has {clip_frames} frames, the timeline rule {slot.frames}")
+            if shown is not None:
+                got = shown[slot.start_frame : slot.start_frame + slot.frames]
+                if want == "local":
+                    window_ms = min(line.clip.duration_ms, -(-slot.frames * 1000 // slot.fps))
+                    times = output_times(line.clip.start_ms, window_ms, slot.fps, slot.frames)
+                    rule = [int(t * SOURCE_FPS) for t in times]
+                    if got != rule:
+                        p.append(f"{what}: final.mp4 shows source frames {got}, the frame rule {rule}")
+                elif set(got) != {0}:  # black reads as code 0 throughout
+                    p.append(f"{what}: final.mp4 does not show black there: {got}")
+            for key in ("reason", "last_error"):
+                if not row[key] or vid not in row[key]:
+                    p.append(f"{what}: report {key} {row[key]!r} does not name the source")
+            group = groups.get((vid, want))
+            mine = [x for x in (group or {}).get("lines", []) if x["index"] == index]
+            if not mine:
+                p.append(f"{what}: not in the report's missing footage as {want}")
+            elif vid not in str(mine[0].get("reason") or ""):
+                p.append(f"{what}: its missing-footage reason {mine[0].get('reason')!r} does not name it")
+        job.figures["dead"] = {
+            o: [i for i, w in job.dead.items() if w == o] for o in sorted(set(job.dead.values()))
+        }
 
     def check_teardown(self) -> bool:
         """Stop the stack; then no process of it (worker, dramatiq, ffmpeg) may be left."""
@@ -588,7 +778,8 @@ def main(argv: list[str] | None = None) -> int:
             chaos.spawner.shutdown()
             chaos.rabbit_spawner.shutdown()
             chaos.redis_spawner.shutdown()
-    print(f"\nseed {seed}: {'every check passed' if ok else 'CHECKS FAILED'}; logs in {base}")
+    slots = f"; slots {chaos.slot_summary()}" if chaos is not None else ""
+    print(f"\nseed {seed}: {'every check passed' if ok else 'CHECKS FAILED'}{slots}; logs in {base}")
     if ok and not args.keep:
         shutil.rmtree(base, ignore_errors=True)
     return 0 if ok else 1

@@ -128,12 +128,16 @@ def main() -> None:
             )
         )
         measured: list[tuple[str, Callable[[], list[str]]]] = [
-            ("clipline before ts_packets: ffprobe of the joined run (every packet)",
-             lambda: ffmpeg_args.video_packets_argv("ffprobe", joined[0], "mpegts")),
-            ("clipline before 16.1 follow-up: ffprobe of the keyframe-started run (first packet)",
-             lambda: ffmpeg_args.video_packets_argv(
-                 "ffprobe", planned.inputs[0].path, "mpegts", first_only=True
-             )),
+            (
+                "clipline before ts_packets: ffprobe of the joined run (every packet)",
+                lambda: ffmpeg_args.video_packets_argv("ffprobe", joined[0], "mpegts"),
+            ),
+            (
+                "clipline before 16.1 follow-up: ffprobe of the keyframe-started run (first packet)",
+                lambda: ffmpeg_args.video_packets_argv(
+                    "ffprobe", planned.inputs[0].path, "mpegts", first_only=True
+                ),
+            ),
             ("clipline: encode (cut_argv)", lambda: clip),
             ("bare: ffmpeg -ss T -t W -i playlist.m3u8", lambda: bare),
         ]
@@ -143,8 +147,10 @@ def main() -> None:
         medians = _cpu_ms([argv() for _, argv in measured], args.repeat)
         rows.extend((name, ms) for (name, _), ms in zip(measured, medians, strict=True))
         decoded = probe.video_packets("ffprobe", planned.inputs[0].path, "mpegts")
-        print(f"window {args.video} {args.start_ms}+{args.length_ms} ms, {frames} frames; "
-              f"clipline decodes {len(decoded.packets)} packets from {planned.inputs[0].path.name}")
+        print(
+            f"window {args.video} {args.start_ms}+{args.length_ms} ms, {frames} frames; "
+            f"clipline decodes {len(decoded.packets)} packets from {planned.inputs[0].path.name}"
+        )
         print("argv clipline:", " ".join(clip))
         print("argv bare:    ", " ".join(bare))
     for name, ms in rows:
