@@ -10,6 +10,7 @@ import dramatiq.errors
 import pika
 import pika.exceptions
 
+from pipeline.reconcile import Backlog
 from pipeline.settings import Settings
 from pipeline.stages import Stage
 
@@ -58,6 +59,18 @@ def depths(settings: Settings, *, timeout_s: float = 3.0) -> dict[str, Any]:
     finally:
         conn.close()
     return out
+
+
+def clip_backlog(settings: Settings, *, timeout_s: float = 3.0) -> Backlog | None:
+    """The reconciler's view of the clip stages (``reconcile.Backlog``): clip and fallback messages ready
+    or delayed in the broker, and the fewer of the two queues' consumers; None when the broker does not
+    answer (its repairs then count, as a stage gone for good needs)."""
+    found = depths(settings, timeout_s=timeout_s)
+    if "error" in found:
+        return None
+    stages = (Stage.CLIP, Stage.FALLBACK)
+    waiting = sum(found[s]["ready"] + found[s]["delayed"] for s in stages)
+    return Backlog(waiting=waiting, consumers=min(found[s]["consumers"] for s in stages))
 
 
 def connect(settings: Settings, *, timeout_s: float = 3.0) -> pika.BlockingConnection:

@@ -68,6 +68,7 @@ class Sweeper:
         ctx = Context(self.settings, observer=HandOver(client))
         ctx.redis = client
         orphans = _Orphans(ctx)
+        from actors.queues import clip_backlog
         from actors.sender import Sender
 
         send = Sender(self.settings)
@@ -86,7 +87,12 @@ class Sweeper:
                     continue
                 lost_at = None
                 if mine:
-                    reconcile.sweep(ctx, send, stale_s=self.settings.reconcile_after_s)
+                    reconcile.sweep(
+                        ctx,
+                        send,
+                        stale_s=self.settings.reconcile_after_s,
+                        backlog=lambda: clip_backlog(self.settings),
+                    )
                     webhooks.queue_missed(ctx)
                     if self.settings.retention_hours > 0:
                         retention.cleanup(ctx, self.settings.retention_hours * 3600)

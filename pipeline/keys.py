@@ -98,6 +98,11 @@ def job_repairs(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:repairs"
 
 
+def job_waiting_resent(job_id: str) -> str:
+    """When (Unix seconds) the reconciler last re-sent the clips of a job waiting behind a backlog."""
+    return f"{PREFIX}:job:{job_id}:waiting-resent"
+
+
 def job_repaired_at(job_id: str) -> str:
     """Where the job stood (``STATUS:progress``) at its last repair: once it has moved on, the count of
     repairs starts again."""

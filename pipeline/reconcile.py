@@ -31,6 +31,15 @@ used up those of its slow clips later. A repair counts once its messages
 are sent, so a broker outage (every send failing) uses up none. The count
 lives with the job's Redis keys, so a retry starts again from zero.
 
+A job whose clips are only waiting is not stuck: while the clip and fallback queues hold messages
+and each has a consumer (``Backlog``, from the broker), a repair that would only re-send the job's
+missing clips is neither counted nor made, save once per ``(CLIPLINE_RECONCILE_MAX_REPAIRS + 1) x
+CLIPLINE_RECONCILE_AFTER_S`` (uncounted: a message lost behind the backlog is replaced, and the
+duplicates are skipped at the clip stage). Without that, a job queued behind a backlog longer than its
+repairs (9 minutes by default) was failed as stuck, each repair adding all its clips to the backlog
+again (found by the chaos soak, seed 11). With no consumer on either queue, or the broker not
+answering, repairs count as before: every job still ends in bounded time when a stage is gone.
+
 Without Redis (unreachable, not merely restarted) no repair can be made and no
 liveness read, but every job still ends in bounded time: once a sweeper has
 failed to reach Redis for ``redis_gone_bound_s`` (``(CLIPLINE_RECONCILE_MAX_REPAIRS
@@ -64,7 +73,17 @@ from .storage import uploads
 log = structlog.get_logger("clipline.reconcile")
 
 Send = Callable[..., Any]
+#: The action of a repair that re-sends a job's clips that have no outcome anywhere.
+CLIPS_RESENT = "clips re-sent"
 Held = tuple[tuple[Any, ...], dict[str, Any]]  # a message's arguments and options, held
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """The clip stages' queues as the broker sees them."""
+
+    waiting: int  # clip and fallback messages ready or delayed in the broker
+    consumers: int  # the fewer of the clip and the fallback queues' consumers
 
 
 @dataclass(frozen=True)
@@ -74,12 +93,22 @@ class Repair:
     detail: str = ""
 
 
-def sweep(ctx: Context, send: Send, *, stale_s: float, now: datetime | None = None) -> list[Repair]:
+def sweep(
+    ctx: Context,
+    send: Send,
+    *,
+    stale_s: float,
+    now: datetime | None = None,
+    backlog: Callable[[], Backlog | None] | None = None,
+) -> list[Repair]:
     """One pass over unfinished jobs idle for ``stale_s``; ``send(stage, *args, priority=None,
     job_attempt=None)`` enqueues a message (re-sent clips and assemblies at the job's priority,
-    ``pipeline.priority``; re-sent clips for the job's attempt swept, ``pipeline.fencing``)."""
-    cutoff = (now or datetime.now(UTC)) - timedelta(seconds=stale_s)
+    ``pipeline.priority``; re-sent clips for the job's attempt swept, ``pipeline.fencing``);
+    ``backlog()`` reads the clip stages' queues (None: the broker did not answer), at most once a sweep."""
+    at = now or datetime.now(UTC)
+    cutoff = at - timedelta(seconds=stale_s)
     repairs: list[Repair] = []
+    queues = _Once(backlog)
     for job in ctx.store.unfinished(updated_before=cutoff):
         status = JobStatus(job.status)
         trace_id = job.trace_id
@@ -98,6 +127,29 @@ def sweep(ctx: Context, send: Send, *, stale_s: float, now: datetime | None = No
         if not done:
             continue
         mark = f"{status.value}:{job.progress}"  # where the job stands: both only go forward
+        backlog_now = queues() if all(r.action == CLIPS_RESENT for r in done) else None
+        if backlog_now is not None and _waits_its_turn(backlog_now):
+            due = _resend_due(ctx, job.id, at, stale_s)
+            if due:
+                for args, kw in messages:
+                    send(*args, **kw)
+                ctx.redis.set(keys.job_waiting_resent(job.id), str(at.timestamp()), ex=keys.JOB_KEY_TTL_S)
+            ctx.store.advance(job.id)  # touch updated_at: looked at again in stale_s, as after a repair
+            if not due:
+                log.info(
+                    "reconcile.waiting",
+                    job_id=job.id,
+                    detail=done[0].detail,
+                    queued=backlog_now.waiting,
+                    consumers=backlog_now.consumers,
+                )
+                continue
+            for r in done:
+                log.warning(
+                    "reconcile.repaired", job_id=r.job_id, action=r.action, detail=r.detail, waiting=True
+                )
+            repairs += done
+            continue
         moved = _moved(ctx, job.id, mark)
         if not moved and _repairs(ctx, job.id) >= ctx.settings.reconcile_max_repairs:
             repairs.append(_give_up(ctx, job.id, status, done))
@@ -110,6 +162,35 @@ def sweep(ctx: Context, send: Send, *, stale_s: float, now: datetime | None = No
             log.warning("reconcile.repaired", job_id=r.job_id, action=r.action, detail=r.detail)
         repairs += done
     return repairs
+
+
+class _Once:
+    """``backlog()`` read on first use in a sweep, then remembered (None without a reader)."""
+
+    def __init__(self, read: Callable[[], Backlog | None] | None) -> None:
+        self._read, self._done = read, False
+        self._value: Backlog | None = None
+
+    def __call__(self) -> Backlog | None:
+        if not self._done:
+            self._value, self._done = (self._read() if self._read else None), True
+        return self._value
+
+
+def _waits_its_turn(backlog: Backlog | None) -> bool:
+    """The clip stages have messages queued and someone consuming each: a job's missing clips may simply
+    be behind them."""
+    return backlog is not None and backlog.waiting > 0 and backlog.consumers > 0
+
+
+def _resend_due(ctx: Context, job_id: str, at: datetime, stale_s: float) -> bool:
+    """A waiting job's clips are re-sent (uncounted) at most once per its repairs' bound."""
+    last = ctx.redis.get(keys.job_waiting_resent(job_id))
+    if last is None:
+        ctx.redis.set(keys.job_waiting_resent(job_id), str(at.timestamp()), ex=keys.JOB_KEY_TTL_S)
+        return False  # first seen waiting: its clips were sent when it was planned or last repaired
+    every = (ctx.settings.reconcile_max_repairs + 1) * stale_s
+    return at.timestamp() - float(keys.text(last)) >= every
 
 
 def _repairs(ctx: Context, job_id: str) -> int:
@@ -186,7 +267,7 @@ def _extracting(ctx: Context, send: Send, job_id: str, trace_id: str, attempt: i
     for index in missing:
         send(Stage.CLIP, job_id, index, trace_id, priority=rank, job_attempt=attempt)  # the attempt swept
     if missing:
-        out.append(Repair(job_id, "clips re-sent", f"slots {missing}"))
+        out.append(Repair(job_id, CLIPS_RESENT, f"slots {missing}"))
     if assemble:
         send(Stage.ASSEMBLE, job_id, trace_id, priority=rank)
         out.append(Repair(job_id, "assembly sent", "every slot has its outcome"))

@@ -264,3 +264,60 @@ def test_a_job_given_up_while_extracting_reports_the_clips_it_has(ctx: Context, 
     report = json.loads(Path(job.report_path).read_text())
     assert [s["outcome"] for s in report["slots"]] == ["ok", "failed"]
     assert [g["lines"][0]["index"] for g in report["summary"]["missing_footage"]] == [1]
+
+
+def fanned_out(ctx: Context, job_id: str, *, lines: int) -> None:
+    """The job planned and its clip messages sent (what ``planning.fanned_out`` leaves, without
+    resolving its videos): EXTRACTING, no clip started."""
+    assert planning.plan(ctx, request(job_id, lines=lines)).fan_out
+    extracting = ctx.store.advance(
+        job_id, status=JobStatus.EXTRACTING, progress=5, only_from=frozenset({JobStatus.PLANNING})
+    )
+    assert extracting
+    planning.release(ctx, job_id)
+
+
+def test_a_job_whose_clips_wait_behind_a_backlog_is_not_failed_as_stuck(ctx: Context, cuts: FakeCuts) -> None:
+    """Found by the chaos soak (bench/chaos.py, seed 11): a job whose clips waited behind another job's
+    (and a clip worker's restart) was re-sent its clips at every sweep and failed after 5 repairs, none
+    of its clips ever lost. While the clip stages have messages queued and a consumer each, a repair
+    that would only re-send clips is not counted, and is made at most once per the repairs' bound."""
+    fanned_out(ctx, "j-wait", lines=2)  # its two clips are queued behind a backlog
+    sent: list[tuple[Any, ...]] = []
+    bound = ctx.settings.reconcile_max_repairs
+    stale_s = 1.0
+    every = (bound + 1) * stale_s  # a waiting job's clips are re-sent at most this often
+    t0 = datetime.now(UTC) + timedelta(seconds=60)  # every sweep finds the job idle for stale_s
+
+    def sweep(backlog: reconcile.Backlog, after_s: float) -> list[str]:
+        when = t0 + timedelta(seconds=after_s)
+        got = reconcile.sweep(
+            ctx, lambda *a, **_: sent.append(a), stale_s=stale_s, now=when, backlog=lambda: backlog
+        )
+        return [r.action for r in got]
+
+    # Given three times as many sweeps as repairs allowed, within one period, behind a moving backlog
+    busy = reconcile.Backlog(waiting=40, consumers=1)
+    for n in range(3 * bound):
+        assert sweep(busy, n * every / (4 * bound)) == [], n
+    # Then nothing was re-sent or counted, and the job is still extracting
+    assert sent == [] and ctx.store.get("j-wait").status == JobStatus.EXTRACTING.value
+    # When the period has passed, its clips are re-sent once, uncounted (a message lost behind the
+    # backlog is replaced; a duplicate is skipped at the clip stage)
+    assert sweep(busy, every) == [reconcile.CLIPS_RESENT] and len(sent) == 2
+    assert sweep(busy, every + 1) == [] and len(sent) == 2
+    assert ctx.redis.get(keys.job_repairs("j-wait")) is None
+    # And with no consumer (the clip stage gone), repairs count and the job ends in bounded time
+    gone = reconcile.Backlog(waiting=40, consumers=0)
+    actions = [sweep(gone, every + 2 + n)[0] for n in range(bound + 1)]
+    assert actions == [reconcile.CLIPS_RESENT] * bound + ["failed: too many repairs"]
+    assert ctx.store.get("j-wait").status == JobStatus.FAILED.value
+
+
+def test_without_a_backlog_reading_repairs_count_as_before(ctx: Context, cuts: FakeCuts) -> None:
+    fanned_out(ctx, "j-unknown", lines=1)
+    for backlog in (None, reconcile.Backlog(waiting=0, consumers=2)):  # the broker silent; nothing queued
+        ctx.redis.delete(keys.job_repairs("j-unknown"))
+        got = reconcile.sweep(ctx, lambda *a, **_: None, stale_s=0, backlog=lambda b=backlog: b)
+        assert [r.action for r in got] == [reconcile.CLIPS_RESENT]
+        assert int(ctx.redis.get(keys.job_repairs("j-unknown")) or 0) == 1
