@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import rabbitmqctl
+from tests.integration.conftest import private_vhost
 
 from .helpers import base_env, clipline, last_json, schema_errors
 
@@ -20,11 +20,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def own_vhost() -> Iterator[str]:
     """A vhost no worker consumes: the submitted job stays PENDING and reaches no other test's worker."""
-    name = f"clipline-audit-c-{secrets.token_hex(4)}"
-    rabbitmqctl("add_vhost", name)
-    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-    yield name
-    rabbitmqctl("delete_vhost", name)
+    with private_vhost("audit-c") as name:
+        yield name
 
 
 def test_status_json_validates_against_the_published_job_schema(

@@ -4,6 +4,7 @@ a loopback CDN + video API, and `clipline worker` processes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -42,13 +43,22 @@ def rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
 
+@contextlib.contextmanager
+def private_vhost(label: str) -> Iterator[str]:
+    """A RabbitMQ vhost of its own, ``clipline-{label}-{random}``, open to guest; deleted afterwards."""
+    name = f"clipline-{label}-{secrets.token_hex(4)}"
+    rabbitmqctl("add_vhost", name)
+    try:
+        rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        yield name
+    finally:
+        rabbitmqctl("delete_vhost", name)
+
+
 @pytest.fixture(scope="session")
 def vhost() -> Iterator[str]:
-    name = f"clipline-test-{secrets.token_hex(4)}"
-    rabbitmqctl("add_vhost", name)
-    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-    yield name
-    rabbitmqctl("delete_vhost", name)
+    with private_vhost("test") as name:
+        yield name
 
 
 @pytest.fixture(scope="session")

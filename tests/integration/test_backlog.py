@@ -4,7 +4,6 @@ and each has a consumer (``pipeline.reconcile``; the rule itself: tests/pipeline
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 
 import pika
@@ -16,18 +15,15 @@ from pipeline.reconcile import Backlog
 from pipeline.settings import Settings, load_settings
 from pipeline.stages import Stage
 
-from .conftest import rabbitmqctl
+from .conftest import private_vhost
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def own_vhost() -> Iterator[str]:
-    name = f"clipline-backlog-{secrets.token_hex(4)}"
-    rabbitmqctl("add_vhost", name)
-    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-    yield name
-    rabbitmqctl("delete_vhost", name)
+    with private_vhost("backlog") as name:
+        yield name
 
 
 def settings_for(vhost: str) -> Settings:

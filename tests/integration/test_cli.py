@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ import pytest
 from pipeline.models import JobStatus, parse_request
 from pipeline.store import JobStore
 
-from .conftest import rabbitmqctl
+from .conftest import private_vhost
 
 pytestmark = pytest.mark.integration
 
@@ -30,11 +29,8 @@ CLOSED = "127.0.0.1:1"  # nothing listens on port 1: a service that is down
 @pytest.fixture(scope="module")
 def own_vhost() -> Iterator[str]:
     """A vhost no worker consumes: a submitted job stays PENDING (and reaches no other test's worker)."""
-    name = f"clipline-cli-{secrets.token_hex(4)}"
-    rabbitmqctl("add_vhost", name)
-    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-    yield name
-    rabbitmqctl("delete_vhost", name)
+    with private_vhost("cli") as name:
+        yield name
 
 
 @pytest.fixture

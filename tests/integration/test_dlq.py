@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from actors.sender import Sender
 from pipeline.settings import load_settings
 from pipeline.stages import Stage
 
-from .conftest import Stack, new_job_id, rabbitmqctl
+from .conftest import Stack, new_job_id, private_vhost
 from .faultkit import check_job, init_db, queue_counts, small_request, submit, wait_final, wait_for
 
 pytestmark = pytest.mark.integration
@@ -120,11 +119,8 @@ def test_an_assembly_given_up_on_is_requeued_and_the_job_completes(stack: Stack)
 
 @pytest.fixture(scope="module")
 def quiet_vhost() -> Iterator[str]:
-    name = f"clipline-dlq-{secrets.token_hex(4)}"
-    rabbitmqctl("add_vhost", name)
-    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-    yield name
-    rabbitmqctl("delete_vhost", name)
+    with private_vhost("dlq") as name:
+        yield name
 
 
 def test_purge_and_requeue_by_id_or_all_and_what_they_refuse(quiet_vhost: str, tmp_path: Path) -> None:

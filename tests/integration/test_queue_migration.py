@@ -5,7 +5,6 @@ re-declares them and keeps every message (actors.migrate)."""
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +16,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from actors.rabbit import PriorityBroker, QueueNeedsMigration
 from pipeline.priority import MAX_PRIORITY
 
-from .conftest import Stack, rabbitmqctl
+from .conftest import Stack, private_vhost
 from .faultkit import init_db
 
 pytestmark = pytest.mark.integration
@@ -28,11 +27,8 @@ CLIP = {"video_id": "v_a", "start_ms": 0, "end_ms": 1000}
 @pytest.fixture
 def old_vhost() -> Iterator[str]:
     """A vhost of its own: its render.clip and render.clip.DQ are declared as clipline did before."""
-    name = f"clipline-migrate-{secrets.token_hex(4)}"
-    rabbitmqctl("add_vhost", name)
-    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-    yield name
-    rabbitmqctl("delete_vhost", name)
+    with private_vhost("migrate") as name:
+        yield name
 
 
 def message(index: int) -> dramatiq.Message[Any]:
