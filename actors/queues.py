@@ -65,7 +65,10 @@ def clip_backlog(settings: Settings, *, timeout_s: float = 3.0) -> Backlog | Non
     """The reconciler's view of the clip stages (``reconcile.Backlog``): clip and fallback messages ready
     or delayed in the broker, and the fewer of the two queues' consumers; None when the broker does not
     answer (its repairs then count, as a stage gone for good needs)."""
-    found = depths(settings, timeout_s=timeout_s)
+    try:
+        found = depths(settings, timeout_s=timeout_s)
+    except BROKER_ERRORS:  # the connection lost half-way through the reading: no reading this sweep
+        return None
     if "error" in found:
         return None
     stages = (Stage.CLIP, Stage.FALLBACK)
