@@ -54,6 +54,7 @@ the job's status and attempt lets exactly one of them end each job.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -108,7 +109,7 @@ def sweep(
     at = now or datetime.now(UTC)
     cutoff = at - timedelta(seconds=stale_s)
     repairs: list[Repair] = []
-    queues = _Once(backlog)
+    queues = functools.cache(backlog) if backlog is not None else lambda: None  # read once a sweep
     for job in ctx.store.unfinished(updated_before=cutoff):
         status = JobStatus(job.status)
         trace_id = job.trace_id
@@ -128,53 +129,33 @@ def sweep(
             continue
         mark = f"{status.value}:{job.progress}"  # where the job stands: both only go forward
         backlog_now = queues() if all(r.action == CLIPS_RESENT for r in done) else None
-        if backlog_now is not None and _waits_its_turn(backlog_now):
-            due = _resend_due(ctx, job.id, at, stale_s)
-            if due:
-                for args, kw in messages:
-                    send(*args, **kw)
-                ctx.redis.set(keys.job_waiting_resent(job.id), str(at.timestamp()), ex=keys.JOB_KEY_TTL_S)
+        waiting = backlog_now is not None and _waits_its_turn(backlog_now)
+        if backlog_now is not None and waiting and not _resend_due(ctx, job.id, at, stale_s):
             ctx.store.advance(job.id)  # touch updated_at: looked at again in stale_s, as after a repair
-            if not due:
-                log.info(
-                    "reconcile.waiting",
-                    job_id=job.id,
-                    detail=done[0].detail,
-                    queued=backlog_now.waiting,
-                    consumers=backlog_now.consumers,
-                )
-                continue
-            for r in done:
-                log.warning(
-                    "reconcile.repaired", job_id=r.job_id, action=r.action, detail=r.detail, waiting=True
-                )
-            repairs += done
+            log.info(
+                "reconcile.waiting",
+                job_id=job.id,
+                detail=done[0].detail,
+                queued=backlog_now.waiting,
+                consumers=backlog_now.consumers,
+            )
             continue
         moved = _moved(ctx, job.id, mark)
-        if not moved and _repairs(ctx, job.id) >= ctx.settings.reconcile_max_repairs:
+        if not waiting and not moved and _repairs(ctx, job.id) >= ctx.settings.reconcile_max_repairs:
             repairs.append(_give_up(ctx, job.id, status, done))
             continue
         for args, kw in messages:
             send(*args, **kw)  # the broker down: raises, and the repair is not counted (tried next sweep)
-        _count_repair(ctx, job.id, mark, moved)
+        if waiting:  # re-sent behind the backlog: not counted, and not again before the next period
+            ctx.redis.set(keys.job_waiting_resent(job.id), str(at.timestamp()), ex=keys.JOB_KEY_TTL_S)
+        else:
+            _count_repair(ctx, job.id, mark, moved)
         ctx.store.advance(job.id)  # touch updated_at: the next sweep gives the repair time to work
         for r in done:
-            log.warning("reconcile.repaired", job_id=r.job_id, action=r.action, detail=r.detail)
+            extra = {"waiting": True} if waiting else {}
+            log.warning("reconcile.repaired", job_id=r.job_id, action=r.action, detail=r.detail, **extra)
         repairs += done
     return repairs
-
-
-class _Once:
-    """``backlog()`` read on first use in a sweep, then remembered (None without a reader)."""
-
-    def __init__(self, read: Callable[[], Backlog | None] | None) -> None:
-        self._read, self._done = read, False
-        self._value: Backlog | None = None
-
-    def __call__(self) -> Backlog | None:
-        if not self._done:
-            self._value, self._done = (self._read() if self._read else None), True
-        return self._value
 
 
 def _waits_its_turn(backlog: Backlog | None) -> bool:
