@@ -80,7 +80,7 @@ def boxes(data: bytes, start: int = 0, end: int | None = None) -> list[Box]:
     return out
 
 
-def _child(data: bytes, parent: Box, typ: bytes) -> Box | None:
+def child(data: bytes, parent: Box, typ: bytes) -> Box | None:
     return next((b for b in boxes(data, parent.start + parent.header, parent.end) if b.type == typ), None)
 
 
@@ -88,8 +88,8 @@ def video_track_id(init: bytes) -> int:
     """The ``track_ID`` of the first video track (``hdlr`` ``vide``) of an init section."""
     for moov in (b for b in boxes(init) if b.type == b"moov"):
         for trak in (b for b in boxes(init, moov.start + moov.header, moov.end) if b.type == b"trak"):
-            mdia, tkhd = _child(init, trak, b"mdia"), _child(init, trak, b"tkhd")
-            hdlr = _child(init, mdia, b"hdlr") if mdia else None
+            mdia, tkhd = child(init, trak, b"mdia"), child(init, trak, b"tkhd")
+            hdlr = child(init, mdia, b"hdlr") if mdia else None
             if hdlr is None or tkhd is None or hdlr.body(init)[8:12] != b"vide":
                 continue
             body = tkhd.body(init)
@@ -105,14 +105,14 @@ _Entry = tuple[int | None, int | None, int | None, int | None]
 
 
 @dataclass
-class _Trun:
+class Trun:
     flags: int
     data_offset: int
     first_flags: int | None
     entries: list[_Entry]
 
     @classmethod
-    def parse(cls, body: bytes) -> _Trun:
+    def parse(cls, body: bytes) -> Trun:
         if len(body) < 8:
             raise Unsupported(f"trun of {len(body)} bytes")
         version_flags, count = struct.unpack_from(">II", body, 0)
@@ -150,6 +150,19 @@ class _Trun:
             raise Unsupported("trun without a data offset")
         return cls(version_flags, data_offset, first_flags, entries)
 
+    @property
+    def version(self) -> int:
+        return self.flags >> 24
+
+    def offset_field(self, k: int) -> int | None:
+        """Where entry ``k``'s composition offset sits in the trun's body; None: not given per sample."""
+        flags = self.flags & 0xFFFFFF
+        if not flags & _SAMPLE_CTS:
+            return None
+        at = 8 + 4 * bool(flags & _DATA_OFFSET) + 4 * bool(flags & _FIRST_SAMPLE_FLAGS)
+        fields = [f for f in _FIELDS if flags & f]
+        return at + 4 * (k * len(fields) + fields.index(_SAMPLE_CTS))
+
     def build(self) -> bytes:
         body = struct.pack(">II", self.flags, len(self.entries)) + struct.pack(">i", self.data_offset)
         if self.first_flags is not None:
@@ -161,7 +174,7 @@ class _Trun:
         return _box(b"trun", body)
 
 
-def _tfhd(body: bytes) -> tuple[int, int, int | None, int | None]:
+def tfhd_fields(body: bytes) -> tuple[int, int, int | None, int | None]:
     """(flags, track_ID, default duration, default size)."""
     if len(body) < 8:
         raise Unsupported(f"tfhd of {len(body)} bytes")
@@ -189,7 +202,7 @@ def video_sample_counts(data: bytes, track_id: int) -> list[int]:
     for moof in (b for b in boxes(data) if b.type == b"moof"):
         n = 0
         for traf in (b for b in boxes(data, moof.start + moof.header, moof.end) if b.type == b"traf"):
-            if _traf_track(data, traf) != track_id:
+            if traf_track(data, traf) != track_id:
                 continue
             for trun in (b for b in boxes(data, traf.start + traf.header, traf.end) if b.type == b"trun"):
                 if trun.end - trun.start - trun.header < 8:
@@ -199,17 +212,17 @@ def video_sample_counts(data: bytes, track_id: int) -> list[int]:
     return counts
 
 
-def _traf_track(data: bytes, traf: Box) -> int | None:
+def traf_track(data: bytes, traf: Box) -> int | None:
     """The track a track fragment belongs to (its tfhd's track_ID); None without a tfhd."""
-    tfhd = _child(data, traf, b"tfhd")
-    return _tfhd(tfhd.body(data))[1] if tfhd is not None else None
+    tfhd = child(data, traf, b"tfhd")
+    return tfhd_fields(tfhd.body(data))[1] if tfhd is not None else None
 
 
 def _rewrite_moof(data: bytes, moof: Box, track_id: int, drop: int) -> bytes:
     """The moof with the video track's first ``drop`` samples left out (see the module docstring)."""
     trafs = [b for b in boxes(data, moof.start + moof.header, moof.end) if b.type == b"traf"]
     others = [b for b in boxes(data, moof.start + moof.header, moof.end) if b.type != b"traf"]
-    if sum(1 for traf in trafs if _traf_track(data, traf) == track_id) != 1:
+    if sum(1 for traf in trafs if traf_track(data, traf) == track_id) != 1:
         # ISO/IEC 14496-12 allows several track fragments of one track in a moof: the samples to drop
         # would span them (each one dropping ``drop`` froze frames); such fragments are not rewritten
         raise Unsupported("the video track has several track fragments in one moof")
@@ -219,7 +232,7 @@ def _rewrite_moof(data: bytes, moof: Box, track_id: int, drop: int) -> bytes:
         tfhd = next((p for p in parts if p.type == b"tfhd"), None)
         if tfhd is None:
             raise Unsupported("traf without tfhd")
-        flags, track, default_duration, default_size = _tfhd(tfhd.body(data))
+        flags, track, default_duration, default_size = tfhd_fields(tfhd.body(data))
         if flags & _BASE_DATA_OFFSET or not (flags & _DEFAULT_BASE_IS_MOOF or len(trafs) == 1):
             raise Unsupported("data offsets not relative to the moof")
         truns = [p for p in parts if p.type == b"trun"]
@@ -231,7 +244,7 @@ def _rewrite_moof(data: bytes, moof: Box, track_id: int, drop: int) -> bytes:
         offsets: list[int] = []
         for p in parts:
             if p.type == b"trun":
-                trun = _Trun.parse(p.body(data))
+                trun = Trun.parse(p.body(data))
                 if mine:
                     gone, trun.entries = trun.entries[:drop], trun.entries[drop:]
                     for duration, size, _, _ in gone:

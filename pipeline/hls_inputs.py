@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
-from . import files, fmp4, mpegts, parameter_sets, recovery, ts_packets
+from . import files, fmp4, fmp4_times, mpegts, parameter_sets, recovery, ts_packets
 from .context import Context
 from .errors import SourceInvalid, SourceNotFound
 from .ffmpeg_args import CutInput
@@ -228,8 +228,8 @@ class HlsInputs:
                 self._one_codec(group, datas)
                 joined = mpegts.join(datas)
                 path.write_bytes(joined)
-            else:
-                path.write_bytes(b"".join(p.read_bytes() for p in got.paths))
+            else:  # (a keyframe's time ffmpeg 5.1 wrote wrong put back in place: same bytes, same ends)
+                path.write_bytes(fmp4_times.repair(b"".join(p.read_bytes() for p in got.paths))[0])
         except mpegts.NotTransportStream as exc:
             raise SourceInvalid(str(exc), video_id=self.video_id, url=self.playlist.url) from exc
         if joined is not None and (read := _read_ts(joined)) is not None:
@@ -290,7 +290,7 @@ class HlsInputs:
                 )
                 head = self.ctx.segments.root(self.job_id, self.video_id) / f"{first.seq:06d}.seg"
             probe_path = self.scratch / f"anchor{discontinuity}.mp4"
-            probe_path.write_bytes(init.read_bytes() + head.read_bytes())
+            probe_path.write_bytes(fmp4_times.repair(init.read_bytes() + head.read_bytes())[0])
         probe = video_packets(
             self.ctx.ffprobe, probe_path, first.container, first_only=True, what=f"segment {first.seq}"
         )

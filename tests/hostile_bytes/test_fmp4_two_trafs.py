@@ -18,7 +18,7 @@ from clipline.dev.samples import pattern_graph, read_frames
 from pipeline import cutting, fmp4
 from pipeline.context import Context, JobView
 from pipeline.errors import ClipLineError
-from pipeline.fmp4 import _box, _tfhd, _Trun, boxes
+from pipeline.fmp4 import Trun, _box, boxes, tfhd_fields
 from pipeline.models import parse_request
 from pipeline.settings import load_settings
 from pipeline.timeline import build_slots
@@ -36,8 +36,8 @@ def two_traf_fragment(src: bytes) -> tuple[bytes, bytes]:
     kids = boxes(src, moof.start + 8, moof.end)
     traf = next(b for b in kids if b.type == b"traf")
     parts = {p.type: p for p in boxes(src, traf.start + 8, traf.end)}
-    _, _, default_duration, default_size = _tfhd(parts[b"tfhd"].body(src))
-    trun = _Trun.parse(parts[b"trun"].body(src))
+    _, _, default_duration, default_size = tfhd_fields(parts[b"tfhd"].body(src))
+    trun = Trun.parse(parts[b"trun"].body(src))
     tfdt = bytearray(src[parts[b"tfdt"].start : parts[b"tfdt"].end])
     version, fmt = tfdt[8], (">Q" if tfdt[8] == 1 else ">I")
     base = struct.unpack_from(fmt, tfdt, 12)[0]
@@ -55,11 +55,11 @@ def two_traf_fragment(src: bytes) -> tuple[bytes, bytes]:
 
     def moof_with(data_start: int) -> bytes:
         t1 = _box(
-            b"traf", tfhd + tfdt_at(base) + _Trun(trun.flags, data_start, trun.first_flags, first).build()
+            b"traf", tfhd + tfdt_at(base) + Trun(trun.flags, data_start, trun.first_flags, first).build()
         )
         t2 = _box(
             b"traf",
-            tfhd + tfdt_at(base + ticks) + _Trun(trun.flags, data_start + nbytes, None, second).build(),
+            tfhd + tfdt_at(base + ticks) + Trun(trun.flags, data_start + nbytes, None, second).build(),
         )
         head = b"".join(src[b.start : b.end] for b in kids if b.type != b"traf")
         return _box(b"moof", head + t1 + t2)
@@ -103,9 +103,7 @@ def test_from_sample_never_drops_samples_from_several_video_trafs(two_traf_sourc
         assert read_frames(part) == list(range(30, 120))
 
 
-def test_a_two_traf_fmp4_source_is_cut_frame_exactly(
-    two_traf_source, tmp_path: Path, redis_url: str
-) -> None:  # type: ignore[no-untyped-def]
+def test_a_two_traf_fmp4_source_is_cut_frame_exactly(two_traf_source, tmp_path: Path, redis_url: str) -> None:  # type: ignore[no-untyped-def]
     """End to end (``cutting.cut_from_hls`` from a loopback CDN, fMP4 HLS: init.mp4 + one 4 s segment
     whose video is in two track fragments, a legal shape: ISO/IEC 14496-12 allows zero or more track
     fragments per track): a window 1.5-2.6 s (33 frames) is cut without any error and the clip shows

@@ -29,7 +29,7 @@ import pytest
 
 from clipline.dev.cdn import LoopbackCDN
 from clipline.dev.samples import pattern_graph, read_frames
-from pipeline import assembly, cutting, files, keys, leases, prefetch
+from pipeline import assembly, cutting, files, fmp4_times, keys, leases, prefetch
 from pipeline.context import Context, JobView
 from pipeline.errors import SourceInvalid
 from pipeline.frame_rule import output_times
@@ -122,9 +122,7 @@ def view_for(url: str, windows: list[tuple[int, int, int]], height: int = 90, wi
 
 
 #: rotated and mirrored variants are read turned back upright: tests/integration/test_rotation.py
-@pytest.mark.parametrize(
-    "name", sorted(n for n, (_, v) in corpus.VARIANTS.items() if not v.ambiguous and not v.orientation)
-)
+@pytest.mark.parametrize("name", sorted(n for n, (_, v) in corpus.VARIANTS.items() if not v.orientation))
 def test_every_variant_is_cut_frame_exactly(name: str, corpus_cdn: LoopbackCDN, ctx: Context) -> None:
     variant = corpus.VARIANTS[name][1]
     if why := corpus.missing_tool(variant):
@@ -142,15 +140,40 @@ def test_every_variant_is_cut_frame_exactly(name: str, corpus_cdn: LoopbackCDN, 
         assert record.cpu_ms and record.cpu_ms > 0
 
 
-@pytest.mark.parametrize("name", sorted(n for n, (_, v) in corpus.VARIANTS.items() if v.ambiguous))
-def test_frames_sharing_a_timestamp_are_refused_where_shown_never_guessed(
-    name: str, corpus_cdn: LoopbackCDN, ctx: Context
+MISPLACED = sorted(n for n, (_, v) in corpus.VARIANTS.items() if v.keyframe_misplaced)
+
+
+@pytest.mark.parametrize("name", MISPLACED)
+def test_the_keyframe_ffmpeg_51_misplaces_is_put_back_and_cut_exactly(
+    name: str, corpus_cdn: LoopbackCDN, ctx: Context, tmp_path: Path
 ) -> None:
-    # Given fMP4 as ffmpeg 5.1 muxes and reads it where a picture shown before a keyframe is decoded
-    # after it (HEVC open GOPs; x264's intra refresh, each recovery point a sync sample): that picture
-    # gets the keyframe's timestamp, so at that time two frames claim to be shown
+    # Given fMP4 as ffmpeg 5.1 writes it where a segment's first keyframe is shown after a picture
+    # decoded after it (HEVC open GOPs; x264's intra refresh, each recovery point a sync sample): as
+    # served, that keyframe has the time of the first picture shown and its own time is free
+    folder = corpus_cdn.root / "hls" / name
+    served = tmp_path / "served.mp4"
+    served.write_bytes((folder / "init.mp4").read_bytes() + (folder / "s001.m4s").read_bytes())
+    pts = [p.pts for p in video_packets("ffprobe", served, "mp4", what=name).packets]
+    assert len(set(pts)) == len(pts) - 1, name
+    # When the windows across every segment's start (each showing such a time) are cut
+    windows = [(t * 1000 - 700, t * 1000 + 400, 1100) for t in range(1, 6)]
+    view = view_for(corpus_cdn.url(f"hls/{name}/index.m3u8"), windows)
+    # Then every frame is the one the frame rule names (they were refused: "two frames share pts")
+    for slot, line in zip(view.slots, view.request.lines, strict=True):
+        record = cutting.cut_from_hls(ctx, view, slot.index)
+        want = expected(corpus.VARIANTS[name][1], line.clip.start_ms, line.clip.end_ms, slot.frames)
+        assert read_frames(Path(record.path or "")) == want, (name, slot.index)
+
+
+@pytest.mark.parametrize("name", MISPLACED)
+def test_frames_sharing_a_timestamp_the_repair_does_not_take_are_refused_where_shown_never_guessed(
+    name: str, corpus_cdn: LoopbackCDN, ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the same files where the repair finds no shape it takes (as fragments of another shape)
+    monkeypatch.setattr(fmp4_times, "repair", lambda data: (data, 0))
     view = view_for(corpus_cdn.url(f"hls/{name}/index.m3u8"), [(2990, 4010, 1100), (5400, 7000, 1600)])
-    # When a window shows such a time, it is refused (its slot goes to fallback), never off by one
+    # When a window shows a time two frames claim, it is refused (its slot goes to fallback), never
+    # off by one
     with pytest.raises(SourceInvalid, match="two frames share pts"):
         cutting.cut_from_hls(ctx, view, 0)
     # and a window clear of them is cut exactly (intra refresh: from a recovery point whose sweep

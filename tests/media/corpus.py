@@ -49,7 +49,9 @@ class Variant:
     tool: str | None = None  # the packager's command, when it is not ffmpeg
     install: str | None = None  # how to install it
     elements: tuple[str, ...] = ()  # GStreamer elements the pipeline uses (each from some plugin package)
-    ambiguous: bool = False  # frames share timestamps: windows showing them are refused (hevc_open_gop)
+    #: ffmpeg 5.1's fMP4 writer gives each segment's first keyframe the time of the first picture shown
+    #: before it (``pipeline/fmp4_times``): two frames share a timestamp in the files as served
+    keyframe_misplaced: bool = False
     #: a variable frame rate source: the pattern's 60 a second with only these of every 18 kept, each
     #: shown from its own time (code / 60 s) until the next (``vfr``); empty for a constant rate
     kept_of_18: tuple[int, ...] = ()
@@ -182,8 +184,9 @@ def hevc_fmp4(folder: Path) -> None:
 
 
 def hevc_open_gop(folder: Path) -> None:
-    """HEVC with x265's default open GOPs (CRA keyframes, leading pictures): as ffmpeg 5.1 writes and
-    reads it, a leading picture shares its timestamp with the CRA frame after it."""
+    """HEVC with x265's default open GOPs (CRA keyframes, leading pictures): as ffmpeg 5.1 writes it,
+    each segment's first CRA has the time of its first leading picture (shown before it, decoded after
+    it) and its own time is free: ``pipeline/fmp4_times`` puts it back."""
     _hevc_fmp4(folder)
 
 
@@ -934,9 +937,8 @@ def x264_intra_refresh(folder: Path) -> None:
 
 def x264_intra_refresh_fmp4(folder: Path) -> None:
     """Periodic intra refresh in fMP4: ffmpeg's mp4 muxer marks each recovery-point P-frame a sync
-    sample and starts a fragment there; the B-frame shown just before it, decoded after it, would need
-    a negative composition offset (``trun`` version 0 has none) and gets its timestamp, as in
-    ``hevc_open_gop``."""
+    sample and starts a fragment there; as in ``hevc_open_gop``, the P-frame is written at the time of
+    the B-frame shown just before it (decoded after it), its own time left free."""
     ff(*_source("30"), *_x264(15), "-x264-params", "intra-refresh=1", *_fmp4_hls(folder))
 
 
@@ -1074,7 +1076,7 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
     "ts": (ts, Variant("ts", Fraction(30), 180)),
     "fmp4": (fmp4, Variant("fmp4", Fraction(30), 180)),
     "hevc_fmp4": (hevc_fmp4, Variant("hevc_fmp4", Fraction(30), 180)),
-    "hevc_open_gop": (hevc_open_gop, Variant("hevc_open_gop", Fraction(30), 180, ambiguous=True)),
+    "hevc_open_gop": (hevc_open_gop, Variant("hevc_open_gop", Fraction(30), 180, keyframe_misplaced=True)),
     "single_file": (single_file, Variant("single_file", Fraction(30), 180)),
     "fmp4_single_file": (fmp4_single_file, Variant("fmp4_single_file", Fraction(30), 180)),
     "per_segment": (per_segment, Variant("per_segment", Fraction(30), 180)),
@@ -1164,7 +1166,7 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
     "vfr": (vfr, Variant("vfr", Fraction(60), 360, kept_of_18=VFR_KEPT)),  # 360: the 60p pattern's
     "x264_intra_refresh_fmp4": (
         x264_intra_refresh_fmp4,
-        Variant("x264_intra_refresh_fmp4", Fraction(30), 180, ambiguous=True),
+        Variant("x264_intra_refresh_fmp4", Fraction(30), 180, keyframe_misplaced=True),
     ),
     **{
         name: (
