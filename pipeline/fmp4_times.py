@@ -57,10 +57,11 @@ def _placed(durations: list[int], offsets: list[int]) -> int | None:
     others = times[1:]
     if times[0] != min(others) or len(set(others)) != len(others):
         return None
-    if any((t - others[0]) % step for t in others):
-        return None
-    free = [t for t in range(min(others), max(others), step) if t not in set(others)]
-    return free[0] if len(free) == 1 else None
+    low, high = min(others), max(others)
+    if any((t - low) % step for t in others) or (high - low) // step != len(others):
+        return None  # off the grid, or not exactly one free place (its span is the others and one more)
+    free = set(range(low, high, step)) - set(others)
+    return free.pop()
 
 
 def repair(data: bytes) -> tuple[bytes, int]:

@@ -129,3 +129,10 @@ def test_a_fragment_of_any_other_shape_is_left_as_it_is(why: str, frag: bytes) -
 )
 def test_bytes_it_cannot_read_come_back_unchanged(data: bytes) -> None:
     assert fmp4_times.repair(data) == (data, 0)
+
+
+def test_offsets_spread_over_the_whole_32_bits_are_judged_without_walking_them() -> None:
+    # a hostile fragment: a frame step of one tick and times 2^32 apart (a walk over every grid place
+    # between them would take minutes)
+    data = INIT + fragment([1, 0, 0xFFFFFFF0, 5], durations=[1, 1, 1, 1])  # the first shares time 1
+    assert fmp4_times.repair(data) == (data, 0)
