@@ -165,6 +165,31 @@ def test_the_keyframe_ffmpeg_51_misplaces_is_put_back_and_cut_exactly(
         assert read_frames(Path(record.path or "")) == want, (name, slot.index)
 
 
+def test_a_discontinuity_starting_at_a_misplaced_keyframe_is_anchored_at_its_real_time(
+    corpus_cdn: LoopbackCDN, ctx: Context, tmp_path: Path
+) -> None:
+    # Given hevc_open_gop's segments listed with an #EXT-X-DISCONTINUITY before the third (a playlist
+    # spliced there): that discontinuity's timeline is anchored by its first keyframe's time, a time
+    # ffmpeg 5.1 wrote two frames early (its leading pictures') in that segment
+    src = corpus_cdn.root / "hls" / "hevc_open_gop"
+    folder = tmp_path / "cdn" / "hls" / "spliced"
+    shutil.copytree(src, folder)
+    lines = (src / "index.m3u8").read_text().splitlines()
+    at = lines.index("s002.m4s") - 1  # its #EXTINF
+    (folder / "index.m3u8").write_text("\n".join([*lines[:at], "#EXT-X-DISCONTINUITY", *lines[at:], ""]))
+    # When windows after the splice are cut, one of them from a segment after the anchor's (the anchor
+    # then read from the first bytes of its segment)
+    with LoopbackCDN(tmp_path / "cdn") as cdn:
+        view = view_for(cdn.url("hls/spliced/index.m3u8"), [(2000, 3000, 1000), (3100, 3900, 800)])
+        for slot, line in zip(view.slots, view.request.lines, strict=True):
+            record = cutting.cut_from_hls(ctx, view, slot.index)
+            # Then the frames are the frame rule's, not two frames early
+            want = expected(
+                corpus.VARIANTS["hevc_open_gop"][1], line.clip.start_ms, line.clip.end_ms, slot.frames
+            )
+            assert read_frames(Path(record.path or "")) == want, slot.index
+
+
 @pytest.mark.parametrize("name", MISPLACED)
 def test_frames_sharing_a_timestamp_the_repair_does_not_take_are_refused_where_shown_never_guessed(
     name: str, corpus_cdn: LoopbackCDN, ctx: Context, monkeypatch: pytest.MonkeyPatch
