@@ -2,8 +2,9 @@
 
 Where a fragment's first video sample is a keyframe shown *after* pictures decoded
 after it (HEVC open GOPs: a CRA and its leading pictures; x264's periodic intra
-refresh: a recovery-point P-frame and the B-frame before it), ffmpeg 5.1's fMP4
-writer (``-hls_segment_type fmp4``, ``-movflags frag_*``) gives that keyframe the
+refresh: a recovery-point P-frame and the B-frame before it), ffmpeg 5.1's HLS
+muxer writing fMP4 segments (``-hls_segment_type fmp4``; its mp4 muxer with
+``-movflags frag_keyframe`` keeps the right times) gives that keyframe the
 fragment's earliest presentation time instead of its own: its composition offset
 is too small, it shares its timestamp with the first picture shown, and its real
 time is missing from the fragment. Every other sample keeps its right offset.
