@@ -819,7 +819,7 @@ def _free_port() -> int:
 
 def _nginx_rtmp_config(scratch: Path, port: int, hls: tuple[str, ...]) -> str:
     """nginx with only an ``rtmp`` block: one application that takes a publish and writes it as HLS
-    to ``scratch/hls``, with ``hls`` (more ``hls_*`` directives) added."""
+    to ``scratch/hls`` as the ``hls`` directives (``hls_fragment 1s``, ...) say."""
     directives = "".join(f"\n            {d};" for d in hls)
     return f"""
 load_module {NGINX_RTMP_MODULE};
@@ -835,8 +835,7 @@ rtmp {{
         application live {{
             live on;
             hls on;
-            hls_path {scratch}/hls;
-            hls_fragment 1s;{directives}
+            hls_path {scratch}/hls;{directives}
         }}
     }}
 }}
@@ -905,10 +904,12 @@ def _publish_ended(log: str) -> bool:
 
 def _nginx_rtmp(folder: Path, *hls: str) -> None:
     """nginx-rtmp's HLS (``ngx_rtmp_hls_module``: its own segmenting, MPEG-TS muxer and playlist
-    writer) of an RTMP publish: ffmpeg sends the pattern (x264, a keyframe every 15 frames, AAC) as
-    FLV, whose timestamps are whole milliseconds (30 fps frames 33 or 34 ms apart), as fast as it can,
-    stream name ``index``; nginx-rtmp cuts a fragment at the first keyframe ``hls_fragment`` (1 s)
-    after the last cut and writes ``index.m3u8`` and ``index-N.ts``, ``hls`` adding directives.
+    writer) of an RTMP publish, as the ``hls`` directives configure it: ffmpeg sends the pattern (x264,
+    a keyframe every 15 frames and B-frames, AAC) as FLV, as fast as it can, stream name ``index``.
+    FLV's timestamps are whole milliseconds, so 30 fps frames are 33 or 34 ms apart; nginx-rtmp writes
+    them times 90 plus 700 ms (its muxer's delay: video from PTS 0.767 s, audio 0.744 s). It cuts a
+    fragment at the first keyframe once the fragment has lasted ``hls_fragment`` (by DTS) and audio is
+    buffered, and writes ``index.m3u8`` and ``index-N.ts`` (``#EXTINF`` to the millisecond, from DTS).
 
     nginx-rtmp writes a live playlist (no ``#EXT-X-ENDLIST``) even after the publish has ended, and
     begins it with ``#EXT-X-DISCONTINUITY``; here ``#EXT-X-ENDLIST`` is appended, as a CDN turning the
@@ -930,7 +931,15 @@ def _nginx_rtmp(folder: Path, *hls: str) -> None:
 
 
 def nginx_rtmp(folder: Path) -> None:
-    _nginx_rtmp(folder)
+    """One-second fragments (``hls_fragment 1s``), a live playlist."""
+    _nginx_rtmp(folder, "hls_fragment 1s")
+
+
+def nginx_rtmp_event(folder: Path) -> None:
+    """Fragments shorter than the GOP (``hls_fragment 200ms``): one at every keyframe, half a second
+    each; and an EVENT playlist (``hls_type event``), which nginx-rtmp writes with a space after the
+    colon (``#EXT-X-PLAYLIST-TYPE: EVENT``). With ``#EXT-X-ENDLIST`` appended: an event that has ended."""
+    _nginx_rtmp(folder, "hls_fragment 200ms", "hls_type event")
 
 
 def _mpeg2_ts(folder: Path, *gop: str) -> None:
@@ -1354,17 +1363,20 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
             ("bento4_fmp4_open_gop", bento4_fmp4_open_gop, MP4FRAGMENT),
         )
     },
-    "nginx_rtmp": (
-        nginx_rtmp,
-        Variant(
-            "nginx_rtmp",
-            Fraction(30),
-            180,
-            tool="nginx",
-            install=NGINX_RTMP_INSTALL,
-            modules=(NGINX_RTMP_MODULE,),
-        ),
-    ),
+    **{
+        name: (
+            build,
+            Variant(
+                name,
+                Fraction(30),
+                180,
+                tool="nginx",
+                install=NGINX_RTMP_INSTALL,
+                modules=(NGINX_RTMP_MODULE,),
+            ),
+        )
+        for name, build in (("nginx_rtmp", nginx_rtmp), ("nginx_rtmp_event", nginx_rtmp_event))
+    },
     **{
         f"fmp4_{orientation}": (
             fmp4_rotated(orientation),
