@@ -36,15 +36,23 @@ ensure_packages() {
     done
     # nginx as a CDN made by others than us (tests/integration/nginx.py): the binary only; each test
     # runs its own in the foreground with its own configuration, never the package's service.
-    local nginx_new=0
-    if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then want+=(nginx-light); nginx_new=1; fi
+    if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then want+=(nginx-light); fi
+    # A fifth HLS packager for the corpus (tests/media/corpus.py): nginx-rtmp, a dynamic module of
+    # Debian's nginx (its package depends on that nginx, so it brings it where it is missing). Each
+    # corpus build runs its own nginx loading it; the package only adds a load_module line to the
+    # service's configuration, which has no rtmp block, so the service listens on no RTMP port.
+    [ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] || want+=(libnginx-mod-rtmp)
   fi
+  local had_nginx=0
+  if [ -x /usr/sbin/nginx ]; then had_nginx=1; fi
   if [ "${#want[@]}" -gt 0 ]; then apt_install "${want[@]}"; fi
-  if [ "${nginx_new:-0}" -eq 1 ]; then stop_packaged_nginx; fi
+  if [ "$had_nginx" -eq 0 ] && [ -x /usr/sbin/nginx ]; then stop_packaged_nginx; fi
 }
 
-# Debian's nginx postinst starts its service (port 80) where invoke-rc.d lets it: stop the one it just
-# started (its pid file, from the package's own configuration). No test uses it.
+# Debian's nginx postinst starts its service (port 80) where invoke-rc.d lets it: once this script has
+# installed that nginx (itself, or for the rtmp module), stop the one it just started (its pid file,
+# from the package's own configuration). No test uses it. A service that was there before is left
+# alone: installing the module only reloads it (the package's trigger), with no new port.
 stop_packaged_nginx() {
   local pid
   pid="$(cat /run/nginx.pid 2>/dev/null || true)"

@@ -1,9 +1,9 @@
 """Every HLS variant of the corpus, cut by clipline and traced frame by frame with no tolerance.
 
 The corpus (``tests/media/corpus.py``) is made by ffmpeg's command line, by
-GStreamer (hlssink2, hlssink, fragmented mp4mux), by Shaka Packager and by
-Bento4 (mp42hls, mp4fragment), not by clipline's sample code; each frame shows
-its absolute frame number. Clips are
+GStreamer (hlssink2, hlssink, fragmented mp4mux), by Shaka Packager, by
+Bento4 (mp42hls, mp4fragment) and by nginx-rtmp (an RTMP publish written as
+HLS), not by clipline's sample code; each frame shows its absolute frame number. Clips are
 cut through ``pipeline.cutting`` against a loopback CDN and real Redis, and
 every output frame is read back and compared with the frame rule:
 output frame i shows the source frame whose display interval contains

