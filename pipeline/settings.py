@@ -62,8 +62,12 @@ class Settings(BaseSettings):
     render_clip_concurrency: int = _env("RENDER_CLIP_CONCURRENCY", 4, ge=1)
     ffmpeg: str = _env("CLIPLINE_FFMPEG", "ffmpeg")
 
-    # Retries of the clip stage: attempts = 1 + clip_max_retries.
-    clip_max_retries: int = _env("CLIPLINE_CLIP_MAX_RETRIES", 3, ge=0, le=10)
+    # Retries of the clip stage: attempts = 1 + clip_max_retries. Dramatiq waits min_backoff x 2^n
+    # (n = 0, 1, ...; x1-2 jitter; past max_backoff, 0.5-1 x max_backoff) before retry n + 1: with 5
+    # retries and the bounds below, a transient failure is retried for 15.5-25 s before the fallback
+    # (3 retries: 3.5-7 s, shorter than CDN blips the chaos soak makes; the waits are delayed messages,
+    # not worker slots).
+    clip_max_retries: int = _env("CLIPLINE_CLIP_MAX_RETRIES", 5, ge=0, le=10)
     retry_min_backoff_ms: int = _env("CLIPLINE_RETRY_MIN_BACKOFF_MS", 500, ge=10)
     retry_max_backoff_ms: int = _env("CLIPLINE_RETRY_MAX_BACKOFF_MS", 10_000, ge=10)
     ffmpeg_timeout_s: float = _env("CLIPLINE_FFMPEG_TIMEOUT_S", 120.0, gt=0)

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import dramatiq
+import dramatiq.common
 import pytest
 from dramatiq.brokers.stub import StubBroker
 
@@ -60,6 +61,26 @@ def test_four_actors_on_four_queues_with_our_retry_policy(broker: StubBroker) ->
     opts = broker.get_actor("extract_clip").options
     assert (opts["max_retries"], opts["min_backoff"], opts["max_backoff"]) == (2, 10, 20)
     assert broker.get_actor("plan_render").options["max_retries"] == 5  # never Dramatiq's 20
+
+
+@pytest.mark.parametrize(("bound", "window_ms"), [(1.0, 15_500), (2.0, 25_000)])
+def test_the_default_clip_retries_ride_out_a_cdn_blip_of_15_seconds(
+    bound: float, window_ms: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the clip actor as the defaults register it, and Dramatiq's jitter at its low and high end
+    b = StubBroker()
+    setup_broker(load_settings({}), b)
+    opts = b.get_actor("extract_clip").options
+    monkeypatch.setattr(dramatiq.common, "uniform", lambda low, high: low if bound == 1.0 else high)
+    # When every attempt fails for a transient reason, the waits before retries 1..max_retries
+    waits = [
+        dramatiq.common.compute_backoff(n, factor=opts["min_backoff"], max_backoff=opts["max_backoff"])[1]
+        for n in range(opts["max_retries"])
+    ]
+    b.close()
+    # Then the slot goes to the fallback only after 15.5 s at the least (25 s at most): a CDN that drops
+    # connections for 10 s no longer turns the clips it hits into placeholders (3 retries: 3.5-7 s)
+    assert sum(waits) == window_ms
 
 
 def _stub_run_clip(monkeypatch: pytest.MonkeyPatch, steps: list[Any], seen: list[dict[str, Any]]) -> None:
