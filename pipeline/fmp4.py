@@ -57,24 +57,31 @@ class Box:
         return data[self.start + self.header : self.end]
 
 
-def boxes(data: bytes, start: int = 0, end: int | None = None) -> list[Box]:
-    """The boxes laid end to end in ``data[start:end]``; raises Unsupported on a size that does not fit."""
+def boxes(data: bytes, start: int = 0, end: int | None = None, *, cut_off_ok: bool = False) -> list[Box]:
+    """The boxes laid end to end in ``data[start:end]``; raises Unsupported on a size that does not fit,
+    or with ``cut_off_ok`` returns the boxes before it (a segment's first bytes: its moof, part of its
+    mdat)."""
     end = len(data) if end is None else end
     out: list[Box] = []
     i = start
     while i < end:
-        if end - i < 8:
-            raise Unsupported(f"{end - i} stray bytes at offset {i}")
-        size, typ = struct.unpack_from(">I4s", data, i)
-        header = 8
-        if size == 1:
-            if end - i < 16:
-                raise Unsupported(f"box {typ!r} at {i} is cut off in its 64-bit size")
-            size, header = struct.unpack_from(">Q", data, i + 8)[0], 16
-        elif size == 0:
-            size = end - i
-        if size < header or i + size > end:
-            raise Unsupported(f"box {typ!r} at {i} has size {size} beyond its parent")
+        try:
+            if end - i < 8:
+                raise Unsupported(f"{end - i} stray bytes at offset {i}")
+            size, typ = struct.unpack_from(">I4s", data, i)
+            header = 8
+            if size == 1:
+                if end - i < 16:
+                    raise Unsupported(f"box {typ!r} at {i} is cut off in its 64-bit size")
+                size, header = struct.unpack_from(">Q", data, i + 8)[0], 16
+            elif size == 0:
+                size = end - i
+            if size < header or i + size > end:
+                raise Unsupported(f"box {typ!r} at {i} has size {size} beyond its parent")
+        except Unsupported:
+            if cut_off_ok:
+                return out
+            raise
         out.append(Box(typ, i, header, i + size))
         i += size
     return out

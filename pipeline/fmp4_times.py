@@ -23,36 +23,17 @@ shows them (``frame_rule``).
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
 
-from .fmp4 import Box, Trun, Unsupported, boxes, child, tfhd_fields, traf_track, video_track_id
+from .fmp4 import Trun, Unsupported, boxes, child, tfhd_fields, traf_track, video_track_id
 
 #: sample_is_non_sync_sample in a sample's flags (ISO/IEC 14496-12, 8.8.3.1).
 _NON_SYNC = 0x00010000
 
 
-def _top(data: bytes) -> Iterator[Box]:
-    """Top-level boxes up to the first one cut off (a segment's head holds its moof, not its whole mdat)."""
-    i = 0
-    while len(data) - i >= 8:
-        size, typ = struct.unpack_from(">I4s", data, i)
-        header = 8
-        if size == 1:
-            if len(data) - i < 16:
-                return
-            size, header = struct.unpack_from(">Q", data, i + 8)[0], 16
-        elif size == 0:
-            size = len(data) - i
-        if size < header or i + size > len(data):
-            return
-        yield Box(typ, i, header, i + size)
-        i += size
-
-
 def _placed(durations: list[int], offsets: list[int]) -> int | None:
     """The first sample's composition offset from its neighbours' times (see the module docstring)."""
     step = durations[0]
-    if len(offsets) < 3 or step <= 0 or any(d != step for d in durations):
+    if step <= 0 or any(d != step for d in durations):
         return None
     times = [i * step + off for i, off in enumerate(offsets)]  # presentation, from the fragment's start
     others = times[1:]
@@ -68,13 +49,15 @@ def _placed(durations: list[int], offsets: list[int]) -> int | None:
 def repair(data: bytes) -> tuple[bytes, int]:
     """``data`` (an init section and fragments, the last one possibly cut off) with each fragment's
     misplaced first keyframe put back, and how many were."""
+    top = boxes(data, cut_off_ok=True)
     try:
-        split = next(b.end for b in _top(data) if b.type == b"moov")
+        split = next(b.end for b in top if b.type == b"moov")
         track = video_track_id(data[:split])
     except (StopIteration, Unsupported, struct.error):
         return data, 0
-    out, repaired = bytearray(data), 0
-    for moof in (b for b in _top(data) if b.type == b"moof" and b.start >= split):
+    out: bytearray | None = None  # a copy only where a keyframe is put back
+    repaired = 0
+    for moof in (b for b in top if b.type == b"moof" and b.start >= split):
         try:
             trafs = [b for b in boxes(data, moof.start + moof.header, moof.end) if b.type == b"traf"]
             mine = [t for t in trafs if traf_track(data, t) == track]
@@ -99,6 +82,7 @@ def repair(data: bytes) -> tuple[bytes, int]:
         place = _placed([d or 0 for d in durations], offsets)
         if place is None:
             continue
+        out = out if out is not None else bytearray(data)
         struct.pack_into(">I", out, truns[0].start + truns[0].header + field, place)
         repaired += 1
-    return bytes(out), repaired
+    return (data if out is None else bytes(out)), repaired
