@@ -32,6 +32,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,70 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def start_foreground(
+    tmp: Path, config: Callable[[list[int]], str], ports: int, *, timeout_s: float = 10
+) -> tuple[subprocess.Popen[bytes], list[int]]:
+    """nginx in the foreground (one process, a child that dies with the calling thread: even a killed
+    test run ends it) with ``config(ports)`` as ``tmp/nginx.conf``, its logs under ``tmp``, once each of
+    ``ports`` free loopback ports accepts a connection; other ports are tried when one was taken
+    between the probe and nginx's bind."""
+    exe = require()
+    tmp.mkdir(parents=True, exist_ok=True)
+    for _ in range(5):
+        chosen = [_free_port() for _ in range(ports)]
+        if len(set(chosen)) != ports:
+            continue
+        conf = tmp / "nginx.conf"
+        conf.write_text(config(chosen))
+        with open(tmp / "stderr.log", "ab") as err:  # the child holds its own copy
+            proc = subprocess.Popen(
+                [exe, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+                preexec_fn=tied_to_caller(),
+            )
+        if _listening(proc, chosen, timeout_s):
+            return proc, chosen
+        stop_nginx(proc)
+    raise RuntimeError(f"nginx did not start: {error_tail(tmp)}")
+
+
+def _listening(proc: subprocess.Popen[bytes], ports: list[int], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            for port in ports:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(0.02)
+    return False
+
+
+def stop_nginx(proc: subprocess.Popen[bytes]) -> None:
+    """Stop nginx gracefully (open keep-alive connections are closed), killed if it takes over 10 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGQUIT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def error_tail(tmp: Path) -> str:
+    """The end of nginx's error log and stderr under ``tmp``."""
+    out = []
+    for name in ("error.log", "stderr.log"):
+        p = tmp / name
+        if p.exists():
+            out.append(p.read_text(errors="replace")[-2000:])
+    return "\n".join(out)
 
 
 def _config(root: Path, tmp: Path, port: int, edge: int) -> str:
@@ -157,50 +222,14 @@ class Nginx:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Nginx:
-        exe = require()
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        for _ in range(5):  # a free port taken by someone else between the probe and nginx's bind: again
-            self.port, self.edge = _free_port(), _free_port()
-            if self.port == self.edge:
-                continue
-            conf = self.tmp / "nginx.conf"
-            conf.write_text(_config(self.root, self.tmp, self.port, self.edge))
-            err = open(self.tmp / "stderr.log", "ab")  # noqa: SIM115 - the child holds it
-            self.proc = subprocess.Popen(
-                [exe, "-p", str(self.tmp), "-e", str(self.tmp / "error.log"), "-c", str(conf)],
-                stdin=subprocess.DEVNULL,
-                stdout=err,
-                stderr=err,
-                preexec_fn=tied_to_caller(),  # the test run ends (even killed): nginx ends with it
-            )
-            err.close()
-            if self._wait_listening():
-                return self
-            self.stop()
-        raise RuntimeError(f"nginx did not start: {self.errors()}")
-
-    def _wait_listening(self, timeout: float = 10) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                return False
-            try:
-                for port in (self.port, self.edge):
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return True
-            except OSError:
-                time.sleep(0.02)
-        return False
+        self.proc, (self.port, self.edge) = start_foreground(
+            self.tmp, lambda ports: _config(self.root, self.tmp, *ports), 2
+        )
+        return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)  # graceful: open keep-alive connections are closed
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            stop_nginx(self.proc)
         self.proc = None
 
     def __enter__(self) -> Nginx:
@@ -254,9 +283,4 @@ class Nginx:
             os.truncate(path, 0)
 
     def errors(self) -> str:
-        out = []
-        for name in ("error.log", "stderr.log"):
-            p = self.tmp / name
-            if p.exists():
-                out.append(p.read_text(errors="replace")[-2000:])
-        return "\n".join(out)
+        return error_tail(self.tmp)

@@ -28,7 +28,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import struct
 import subprocess
 import time
@@ -38,7 +37,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from clipline.dev.samples import building, pattern_graph
-from pipeline.subprocesses import tied_to_caller
+from tests.integration import nginx
 
 W, H = 160, 90
 DURATION_S = 6
@@ -811,12 +810,6 @@ def bento4_fmp4_open_gop(folder: Path) -> None:
     _mp4fragment(folder, files=False, x264=("-bf", "3", "-x264-params", "open-gop=1"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _nginx_rtmp_config(scratch: Path, port: int, hls: tuple[str, ...]) -> str:
     """nginx with only an ``rtmp`` block: one application that takes a publish and writes it as HLS
     to ``scratch/hls`` as the ``hls`` directives (``hls_fragment 1s``, ...) say."""
@@ -842,58 +835,16 @@ rtmp {{
 """
 
 
-def _start_nginx_rtmp(scratch: Path, hls: tuple[str, ...]) -> tuple[subprocess.Popen[bytes], int]:
-    """Run nginx in the foreground (one process, a child that dies with this thread) listening for
-    RTMP on a free loopback port; returns it and the port."""
-    conf = scratch / "nginx.conf"
-    for _ in range(5):  # a free port taken by someone else between the probe and nginx's bind: again
-        port = _free_port()
-        conf.write_text(_nginx_rtmp_config(scratch, port, hls))
-        with open(scratch / "stderr.log", "ab") as err:
-            proc = subprocess.Popen(
-                ["nginx", "-p", str(scratch), "-e", str(scratch / "error.log"), "-c", str(conf)],
-                stdin=subprocess.DEVNULL,
-                stdout=err,
-                stderr=err,
-                preexec_fn=tied_to_caller(),
-            )
-        if _listening(proc, port):
-            return proc, port
-        _stop_nginx(proc)
-    raise RuntimeError(f"nginx-rtmp did not start: {_tail(scratch / 'error.log')}")
-
-
-def _listening(proc: subprocess.Popen[bytes], port: int) -> bool:
-    deadline = time.monotonic() + NGINX_RTMP_TIMEOUT_S
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            time.sleep(0.02)
-    return False
-
-
-def _stop_nginx(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        proc.wait(NGINX_RTMP_TIMEOUT_S)
-
-
-def _tail(log: Path) -> str:
-    return log.read_text(errors="replace")[-2000:] if log.exists() else ""
-
-
-def _await_publish_end(log: Path) -> None:
+def _await_publish_end(scratch: Path) -> None:
     """Wait until nginx-rtmp has logged the publishing connection's ``disconnect`` (ffmpeg may exit
     before nginx has read the connection's end). nginx handles that end in one event (the last
     fragment closed, the playlist written) and a stop signal only after it, so stopping nginx after
     this line loses nothing. Other connections (the probe that found the port listening) log a
     ``disconnect`` of their own: the publish's is the one numbered as its ``publish`` line."""
     deadline = time.monotonic() + NGINX_RTMP_TIMEOUT_S
-    while not _publish_ended(log.read_text(errors="replace")):
+    while not _publish_ended((scratch / "error.log").read_text(errors="replace")):
         if time.monotonic() > deadline:
-            raise RuntimeError(f"nginx-rtmp did not see the publish end: {_tail(log)}")
+            raise RuntimeError(f"nginx-rtmp did not see the publish end: {nginx.error_tail(scratch)}")
         time.sleep(0.05)
 
 
@@ -917,12 +868,14 @@ def _nginx_rtmp(folder: Path, *hls: str) -> None:
     are deleted once its files are moved here."""
     scratch = folder / "nginx"
     (scratch / "hls").mkdir(parents=True)
-    proc, port = _start_nginx_rtmp(scratch, hls)
+    proc, (port,) = nginx.start_foreground(
+        scratch, lambda ports: _nginx_rtmp_config(scratch, ports[0], hls), 1, timeout_s=NGINX_RTMP_TIMEOUT_S
+    )
     try:
         ff(*_source("30"), *_x264(15), "-f", "flv", f"rtmp://127.0.0.1:{port}/live/index")
-        _await_publish_end(scratch / "error.log")
+        _await_publish_end(scratch)
     finally:
-        _stop_nginx(proc)
+        nginx.stop_nginx(proc)
     for made in (scratch / "hls").iterdir():
         os.replace(made, folder / made.name)
     with open(folder / "index.m3u8", "a") as playlist:
