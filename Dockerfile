@@ -17,11 +17,11 @@ RUN apt-get update \
     && chown clipline:clipline /data/work /data/output /data/media
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY pipeline ./pipeline
 COPY actors ./actors
 COPY clipline ./clipline
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir -c constraints.txt .
 
 USER clipline
 ENV CLIPLINE_WORK_DIR=/data/work CLIPLINE_OUTPUT_DIR=/data/output CLIPLINE_MEDIA_DIR=/data/media

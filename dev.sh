@@ -2,6 +2,7 @@
 # clipline's front door on a fresh Debian machine (run as root, or with sudo rights):
 #   ./dev.sh demo    install what is missing, start RabbitMQ/Redis, render the 60-line sample job
 #   ./dev.sh test    install what is missing, start the services, run ruff, mypy and the test suite
+#   ./dev.sh lock    write constraints.txt (the exact versions installed) from .venv
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -167,12 +168,25 @@ ensure_venv() {
   command -v "$py" >/dev/null || py=python3
   if [ ! -x .venv/bin/python ]; then say "creating .venv"; "$py" -m venv .venv; fi
   local stamp=.venv/.clipline-installed
-  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    say "installing clipline into .venv"
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
+    say "installing clipline into .venv (the versions of constraints.txt)"
     .venv/bin/pip install -q --upgrade pip >/dev/null
-    .venv/bin/pip install -q -e '.[dev]'
+    .venv/bin/pip install -q -c constraints.txt -e '.[dev]'
     touch "$stamp"
   fi
+}
+
+# constraints.txt from what .venv holds now (after installing newer releases into it by hand).
+lock() {
+  [ -x .venv/bin/pip ] || { echo "no .venv: create it first (see constraints.txt)" >&2; exit 2; }
+  local tmp
+  tmp=$(mktemp constraints.txt.XXXXXX)
+  {
+    sed -n '/^#/p' constraints.txt
+    .venv/bin/pip freeze --exclude-editable | grep -v '^clipline=='
+  } > "$tmp"
+  mv "$tmp" constraints.txt
+  say "constraints.txt: $(grep -vc '^#' constraints.txt) pinned packages"
 }
 
 cmd="${1:-}"
@@ -194,7 +208,10 @@ case "$cmd" in
     if [ "$procs" -gt 1 ]; then exec .venv/bin/pytest -n "$procs" --dist loadfile "$@"; fi
     exec .venv/bin/pytest "$@"
     ;;
+  lock)
+    lock
+    ;;
   *)
-    echo "usage: ./dev.sh demo | ./dev.sh test [pytest args]" >&2; exit 2
+    echo "usage: ./dev.sh demo | ./dev.sh test [pytest args] | ./dev.sh lock" >&2; exit 2
     ;;
 esac
